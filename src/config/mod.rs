@@ -1,0 +1,171 @@
+//! The configuration file: loading, validation and the checked settings the relay runs on.
+//!
+//! `load` reads the TOML, checks every value and returns either a [`Config`] or *all* the problems
+//! found, each with file, line and column, so an operator fixes a broken file in one pass.
+//! Relative paths in the file are relative to the file's folder, not to the working directory.
+
+mod raw;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::outbound::route::Route;
+use crate::registry::Registry;
+
+/// What to do with a bare LF or bare CR inside DATA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BareNewline {
+    /// Refuse the message with 554 5.6.0 (Postfix `smtpd_forbid_bare_newline = reject`).
+    Reject,
+    /// Accept it as a line end, written out as CRLF; never as part of the end-of-data marker.
+    Normalize,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    pub listen: Vec<SocketAddr>,
+    pub hostname: String,
+    pub max_message_bytes: u64,
+    pub max_recipients: usize,
+    pub relay_networks: Vec<IpNet>,
+    pub max_connections: usize,
+    pub bare_newline: BareNewline,
+    /// How long a client may stay silent between commands (RFC 5321 §4.5.3.2: at least 5 min).
+    pub command_timeout: Duration,
+    /// How long a client may stay silent inside DATA.
+    pub data_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    /// First retry after a temporary failure; doubles on each further attempt.
+    pub retry_interval: Duration,
+    pub max_retry_interval: Duration,
+    pub max_concurrent_deliveries: usize,
+    /// How long an idle outbound connection is kept for reuse.
+    pub connection_idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from.
+    pub path: PathBuf,
+    pub smtp: SmtpSettings,
+    pub spool_dir: PathBuf,
+    /// Empty: use the system resolver.
+    pub nameservers: Vec<SocketAddr>,
+    pub queue: QueueSettings,
+    pub routes: Vec<Route>,
+    pub registry: Registry,
+}
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.path.display(),
+            self.line,
+            self.column,
+            self.message
+        )
+    }
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.0.len();
+        writeln!(
+            f,
+            "{count} error{} in the configuration:",
+            if count == 1 { "" } else { "s" }
+        )?;
+        for error in &self.0 {
+            writeln!(f, "  {error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads and checks a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        ConfigErrors(vec![ConfigError {
+            path: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the file: {error}"),
+        }])
+    })?;
+    parse(path, &text)
+}
+
+/// Checks config text as if it had been read from `path` (used for relative paths and messages).
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    validate::validate(path, text)
+}
+
+impl Config {
+    /// A human summary: pools with their IPs, configuration sets with their pools.
+    pub fn summary(&self) -> String {
+        use crate::registry::{DEFAULT_POOL, PoolMembers, SHARED_POOL};
+        let mut out = String::new();
+        let listen: Vec<String> = self.smtp.listen.iter().map(|a| a.to_string()).collect();
+        out.push_str(&format!(
+            "SMTP: {} as {}; max {} bytes, {} recipients\n",
+            listen.join(", "),
+            self.smtp.hostname,
+            self.smtp.max_message_bytes,
+            self.smtp.max_recipients
+        ));
+        out.push_str(&format!("spool: {}\n", self.spool_dir.display()));
+        out.push_str("pools:\n");
+        let mut pools: Vec<&str> = self.registry.pool_names().collect();
+        pools.push(DEFAULT_POOL);
+        pools.push(SHARED_POOL);
+        for pool in pools {
+            let members = match self.registry.pool_members(pool) {
+                PoolMembers::HostDefault => "the host's default address".to_string(),
+                PoolMembers::Addresses(list) if list.is_empty() => "(no IPs)".to_string(),
+                PoolMembers::Addresses(list) => list
+                    .iter()
+                    .map(|s| format!("{} (weight {})", s.address, s.weight))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            out.push_str(&format!("  {pool}: {members}\n"));
+        }
+        out.push_str("configuration sets:\n");
+        for set in self.registry.configuration_sets() {
+            let pool = set.sending_pool.as_deref().unwrap_or(DEFAULT_POOL);
+            out.push_str(&format!("  {} -> {pool}\n", set.name));
+        }
+        if !self.routes.is_empty() {
+            out.push_str("routes:\n");
+            for route in &self.routes {
+                out.push_str(&format!("  {} -> {}\n", route.domain, route.next_hop));
+            }
+        }
+        out
+    }
+}

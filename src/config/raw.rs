@@ -1,0 +1,102 @@
+//! The TOML file exactly as written: serde structs with spans, so every later check can point at
+//! the line it is about. Values that need parsing (addresses, durations, names) stay strings here
+//! and are checked in `validate`, which reports every problem at once instead of the first.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub type Text = Spanned<String>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub smtp: RawSmtp,
+    #[serde(default)]
+    pub spool: RawSpool,
+    #[serde(default)]
+    pub dns: RawDns,
+    #[serde(default)]
+    pub queue: RawQueue,
+    #[serde(default)]
+    pub route: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    pub pool: Vec<Spanned<RawPool>>,
+    #[serde(default)]
+    pub ip: Vec<Spanned<RawIp>>,
+    #[serde(default)]
+    pub shared_pool: RawSharedPool,
+    #[serde(default)]
+    pub configuration_set: Vec<Spanned<RawConfigurationSet>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmtp {
+    pub listen: Vec<Text>,
+    pub hostname: Text,
+    pub max_message_bytes: Option<Spanned<u64>>,
+    pub max_recipients: Option<Spanned<u64>>,
+    pub relay_networks: Option<Vec<Text>>,
+    pub max_connections: Option<Spanned<u64>>,
+    pub bare_newline: Option<Text>,
+    pub command_timeout: Option<Text>,
+    pub data_timeout: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpool {
+    pub dir: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    #[serde(default)]
+    pub nameservers: Vec<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    pub retry_interval: Option<Text>,
+    pub max_retry_interval: Option<Text>,
+    pub max_concurrent_deliveries: Option<Spanned<u64>>,
+    pub connection_idle_timeout: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub domain: Text,
+    pub next_hop: Text,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    pub name: Text,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIp {
+    pub address: Text,
+    pub pool: Option<Text>,
+    pub ehlo_hostname: Option<Text>,
+    pub weight: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSharedPool {
+    #[serde(default)]
+    pub ips: Vec<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfigurationSet {
+    pub name: Text,
+    pub sending_pool: Option<Text>,
+}

@@ -1,0 +1,287 @@
+//! `poolrelay demo`: the relay on the example config, end to end, in one command.
+//!
+//! It starts a recording sink on 127.0.0.1, starts the relay with the config's pools, IPs and
+//! configuration sets (listening on a free loopback port, spooling to a temporary folder, every
+//! domain routed to the sink), sends mail through each configuration set (plus one message
+//! without the header and one naming a set that does not exist) and shows where each message
+//! left from. It fails if any message arrives from an address outside its pool.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::config;
+use crate::outbound::client::{MailRequest, SmtpClient, Timeouts};
+use crate::outbound::connect::connect_from;
+use crate::outbound::route::{DomainPattern, HostPort, Route};
+use crate::registry::{PoolMembers, Registry};
+use crate::server::Relay;
+use crate::sink::Sink;
+
+/// The name of a configuration set that is not in the config, to show the refusal.
+const UNKNOWN_SET: &str = "no-such-set";
+/// Client connections used to send the demo mail.
+const CLIENTS: usize = 8;
+
+struct Planned {
+    number: usize,
+    configuration_set: Option<String>,
+    /// `Err` for a set the relay must refuse.
+    pool: Result<String, String>,
+}
+
+struct Outcome {
+    relay_reply: String,
+    accepted: bool,
+}
+
+fn message_content(number: usize, configuration_set: Option<&str>) -> Vec<u8> {
+    let mut content = String::new();
+    content.push_str("From: Demo Sender <demo@example.test>\r\n");
+    content.push_str(&format!("To: user{number}@example.test\r\n"));
+    content.push_str(&format!("Subject: poolrelay demo #{number}\r\n"));
+    content.push_str(&format!("Message-ID: <demo-{number}@example.test>\r\n"));
+    if let Some(set) = configuration_set {
+        content.push_str(&format!("X-SES-CONFIGURATION-SET: {set}\r\n"));
+        content.push_str("X-SES-MESSAGE-TAGS: campaign=demo\r\n");
+    }
+    content.push_str("\r\nHello from poolrelay.\r\n.a line that starts with a dot\r\n");
+    content.into_bytes()
+}
+
+fn demo_number(content: &[u8]) -> Option<usize> {
+    let text = String::from_utf8_lossy(content);
+    let start = text.find("Subject: poolrelay demo #")? + "Subject: poolrelay demo #".len();
+    text[start..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn pool_addresses(registry: &Registry, pool: &str) -> Vec<IpAddr> {
+    match registry.pool_members(pool) {
+        PoolMembers::Addresses(list) => list.into_iter().map(|s| s.address).collect(),
+        PoolMembers::HostDefault => Vec::new(),
+    }
+}
+
+/// Sends `plans` through the relay over `CLIENTS` reused connections.
+async fn send_all(
+    relay: SocketAddr,
+    plans: &[Planned],
+) -> anyhow::Result<BTreeMap<usize, Outcome>> {
+    let plans: Arc<Vec<(usize, Option<String>)>> = Arc::new(
+        plans
+            .iter()
+            .map(|p| (p.number, p.configuration_set.clone()))
+            .collect(),
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    for client_index in 0..CLIENTS.min(plans.len()) {
+        let plans = plans.clone();
+        tasks.spawn(async move {
+            let mut outcomes = Vec::new();
+            let stream = connect_from(None, relay, Duration::from_secs(10)).await?;
+            let mut client = SmtpClient::open(
+                stream,
+                None,
+                "demo.client.test",
+                "relay",
+                None,
+                Timeouts::default(),
+            )
+            .await?;
+            for (number, set) in plans.iter().skip(client_index).step_by(CLIENTS) {
+                let content = message_content(*number, set.as_deref());
+                let recipients = [format!("user{number}@example.test")];
+                let request = MailRequest {
+                    sender: "demo@example.test",
+                    recipients: &recipients,
+                    size: content.len() as u64,
+                    eight_bit_mime: false,
+                    smtputf8: false,
+                };
+                let outcome = client.send(&request, &mut content.as_slice()).await?;
+                let reply = outcome.replies.first().cloned();
+                let accepted = reply.as_ref().is_some_and(|r| r.is_positive());
+                outcomes.push((
+                    *number,
+                    Outcome {
+                        relay_reply: reply.map_or_else(|| "no reply".into(), |r| r.to_string()),
+                        accepted,
+                    },
+                ));
+            }
+            client.quit().await;
+            anyhow::Ok(outcomes)
+        });
+    }
+    let mut all = BTreeMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        for (number, outcome) in joined.context("demo client failed")?? {
+            all.insert(number, outcome);
+        }
+    }
+    Ok(all)
+}
+
+/// Runs the demo with `per_set` messages for each configuration set.
+pub async fn run(config_path: &Path, per_set: usize) -> anyhow::Result<()> {
+    let mut config = config::load(config_path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let sink = Sink::start("127.0.0.1:0".parse()?)
+        .await
+        .context("cannot start the sink")?;
+    let spool = std::env::temp_dir().join(format!("poolrelay-demo-{}", std::process::id()));
+    config.spool_dir = spool.clone();
+    config.smtp.listen = vec!["127.0.0.1:0".parse()?];
+    config.routes = vec![Route {
+        domain: DomainPattern::Any,
+        next_hop: HostPort {
+            host: sink.addr().ip().to_string(),
+            port: sink.addr().port(),
+        },
+    }];
+    let registry = config.registry.clone();
+    println!("poolrelay demo — config {}", config_path.display());
+    println!(
+        "recording sink on {}; spool in {}\n",
+        sink.addr(),
+        spool.display()
+    );
+    print!("{}", config.summary());
+    println!();
+
+    let relay = Relay::start(config).await?;
+    let relay_addr = relay.smtp_addrs()[0];
+
+    let mut sets: Vec<Option<String>> = registry
+        .configuration_sets()
+        .map(|s| Some(s.name.clone()))
+        .collect();
+    sets.push(None);
+    sets.push(Some(UNKNOWN_SET.to_string()));
+    let mut plans = Vec::new();
+    for set in &sets {
+        for _ in 0..per_set {
+            let pool = registry.pool_for(set.as_deref()).map_err(|e| e.to_string());
+            plans.push(Planned {
+                number: plans.len() + 1,
+                configuration_set: set.clone(),
+                pool,
+            });
+        }
+    }
+    let started = Instant::now();
+    println!(
+        "sending {} messages through the relay at {relay_addr} ...",
+        plans.len()
+    );
+    let outcomes = send_all(relay_addr, &plans).await?;
+    let accepted = outcomes.values().filter(|o| o.accepted).count();
+    let received = sink.wait_for(accepted, Duration::from_secs(60)).await;
+    let elapsed = started.elapsed();
+    relay.shutdown().await;
+    let _ = std::fs::remove_dir_all(&spool);
+
+    let mut source_of: BTreeMap<usize, (IpAddr, bool)> = BTreeMap::new();
+    for message in &received {
+        if let Some(number) = demo_number(&message.content) {
+            let clean = message.violation.is_none()
+                && !String::from_utf8_lossy(&message.content).contains("X-SES-");
+            source_of.insert(number, (message.peer.ip(), clean));
+        }
+    }
+
+    let mut misrouted = 0;
+    let mut missing = 0;
+    let mut unexpected = 0;
+    let mut rows = Vec::new();
+    let mut summary: BTreeMap<(String, String), BTreeMap<String, usize>> = BTreeMap::new();
+    for plan in &plans {
+        let outcome = outcomes.get(&plan.number);
+        let set = plan
+            .configuration_set
+            .clone()
+            .unwrap_or_else(|| "(none)".into());
+        let pool = plan.pool.clone().unwrap_or_else(|_| "-".into());
+        let (source, result) = match (outcome, source_of.get(&plan.number), &plan.pool) {
+            (Some(o), None, Err(_)) if !o.accepted => (
+                "-".to_string(),
+                format!("refused as expected: {}", o.relay_reply),
+            ),
+            (Some(o), Some((ip, clean)), Ok(pool)) if o.accepted => {
+                let allowed = pool_addresses(&registry, pool);
+                if !allowed.is_empty() && !allowed.contains(ip) {
+                    misrouted += 1;
+                    (ip.to_string(), "WRONG POOL".to_string())
+                } else if !clean {
+                    unexpected += 1;
+                    (
+                        ip.to_string(),
+                        "delivered, but content not clean".to_string(),
+                    )
+                } else {
+                    (ip.to_string(), "delivered".to_string())
+                }
+            }
+            (Some(o), None, Ok(_)) if o.accepted => {
+                missing += 1;
+                ("-".to_string(), "accepted but not delivered".to_string())
+            }
+            (outcome, _, _) => {
+                unexpected += 1;
+                (
+                    "-".to_string(),
+                    format!(
+                        "unexpected: {}",
+                        outcome.map_or("no reply", |o| o.relay_reply.as_str())
+                    ),
+                )
+            }
+        };
+        *summary
+            .entry((set.clone(), pool.clone()))
+            .or_default()
+            .entry(source.clone())
+            .or_default() += 1;
+        rows.push((plan.number, set, pool, source, result));
+    }
+
+    if per_set == 1 {
+        println!(
+            "\n{:<4} {:<16} {:<28} {:<11} result",
+            "msg", "configuration set", "pool", "source IP"
+        );
+        for (number, set, pool, source, result) in &rows {
+            println!("{number:<4} {set:<16} {pool:<28} {source:<11} {result}");
+        }
+    } else {
+        println!(
+            "\n{:<16} {:<28} messages per source IP",
+            "configuration set", "pool"
+        );
+        for ((set, pool), sources) in &summary {
+            let spread: Vec<String> = sources.iter().map(|(ip, n)| format!("{ip}: {n}")).collect();
+            println!("{set:<16} {pool:<28} {}", spread.join(", "));
+        }
+    }
+    println!(
+        "\n{} sent, {} accepted, {} delivered to the sink in {:.2}s; {} from a wrong pool, {} missing",
+        plans.len(),
+        accepted,
+        source_of.len(),
+        elapsed.as_secs_f64(),
+        misrouted,
+        missing
+    );
+    if misrouted + missing + unexpected > 0 {
+        bail!("the demo found problems (see the table above)");
+    }
+    println!("every message left from an IP of its configuration set's pool");
+    Ok(())
+}

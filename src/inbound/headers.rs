@@ -1,0 +1,243 @@
+//! Header classification while the message streams in.
+//!
+//! [`HeaderFilter`] sits between the DATA reader and the spool. In the header block it:
+//!
+//! * captures the first `X-SES-CONFIGURATION-SET` field (name matched case-insensitively, value
+//!   decoded with mail-parser, so folding and encoded words are handled as any MUA would);
+//! * drops every `X-SES-*` control field, including their folded continuation lines, as SES does;
+//! * passes every other byte through unchanged.
+//!
+//! After the blank line that ends the header block, everything is passed through untouched.
+//! Memory stays bounded: header lines are at most 998 octets (enforced by the DATA reader) and a
+//! captured field is capped.
+
+/// Longest captured `X-SES-CONFIGURATION-SET` field; longer folded values are cut (no valid
+/// configuration set name comes close: names are at most 64 characters).
+const MAX_CAPTURED_FIELD: usize = 8 * 1024;
+/// A partial line longer than this cannot be a header line: the header block is over.
+const MAX_HEADER_LINE: usize = 4 * 1024;
+
+const CONFIGURATION_SET_FIELD: &str = "x-ses-configuration-set";
+const CONTROL_FIELD_PREFIX: &str = "x-ses-";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    /// Before the first field, or after a field we keep.
+    Keep,
+    /// An `X-SES-*` field: dropped with its continuation lines.
+    Drop,
+    /// The first `X-SES-CONFIGURATION-SET`: dropped from the message, kept here.
+    Capture,
+}
+
+#[derive(Debug)]
+pub struct HeaderFilter {
+    in_headers: bool,
+    field: Field,
+    partial: Vec<u8>,
+    captured: Option<Vec<u8>>,
+    configuration_set: Option<String>,
+}
+
+impl Default for HeaderFilter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HeaderFilter {
+    pub fn new() -> Self {
+        Self {
+            in_headers: true,
+            field: Field::Keep,
+            partial: Vec::new(),
+            captured: None,
+            configuration_set: None,
+        }
+    }
+
+    /// True once the blank line ending the header block has been seen.
+    pub fn headers_complete(&self) -> bool {
+        !self.in_headers
+    }
+
+    /// The `X-SES-CONFIGURATION-SET` value, once the header block is complete.
+    pub fn configuration_set(&self) -> Option<&str> {
+        self.configuration_set.as_deref()
+    }
+
+    /// Feeds content (CRLF line ends) and appends what is to be kept to `out`.
+    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
+        while self.in_headers && !input.is_empty() {
+            match memchr::memchr(b'\n', input) {
+                Some(end) => {
+                    let (piece, rest) = input.split_at(end + 1);
+                    input = rest;
+                    if self.partial.is_empty() {
+                        self.header_line(piece, out);
+                    } else {
+                        let mut line = std::mem::take(&mut self.partial);
+                        line.extend_from_slice(piece);
+                        self.header_line(&line, out);
+                    }
+                }
+                None => {
+                    self.partial.extend_from_slice(input);
+                    input = &[];
+                    if self.partial.len() > MAX_HEADER_LINE {
+                        let line = std::mem::take(&mut self.partial);
+                        self.end_of_headers();
+                        out.extend_from_slice(&line);
+                    }
+                }
+            }
+        }
+        out.extend_from_slice(input);
+    }
+
+    /// Call at the end of the content: a header block without a body ends here.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.in_headers {
+            let line = std::mem::take(&mut self.partial);
+            if !line.is_empty() {
+                self.header_line(&line, out);
+            }
+            self.end_of_headers();
+        }
+    }
+
+    fn end_of_headers(&mut self) {
+        self.in_headers = false;
+        if let Some(raw) = self.captured.take() {
+            self.configuration_set = Some(decode_field_value(&raw));
+        }
+    }
+
+    fn header_line(&mut self, line: &[u8], out: &mut Vec<u8>) {
+        if line == b"\r\n" || line == b"\n" {
+            out.extend_from_slice(line);
+            self.end_of_headers();
+            return;
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            match self.field {
+                Field::Keep => out.extend_from_slice(line),
+                Field::Drop => {}
+                Field::Capture => {
+                    if let Some(captured) = &mut self.captured
+                        && captured.len() + line.len() <= MAX_CAPTURED_FIELD
+                    {
+                        captured.extend_from_slice(line);
+                    }
+                }
+            }
+            return;
+        }
+        let Some(name) = field_name(line) else {
+            // Not a header field: the header block is over and this line is body.
+            self.end_of_headers();
+            out.extend_from_slice(line);
+            return;
+        };
+        let lower = name.to_ascii_lowercase();
+        self.field = if lower == CONFIGURATION_SET_FIELD.as_bytes() && self.captured.is_none() {
+            self.captured = Some(line.to_vec());
+            Field::Capture
+        } else if lower.starts_with(CONTROL_FIELD_PREFIX.as_bytes()) {
+            Field::Drop
+        } else {
+            out.extend_from_slice(line);
+            Field::Keep
+        };
+    }
+}
+
+/// The field name of a header line (RFC 5322 §3.6.8: printable ASCII but colon, then a colon),
+/// or `None` when the line is not a field.
+fn field_name(line: &[u8]) -> Option<&[u8]> {
+    let colon = memchr::memchr(b':', line)?;
+    let name = &line[..colon];
+    let name = name.strip_suffix(b" ").unwrap_or(name); // "Name :" is obsolete but seen
+    let valid = !name.is_empty() && name.iter().all(|&b| (33..=126).contains(&b));
+    valid.then_some(name)
+}
+
+/// The unfolded, decoded, trimmed text of one raw header field.
+fn decode_field_value(raw: &[u8]) -> String {
+    let mut block = raw.to_vec();
+    block.extend_from_slice(b"\r\n");
+    let parsed = mail_parser::MessageParser::new().parse_headers(&block[..]);
+    let text = parsed
+        .as_ref()
+        .and_then(|message| message.headers().first())
+        .and_then(|header| header.value().as_text().map(str::to_string));
+    match text {
+        Some(text) => text.trim().to_string(),
+        None => {
+            // mail-parser found no text (an empty value): fall back to the raw bytes after ':'.
+            let colon = memchr::memchr(b':', raw).map_or(raw.len(), |c| c + 1);
+            String::from_utf8_lossy(&raw[colon..]).trim().to_string()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(message: &[u8], step: usize) -> (String, Option<String>) {
+        let mut filter = HeaderFilter::new();
+        let mut out = Vec::new();
+        for chunk in message.chunks(step) {
+            filter.feed(chunk, &mut out);
+        }
+        filter.finish(&mut out);
+        (
+            String::from_utf8(out).unwrap(),
+            filter.configuration_set().map(str::to_string),
+        )
+    }
+
+    #[test]
+    fn first_configuration_set_wins_and_control_headers_go() {
+        let message = b"From: a@example.test\r\nx-ses-configuration-set: promo\r\nX-SES-MESSAGE-TAGS: a=b,\r\n c=d\r\nX-SES-CONFIGURATION-SET: other\r\nSubject: hi\r\n\tthere\r\nX-SES-SOURCE-ARN: arn\r\n\r\nX-SES-CONFIGURATION-SET: body\r\n";
+        for step in [1, 5, 4096] {
+            let (out, set) = filter(message, step);
+            assert_eq!(set.as_deref(), Some("promo"));
+            assert_eq!(
+                out,
+                "From: a@example.test\r\nSubject: hi\r\n\tthere\r\n\r\nX-SES-CONFIGURATION-SET: body\r\n"
+            );
+        }
+    }
+
+    #[test]
+    fn folded_value_is_unfolded() {
+        let (_, set) = filter(
+            b"X-Ses-Configuration-Set:\r\n   transactional  \r\n\r\nbody",
+            3,
+        );
+        assert_eq!(set.as_deref(), Some("transactional"));
+    }
+
+    #[test]
+    fn no_header_and_no_body() {
+        let (out, set) = filter(b"Subject: x\r\n", 2);
+        assert_eq!((out.as_str(), set), ("Subject: x\r\n", None));
+        let (out, set) = filter(b"", 2);
+        assert_eq!((out.as_str(), set), ("", None));
+    }
+
+    #[test]
+    fn a_non_header_line_starts_the_body() {
+        let (out, set) = filter(b"not a header\r\nX-SES-CONFIGURATION-SET: late\r\n", 4);
+        assert_eq!(set, None);
+        assert_eq!(out, "not a header\r\nX-SES-CONFIGURATION-SET: late\r\n");
+    }
+
+    #[test]
+    fn empty_value_is_an_empty_name() {
+        let (_, set) = filter(b"X-SES-CONFIGURATION-SET:\r\n\r\n", 100);
+        assert_eq!(set.as_deref(), Some(""));
+    }
+}

@@ -1,0 +1,60 @@
+//! The accept loop: one task per connection, capped by a semaphore.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+use super::InboundContext;
+use super::session::Session;
+
+/// Accepts connections until shutdown. Past `max_connections` a client gets
+/// `421 4.7.0` and is disconnected at once, so new clients learn to come back instead of hanging.
+/// Session tasks are tracked so shutdown can wait for them to say goodbye.
+pub async fn serve_listener(
+    listener: TcpListener,
+    ctx: Arc<InboundContext>,
+    connections: Arc<Semaphore>,
+    sessions: TaskTracker,
+) {
+    let local = listener.local_addr().ok();
+    loop {
+        let accepted = tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Usually EMFILE: wait a moment instead of spinning.
+                tracing::warn!(?local, %error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        match connections.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let ctx = ctx.clone();
+                sessions.spawn(async move {
+                    if let Err(error) = Session::new(ctx, stream, peer).run().await {
+                        tracing::debug!(client = %peer, %error, "session ended with an I/O error");
+                    }
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                tracing::warn!(client = %peer, "connection refused: too many connections");
+                sessions.spawn(async move {
+                    let mut stream = stream;
+                    let _ = stream
+                        .write_all(b"421 4.7.0 Too many connections, try again later\r\n")
+                        .await;
+                });
+            }
+        }
+    }
+}

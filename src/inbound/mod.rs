@@ -1,0 +1,31 @@
+//! The inbound side: SMTP listeners, sessions, and the classification of each message into a
+//! configuration set and pool while it streams in.
+
+mod headers;
+mod listener;
+mod received;
+mod session;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+
+pub use headers::HeaderFilter;
+pub use listener::serve_listener;
+pub use received::sanitize_name;
+
+use crate::config::SmtpSettings;
+use crate::queue::QueueHandle;
+use crate::registry::Registry;
+use crate::spool::Spool;
+
+/// What every inbound session shares.
+pub struct InboundContext {
+    pub settings: SmtpSettings,
+    pub registry: Arc<ArcSwap<Registry>>,
+    pub spool: Spool,
+    pub queue: QueueHandle,
+    /// Cancelled when the relay shuts down: sessions say 421 and close.
+    pub shutdown: CancellationToken,
+}

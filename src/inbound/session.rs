@@ -1,0 +1,561 @@
+//! One inbound SMTP session.
+//!
+//! The session reads whatever the client sends into a buffer and works through every complete
+//! command in it before writing the replies out together; that is all PIPELINING (RFC 2920)
+//! needs, and one byte per packet works the same way. Command syntax is parsed by smtp-proto;
+//! line framing, DATA and header handling are the pure pieces in `smtp` and `inbound::headers`.
+//!
+//! A message is acknowledged with `250` only after the spool has made it durable.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use smtp_proto::{Error as ParseError, Request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::InboundContext;
+use super::headers::HeaderFilter;
+use super::received::{Trace, received_header, sanitize_name};
+use crate::smtp::Reply;
+use crate::smtp::data::{DataReader, Violation};
+use crate::smtp::line::{Framed, frame_command};
+use crate::spool::{Envelope, Recipient, new_message_id, unix_now};
+
+/// After this many errors in one session the client is disconnected (as Postfix's
+/// `smtpd_hard_error_limit`).
+const MAX_ERRORS: u32 = 20;
+
+/// What the command loop asks the I/O loop to do next.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    ReadMore,
+    ReceiveData,
+    Close,
+}
+
+/// The mail transaction between MAIL and the end of DATA.
+#[derive(Debug)]
+struct Transaction {
+    sender: String,
+    smtputf8: bool,
+    eight_bit_mime: bool,
+    recipients: Vec<String>,
+}
+
+pub struct Session {
+    ctx: Arc<InboundContext>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    input: BytesMut,
+    output: Vec<u8>,
+    helo: Option<String>,
+    esmtp: bool,
+    transaction: Option<Transaction>,
+    errors: u32,
+    skipping_long_line: bool,
+}
+
+impl Session {
+    pub fn new(ctx: Arc<InboundContext>, stream: TcpStream, peer: SocketAddr) -> Self {
+        Self {
+            ctx,
+            stream,
+            peer,
+            input: BytesMut::with_capacity(4096),
+            output: Vec::with_capacity(512),
+            helo: None,
+            esmtp: false,
+            transaction: None,
+            errors: 0,
+            skipping_long_line: false,
+        }
+    }
+
+    fn reply(&mut self, reply: Reply) {
+        reply.write_to(&mut self.output);
+    }
+
+    fn error(&mut self, reply: Reply) -> Next {
+        self.reply(reply);
+        self.errors += 1;
+        if self.errors >= MAX_ERRORS {
+            self.reply(Reply::new(
+                421,
+                "4.7.0",
+                "Too many errors, closing the connection",
+            ));
+            return Next::Close;
+        }
+        Next::ReadMore
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.output.is_empty() {
+            self.stream.write_all(&self.output).await?;
+            self.output.clear();
+        }
+        Ok(())
+    }
+
+    /// Reads more input. `Ok(false)` means the session is over (closed, timed out, shutting down);
+    /// any farewell reply has been sent.
+    async fn read_more(&mut self, timeout: std::time::Duration) -> std::io::Result<bool> {
+        let shutdown = self.ctx.shutdown.clone();
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                self.reply(Reply::new(421, "4.3.2", "Service shutting down, try again later"));
+                self.flush().await?;
+                Ok(false)
+            }
+            read = tokio::time::timeout(timeout, self.stream.read_buf(&mut self.input)) => match read {
+                Err(_) => {
+                    self.reply(Reply::new(421, "4.4.2", "Timeout, closing the connection"));
+                    self.flush().await?;
+                    Ok(false)
+                }
+                Ok(Ok(0)) => Ok(false),
+                Ok(Ok(_)) => Ok(true),
+                Ok(Err(error)) => Err(error),
+            }
+        }
+    }
+
+    /// Runs the session to its end.
+    pub async fn run(mut self) -> std::io::Result<()> {
+        let greeting = format!("{} ESMTP poolrelay", self.ctx.settings.hostname);
+        self.reply(Reply::new(220, "", greeting));
+        self.flush().await?;
+        loop {
+            let next = self.process_commands();
+            self.flush().await?;
+            match next {
+                Next::Close => return Ok(()),
+                Next::ReceiveData => {
+                    if !self.receive_data().await? {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Next::ReadMore => {}
+            }
+            if !self.read_more(self.ctx.settings.command_timeout).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Handles every complete command in the input buffer.
+    fn process_commands(&mut self) -> Next {
+        loop {
+            if self.skipping_long_line {
+                match memchr::memchr(b'\n', &self.input) {
+                    Some(end) => {
+                        self.input.advance(end + 1);
+                        self.skipping_long_line = false;
+                        let next = self.error(Reply::new(500, "5.5.2", "Line too long"));
+                        if next != Next::ReadMore {
+                            return next;
+                        }
+                    }
+                    None => {
+                        self.input.clear();
+                        return Next::ReadMore;
+                    }
+                }
+            }
+            let (line, used) = match frame_command(&self.input) {
+                Framed::Incomplete => return Next::ReadMore,
+                Framed::TooLong { consumed, finished } => {
+                    self.input.advance(consumed);
+                    if finished {
+                        let next = self.error(Reply::new(500, "5.5.2", "Line too long"));
+                        if next != Next::ReadMore {
+                            return next;
+                        }
+                    } else {
+                        self.skipping_long_line = true;
+                    }
+                    continue;
+                }
+                Framed::Line(line, used) => (line.to_vec(), used),
+            };
+            self.input.advance(used);
+            let next = self.command(&line);
+            if next != Next::ReadMore {
+                return next;
+            }
+        }
+    }
+
+    fn command(&mut self, line: &[u8]) -> Next {
+        if line.contains(&0) {
+            return self.error(Reply::new(500, "5.5.2", "NUL character in command"));
+        }
+        let mut framed = Vec::with_capacity(line.len() + 2);
+        framed.extend_from_slice(line);
+        framed.extend_from_slice(b"\r\n");
+        let request = match Request::parse(&mut framed.iter()) {
+            Ok(request) => request.into_owned(),
+            Err(error) => return self.parse_error(error),
+        };
+        match request {
+            Request::Ehlo { host } => self.hello(host, true),
+            Request::Helo { host } => self.hello(host, false),
+            Request::Mail { from } => self.mail(from),
+            Request::Rcpt { to } => self.rcpt(to),
+            Request::Data => self.data(),
+            Request::Rset => {
+                self.transaction = None;
+                self.reply(Reply::new(250, "2.0.0", "Ok"));
+                Next::ReadMore
+            }
+            Request::Noop { .. } => {
+                self.reply(Reply::new(250, "2.0.0", "Ok"));
+                Next::ReadMore
+            }
+            Request::Quit => {
+                self.reply(Reply::new(221, "2.0.0", "Bye"));
+                Next::Close
+            }
+            Request::Vrfy { .. } => {
+                self.reply(Reply::new(
+                    252,
+                    "2.5.2",
+                    "Cannot VRFY user, but will accept mail and attempt delivery",
+                ));
+                Next::ReadMore
+            }
+            Request::Help { .. } => {
+                self.reply(Reply::new(
+                    214,
+                    "2.0.0",
+                    "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP",
+                ));
+                Next::ReadMore
+            }
+            Request::StartTls => self.error(Reply::new(454, "4.7.0", "TLS not available")),
+            Request::Lhlo { .. } => {
+                self.error(Reply::new(500, "5.5.1", "This is not an LMTP server"))
+            }
+            other => {
+                let name = other.name();
+                self.error(Reply::new(502, "5.5.1", format!("{name} not implemented")))
+            }
+        }
+    }
+
+    fn parse_error(&mut self, error: ParseError) -> Next {
+        let reply = match error {
+            ParseError::UnknownCommand => Reply::new(500, "5.5.1", "Command unrecognized"),
+            ParseError::InvalidSenderAddress => {
+                Reply::new(501, "5.1.7", "Bad sender address syntax")
+            }
+            ParseError::InvalidRecipientAddress => {
+                Reply::new(501, "5.1.3", "Bad recipient address syntax")
+            }
+            ParseError::SyntaxError { syntax } => {
+                Reply::new(501, "5.5.4", format!("Syntax: {syntax}"))
+            }
+            ParseError::InvalidParameter { param } => {
+                Reply::new(501, "5.5.4", format!("Invalid value for parameter {param}"))
+            }
+            ParseError::UnsupportedParameter { param } => Reply::new(
+                555,
+                "5.5.4",
+                format!("Unsupported parameter {}", sanitize_name(&param)),
+            ),
+            _ => Reply::new(500, "5.5.2", "Syntax error"),
+        };
+        self.error(reply)
+    }
+
+    fn hello(&mut self, host: String, esmtp: bool) -> Next {
+        let name = sanitize_name(&host);
+        self.helo = Some(host);
+        self.esmtp = esmtp;
+        self.transaction = None;
+        let hostname = &self.ctx.settings.hostname;
+        if !esmtp {
+            self.reply(Reply::new(250, "", format!("{hostname} Hello {name}")));
+            return Next::ReadMore;
+        }
+        let lines = vec![
+            format!("{hostname} Hello {name} [{}]", self.peer.ip()),
+            "PIPELINING".to_string(),
+            format!("SIZE {}", self.ctx.settings.max_message_bytes),
+            "8BITMIME".to_string(),
+            "ENHANCEDSTATUSCODES".to_string(),
+            "SMTPUTF8".to_string(),
+            "HELP".to_string(),
+        ];
+        self.reply(Reply::multiline(250, lines));
+        Next::ReadMore
+    }
+
+    fn mail(&mut self, from: smtp_proto::MailFrom<String>) -> Next {
+        if self.helo.is_none() {
+            return self.error(Reply::new(503, "5.5.1", "Send EHLO or HELO first"));
+        }
+        if self.transaction.is_some() {
+            return self.error(Reply::new(503, "5.5.1", "Nested MAIL command"));
+        }
+        let limit = self.ctx.settings.max_message_bytes;
+        if from.size as u64 > limit {
+            return self.error(Reply::new(
+                552,
+                "5.3.4",
+                format!("Message size exceeds the limit of {limit} bytes"),
+            ));
+        }
+        let smtputf8 = from.flags & smtp_proto::MAIL_SMTPUTF8 != 0;
+        if !smtputf8 && !from.address.is_ascii() {
+            return self.error(Reply::new(553, "5.6.7", "Non-ASCII address needs SMTPUTF8"));
+        }
+        self.transaction = Some(Transaction {
+            sender: from.address,
+            smtputf8,
+            eight_bit_mime: from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
+            recipients: Vec::new(),
+        });
+        self.reply(Reply::new(250, "2.1.0", "Ok"));
+        Next::ReadMore
+    }
+
+    fn rcpt(&mut self, to: smtp_proto::RcptTo<String>) -> Next {
+        let Some(transaction) = &self.transaction else {
+            return self.error(Reply::new(503, "5.5.1", "Need MAIL before RCPT"));
+        };
+        let client = self.peer.ip();
+        if !self
+            .ctx
+            .settings
+            .relay_networks
+            .iter()
+            .any(|net| net.contains(&client))
+        {
+            return self.error(Reply::new(554, "5.7.1", "Relay access denied"));
+        }
+        if !transaction.smtputf8 && !to.address.is_ascii() {
+            return self.error(Reply::new(553, "5.6.7", "Non-ASCII address needs SMTPUTF8"));
+        }
+        if !has_routable_domain(&to.address) {
+            return self.error(Reply::new(
+                501,
+                "5.1.3",
+                "Recipient address needs a valid domain",
+            ));
+        }
+        if transaction.recipients.len() >= self.ctx.settings.max_recipients {
+            self.reply(Reply::new(452, "4.5.3", "Too many recipients"));
+            return Next::ReadMore;
+        }
+        if let Some(transaction) = &mut self.transaction {
+            transaction.recipients.push(to.address);
+        }
+        self.reply(Reply::new(250, "2.1.5", "Ok"));
+        Next::ReadMore
+    }
+
+    fn data(&mut self) -> Next {
+        match &self.transaction {
+            None => return self.error(Reply::new(503, "5.5.1", "Need MAIL command")),
+            Some(t) if t.recipients.is_empty() => {
+                return self.error(Reply::new(554, "5.5.1", "No valid recipients"));
+            }
+            Some(_) => {}
+        }
+        if !self.input.is_empty() {
+            // RFC 2920: DATA ends a pipelined group. Content sent before 354 means the client is
+            // not speaking SMTP (or is trying to smuggle): refuse and hang up.
+            self.reply(Reply::new(
+                554,
+                "5.5.0",
+                "Message content sent before the 354 reply",
+            ));
+            return Next::Close;
+        }
+        self.reply(Reply::new(354, "", "End data with <CR><LF>.<CR><LF>"));
+        Next::ReceiveData
+    }
+
+    /// Reads the message after `354`, spools it and replies. `Ok(false)` ends the session.
+    async fn receive_data(&mut self) -> std::io::Result<bool> {
+        let Some(transaction) = self.transaction.take() else {
+            return Ok(true);
+        };
+        let ctx = self.ctx.clone();
+        let settings = &ctx.settings;
+        let id = new_message_id();
+        let mut writer = ctx.spool.writer(&id);
+        let helo = self.helo.clone().unwrap_or_default();
+        writer.buffer().extend_from_slice(
+            received_header(&Trace {
+                helo: &helo,
+                client_ip: self.peer.ip(),
+                hostname: &settings.hostname,
+                esmtp: self.esmtp,
+                id: &id,
+                recipients: &transaction.recipients,
+            })
+            .as_bytes(),
+        );
+        let mut reader = DataReader::new(settings.bare_newline, settings.max_message_bytes);
+        let mut filter = HeaderFilter::new();
+        let mut content = Vec::with_capacity(16 * 1024);
+        let mut pool: Option<Result<String, Reply>> = None;
+        let mut spool_error: Option<std::io::Error> = None;
+        let data_timeout = settings.data_timeout;
+        loop {
+            if !self.input.is_empty() {
+                content.clear();
+                let fed = reader.feed(&self.input, &mut content);
+                self.input.advance(fed.consumed);
+                let keep = reader.violation().is_none()
+                    && !matches!(pool, Some(Err(_)))
+                    && spool_error.is_none();
+                if keep {
+                    filter.feed(&content, writer.buffer());
+                    if pool.is_none() && filter.headers_complete() {
+                        pool = Some(self.classify(filter.configuration_set()));
+                    }
+                    if let Err(error) = writer.flush_if_large().await {
+                        spool_error = Some(error);
+                    }
+                }
+                if fed.finished {
+                    break;
+                }
+            }
+            if !self.read_more(data_timeout).await? {
+                tracing::info!(client = %self.peer, id, "connection ended inside DATA; nothing was accepted");
+                return Ok(false);
+            }
+        }
+        filter.finish(writer.buffer());
+        let pool = pool.unwrap_or_else(|| self.classify(filter.configuration_set()));
+        let reply = match (reader.violation(), pool, spool_error) {
+            (Some(violation), _, _) => violation_reply(violation, settings.max_message_bytes),
+            (None, Err(refusal), _) => refusal,
+            (None, Ok(_), Some(error)) => spool_failure(&id, &error),
+            (None, Ok(pool), None) => {
+                let envelope = Envelope {
+                    id: id.clone(),
+                    received_at: unix_now(),
+                    sender: transaction.sender,
+                    recipients: transaction
+                        .recipients
+                        .into_iter()
+                        .map(Recipient::new)
+                        .collect(),
+                    configuration_set: filter.configuration_set().map(str::to_string),
+                    pool,
+                    client_ip: self.peer.ip(),
+                    client_helo: sanitize_name(&helo),
+                    size: 0,
+                    smtputf8: transaction.smtputf8,
+                    eight_bit_mime: transaction.eight_bit_mime,
+                    attempts: 0,
+                    last_source_ip: None,
+                };
+                let queued = envelope.clone();
+                match writer.commit(envelope).await {
+                    Ok(()) => {
+                        tracing::info!(
+                            id,
+                            client = %self.peer.ip(),
+                            sender = %queued.sender,
+                            recipients = queued.recipients.len(),
+                            configuration_set = queued.configuration_set.as_deref().unwrap_or("-"),
+                            pool = %queued.pool,
+                            "accepted"
+                        );
+                        self.ctx.queue.enqueue(queued);
+                        Reply::new(250, "2.0.0", format!("Ok {id}"))
+                    }
+                    Err(error) => spool_failure(&id, &error),
+                }
+            }
+        };
+        if !reply.is_positive() {
+            tracing::info!(id, client = %self.peer.ip(), reply = %reply, "message refused");
+        }
+        self.reply(reply);
+        Ok(true)
+    }
+
+    /// The pool for a message, or the refusal for an unknown configuration set.
+    fn classify(&self, configuration_set: Option<&str>) -> Result<String, Reply> {
+        self.ctx
+            .registry
+            .load()
+            .pool_for(configuration_set)
+            .map_err(|_| {
+                let name: String = configuration_set
+                    .unwrap_or_default()
+                    .chars()
+                    .take(64)
+                    .map(|c| if c.is_control() || c == '"' { '_' } else { c })
+                    .collect();
+                Reply::new(
+                    554,
+                    "5.3.0",
+                    format!("Configuration set \"{name}\" does not exist"),
+                )
+            })
+    }
+}
+
+fn violation_reply(violation: Violation, limit: u64) -> Reply {
+    match violation {
+        Violation::BareNewline => Reply::new(
+            554,
+            "5.6.0",
+            "Message refused: bare CR or LF found; lines must end with CRLF",
+        ),
+        Violation::LineTooLong => Reply::new(
+            554,
+            "5.6.0",
+            "Message refused: a line is longer than 998 octets",
+        ),
+        Violation::TooBig => Reply::new(
+            552,
+            "5.3.4",
+            format!("Message size exceeds the limit of {limit} bytes"),
+        ),
+    }
+}
+
+fn spool_failure(id: &str, error: &std::io::Error) -> Reply {
+    tracing::error!(id, %error, "cannot write the message to the spool");
+    if error.raw_os_error() == Some(libc::ENOSPC) || error.raw_os_error() == Some(libc::EDQUOT) {
+        Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
+    } else {
+        Reply::new(
+            451,
+            "4.3.0",
+            "Local error writing the message, try again later",
+        )
+    }
+}
+
+/// A recipient needs `local@domain` with a DNS-like domain or an address literal.
+fn has_routable_domain(address: &str) -> bool {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    if local.is_empty() || domain.is_empty() {
+        return false;
+    }
+    if let Some(literal) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
+        let literal = literal.strip_prefix("IPv6:").unwrap_or(literal);
+        return literal.parse::<std::net::IpAddr>().is_ok();
+    }
+    domain.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+    })
+}

@@ -1,0 +1,18 @@
+//! poolrelay: a self-hosted SMTP relay with Amazon SES-style dedicated IP pools.
+//!
+//! A message's `X-SES-CONFIGURATION-SET` header names a configuration set, the set names a pool of
+//! source addresses, and the message leaves from one of them. Modules follow a message through
+//! the relay: [`inbound`] (SMTP server, classification) → [`spool`] (durable store) → [`queue`]
+//! (scheduling, retries) → [`outbound`] (next hop, IP selection, SMTP client), with [`registry`]
+//! (pools, IPs, configuration sets) and [`config`] beside them.
+
+pub mod config;
+pub mod demo;
+pub mod inbound;
+pub mod outbound;
+pub mod queue;
+pub mod registry;
+pub mod server;
+pub mod sink;
+pub mod smtp;
+pub mod spool;

@@ -1,0 +1,556 @@
+//! The outbound SMTP client: one session with a next hop, reusable for several messages.
+//!
+//! Replies are parsed by smtp-proto's I/O-free `ResponseReceiver`; this file adds the I/O, the
+//! RFC 5321 §4.5.3.2 timeouts, a cap on reply size (a hostile server sending an endless `250-`
+//! costs at most [`MAX_REPLY_BYTES`]), PIPELINING, STARTTLS and dot-stuffed content.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use smtp_proto::response::parser::ResponseReceiver;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::smtp::dot_stuff::DotStuffer;
+
+/// The most bytes one reply may take, all lines together.
+pub const MAX_REPLY_BYTES: usize = 64 * 1024;
+
+/// RFC 5321 §4.5.3.2 waits.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub greeting: Duration,
+    pub command: Duration,
+    pub data_start: Duration,
+    pub data_block: Duration,
+    pub data_end: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(30),
+            greeting: Duration::from_secs(300),
+            command: Duration::from_secs(300),
+            data_start: Duration::from_secs(120),
+            data_block: Duration::from_secs(180),
+            data_end: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A reply from the remote server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteReply {
+    pub code: u16,
+    /// Enhanced status code (`5.1.1`) if the server sent one.
+    pub enhanced: Option<String>,
+    pub text: String,
+}
+
+impl RemoteReply {
+    pub fn is_positive(&self) -> bool {
+        (200..300).contains(&self.code)
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        (500..600).contains(&self.code)
+    }
+}
+
+impl fmt::Display for RemoteReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.code)?;
+        if let Some(enhanced) = &self.enhanced {
+            write!(f, " {enhanced}")?;
+        }
+        let text: String = self
+            .text
+            .chars()
+            .map(|c| {
+                if c == '\n' {
+                    ' '
+                } else if c.is_control() {
+                    '?'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        write!(f, " {}", text.trim())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    #[error("timed out waiting for the {0} reply")]
+    Timeout(&'static str),
+    #[error("the server closed the connection")]
+    Closed,
+    #[error("malformed reply: {0}")]
+    Protocol(String),
+    #[error("{stage} refused: {reply}")]
+    Rejected {
+        stage: &'static str,
+        reply: RemoteReply,
+    },
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
+}
+
+/// What the server announced in its EHLO reply.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    pub esmtp: bool,
+    pub pipelining: bool,
+    pub starttls: bool,
+    pub eight_bit_mime: bool,
+    pub smtputf8: bool,
+    pub size: Option<u64>,
+}
+
+impl Capabilities {
+    fn parse(ehlo_text: &str) -> Self {
+        let mut caps = Self {
+            esmtp: true,
+            ..Self::default()
+        };
+        for line in ehlo_text.lines().skip(1) {
+            let mut words = line.split_ascii_whitespace();
+            let keyword = words.next().unwrap_or_default().to_ascii_uppercase();
+            match keyword.as_str() {
+                "PIPELINING" => caps.pipelining = true,
+                "STARTTLS" => caps.starttls = true,
+                "8BITMIME" => caps.eight_bit_mime = true,
+                "SMTPUTF8" => caps.smtputf8 = true,
+                "SIZE" => caps.size = words.next().and_then(|n| n.parse().ok()).filter(|&n| n > 0),
+                _ => {}
+            }
+        }
+        caps
+    }
+}
+
+/// The envelope of one transaction.
+#[derive(Debug, Clone)]
+pub struct MailRequest<'a> {
+    pub sender: &'a str,
+    pub recipients: &'a [String],
+    pub size: u64,
+    pub eight_bit_mime: bool,
+    pub smtputf8: bool,
+}
+
+/// Per-recipient outcome of one transaction, in the order of `MailRequest::recipients`.
+/// An accepted recipient carries the reply to the end of DATA.
+#[derive(Debug, Clone)]
+pub struct TransactionOutcome {
+    pub replies: Vec<RemoteReply>,
+}
+
+enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Only while STARTTLS swaps one for the other.
+    Upgrading,
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+            Self::Upgrading => Poll::Ready(Err(io::Error::other("stream is being upgraded"))),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+            Self::Upgrading => Poll::Ready(Err(io::Error::other("stream is being upgraded"))),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+            Self::Upgrading => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+            Self::Upgrading => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// An open SMTP session with a next hop.
+pub struct SmtpClient {
+    stream: ClientStream,
+    input: BytesMut,
+    pub capabilities: Capabilities,
+    /// The source address the connection is bound to (`None`: the host's default).
+    pub source: Option<IpAddr>,
+    pub target: SocketAddr,
+    /// `TLSv1_3` etc. once STARTTLS succeeded.
+    pub tls_version: Option<String>,
+    /// Transactions completed on this connection.
+    pub transactions: u32,
+    timeouts: Timeouts,
+}
+
+impl SmtpClient {
+    /// Reads the greeting, says EHLO (HELO if EHLO is refused) and, when `tls` is given and the
+    /// server offers it, upgrades with STARTTLS and says EHLO again.
+    pub async fn open(
+        stream: TcpStream,
+        source: Option<IpAddr>,
+        ehlo_name: &str,
+        server_name: &str,
+        tls: Option<&Arc<ClientConfig>>,
+        timeouts: Timeouts,
+    ) -> Result<Self, ClientError> {
+        let target = stream.peer_addr()?;
+        let mut client = Self {
+            stream: ClientStream::Plain(stream),
+            input: BytesMut::with_capacity(4096),
+            capabilities: Capabilities::default(),
+            source,
+            target,
+            tls_version: None,
+            transactions: 0,
+            timeouts,
+        };
+        let greeting = client.read_reply("greeting", timeouts.greeting).await?;
+        if greeting.code != 220 {
+            return Err(ClientError::Rejected {
+                stage: "greeting",
+                reply: greeting,
+            });
+        }
+        client.hello(ehlo_name).await?;
+        if let Some(config) = tls
+            && client.capabilities.starttls
+        {
+            client.start_tls(config, server_name).await?;
+            client.hello(ehlo_name).await?;
+        }
+        Ok(client)
+    }
+
+    async fn hello(&mut self, ehlo_name: &str) -> Result<(), ClientError> {
+        self.write(format!("EHLO {ehlo_name}\r\n").as_bytes())
+            .await?;
+        let reply = self.read_reply("EHLO", self.timeouts.command).await?;
+        if reply.is_positive() {
+            self.capabilities = Capabilities::parse(&reply.text);
+            return Ok(());
+        }
+        self.write(format!("HELO {ehlo_name}\r\n").as_bytes())
+            .await?;
+        let reply = self.read_reply("HELO", self.timeouts.command).await?;
+        if !reply.is_positive() {
+            return Err(ClientError::Rejected {
+                stage: "HELO",
+                reply,
+            });
+        }
+        self.capabilities = Capabilities::default();
+        Ok(())
+    }
+
+    async fn start_tls(
+        &mut self,
+        config: &Arc<ClientConfig>,
+        server_name: &str,
+    ) -> Result<(), ClientError> {
+        self.write(b"STARTTLS\r\n").await?;
+        let reply = self.read_reply("STARTTLS", self.timeouts.command).await?;
+        if reply.code != 220 {
+            return Err(ClientError::Rejected {
+                stage: "STARTTLS",
+                reply,
+            });
+        }
+        // Anything the server sent after its 220 arrived in plaintext and could have been
+        // injected by an attacker on the path: it must not be read as a reply inside TLS.
+        self.input.clear();
+        let name = ServerName::try_from(server_name.to_string())
+            .or_else(|_| ServerName::try_from(self.target.ip().to_string()))
+            .map_err(|error| ClientError::Tls(error.to_string()))?;
+        let ClientStream::Plain(plain) =
+            std::mem::replace(&mut self.stream, ClientStream::Upgrading)
+        else {
+            return Err(ClientError::Tls(
+                "the connection is already encrypted".into(),
+            ));
+        };
+        let connector = TlsConnector::from(config.clone());
+        let handshake = tokio::time::timeout(self.timeouts.command, connector.connect(name, plain));
+        let tls = match handshake.await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(error)) => return Err(ClientError::Tls(error.to_string())),
+            Err(_) => return Err(ClientError::Timeout("TLS handshake")),
+        };
+        self.tls_version = tls.get_ref().1.protocol_version().map(|v| format!("{v:?}"));
+        self.stream = ClientStream::Tls(Box::new(tls));
+        Ok(())
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        match tokio::time::timeout(self.timeouts.command, self.stream.write_all(bytes)).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(ClientError::Timeout("write")),
+        }
+    }
+
+    /// Reads one complete (possibly multi-line) reply.
+    async fn read_reply(
+        &mut self,
+        stage: &'static str,
+        timeout: Duration,
+    ) -> Result<RemoteReply, ClientError> {
+        let deadline = Instant::now() + timeout;
+        let mut receiver = ResponseReceiver::default();
+        let mut used = 0usize;
+        loop {
+            if !self.input.is_empty() {
+                let mut bytes = self.input.iter();
+                let result = receiver.parse(&mut bytes);
+                let consumed = self.input.len() - bytes.len();
+                self.input.advance(consumed);
+                used += consumed;
+                match result {
+                    Ok(response) => {
+                        let enhanced = (response.esc[0] != 0).then(|| {
+                            format!(
+                                "{}.{}.{}",
+                                response.esc[0], response.esc[1], response.esc[2]
+                            )
+                        });
+                        return Ok(RemoteReply {
+                            code: response.code,
+                            enhanced,
+                            text: response.message,
+                        });
+                    }
+                    Err(smtp_proto::Error::NeedsMoreData { .. }) => {}
+                    Err(error) => return Err(ClientError::Protocol(format!("{stage}: {error}"))),
+                }
+                if used > MAX_REPLY_BYTES {
+                    return Err(ClientError::Protocol(format!(
+                        "{stage} reply longer than {MAX_REPLY_BYTES} bytes"
+                    )));
+                }
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.input)).await {
+                Err(_) => return Err(ClientError::Timeout(stage)),
+                Ok(Ok(0)) => return Err(ClientError::Closed),
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// Sends one message: MAIL, RCPT for each recipient, DATA and the dot-stuffed content.
+    /// With PIPELINING the envelope commands go in one write. A recipient refused at RCPT keeps
+    /// its RCPT reply; accepted recipients share the reply to the end of DATA.
+    ///
+    /// Errors mean the connection is unusable; the caller treats every recipient as deferred.
+    pub async fn send(
+        &mut self,
+        request: &MailRequest<'_>,
+        content: &mut (impl AsyncRead + Unpin),
+    ) -> Result<TransactionOutcome, ClientError> {
+        let mut mail = format!("MAIL FROM:<{}>", request.sender);
+        if self.capabilities.size.is_some() {
+            mail.push_str(&format!(" SIZE={}", request.size));
+        }
+        if request.eight_bit_mime && self.capabilities.eight_bit_mime {
+            mail.push_str(" BODY=8BITMIME");
+        }
+        if request.smtputf8 && self.capabilities.smtputf8 {
+            mail.push_str(" SMTPUTF8");
+        }
+        mail.push_str("\r\n");
+        let rcpts: Vec<String> = request
+            .recipients
+            .iter()
+            .map(|r| format!("RCPT TO:<{r}>\r\n"))
+            .collect();
+        let timeout = self.timeouts.command;
+
+        let (mail_reply, rcpt_replies, data_reply) = if self.capabilities.pipelining {
+            let mut batch = mail.into_bytes();
+            for rcpt in &rcpts {
+                batch.extend_from_slice(rcpt.as_bytes());
+            }
+            batch.extend_from_slice(b"DATA\r\n");
+            self.write(&batch).await?;
+            let mail_reply = self.read_reply("MAIL", timeout).await?;
+            let mut rcpt_replies = Vec::with_capacity(rcpts.len());
+            for _ in &rcpts {
+                rcpt_replies.push(self.read_reply("RCPT", timeout).await?);
+            }
+            let data_reply = self.read_reply("DATA", self.timeouts.data_start).await?;
+            (mail_reply, rcpt_replies, Some(data_reply))
+        } else {
+            self.write(mail.as_bytes()).await?;
+            let mail_reply = self.read_reply("MAIL", timeout).await?;
+            let mut rcpt_replies = Vec::with_capacity(rcpts.len());
+            if mail_reply.is_positive() {
+                for rcpt in &rcpts {
+                    self.write(rcpt.as_bytes()).await?;
+                    rcpt_replies.push(self.read_reply("RCPT", timeout).await?);
+                }
+            }
+            let data_reply = if rcpt_replies.iter().any(RemoteReply::is_positive) {
+                self.write(b"DATA\r\n").await?;
+                Some(self.read_reply("DATA", self.timeouts.data_start).await?)
+            } else {
+                None
+            };
+            (mail_reply, rcpt_replies, data_reply)
+        };
+
+        let any_accepted =
+            mail_reply.is_positive() && rcpt_replies.iter().any(RemoteReply::is_positive);
+        let data_ready = data_reply.as_ref().is_some_and(|r| r.code == 354);
+        if !any_accepted || !data_ready {
+            if data_ready {
+                // The server wants content although nothing was accepted: end it empty.
+                self.write(b".\r\n").await?;
+                self.read_reply("end of DATA", self.timeouts.data_end)
+                    .await?;
+            }
+            self.reset().await?;
+            let replies = request
+                .recipients
+                .iter()
+                .enumerate()
+                .map(|(i, _)| {
+                    if !mail_reply.is_positive() {
+                        mail_reply.clone()
+                    } else {
+                        match (rcpt_replies.get(i), &data_reply) {
+                            (Some(r), _) if !r.is_positive() => r.clone(),
+                            (_, Some(data)) => data.clone(),
+                            (Some(r), None) => r.clone(),
+                            (None, None) => mail_reply.clone(),
+                        }
+                    }
+                })
+                .collect();
+            return Ok(TransactionOutcome { replies });
+        }
+
+        self.send_content(content).await?;
+        let final_reply = self
+            .read_reply("end of DATA", self.timeouts.data_end)
+            .await?;
+        self.transactions += 1;
+        let replies = rcpt_replies
+            .into_iter()
+            .map(|r| {
+                if r.is_positive() {
+                    final_reply.clone()
+                } else {
+                    r
+                }
+            })
+            .collect();
+        Ok(TransactionOutcome { replies })
+    }
+
+    async fn send_content(
+        &mut self,
+        content: &mut (impl AsyncRead + Unpin),
+    ) -> Result<(), ClientError> {
+        let mut stuffer = DotStuffer::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut wire = Vec::with_capacity(66 * 1024);
+        loop {
+            let read = content.read(&mut chunk).await?;
+            if read == 0 {
+                break;
+            }
+            wire.clear();
+            stuffer.stuff(&chunk[..read], &mut wire);
+            match tokio::time::timeout(self.timeouts.data_block, self.stream.write_all(&wire)).await
+            {
+                Ok(result) => result?,
+                Err(_) => return Err(ClientError::Timeout("DATA block")),
+            }
+        }
+        wire.clear();
+        stuffer.finish(&mut wire);
+        self.write(&wire).await
+    }
+
+    /// RSET, to start a clean transaction on a reused connection.
+    pub async fn reset(&mut self) -> Result<(), ClientError> {
+        self.write(b"RSET\r\n").await?;
+        let reply = self.read_reply("RSET", self.timeouts.command).await?;
+        if reply.is_positive() {
+            Ok(())
+        } else {
+            Err(ClientError::Rejected {
+                stage: "RSET",
+                reply,
+            })
+        }
+    }
+
+    /// Says QUIT and closes, without waiting long for a well-behaved goodbye.
+    pub async fn quit(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            if self.stream.write_all(b"QUIT\r\n").await.is_ok() {
+                let _ = self.read_reply("QUIT", Duration::from_secs(5)).await;
+            }
+            let _ = self.stream.shutdown().await;
+        })
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_from_ehlo() {
+        let caps =
+            Capabilities::parse("mx.example.test hello\nPIPELINING\nsize 1000\nSTARTTLS\n8BITMIME");
+        assert!(caps.pipelining && caps.starttls && caps.eight_bit_mime && !caps.smtputf8);
+        assert_eq!(caps.size, Some(1000));
+    }
+}

@@ -1,0 +1,343 @@
+//! One delivery attempt for one message.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+
+use super::Outbound;
+use super::client::{ClientError, MailRequest, RemoteReply, SmtpClient};
+use super::connect::{ConnectError, connect_from};
+use super::next_hop::{ResolveError, Target};
+use crate::registry::PoolMembers;
+use crate::spool::{Envelope, RecipientState};
+
+/// Why no session could be had with any address of a next hop.
+enum NoSession {
+    /// Every usable source of the pool was tried or none exists for this address family.
+    NoSource,
+    Failed(String),
+}
+
+impl Outbound {
+    /// Tries every pending recipient once, updating their states in `envelope`.
+    pub async fn deliver(&self, envelope: &mut Envelope) {
+        envelope.attempts += 1;
+        let mut by_domain: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (index, recipient) in envelope.pending() {
+            by_domain.entry(recipient.domain()).or_default().push(index);
+        }
+        let mut groups: Vec<(Vec<Target>, Vec<usize>)> = Vec::new();
+        for (domain, indexes) in by_domain {
+            match self.resolver.resolve(&domain).await {
+                Ok(targets) => match groups.iter_mut().find(|(known, _)| *known == targets) {
+                    Some((_, group)) => group.extend(indexes),
+                    None => groups.push((targets, indexes)),
+                },
+                Err(error) => {
+                    let permanent = matches!(error, ResolveError::Permanent(_));
+                    for index in indexes {
+                        self.record(
+                            envelope,
+                            index,
+                            None,
+                            &domain,
+                            permanent,
+                            &error.reply_text(),
+                        );
+                    }
+                }
+            }
+        }
+        for (targets, indexes) in groups {
+            self.deliver_group(envelope, &targets, &indexes).await;
+        }
+    }
+
+    async fn deliver_group(&self, envelope: &mut Envelope, targets: &[Target], indexes: &[usize]) {
+        let members = self.registry.load().pool_members(&envelope.pool);
+        let mut unusable: HashSet<IpAddr> = HashSet::new();
+        let mut last_error = match &members {
+            PoolMembers::Addresses(list) if list.iter().all(|s| s.weight == 0) => {
+                format!("pool {} has no dedicated IP in rotation", envelope.pool)
+            }
+            _ => "no next-hop address could be reached".to_string(),
+        };
+        for target in targets {
+            loop {
+                let source = match &members {
+                    PoolMembers::HostDefault => None,
+                    PoolMembers::Addresses(list) => {
+                        let candidates: Vec<(IpAddr, u32)> = list
+                            .iter()
+                            .filter(|s| {
+                                s.address.is_ipv4() == target.addr.is_ipv4()
+                                    && !unusable.contains(&s.address)
+                            })
+                            .map(|s| (s.address, s.weight))
+                            .collect();
+                        match self.selector.select(
+                            &envelope.pool,
+                            &candidates,
+                            envelope.last_source_ip,
+                        ) {
+                            Some(address) => Some(address),
+                            None => break,
+                        }
+                    }
+                };
+                match self.session(envelope, source, target).await {
+                    Ok((client, reused)) => {
+                        envelope.last_source_ip = source;
+                        self.transact(envelope, client, reused, target, indexes)
+                            .await;
+                        return;
+                    }
+                    Err(NoSession::NoSource) => {
+                        if let Some(address) = source {
+                            unusable.insert(address);
+                        }
+                        last_error = format!("no usable dedicated IP in pool {}", envelope.pool);
+                        if source.is_none() {
+                            break;
+                        }
+                    }
+                    Err(NoSession::Failed(error)) => {
+                        last_error = error;
+                        break;
+                    }
+                }
+            }
+        }
+        let hop = targets.first().map(|t| t.host.as_str()).unwrap_or("-");
+        for &index in indexes {
+            self.record(
+                envelope,
+                index,
+                None,
+                hop,
+                false,
+                &format!("451 4.4.1 {last_error}"),
+            );
+        }
+    }
+
+    /// A ready session from `source` to `target`: an idle one from the cache or a new one.
+    async fn session(
+        &self,
+        envelope: &Envelope,
+        source: Option<IpAddr>,
+        target: &Target,
+    ) -> Result<(SmtpClient, bool), NoSession> {
+        if let Some(client) = self.cache.take((source, target.addr)) {
+            return Ok((client, true));
+        }
+        self.open_session(envelope, source, target)
+            .await
+            .map(|client| (client, false))
+    }
+
+    async fn open_session(
+        &self,
+        envelope: &Envelope,
+        source: Option<IpAddr>,
+        target: &Target,
+    ) -> Result<SmtpClient, NoSession> {
+        let stream = match connect_from(source, target.addr, self.timeouts.connect).await {
+            Ok(stream) => stream,
+            Err(error @ (ConnectError::AddressNotAvailable(_) | ConnectError::Bind { .. })) => {
+                if let Some(address) = source {
+                    self.report_unavailable(address, &envelope.pool, &error);
+                }
+                return Err(NoSession::NoSource);
+            }
+            Err(error) => {
+                tracing::warn!(id = %envelope.id, pool = %envelope.pool, source_ip = ?source, next_hop = %target.addr, %error, "connect failed");
+                return Err(NoSession::Failed(error.to_string()));
+            }
+        };
+        if let Some(address) = source {
+            self.report_available(address);
+        }
+        let ehlo_name = self.ehlo_name(&envelope.pool, source);
+        SmtpClient::open(stream, source, &ehlo_name, &target.host, Some(&self.tls), self.timeouts)
+            .await
+            .map_err(|error| {
+                tracing::warn!(id = %envelope.id, pool = %envelope.pool, source_ip = ?source, next_hop = %target.addr, %error, "session setup failed");
+                NoSession::Failed(format!("{} ({})", error, target.addr))
+            })
+    }
+
+    fn ehlo_name(&self, pool: &str, source: Option<IpAddr>) -> String {
+        let registry = self.registry.load();
+        let configured = match (registry.pool_members(pool), source) {
+            (PoolMembers::Addresses(list), Some(address)) => list
+                .into_iter()
+                .find(|s| s.address == address)
+                .and_then(|s| s.ehlo_hostname),
+            _ => None,
+        };
+        configured.unwrap_or_else(|| self.hostname.clone())
+    }
+
+    /// Runs one transaction; a stale reused connection is replaced once by a fresh one.
+    async fn transact(
+        &self,
+        envelope: &mut Envelope,
+        mut client: SmtpClient,
+        mut reused: bool,
+        target: &Target,
+        indexes: &[usize],
+    ) {
+        let recipients: Vec<String> = indexes
+            .iter()
+            .map(|&i| envelope.recipients[i].address.clone())
+            .collect();
+        let source = client.source;
+        if envelope.smtputf8 && !client.capabilities.smtputf8 {
+            for &index in indexes {
+                self.record(
+                    envelope,
+                    index,
+                    source,
+                    &target.host,
+                    true,
+                    "553 5.6.7 the next hop does not support SMTPUTF8",
+                );
+            }
+            self.give_back(client).await;
+            return;
+        }
+        loop {
+            let request = MailRequest {
+                sender: &envelope.sender,
+                recipients: &recipients,
+                size: envelope.size,
+                eight_bit_mime: envelope.eight_bit_mime,
+                smtputf8: envelope.smtputf8,
+            };
+            let path = self.spool.content_path(&envelope.id);
+            let mut content = match tokio::fs::File::open(&path).await {
+                Ok(file) => tokio::io::BufReader::with_capacity(64 * 1024, file),
+                Err(error) => {
+                    tracing::error!(id = %envelope.id, path = %path.display(), %error, "cannot read the spooled content");
+                    for &index in indexes {
+                        self.record(
+                            envelope,
+                            index,
+                            source,
+                            &target.host,
+                            false,
+                            &format!("451 4.3.0 cannot read the spooled content: {error}"),
+                        );
+                    }
+                    self.give_back(client).await;
+                    return;
+                }
+            };
+            match client.send(&request, &mut content).await {
+                Ok(outcome) => {
+                    for (&index, reply) in indexes.iter().zip(&outcome.replies) {
+                        self.record_reply(envelope, index, source, target, reply);
+                    }
+                    self.give_back(client).await;
+                    return;
+                }
+                Err(error @ (ClientError::Io(_) | ClientError::Closed)) if reused => {
+                    tracing::debug!(id = %envelope.id, %error, "reused connection was stale; opening a new one");
+                    reused = false;
+                    match self.open_session(envelope, source, target).await {
+                        Ok(fresh) => client = fresh,
+                        Err(_) => {
+                            for &index in indexes {
+                                self.record(
+                                    envelope,
+                                    index,
+                                    source,
+                                    &target.host,
+                                    false,
+                                    &format!("451 4.4.2 {error}"),
+                                );
+                            }
+                            return;
+                        }
+                    }
+                }
+                Err(error) => {
+                    for &index in indexes {
+                        self.record(
+                            envelope,
+                            index,
+                            source,
+                            &target.host,
+                            false,
+                            &format!("451 4.4.2 {error} ({})", target.addr),
+                        );
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn give_back(&self, client: SmtpClient) {
+        if let Some(client) = self.cache.put(client) {
+            client.quit().await;
+        }
+    }
+
+    fn record_reply(
+        &self,
+        envelope: &mut Envelope,
+        index: usize,
+        source: Option<IpAddr>,
+        target: &Target,
+        reply: &RemoteReply,
+    ) {
+        let hop = format!("{} ({})", target.host, target.addr);
+        if reply.is_positive() {
+            let recipient = &mut envelope.recipients[index];
+            recipient.state = RecipientState::Delivered;
+            recipient.last_reply = Some(reply.to_string());
+            tracing::info!(
+                id = %envelope.id,
+                configuration_set = envelope.configuration_set.as_deref().unwrap_or("-"),
+                pool = %envelope.pool,
+                source_ip = %source.map_or("host-default".to_string(), |s| s.to_string()),
+                next_hop = %hop,
+                recipient = %recipient.address,
+                reply = %reply,
+                "delivered"
+            );
+        } else {
+            self.record(
+                envelope,
+                index,
+                source,
+                &hop,
+                reply.is_permanent(),
+                &reply.to_string(),
+            );
+        }
+    }
+
+    /// Records a deferral or a permanent failure and logs it with everything an operator needs.
+    fn record(
+        &self,
+        envelope: &mut Envelope,
+        index: usize,
+        source: Option<IpAddr>,
+        hop: &str,
+        permanent: bool,
+        reply: &str,
+    ) {
+        let recipient = &mut envelope.recipients[index];
+        recipient.last_reply = Some(reply.to_string());
+        let source_ip = source.map_or("-".to_string(), |s| s.to_string());
+        let configuration_set = envelope.configuration_set.as_deref().unwrap_or("-");
+        if permanent {
+            recipient.state = RecipientState::Failed;
+            tracing::warn!(id = %envelope.id, configuration_set, pool = %envelope.pool, source_ip, next_hop = hop, recipient = %recipient.address, reply, "failed permanently");
+        } else {
+            tracing::warn!(id = %envelope.id, configuration_set, pool = %envelope.pool, source_ip, next_hop = hop, recipient = %recipient.address, reply, attempt = envelope.attempts, "deferred");
+        }
+    }
+}

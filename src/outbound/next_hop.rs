@@ -1,0 +1,269 @@
+//! Where a recipient domain's mail goes: a static route, an address literal, or the domain's MX
+//! hosts (RFC 5321 §5.1), resolved with hickory-resolver.
+//!
+//! MX hosts are tried in preference order with equal preferences shuffled; a domain without MX
+//! records falls back to its own A/AAAA records; a null MX (RFC 7505, a single `MX 0 .`) means
+//! the domain accepts no mail, which is a permanent failure.
+
+use std::net::{IpAddr, SocketAddr};
+
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{
+    ConnectionConfig, NameServerConfig, ProtocolConfig, ResolverConfig,
+};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::RData;
+use rand::seq::SliceRandom;
+
+use super::route::{Route, find_route};
+
+/// One address to try, with the name it was found under (for logs and TLS SNI).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    pub host: String,
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// Retry later (DNS timeout, SERVFAIL, no address for any MX host yet).
+    #[error("{0}")]
+    Temporary(String),
+    /// The domain cannot receive mail (does not exist, null MX, no MX and no address).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl ResolveError {
+    /// The SMTP-style reply recorded for the recipients concerned.
+    pub fn reply_text(&self) -> String {
+        match self {
+            Self::Temporary(reason) => format!("451 4.4.3 {reason}"),
+            Self::Permanent(reason) => format!("550 5.1.2 {reason}"),
+        }
+    }
+}
+
+/// The SMTP port used for MX hosts and address literals.
+const SMTP_PORT: u16 = 25;
+/// At most this many addresses are tried per domain and attempt.
+const MAX_TARGETS: usize = 10;
+
+pub struct NextHopResolver {
+    routes: Vec<Route>,
+    dns: Result<TokioResolver, String>,
+}
+
+impl NextHopResolver {
+    /// `nameservers` empty means the system resolver (`/etc/resolv.conf`). A resolver that cannot
+    /// be built is not fatal: static routes still work, MX lookups fail temporarily with the reason.
+    pub fn new(routes: Vec<Route>, nameservers: &[SocketAddr]) -> Self {
+        let dns = if nameservers.is_empty() {
+            TokioResolver::builder_tokio().and_then(|builder| builder.build())
+        } else {
+            let servers = nameservers
+                .iter()
+                .map(|server| {
+                    let connection = |protocol| {
+                        let mut config = ConnectionConfig::new(protocol);
+                        config.port = server.port();
+                        config
+                    };
+                    NameServerConfig::new(
+                        server.ip(),
+                        true,
+                        vec![
+                            connection(ProtocolConfig::Udp),
+                            connection(ProtocolConfig::Tcp),
+                        ],
+                    )
+                })
+                .collect();
+            TokioResolver::builder_with_config(
+                ResolverConfig::from_name_servers(servers),
+                TokioRuntimeProvider::default(),
+            )
+            .build()
+        };
+        let dns = dns.map_err(|error| {
+            tracing::warn!(%error, "no DNS resolver: only static routes and address literals can be delivered");
+            format!("no DNS resolver: {error}")
+        });
+        Self { routes, dns }
+    }
+
+    /// The addresses to try for a (lower-case) recipient domain, best first.
+    pub async fn resolve(&self, domain: &str) -> Result<Vec<Target>, ResolveError> {
+        if let Some(route) = find_route(&self.routes, domain) {
+            return self
+                .host_addresses(&route.next_hop.host, route.next_hop.port)
+                .await;
+        }
+        if let Some(literal) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
+            let literal = literal.strip_prefix("ipv6:").unwrap_or(literal);
+            return literal
+                .parse::<IpAddr>()
+                .map(|ip| {
+                    vec![Target {
+                        host: ip.to_string(),
+                        addr: SocketAddr::new(ip, SMTP_PORT),
+                    }]
+                })
+                .map_err(|_| ResolveError::Permanent(format!("bad address literal {domain}")));
+        }
+        let dns = self.dns()?;
+        let exchanges = match dns.mx_lookup(domain).await {
+            Ok(lookup) => {
+                let records: Vec<(u16, String)> = lookup
+                    .answers()
+                    .iter()
+                    .filter_map(|record| match &record.data {
+                        RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii())),
+                        _ => None,
+                    })
+                    .collect();
+                order_exchanges(domain, records)?
+            }
+            Err(error) => match no_records(&error) {
+                Some(ResponseCode::NXDomain) => {
+                    return Err(ResolveError::Permanent(format!(
+                        "domain {domain} does not exist"
+                    )));
+                }
+                Some(_) => vec![domain.to_string()],
+                None => {
+                    return Err(ResolveError::Temporary(format!(
+                        "MX lookup for {domain} failed: {error}"
+                    )));
+                }
+            },
+        };
+        let mut targets = Vec::new();
+        let mut last_error = None;
+        for exchange in exchanges {
+            match self.host_addresses(&exchange, SMTP_PORT).await {
+                Ok(found) => targets.extend(found),
+                Err(error) => last_error = Some(error),
+            }
+            if targets.len() >= MAX_TARGETS {
+                break;
+            }
+        }
+        targets.truncate(MAX_TARGETS);
+        if targets.is_empty() {
+            return Err(last_error
+                .unwrap_or_else(|| ResolveError::Temporary(format!("no address for {domain}"))));
+        }
+        Ok(targets)
+    }
+
+    fn dns(&self) -> Result<&TokioResolver, ResolveError> {
+        self.dns
+            .as_ref()
+            .map_err(|reason| ResolveError::Temporary(reason.clone()))
+    }
+
+    /// A/AAAA of a host name (or the address itself).
+    async fn host_addresses(&self, host: &str, port: u16) -> Result<Vec<Target>, ResolveError> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![Target {
+                host: host.to_string(),
+                addr: SocketAddr::new(ip, port),
+            }]);
+        }
+        let dns = self.dns()?;
+        match dns.lookup_ip(host).await {
+            Ok(lookup) => Ok(lookup
+                .iter()
+                .map(|ip| Target {
+                    host: host.trim_end_matches('.').to_string(),
+                    addr: SocketAddr::new(ip, port),
+                })
+                .collect()),
+            Err(error) => match no_records(&error) {
+                Some(_) => Err(ResolveError::Permanent(format!(
+                    "{host} has no address records"
+                ))),
+                None => Err(ResolveError::Temporary(format!(
+                    "address lookup for {host} failed: {error}"
+                ))),
+            },
+        }
+    }
+}
+
+/// The response code of a "no records" answer (NXDOMAIN or an empty NOERROR); `None` for
+/// failures worth retrying.
+fn no_records(error: &NetError) -> Option<ResponseCode> {
+    match error {
+        NetError::Dns(DnsError::NoRecordsFound(no_records)) => Some(no_records.response_code),
+        _ => None,
+    }
+}
+
+/// MX records in the order to try: by preference, equal preferences shuffled. A null MX
+/// (a single record whose exchange is the root) is a permanent refusal.
+pub fn order_exchanges(
+    domain: &str,
+    mut records: Vec<(u16, String)>,
+) -> Result<Vec<String>, ResolveError> {
+    let is_root = |name: &str| name.is_empty() || name == ".";
+    if records.iter().any(|(_, exchange)| is_root(exchange)) {
+        return Err(ResolveError::Permanent(format!(
+            "domain {domain} does not accept mail (null MX)"
+        )));
+    }
+    records.shuffle(&mut rand::rng());
+    records.sort_by_key(|(preference, _)| *preference);
+    Ok(records
+        .into_iter()
+        .map(|(_, exchange)| exchange.trim_end_matches('.').to_ascii_lowercase())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exchanges_by_preference_with_ties_shuffled() {
+        let mut seen_first = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let order = order_exchanges(
+                "example.test",
+                vec![
+                    (20, "c.example.test.".into()),
+                    (10, "a.example.test.".into()),
+                    (10, "b.example.test.".into()),
+                ],
+            )
+            .unwrap();
+            assert_eq!(order[2], "c.example.test");
+            seen_first.insert(order[0].clone());
+        }
+        assert_eq!(seen_first.len(), 2, "equal preferences are shuffled");
+    }
+
+    #[test]
+    fn null_mx_is_permanent() {
+        assert!(matches!(
+            order_exchanges("example.test", vec![(0, ".".into())]),
+            Err(ResolveError::Permanent(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn routes_and_literals_need_no_dns() {
+        let routes = vec![Route {
+            domain: super::super::route::DomainPattern::parse("example.test").unwrap(),
+            next_hop: super::super::route::HostPort::parse("127.0.0.1:2526").unwrap(),
+        }];
+        let resolver = NextHopResolver::new(routes, &["127.0.0.1:9".parse().unwrap()]);
+        let targets = resolver.resolve("example.test").await.unwrap();
+        assert_eq!(targets[0].addr, "127.0.0.1:2526".parse().unwrap());
+        let targets = resolver.resolve("[127.0.0.5]").await.unwrap();
+        assert_eq!(targets[0].addr, "127.0.0.5:25".parse().unwrap());
+    }
+}

@@ -1,0 +1,396 @@
+//! The registry: dedicated IPs, pools and configuration sets as plain data.
+//!
+//! This is the model SES exposes through its API, reproduced on our own machines:
+//!
+//! * a *dedicated IP* is a source address poolrelay may bind outbound connections to;
+//! * a *pool* is a named set of dedicated IPs, and an IP belongs to at most one pool;
+//! * `ses-default-dedicated-pool` is every dedicated IP that is in no named pool;
+//! * `ses-shared-pool` is the `[shared_pool]` addresses (or the host's own default address when that
+//!   list is empty), used only when a configuration set names it;
+//! * a *configuration set* names the pool its mail leaves from.
+//!
+//! Nothing here does I/O. The config loader builds a [`Registry`] through the same checked
+//! operations the admin API will use, so a rule (one pool per IP, reserved names, no dangling pool
+//! reference) lives in exactly one place.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// The reserved name of the pool made of every dedicated IP without a named pool.
+pub const DEFAULT_POOL: &str = "ses-default-dedicated-pool";
+/// The reserved name of the shared pool (`[shared_pool]` in the config).
+pub const SHARED_POOL: &str = "ses-shared-pool";
+
+/// Why the registry refused a change. Small and matchable, so callers (config validation, the
+/// admin API) can map each case to their own error shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("pool name {0:?} is invalid: use 1-64 characters from a-z, 0-9, '_' and '-'")]
+    InvalidPoolName(String),
+    #[error("pool name {0:?} is reserved")]
+    ReservedPoolName(String),
+    #[error("pool {0:?} is defined twice")]
+    DuplicatePool(String),
+    #[error("pool {0:?} does not exist")]
+    UnknownPool(String),
+    #[error("IP {0} is listed twice (an IP belongs to at most one pool)")]
+    DuplicateIp(IpAddr),
+    #[error("IP {0} is both a dedicated IP and a shared-pool IP")]
+    SharedAndDedicated(IpAddr),
+    #[error(
+        "configuration set name {0:?} is invalid: use 1-64 characters from A-Z, a-z, 0-9, '_' and '-'"
+    )]
+    InvalidConfigurationSetName(String),
+    #[error("configuration set {0:?} is defined twice")]
+    DuplicateConfigurationSet(String),
+    #[error("configuration set {0:?} does not exist")]
+    UnknownConfigurationSet(String),
+}
+
+/// One source address poolrelay may send from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedicatedIp {
+    pub address: IpAddr,
+    /// `None` means the IP is in `ses-default-dedicated-pool`.
+    pub pool: Option<String>,
+    /// The name announced in EHLO from this address; `None` uses `smtp.hostname`.
+    pub ehlo_hostname: Option<String>,
+    /// Share of the pool's traffic; 0 takes the IP out of rotation without removing it.
+    pub weight: u32,
+}
+
+/// A named sending policy. For now it carries the pool; TLS policy and delivery time follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigurationSet {
+    pub name: String,
+    /// `None` means `ses-default-dedicated-pool`.
+    pub sending_pool: Option<String>,
+}
+
+/// A source the outbound side may bind to, as handed to the IP selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub address: IpAddr,
+    pub ehlo_hostname: Option<String>,
+    pub weight: u32,
+}
+
+/// The addresses a pool's mail may leave from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolMembers {
+    /// Bind to one of these (possibly none: then mail for the pool waits).
+    Addresses(Vec<Source>),
+    /// `ses-shared-pool` with an empty address list: the kernel picks the host's default address.
+    HostDefault,
+}
+
+/// Pools, dedicated IPs and configuration sets. Cheap to clone; the running relay keeps one
+/// snapshot behind an `ArcSwap` and replaces it whole on a change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Registry {
+    pools: BTreeMap<String, ()>,
+    ips: Vec<DedicatedIp>,
+    configuration_sets: BTreeMap<String, ConfigurationSet>,
+    shared_pool: Vec<IpAddr>,
+}
+
+/// `^[a-z0-9_-]{1,64}$`, as SES (CloudFormation) defines pool names.
+pub fn is_valid_pool_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// `^[A-Za-z0-9_-]{1,64}$`, as SES defines configuration set names.
+pub fn is_valid_configuration_set_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn is_reserved_pool_name(name: &str) -> bool {
+    name == DEFAULT_POOL || name == SHARED_POOL
+}
+
+impl Registry {
+    /// Adds a named pool.
+    pub fn add_pool(&mut self, name: &str) -> Result<(), RegistryError> {
+        if is_reserved_pool_name(name) {
+            return Err(RegistryError::ReservedPoolName(name.to_string()));
+        }
+        if !is_valid_pool_name(name) {
+            return Err(RegistryError::InvalidPoolName(name.to_string()));
+        }
+        if self.pools.insert(name.to_string(), ()).is_some() {
+            return Err(RegistryError::DuplicatePool(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Adds a dedicated IP. Its pool must exist already; `None` or `ses-default-dedicated-pool`
+    /// puts it in the default pool.
+    pub fn add_ip(&mut self, mut ip: DedicatedIp) -> Result<(), RegistryError> {
+        if self.ips.iter().any(|known| known.address == ip.address) {
+            return Err(RegistryError::DuplicateIp(ip.address));
+        }
+        if self.shared_pool.contains(&ip.address) {
+            return Err(RegistryError::SharedAndDedicated(ip.address));
+        }
+        if ip.pool.as_deref() == Some(DEFAULT_POOL) {
+            ip.pool = None;
+        }
+        if let Some(pool) = &ip.pool
+            && !self.pools.contains_key(pool)
+        {
+            return Err(RegistryError::UnknownPool(pool.clone()));
+        }
+        self.ips.push(ip);
+        Ok(())
+    }
+
+    /// Adds an address to `ses-shared-pool`.
+    pub fn add_shared_ip(&mut self, address: IpAddr) -> Result<(), RegistryError> {
+        if self.shared_pool.contains(&address) {
+            return Err(RegistryError::DuplicateIp(address));
+        }
+        if self.ips.iter().any(|known| known.address == address) {
+            return Err(RegistryError::SharedAndDedicated(address));
+        }
+        self.shared_pool.push(address);
+        Ok(())
+    }
+
+    /// Adds a configuration set; its sending pool must exist (or be one of the reserved names).
+    pub fn add_configuration_set(&mut self, set: ConfigurationSet) -> Result<(), RegistryError> {
+        if !is_valid_configuration_set_name(&set.name) {
+            return Err(RegistryError::InvalidConfigurationSetName(set.name));
+        }
+        if let Some(pool) = &set.sending_pool
+            && !self.pool_exists(pool)
+        {
+            return Err(RegistryError::UnknownPool(pool.clone()));
+        }
+        if self.configuration_sets.contains_key(&set.name) {
+            return Err(RegistryError::DuplicateConfigurationSet(set.name));
+        }
+        self.configuration_sets.insert(set.name.clone(), set);
+        Ok(())
+    }
+
+    /// True for a named pool and for both reserved pools.
+    pub fn pool_exists(&self, name: &str) -> bool {
+        is_reserved_pool_name(name) || self.pools.contains_key(name)
+    }
+
+    /// The named pools (without the reserved ones), sorted.
+    pub fn pool_names(&self) -> impl Iterator<Item = &str> {
+        self.pools.keys().map(String::as_str)
+    }
+
+    /// Every dedicated IP, in the order they were added.
+    pub fn ips(&self) -> &[DedicatedIp] {
+        &self.ips
+    }
+
+    /// The `ses-shared-pool` addresses.
+    pub fn shared_pool(&self) -> &[IpAddr] {
+        &self.shared_pool
+    }
+
+    /// Every configuration set, sorted by name.
+    pub fn configuration_sets(&self) -> impl Iterator<Item = &ConfigurationSet> {
+        self.configuration_sets.values()
+    }
+
+    /// The pool a message's mail leaves from, given its `X-SES-CONFIGURATION-SET` value.
+    ///
+    /// No header, or a set without a sending pool, means `ses-default-dedicated-pool`.
+    /// Configuration set names are matched exactly, as SES does.
+    pub fn pool_for(&self, configuration_set: Option<&str>) -> Result<String, RegistryError> {
+        let Some(name) = configuration_set else {
+            return Ok(DEFAULT_POOL.to_string());
+        };
+        let set = self
+            .configuration_sets
+            .get(name)
+            .ok_or_else(|| RegistryError::UnknownConfigurationSet(name.to_string()))?;
+        Ok(set
+            .sending_pool
+            .clone()
+            .unwrap_or_else(|| DEFAULT_POOL.to_string()))
+    }
+
+    /// The addresses a pool's mail may leave from. An unknown pool has no members, so its mail
+    /// waits rather than leaving from somewhere else.
+    pub fn pool_members(&self, pool: &str) -> PoolMembers {
+        if pool == SHARED_POOL {
+            if self.shared_pool.is_empty() {
+                return PoolMembers::HostDefault;
+            }
+            return PoolMembers::Addresses(
+                self.shared_pool
+                    .iter()
+                    .map(|&address| Source {
+                        address,
+                        ehlo_hostname: None,
+                        weight: 1,
+                    })
+                    .collect(),
+            );
+        }
+        let wanted = (pool != DEFAULT_POOL).then_some(pool);
+        PoolMembers::Addresses(
+            self.ips
+                .iter()
+                .filter(|ip| ip.pool.as_deref() == wanted)
+                .map(|ip| Source {
+                    address: ip.address,
+                    ehlo_hostname: ip.ehlo_hostname.clone(),
+                    weight: ip.weight,
+                })
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(address: &str, pool: Option<&str>) -> DedicatedIp {
+        DedicatedIp {
+            address: address.parse().unwrap(),
+            pool: pool.map(str::to_string),
+            ehlo_hostname: None,
+            weight: 1,
+        }
+    }
+
+    fn sample() -> Registry {
+        let mut registry = Registry::default();
+        registry.add_pool("marketing").unwrap();
+        registry.add_ip(ip("127.0.0.2", Some("marketing"))).unwrap();
+        registry.add_ip(ip("127.0.0.3", None)).unwrap();
+        registry
+            .add_shared_ip("127.0.0.9".parse().unwrap())
+            .unwrap();
+        registry
+            .add_configuration_set(ConfigurationSet {
+                name: "promo".into(),
+                sending_pool: Some("marketing".into()),
+            })
+            .unwrap();
+        registry
+            .add_configuration_set(ConfigurationSet {
+                name: "plain".into(),
+                sending_pool: None,
+            })
+            .unwrap();
+        registry
+    }
+
+    fn addresses(members: PoolMembers) -> Vec<String> {
+        match members {
+            PoolMembers::Addresses(list) => list.iter().map(|s| s.address.to_string()).collect(),
+            PoolMembers::HostDefault => vec!["host-default".into()],
+        }
+    }
+
+    #[test]
+    fn configuration_set_selects_its_pool() {
+        let registry = sample();
+        assert_eq!(registry.pool_for(Some("promo")).unwrap(), "marketing");
+        assert_eq!(registry.pool_for(Some("plain")).unwrap(), DEFAULT_POOL);
+        assert_eq!(registry.pool_for(None).unwrap(), DEFAULT_POOL);
+        assert_eq!(
+            registry.pool_for(Some("PROMO")),
+            Err(RegistryError::UnknownConfigurationSet("PROMO".into()))
+        );
+    }
+
+    #[test]
+    fn default_pool_is_every_ip_without_a_named_pool() {
+        let registry = sample();
+        assert_eq!(
+            addresses(registry.pool_members(DEFAULT_POOL)),
+            ["127.0.0.3"]
+        );
+        assert_eq!(addresses(registry.pool_members("marketing")), ["127.0.0.2"]);
+        assert_eq!(addresses(registry.pool_members(SHARED_POOL)), ["127.0.0.9"]);
+        assert!(addresses(registry.pool_members("nope")).is_empty());
+    }
+
+    #[test]
+    fn empty_shared_pool_means_host_default() {
+        let registry = Registry::default();
+        assert_eq!(registry.pool_members(SHARED_POOL), PoolMembers::HostDefault);
+        // ...but an empty default pool stays empty: mail waits instead of leaking.
+        assert_eq!(
+            registry.pool_members(DEFAULT_POOL),
+            PoolMembers::Addresses(vec![])
+        );
+    }
+
+    #[test]
+    fn rules_are_enforced() {
+        let mut registry = sample();
+        assert_eq!(
+            registry.add_pool(DEFAULT_POOL),
+            Err(RegistryError::ReservedPoolName(DEFAULT_POOL.into()))
+        );
+        assert_eq!(
+            registry.add_pool("Bad Name"),
+            Err(RegistryError::InvalidPoolName("Bad Name".into()))
+        );
+        assert_eq!(
+            registry.add_pool("marketing"),
+            Err(RegistryError::DuplicatePool("marketing".into()))
+        );
+        assert!(matches!(
+            registry.add_ip(ip("127.0.0.2", None)),
+            Err(RegistryError::DuplicateIp(_))
+        ));
+        assert!(matches!(
+            registry.add_ip(ip("127.0.0.9", None)),
+            Err(RegistryError::SharedAndDedicated(_))
+        ));
+        assert_eq!(
+            registry.add_ip(ip("127.0.0.4", Some("ghost"))),
+            Err(RegistryError::UnknownPool("ghost".into()))
+        );
+        assert_eq!(
+            registry.add_configuration_set(ConfigurationSet {
+                name: "x".into(),
+                sending_pool: Some("ghost".into())
+            }),
+            Err(RegistryError::UnknownPool("ghost".into()))
+        );
+        assert!(matches!(
+            registry.add_configuration_set(ConfigurationSet {
+                name: "bad name".into(),
+                sending_pool: None
+            }),
+            Err(RegistryError::InvalidConfigurationSetName(_))
+        ));
+        assert!(
+            registry
+                .add_configuration_set(ConfigurationSet {
+                    name: "shared".into(),
+                    sending_pool: Some(SHARED_POOL.into())
+                })
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn name_rules() {
+        assert!(is_valid_pool_name("a-b_9"));
+        assert!(!is_valid_pool_name(""));
+        assert!(!is_valid_pool_name(&"a".repeat(65)));
+        assert!(!is_valid_pool_name("Upper"));
+        assert!(is_valid_configuration_set_name("Upper_ok-1"));
+        assert!(!is_valid_configuration_set_name("dot.no"));
+    }
+}

@@ -1,0 +1,163 @@
+//! Putting the relay together: spool recovery, listeners, the queue scheduler, and an orderly
+//! shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::inbound::{InboundContext, serve_listener};
+use crate::outbound::cache::ConnectionCache;
+use crate::outbound::connect::source_available;
+use crate::outbound::next_hop::NextHopResolver;
+use crate::outbound::{Outbound, tls};
+use crate::registry::{DEFAULT_POOL, Registry};
+use crate::spool::Spool;
+use crate::{queue, registry};
+
+/// A running relay.
+pub struct Relay {
+    smtp_addrs: Vec<SocketAddr>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    sessions: TaskTracker,
+}
+
+/// Installs ring as the process-wide rustls provider (once; later calls are harmless).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Warns about dedicated IPs that are not assigned to this host: their mail would wait.
+fn check_sources(registry: &Registry) {
+    for ip in registry.ips() {
+        if let Err(error) = source_available(ip.address) {
+            tracing::error!(
+                source_ip = %ip.address,
+                pool = ip.pool.as_deref().unwrap_or(DEFAULT_POOL),
+                %error,
+                "dedicated IP is not usable on this host; it will be skipped"
+            );
+        }
+    }
+    for &address in registry.shared_pool() {
+        if let Err(error) = source_available(address) {
+            tracing::error!(source_ip = %address, pool = registry::SHARED_POOL, %error, "shared-pool IP is not usable on this host");
+        }
+    }
+}
+
+impl Relay {
+    /// Recovers the spool, binds the listeners and starts delivering.
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        install_crypto_provider();
+        let spool = Spool::open(&config.spool_dir)
+            .with_context(|| format!("cannot open the spool at {}", config.spool_dir.display()))?;
+        let recovery_spool = spool.clone();
+        let recovered = tokio::task::spawn_blocking(move || recovery_spool.recover())
+            .await?
+            .context("cannot read the spool")?;
+        for (path, reason) in &recovered.quarantined {
+            tracing::error!(path = %path.display(), reason, "spool file quarantined");
+        }
+        if recovered.unacknowledged_removed > 0 {
+            tracing::info!(
+                count = recovered.unacknowledged_removed,
+                "removed content files of messages that were never acknowledged"
+            );
+        }
+        tracing::info!(messages = recovered.envelopes.len(), spool = %spool.root().display(), "spool recovered");
+
+        check_sources(&config.registry);
+        let registry = Arc::new(ArcSwap::from_pointee(config.registry.clone()));
+        let shutdown = CancellationToken::new();
+        let tls = tls::opportunistic_client_config().context("cannot set up TLS")?;
+        let outbound = Arc::new(Outbound::new(
+            registry.clone(),
+            NextHopResolver::new(config.routes.clone(), &config.nameservers),
+            ConnectionCache::new(config.queue.connection_idle_timeout),
+            tls,
+            config.smtp.hostname.clone(),
+            spool.clone(),
+        ));
+        let (queue, scheduler) = queue::new(
+            outbound.clone(),
+            spool.clone(),
+            config.queue.clone(),
+            shutdown.clone(),
+        );
+
+        let mut listeners = Vec::new();
+        let mut smtp_addrs = Vec::new();
+        for addr in &config.smtp.listen {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            smtp_addrs.push(listener.local_addr()?);
+            listeners.push(listener);
+        }
+
+        let tasks = TaskTracker::new();
+        let sessions = TaskTracker::new();
+        let ctx = Arc::new(InboundContext {
+            settings: config.smtp.clone(),
+            registry,
+            spool,
+            queue,
+            shutdown: shutdown.clone(),
+        });
+        let connections = Arc::new(Semaphore::new(config.smtp.max_connections));
+        for listener in listeners {
+            tasks.spawn(serve_listener(
+                listener,
+                ctx.clone(),
+                connections.clone(),
+                sessions.clone(),
+            ));
+        }
+        tasks.spawn(scheduler.run(recovered.envelopes));
+        let reaper_outbound = outbound.clone();
+        let reaper_shutdown = shutdown.clone();
+        let reap_every = (config.queue.connection_idle_timeout / 2).max(Duration::from_millis(100));
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(reap_every);
+            loop {
+                tokio::select! {
+                    _ = reaper_shutdown.cancelled() => break,
+                    _ = tick.tick() => reaper_outbound.close_idle(false).await,
+                }
+            }
+        });
+        tracing::info!(listen = ?smtp_addrs, "poolrelay is accepting mail");
+        Ok(Self {
+            smtp_addrs,
+            shutdown,
+            tasks,
+            sessions,
+        })
+    }
+
+    /// The addresses the SMTP listeners are bound to (useful with port 0).
+    pub fn smtp_addrs(&self) -> &[SocketAddr] {
+        &self.smtp_addrs
+    }
+
+    /// Stops accepting, tells connected clients 421, lets deliveries in progress finish briefly,
+    /// and returns when everything has stopped. Unfinished work stays in the spool.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down");
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.sessions.close();
+        self.tasks.wait().await;
+        self.sessions.wait().await;
+        tracing::info!("stopped");
+    }
+}

@@ -1,0 +1,263 @@
+//! A recording SMTP sink: the far end for the demo and the tests.
+//!
+//! It accepts mail on a loopback address and records, for every message, the peer address the
+//! connection came from (the source IP poolrelay bound), the envelope and the exact content.
+//! It reads DATA strictly (bare CR/LF refused), so anything poolrelay sends that is not clean
+//! CRLF shows up as a recorded violation.
+//!
+//! Recipients can ask for failures by their local part: `tempfail...` gets `451` at RCPT,
+//! `reject...` gets `550` at RCPT. That is enough to exercise per-recipient outcomes.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use smtp_proto::Request;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::BareNewline;
+use crate::smtp::Reply;
+use crate::smtp::data::{DataReader, Violation};
+use crate::smtp::line::{Framed, frame_command};
+
+/// One message as the sink received it.
+#[derive(Debug, Clone)]
+pub struct SinkMessage {
+    /// The connection's peer address: its IP is the source address the relay used.
+    pub peer: SocketAddr,
+    pub helo: String,
+    pub sender: String,
+    pub recipients: Vec<String>,
+    pub content: Vec<u8>,
+    /// Set when the content broke the CRLF rules (the message is recorded anyway).
+    pub violation: Option<Violation>,
+}
+
+#[derive(Default)]
+struct Shared {
+    messages: Mutex<Vec<SinkMessage>>,
+    connections: Mutex<Vec<SocketAddr>>,
+    arrived: Notify,
+}
+
+/// A running sink; stops when dropped.
+pub struct Sink {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Sink {
+    /// Starts a sink on `addr` (port 0 picks a free port).
+    pub async fn start(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::default());
+        let stop = CancellationToken::new();
+        let accept_shared = shared.clone();
+        let accept_stop = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = accept_stop.cancelled() => break,
+                    accepted = listener.accept() => accepted,
+                };
+                let Ok((stream, peer)) = accepted else {
+                    continue;
+                };
+                accept_shared
+                    .connections
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(peer);
+                let shared = accept_shared.clone();
+                let stop = accept_stop.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = serve(stream, peer, shared) => {}
+                    }
+                });
+            }
+        });
+        Ok(Self { addr, shared, stop })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every message received so far.
+    pub fn messages(&self) -> Vec<SinkMessage> {
+        self.shared
+            .messages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Peer addresses of every connection accepted so far.
+    pub fn connections(&self) -> Vec<SocketAddr> {
+        self.shared
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Waits until at least `count` messages have arrived, or `timeout` passes; returns what
+    /// arrived either way.
+    pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<SinkMessage> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.shared.arrived.notified();
+            let messages = self.messages();
+            if messages.len() >= count {
+                return messages;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.messages();
+            }
+        }
+    }
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) -> std::io::Result<()> {
+    let mut input = BytesMut::with_capacity(8192);
+    let mut output = Vec::new();
+    Reply::new(220, "", "sink.poolrelay.test ESMTP recording sink").write_to(&mut output);
+    stream.write_all(&output).await?;
+    let mut helo = String::new();
+    let mut sender: Option<String> = None;
+    let mut recipients: Vec<String> = Vec::new();
+    loop {
+        output.clear();
+        let mut start_data = false;
+        let mut quit = false;
+        while let Framed::Line(line, used) = frame_command(&input) {
+            let mut framed = line.to_vec();
+            framed.extend_from_slice(b"\r\n");
+            input.advance(used);
+            let reply = match Request::parse(&mut framed.iter()).map(|r| r.into_owned()) {
+                Ok(Request::Ehlo { host }) => {
+                    helo = host;
+                    Reply::multiline(
+                        250,
+                        vec![
+                            "sink.poolrelay.test".into(),
+                            "PIPELINING".into(),
+                            "8BITMIME".into(),
+                            "SMTPUTF8".into(),
+                            "SIZE 1073741824".into(),
+                            "ENHANCEDSTATUSCODES".into(),
+                        ],
+                    )
+                }
+                Ok(Request::Helo { host }) => {
+                    helo = host;
+                    Reply::new(250, "", "sink.poolrelay.test")
+                }
+                Ok(Request::Mail { from }) => {
+                    sender = Some(from.address);
+                    recipients.clear();
+                    Reply::new(250, "2.1.0", "Ok")
+                }
+                Ok(Request::Rcpt { to }) => {
+                    let local = to
+                        .address
+                        .split('@')
+                        .next()
+                        .unwrap_or_default()
+                        .to_ascii_lowercase();
+                    if local.starts_with("tempfail") {
+                        Reply::new(451, "4.2.0", "Mailbox temporarily unavailable")
+                    } else if local.starts_with("reject") {
+                        Reply::new(550, "5.1.1", "No such user")
+                    } else {
+                        recipients.push(to.address);
+                        Reply::new(250, "2.1.5", "Ok")
+                    }
+                }
+                Ok(Request::Data) if sender.is_some() && !recipients.is_empty() => {
+                    start_data = true;
+                    Reply::new(354, "", "Go ahead")
+                }
+                Ok(Request::Data) => Reply::new(554, "5.5.1", "No valid recipients"),
+                Ok(Request::Rset) => {
+                    sender = None;
+                    recipients.clear();
+                    Reply::new(250, "2.0.0", "Ok")
+                }
+                Ok(Request::Quit) => {
+                    quit = true;
+                    Reply::new(221, "2.0.0", "Bye")
+                }
+                Ok(_) => Reply::new(250, "2.0.0", "Ok"),
+                Err(_) => Reply::new(500, "5.5.1", "Command unrecognized"),
+            };
+            reply.write_to(&mut output);
+            if start_data || quit {
+                break;
+            }
+        }
+        stream.write_all(&output).await?;
+        if quit {
+            return Ok(());
+        }
+        if start_data {
+            let mut reader = DataReader::new(BareNewline::Normalize, u64::MAX);
+            let mut strict = DataReader::new(BareNewline::Reject, u64::MAX);
+            let mut content = Vec::new();
+            let mut ignored = Vec::new();
+            loop {
+                if !input.is_empty() {
+                    let fed = reader.feed(&input, &mut content);
+                    strict.feed(&input[..fed.consumed], &mut ignored);
+                    ignored.clear();
+                    input.advance(fed.consumed);
+                    if fed.finished {
+                        break;
+                    }
+                }
+                if stream.read_buf(&mut input).await? == 0 {
+                    return Ok(());
+                }
+            }
+            let message = SinkMessage {
+                peer,
+                helo: helo.clone(),
+                sender: sender.take().unwrap_or_default(),
+                recipients: std::mem::take(&mut recipients),
+                content,
+                violation: strict.violation(),
+            };
+            shared
+                .messages
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(message);
+            shared.arrived.notify_waiters();
+            output.clear();
+            Reply::new(250, "2.0.0", "Ok: recorded").write_to(&mut output);
+            stream.write_all(&output).await?;
+            continue;
+        }
+        if stream.read_buf(&mut input).await? == 0 {
+            return Ok(());
+        }
+    }
+}
