@@ -37,9 +37,18 @@ pub struct SinkMessage {
     pub violation: Option<Violation>,
 }
 
+/// One RCPT command as the sink answered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RcptAttempt {
+    pub peer: SocketAddr,
+    pub recipient: String,
+    pub code: u16,
+}
+
 #[derive(Default)]
 struct Shared {
     messages: Mutex<Vec<SinkMessage>>,
+    rcpt_attempts: Mutex<Vec<RcptAttempt>>,
     connections: Mutex<Vec<SocketAddr>>,
     arrived: Notify,
 }
@@ -115,6 +124,34 @@ impl Sink {
             .clone()
     }
 
+    /// Every RCPT command seen so far, with the code the sink answered.
+    pub fn rcpt_attempts(&self) -> Vec<RcptAttempt> {
+        self.shared
+            .rcpt_attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Waits until at least `count` RCPT commands have been answered, or `timeout` passes.
+    pub async fn wait_for_rcpt_attempts(
+        &self,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<RcptAttempt> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.shared.arrived.notified();
+            let attempts = self.rcpt_attempts();
+            if attempts.len() >= count {
+                return attempts;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.rcpt_attempts();
+            }
+        }
+    }
+
     /// Waits until at least `count` messages have arrived, or `timeout` passes; returns what
     /// arrived either way.
     pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<SinkMessage> {
@@ -183,14 +220,26 @@ async fn serve(
                         .next()
                         .unwrap_or_default()
                         .to_ascii_lowercase();
-                    if local.starts_with("tempfail") {
+                    let reply = if local.starts_with("tempfail") {
                         Reply::new(451, "4.2.0", "Mailbox temporarily unavailable")
                     } else if local.starts_with("reject") {
                         Reply::new(550, "5.1.1", "No such user")
                     } else {
-                        recipients.push(to.address);
+                        recipients.push(to.address.clone());
                         Reply::new(250, "2.1.5", "Ok")
-                    }
+                    };
+                    let attempt = RcptAttempt {
+                        peer,
+                        recipient: to.address,
+                        code: reply.code,
+                    };
+                    shared
+                        .rcpt_attempts
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(attempt);
+                    shared.arrived.notify_waiters();
+                    reply
                 }
                 Ok(Request::Data) if sender.is_some() && !recipients.is_empty() => {
                     start_data = true;

@@ -453,7 +453,7 @@ impl Session {
                     pool,
                     client_ip: self.peer.ip(),
                     client_helo: sanitize_name(&helo),
-                    size: 0,
+                    size: writer.size(),
                     smtputf8: transaction.smtputf8,
                     eight_bit_mime: transaction.eight_bit_mime,
                     attempts: 0,

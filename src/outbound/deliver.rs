@@ -55,6 +55,7 @@ impl Outbound {
     async fn deliver_group(&self, envelope: &mut Envelope, targets: &[Target], indexes: &[usize]) {
         let members = self.registry.load().pool_members(&envelope.pool);
         let mut unusable: HashSet<IpAddr> = HashSet::new();
+        let mut last_source = None;
         let mut last_error = match &members {
             PoolMembers::Addresses(list) if list.iter().all(|s| s.weight == 0) => {
                 format!("pool {} has no dedicated IP in rotation", envelope.pool)
@@ -84,6 +85,7 @@ impl Outbound {
                         }
                     }
                 };
+                last_source = source.or(last_source);
                 match self.session(envelope, source, target).await {
                     Ok((client, reused)) => {
                         envelope.last_source_ip = source;

@@ -75,9 +75,15 @@ impl MessageWriter {
     }
 
     /// Makes the message durable with its envelope (see the module docs for the order).
-    /// The envelope's `size` is set here.
-    pub async fn commit(mut self, mut envelope: Envelope) -> io::Result<()> {
-        envelope.size = self.size();
+    /// `envelope.size` must be [`MessageWriter::size`]: start-up checks the two agree.
+    pub async fn commit(mut self, envelope: Envelope) -> io::Result<()> {
+        if envelope.size != self.size() {
+            return Err(io::Error::other(format!(
+                "envelope size {} does not match the {} bytes written",
+                envelope.size,
+                self.size()
+            )));
+        }
         let file = self.file.take();
         let buffer = std::mem::take(&mut self.buffer);
         let path = self.tmp_path.clone();

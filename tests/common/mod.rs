@@ -1,0 +1,288 @@
+//! Shared pieces for the black-box tests: a relay on loopback with a real config file and spool,
+//! a recording sink, a raw SMTP client for byte-exact protocol tests, and Python's smtplib as an
+//! independent real client.
+
+#![allow(dead_code)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use poolrelay::config;
+use poolrelay::server::Relay;
+use poolrelay::sink::Sink;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A relay running in this process with its own folder (config file + spool).
+pub struct TestRelay {
+    pub relay: Option<Relay>,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+/// The `[smtp]` table with a free port; `extra` lines are appended to it.
+pub fn smtp_section(extra: &str) -> String {
+    format!("[smtp]\nlisten = [\"127.0.0.1:0\"]\nhostname = \"relay.test\"\n{extra}\n")
+}
+
+/// A route sending every domain to `next_hop`.
+pub fn catch_all_route(next_hop: SocketAddr) -> String {
+    format!("[[route]]\ndomain = \"*\"\nnext_hop = \"{next_hop}\"\n")
+}
+
+impl TestRelay {
+    /// Writes `toml` to `<dir>/poolrelay.toml` (spool in `<dir>/var/spool`) and starts the relay.
+    pub async fn start(toml: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(dir, toml).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, toml: &str) -> Self {
+        // RUST_LOG=debug shows the relay's log in a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let path = dir.path().join("poolrelay.toml");
+        std::fs::write(&path, toml).expect("write config");
+        let config = config::load(&path).unwrap_or_else(|errors| panic!("{errors}"));
+        let relay = Relay::start(config).await.expect("relay starts");
+        let addr = relay.smtp_addrs()[0];
+        Self {
+            relay: Some(relay),
+            addr,
+            dir,
+        }
+    }
+
+    pub fn spool_dir(&self) -> PathBuf {
+        self.dir.path().join("var/spool")
+    }
+
+    /// Files in a spool subfolder (`queue`, `quarantine`, `tmp`).
+    pub fn spool_files(&self, sub: &str) -> Vec<String> {
+        spool_files(&self.spool_dir(), sub)
+    }
+
+    /// Stops the relay and hands back its folder (to restart on the same spool).
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(relay) = self.relay.take() {
+            relay.shutdown().await;
+        }
+        self.dir
+    }
+}
+
+pub fn spool_files(spool: &Path, sub: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(spool.join(sub))
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Polls `check` until it returns `Some` or `WAIT` passes. A readiness check for state the relay
+/// only exposes through files (the spool), not a fixed sleep.
+pub async fn eventually<T>(mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An address that cannot be bound on this host (so a pool using it must defer). Candidates are
+/// documentation ranges (RFC 5737); a machine may have one assigned, so each is checked first.
+pub fn unassigned_addresses(count: usize) -> Vec<IpAddr> {
+    let found: Vec<IpAddr> = [
+        "198.51.100.7",
+        "203.0.113.7",
+        "192.0.2.77",
+        "198.51.100.201",
+        "203.0.113.201",
+    ]
+    .iter()
+    .map(|a| ip(a))
+    .filter(|&a| poolrelay::outbound::connect::source_available(a).is_err())
+    .take(count)
+    .collect();
+    assert_eq!(
+        found.len(),
+        count,
+        "enough documentation addresses are unassigned on this host"
+    );
+    found
+}
+
+pub async fn start_sink() -> Sink {
+    Sink::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("sink starts")
+}
+
+pub fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+/// A plain SMTP client that sends exactly the bytes it is given.
+pub struct RawClient {
+    pub stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl RawClient {
+    /// Connects and reads the greeting.
+    pub async fn connect(addr: SocketAddr) -> (Self, String) {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let mut client = Self {
+            stream,
+            buffer: Vec::new(),
+        };
+        let greeting = client.reply().await;
+        (client, greeting)
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("write");
+    }
+
+    /// Reads one complete reply (all its lines), or "" if the server closed the connection.
+    pub async fn reply(&mut self) -> String {
+        let mut reply = String::new();
+        loop {
+            while let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line).into_owned();
+                reply.push_str(&line);
+                if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                    return reply;
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let read = tokio::time::timeout(WAIT, self.stream.read(&mut chunk))
+                .await
+                .expect("reply within the wait")
+                .unwrap_or(0);
+            if read == 0 {
+                return reply;
+            }
+            self.buffer.extend_from_slice(&chunk[..read]);
+        }
+    }
+
+    /// Sends a command and returns the reply.
+    pub async fn command(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes()).await;
+        self.reply().await
+    }
+
+    /// EHLO, MAIL, RCPT for each recipient, DATA; panics unless all succeed.
+    pub async fn start_message(&mut self, sender: &str, recipients: &[&str]) {
+        assert!(self.command("EHLO client.test").await.starts_with("250"));
+        let reply = self.command(&format!("MAIL FROM:<{sender}>")).await;
+        assert!(reply.starts_with("250"), "{reply}");
+        for rcpt in recipients {
+            let reply = self.command(&format!("RCPT TO:<{rcpt}>")).await;
+            assert!(reply.starts_with("250"), "{reply}");
+        }
+        let reply = self.command("DATA").await;
+        assert!(reply.starts_with("354"), "{reply}");
+    }
+
+    /// A whole transaction with `content` sent raw (already ending with CRLF.CRLF); returns the
+    /// final reply.
+    pub async fn send_message(
+        &mut self,
+        sender: &str,
+        recipients: &[&str],
+        raw_content: &[u8],
+    ) -> String {
+        self.start_message(sender, recipients).await;
+        self.send(raw_content).await;
+        self.reply().await
+    }
+}
+
+/// Sends one message with Python's smtplib (a client poolrelay's code had no part in).
+/// Returns the text smtplib printed: "OK <reply>" or the exception.
+pub fn python_send(addr: SocketAddr, sender: &str, recipients: &[&str], content: &str) -> String {
+    let script = r#"
+import smtplib, sys, json
+host, port, sender, rcpts, content = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4]), sys.stdin.read()
+try:
+    with smtplib.SMTP(host, port, timeout=20) as s:
+        s.ehlo("python.client.test")
+        s.mail(sender)
+        for r in rcpts:
+            code, msg = s.rcpt(r)
+            if code >= 400: raise Exception(f"rcpt {code} {msg}")
+        code, msg = s.data(content.encode())
+        print("OK", code, msg.decode())
+except Exception as e:
+    print("ERROR", e)
+"#;
+    let rcpts = format!(
+        "[{}]",
+        recipients
+            .iter()
+            .map(|r| format!("\"{r}\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let mut child = std::process::Command::new("python3")
+        .args([
+            "-c",
+            script,
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+            sender,
+            &rcpts,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(content.as_bytes())
+            .expect("write to python");
+    }
+    let output = child.wait_with_output().expect("python finishes");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// The content after poolrelay's own Received header (its first header, three lines long).
+pub fn without_trace_header(content: &[u8]) -> &[u8] {
+    assert!(
+        content.starts_with(b"Received: from "),
+        "content starts with our trace header"
+    );
+    let mut at = 0;
+    // The header is one line plus its continuation lines (starting with a tab).
+    loop {
+        let end = content[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|p| at + p + 1)
+            .unwrap_or(content.len());
+        at = end;
+        if content.get(at) != Some(&b'\t') {
+            return &content[at..];
+        }
+    }
+}

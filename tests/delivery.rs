@@ -1,0 +1,203 @@
+//! Deferral, retries and restarts: mail waits rather than leaks, and the spool survives restarts.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::*;
+use poolrelay::spool::{Envelope, RecipientState};
+
+fn read_envelopes(spool: &std::path::Path) -> Vec<Envelope> {
+    spool_files(spool, "queue")
+        .iter()
+        .filter(|name| name.ends_with(".env"))
+        .filter_map(|name| std::fs::read(spool.join("queue").join(name)).ok())
+        .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+        .collect()
+}
+
+const CONTENT: &[u8] = b"X-SES-CONFIGURATION-SET: ghostly\r\nSubject: wait\r\n\r\nbody\r\n.\r\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ip_not_on_the_host_defers_and_never_leaks() {
+    let sink = start_sink().await;
+    // Addresses not assigned to this host: binding fails before any packet is sent. The default
+    // pool has a working address the message must NOT fall back to.
+    let missing = unassigned_addresses(2);
+    let (missing_a, missing_b) = (missing[0], missing[1]);
+    let config = format!(
+        "{}{}[queue]\nretry_interval = \"50ms\"\nmax_retry_interval = \"100ms\"\n
+[[pool]]\nname = \"ghost\"\n[[pool]]\nname = \"mixed\"
+[[ip]]\naddress = \"{missing_a}\"\npool = \"ghost\"
+[[ip]]\naddress = \"{missing_b}\"\npool = \"mixed\"
+[[ip]]\naddress = \"127.0.0.3\"\npool = \"mixed\"
+[[ip]]\naddress = \"127.0.0.5\"
+[shared_pool]\nips = []
+[[configuration_set]]\nname = \"ghostly\"\nsending_pool = \"ghost\"
+[[configuration_set]]\nname = \"half\"\nsending_pool = \"mixed\"\n",
+        smtp_section(""),
+        catch_all_route(sink.addr())
+    );
+    let relay = TestRelay::start(&config).await;
+    let (mut client, _) = RawClient::connect(relay.addr).await;
+    let reply = client
+        .send_message("app@example.test", &["user@example.test"], CONTENT)
+        .await;
+    assert!(reply.starts_with("250"), "{reply}");
+
+    // The message is retried (attempts grow) with a clear reason, and stays queued.
+    let spool = relay.spool_dir();
+    let envelope = eventually(|| read_envelopes(&spool).into_iter().find(|e| e.attempts >= 3))
+        .await
+        .expect("the message is attempted and deferred");
+    assert_eq!(envelope.recipients[0].state, RecipientState::Pending);
+    let reason = envelope.recipients[0]
+        .last_reply
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        reason.contains("no usable dedicated IP in pool ghost"),
+        "{reason}"
+    );
+
+    // A pool with one missing and one working address uses the working one only.
+    let reply = client
+        .send_message(
+            "app@example.test",
+            &["user@example.test"],
+            b"X-SES-CONFIGURATION-SET: half\r\nSubject: half\r\n\r\nbody\r\n.\r\n",
+        )
+        .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let received = sink.wait_for(1, WAIT).await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].peer.ip(), ip("127.0.0.3"));
+
+    // Nothing ever reached the sink from another address: only the one delivery's connection.
+    assert!(
+        sink.connections()
+            .iter()
+            .all(|peer| peer.ip() == ip("127.0.0.3")),
+        "{:?}",
+        sink.connections()
+    );
+    assert_eq!(sink.messages().len(), 1);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_relay_delivers_what_is_in_its_spool() {
+    // A port with nothing listening: take a free one from a sink, then stop that sink.
+    let sink_addr: SocketAddr = {
+        let probe = start_sink().await;
+        probe.addr()
+    };
+    let config = format!(
+        "{}{}[queue]\nretry_interval = \"1h\"\n[[ip]]\naddress = \"127.0.0.2\"\n",
+        smtp_section(""),
+        catch_all_route(sink_addr)
+    );
+    let relay = TestRelay::start(&config).await;
+    let (mut client, _) = RawClient::connect(relay.addr).await;
+    let reply = client
+        .send_message(
+            "app@example.test",
+            &["a@example.test", "b@example.test"],
+            b"Subject: survive\r\n\r\nkept\r\n.\r\n",
+        )
+        .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let spool = relay.spool_dir();
+    eventually(|| read_envelopes(&spool).into_iter().find(|e| e.attempts >= 1))
+        .await
+        .expect("first attempt failed");
+    drop(client);
+    let dir = relay.stop().await;
+    assert_eq!(
+        spool_files(&dir.path().join("var/spool"), "queue").len(),
+        2,
+        "content and envelope stay"
+    );
+
+    // Now the next hop is up, and a new relay process-equivalent starts on the same spool.
+    let sink = poolrelay::sink::Sink::start(sink_addr)
+        .await
+        .expect("sink on the same port");
+    let relay = TestRelay::start_in(dir, &config).await;
+    let received = sink.wait_for(1, WAIT).await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].recipients, ["a@example.test", "b@example.test"]);
+    assert_eq!(received[0].peer.ip(), ip("127.0.0.2"));
+    assert!(
+        String::from_utf8_lossy(&received[0].content).ends_with("Subject: survive\r\n\r\nkept\r\n")
+    );
+    let dir = relay.stop().await;
+    assert!(spool_files(&dir.path().join("var/spool"), "queue").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_deferred_recipient_is_retried_and_from_another_ip() {
+    let sink = start_sink().await;
+    let config = format!(
+        "{}{}[queue]\nretry_interval = \"20ms\"\nmax_retry_interval = \"40ms\"\n
+[[ip]]\naddress = \"127.0.0.2\"\n[[ip]]\naddress = \"127.0.0.3\"\n",
+        smtp_section(""),
+        catch_all_route(sink.addr())
+    );
+    let relay = TestRelay::start(&config).await;
+    let (mut client, _) = RawClient::connect(relay.addr).await;
+    let reply = client
+        .send_message(
+            "app@example.test",
+            &[
+                "ok@example.test",
+                "tempfail@example.test",
+                "reject@example.test",
+            ],
+            b"Subject: split\r\n\r\nbody\r\n.\r\n",
+        )
+        .await;
+    assert!(reply.starts_with("250"), "{reply}");
+
+    // First attempt: three RCPTs; then only the deferred one, several times.
+    let attempts = sink.wait_for_rcpt_attempts(7, WAIT).await;
+    assert!(attempts.len() >= 7, "{attempts:?}");
+    let count = |who: &str| attempts.iter().filter(|a| a.recipient == who).count();
+    assert_eq!(
+        count("ok@example.test"),
+        1,
+        "a delivered recipient is not sent again"
+    );
+    assert_eq!(
+        count("reject@example.test"),
+        1,
+        "a 5xx recipient is not retried"
+    );
+    let retried: Vec<_> = attempts
+        .iter()
+        .filter(|a| a.recipient == "tempfail@example.test")
+        .collect();
+    assert!(retried.len() >= 5);
+    // Each retry leaves from the other IP of the pool.
+    for pair in retried.windows(2) {
+        assert_ne!(pair[0].peer.ip(), pair[1].peer.ip(), "{retried:?}");
+    }
+    let delivered = sink.messages();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].recipients, ["ok@example.test"]);
+
+    let spool = relay.spool_dir();
+    let envelope = read_envelopes(&spool)
+        .pop()
+        .expect("still queued for the deferred recipient");
+    let states: Vec<RecipientState> = envelope.recipients.iter().map(|r| r.state).collect();
+    assert_eq!(
+        states,
+        [
+            RecipientState::Delivered,
+            RecipientState::Pending,
+            RecipientState::Failed
+        ]
+    );
+    relay.stop().await;
+}
