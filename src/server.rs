@@ -81,7 +81,11 @@ impl Relay {
         let tls = tls::opportunistic_client_config().context("cannot set up TLS")?;
         let outbound = Arc::new(Outbound::new(
             registry.clone(),
-            NextHopResolver::new(config.routes.clone(), &config.nameservers),
+            NextHopResolver::new(
+                config.routes.clone(),
+                &config.nameservers,
+                config.outbound.mx_port,
+            ),
             ConnectionCache::new(config.queue.connection_idle_timeout),
             tls,
             config.smtp.hostname.clone(),

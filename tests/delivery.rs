@@ -201,3 +201,33 @@ async fn only_the_deferred_recipient_is_retried_and_from_another_ip() {
     );
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_reused_per_source_ip_and_next_hop() {
+    let sink = start_sink().await;
+    let config = format!(
+        "{}{}[[pool]]\nname = \"two\"\n[[ip]]\naddress = \"127.0.0.2\"\npool = \"two\"\n[[ip]]\naddress = \"127.0.0.3\"\npool = \"two\"\n[[configuration_set]]\nname = \"s\"\nsending_pool = \"two\"\n",
+        smtp_section(""),
+        catch_all_route(sink.addr())
+    );
+    let relay = TestRelay::start(&config).await;
+    let spool = relay.spool_dir();
+    let (mut client, _) = RawClient::connect(relay.addr).await;
+    for n in 0..10 {
+        let content = format!("X-SES-CONFIGURATION-SET: s\r\nSubject: {n}\r\n\r\nx\r\n.\r\n");
+        let reply = client
+            .send_message("a@example.test", &["b@example.test"], content.as_bytes())
+            .await;
+        assert!(reply.starts_with("250"), "{reply}");
+        // Wait until the attempt is recorded, so its connection is back in the cache.
+        eventually(|| spool_files(&spool, "queue").is_empty().then_some(()))
+            .await
+            .expect("delivered");
+    }
+    assert_eq!(sink.messages().len(), 10);
+    // Round robin alternates the two IPs; each keeps one connection for all its messages.
+    let mut peers: Vec<_> = sink.connections().iter().map(|p| p.ip()).collect();
+    peers.sort();
+    assert_eq!(peers, [ip("127.0.0.2"), ip("127.0.0.3")]);
+    relay.stop().await;
+}

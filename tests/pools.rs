@@ -79,20 +79,25 @@ async fn each_configuration_set_leaves_from_its_pool_only() {
     let per_set = 10;
     let addr = relay.addr;
     let mut expected = BTreeMap::new();
+    let mut contents = Vec::new();
     for (index, set) in sets.iter().enumerate() {
         for n in 0..per_set {
             let subject = format!("set{index}-{n}");
             expected.insert(subject.clone(), *set);
-            let content = message(&subject, *set);
-            // Python's smtplib: a real client independent of poolrelay's code.
-            let result = tokio::task::spawn_blocking(move || {
-                python_send(addr, "app@example.test", &["user@example.test"], &content)
-            })
-            .await
-            .unwrap();
-            assert!(result.starts_with("OK 250"), "{result}");
+            contents.push(message(&subject, *set));
         }
     }
+    // Python's smtplib: a real client independent of poolrelay's code.
+    let results = tokio::task::spawn_blocking(move || {
+        python_send(addr, "app@example.test", &["user@example.test"], &contents)
+    })
+    .await
+    .unwrap();
+    assert_eq!(results.len(), expected.len(), "{results:?}");
+    assert!(
+        results.iter().all(|r| r.starts_with("OK 250")),
+        "{results:?}"
+    );
     let received = sink.wait_for(expected.len(), WAIT).await;
     assert_eq!(received.len(), expected.len());
 

@@ -52,6 +52,12 @@ pub struct QueueSettings {
 }
 
 #[derive(Debug, Clone)]
+pub struct OutboundSettings {
+    /// The port used for MX hosts and address literals: 25, except in test setups on loopback.
+    pub mx_port: u16,
+}
+
+#[derive(Debug, Clone)]
 pub struct Config {
     /// The file this came from.
     pub path: PathBuf,
@@ -60,6 +66,7 @@ pub struct Config {
     /// Empty: use the system resolver.
     pub nameservers: Vec<SocketAddr>,
     pub queue: QueueSettings,
+    pub outbound: OutboundSettings,
     pub routes: Vec<Route>,
     pub registry: Registry,
 }

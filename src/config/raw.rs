@@ -18,6 +18,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub queue: RawQueue,
     #[serde(default)]
+    pub outbound: RawOutbound,
+    #[serde(default)]
     pub route: Vec<Spanned<RawRoute>>,
     #[serde(default)]
     pub pool: Vec<Spanned<RawPool>>,
@@ -63,6 +65,12 @@ pub struct RawQueue {
     pub max_retry_interval: Option<Text>,
     pub max_concurrent_deliveries: Option<Spanned<u64>>,
     pub connection_idle_timeout: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutbound {
+    pub mx_port: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

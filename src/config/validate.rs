@@ -9,7 +9,9 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 use super::raw::{RawConfig, Text};
-use super::{BareNewline, Config, ConfigError, ConfigErrors, QueueSettings, SmtpSettings};
+use super::{
+    BareNewline, Config, ConfigError, ConfigErrors, OutboundSettings, QueueSettings, SmtpSettings,
+};
 use crate::outbound::route::{DomainPattern, HostPort, Route};
 use crate::registry::{ConfigurationSet, DedicatedIp, Registry};
 
@@ -206,6 +208,12 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
         connection_idle_timeout: duration_or(&raw.queue.connection_idle_timeout, 30, &mut problems),
     };
 
+    let outbound = OutboundSettings {
+        mx_port: raw.outbound.mx_port.as_ref().map_or(25, |v| {
+            number_in(v, 1..65536, "outbound.mx_port", &mut problems)
+        }) as u16,
+    };
+
     // [[route]]
     let mut routes = Vec::new();
     for route in &raw.route {
@@ -308,6 +316,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
         spool_dir,
         nameservers,
         queue,
+        outbound,
         routes,
         registry,
     })

@@ -46,20 +46,20 @@ impl ResolveError {
     }
 }
 
-/// The SMTP port used for MX hosts and address literals.
-const SMTP_PORT: u16 = 25;
 /// At most this many addresses are tried per domain and attempt.
 const MAX_TARGETS: usize = 10;
 
 pub struct NextHopResolver {
     routes: Vec<Route>,
+    /// The port for MX hosts and address literals (25 outside tests).
+    mx_port: u16,
     dns: Result<TokioResolver, String>,
 }
 
 impl NextHopResolver {
     /// `nameservers` empty means the system resolver (`/etc/resolv.conf`). A resolver that cannot
     /// be built is not fatal: static routes still work, MX lookups fail temporarily with the reason.
-    pub fn new(routes: Vec<Route>, nameservers: &[SocketAddr]) -> Self {
+    pub fn new(routes: Vec<Route>, nameservers: &[SocketAddr], mx_port: u16) -> Self {
         let dns = if nameservers.is_empty() {
             TokioResolver::builder_tokio().and_then(|builder| builder.build())
         } else {
@@ -91,7 +91,11 @@ impl NextHopResolver {
             tracing::warn!(%error, "no DNS resolver: only static routes and address literals can be delivered");
             format!("no DNS resolver: {error}")
         });
-        Self { routes, dns }
+        Self {
+            routes,
+            mx_port,
+            dns,
+        }
     }
 
     /// The addresses to try for a (lower-case) recipient domain, best first.
@@ -108,7 +112,7 @@ impl NextHopResolver {
                 .map(|ip| {
                     vec![Target {
                         host: ip.to_string(),
-                        addr: SocketAddr::new(ip, SMTP_PORT),
+                        addr: SocketAddr::new(ip, self.mx_port),
                     }]
                 })
                 .map_err(|_| ResolveError::Permanent(format!("bad address literal {domain}")));
@@ -143,7 +147,7 @@ impl NextHopResolver {
         let mut targets = Vec::new();
         let mut last_error = None;
         for exchange in exchanges {
-            match self.host_addresses(&exchange, SMTP_PORT).await {
+            match self.host_addresses(&exchange, self.mx_port).await {
                 Ok(found) => targets.extend(found),
                 Err(error) => last_error = Some(error),
             }
@@ -260,7 +264,7 @@ mod tests {
             domain: super::super::route::DomainPattern::parse("example.test").unwrap(),
             next_hop: super::super::route::HostPort::parse("127.0.0.1:2526").unwrap(),
         }];
-        let resolver = NextHopResolver::new(routes, &["127.0.0.1:9".parse().unwrap()]);
+        let resolver = NextHopResolver::new(routes, &["127.0.0.1:9".parse().unwrap()], 25);
         let targets = resolver.resolve("example.test").await.unwrap();
         assert_eq!(targets[0].addr, "127.0.0.1:2526".parse().unwrap());
         let targets = resolver.resolve("[127.0.0.5]").await.unwrap();

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod dns;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -216,32 +218,32 @@ impl RawClient {
     }
 }
 
-/// Sends one message with Python's smtplib (a client poolrelay's code had no part in).
-/// Returns the text smtplib printed: "OK <reply>" or the exception.
-pub fn python_send(addr: SocketAddr, sender: &str, recipients: &[&str], content: &str) -> String {
+/// Sends messages with Python's smtplib (a client poolrelay's code had no part in), one session
+/// each. Returns one line per message: "OK <code> <reply>" or "ERROR <exception>".
+pub fn python_send(
+    addr: SocketAddr,
+    sender: &str,
+    recipients: &[&str],
+    contents: &[String],
+) -> Vec<String> {
     let script = r#"
 import smtplib, sys, json
-host, port, sender, rcpts, content = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4]), sys.stdin.read()
-try:
-    with smtplib.SMTP(host, port, timeout=20) as s:
-        s.ehlo("python.client.test")
-        s.mail(sender)
-        for r in rcpts:
-            code, msg = s.rcpt(r)
-            if code >= 400: raise Exception(f"rcpt {code} {msg}")
-        code, msg = s.data(content.encode())
-        print("OK", code, msg.decode())
-except Exception as e:
-    print("ERROR", e)
+host, port, sender = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+job = json.load(sys.stdin)
+for content in job["contents"]:
+    try:
+        with smtplib.SMTP(host, port, timeout=20) as s:
+            s.ehlo("python.client.test")
+            s.mail(sender)
+            for r in job["recipients"]:
+                code, msg = s.rcpt(r)
+                if code >= 400: raise Exception(f"rcpt {code} {msg}")
+            code, msg = s.data(content.encode())
+            print("OK", code, msg.decode())
+    except Exception as e:
+        print("ERROR", e)
 "#;
-    let rcpts = format!(
-        "[{}]",
-        recipients
-            .iter()
-            .map(|r| format!("\"{r}\""))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let job = serde_json::json!({ "recipients": recipients, "contents": contents });
     let mut child = std::process::Command::new("python3")
         .args([
             "-c",
@@ -249,7 +251,6 @@ except Exception as e:
             &addr.ip().to_string(),
             &addr.port().to_string(),
             sender,
-            &rcpts,
         ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -259,11 +260,14 @@ except Exception as e:
         use std::io::Write;
         let mut stdin = child.stdin.take().expect("stdin");
         stdin
-            .write_all(content.as_bytes())
+            .write_all(job.to_string().as_bytes())
             .expect("write to python");
     }
     let output = child.wait_with_output().expect("python finishes");
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 /// The content after poolrelay's own Received header (its first header, three lines long).
