@@ -139,31 +139,33 @@ impl Sink {
         count: usize,
         timeout: Duration,
     ) -> Vec<RcptAttempt> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.shared.arrived.notified();
-            let attempts = self.rcpt_attempts();
-            if attempts.len() >= count {
-                return attempts;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.rcpt_attempts();
-            }
-        }
+        self.wait_until(count, timeout, Self::rcpt_attempts).await
     }
 
     /// Waits until at least `count` messages have arrived, or `timeout` passes; returns what
     /// arrived either way.
     pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<SinkMessage> {
+        self.wait_until(count, timeout, Self::messages).await
+    }
+
+    /// Re-reads `list` each time the sink records something, until it has `count` entries.
+    async fn wait_until<T>(
+        &self,
+        count: usize,
+        timeout: Duration,
+        list: fn(&Self) -> Vec<T>,
+    ) -> Vec<T> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.shared.arrived.notified();
-            let messages = self.messages();
-            if messages.len() >= count {
-                return messages;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.messages();
+            let current = list(self);
+            if current.len() >= count || tokio::time::timeout_at(deadline, notified).await.is_err()
+            {
+                return if current.len() >= count {
+                    current
+                } else {
+                    list(self)
+                };
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The inbound side: SMTP listeners, sessions, and the classification of each message into a
 //! configuration set and pool while it streams in.
 
+mod data_phase;
 mod headers;
 mod listener;
 mod received;

@@ -16,12 +16,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::InboundContext;
-use super::headers::HeaderFilter;
-use super::received::{Trace, received_header, sanitize_name};
+use super::received::sanitize_name;
 use crate::smtp::Reply;
-use crate::smtp::data::{DataReader, Violation};
 use crate::smtp::line::{Framed, frame_command};
-use crate::spool::{Envelope, Recipient, new_message_id, unix_now};
 
 /// After this many errors in one session the client is disconnected (as Postfix's
 /// `smtpd_hard_error_limit`).
@@ -37,24 +34,24 @@ enum Next {
 
 /// The mail transaction between MAIL and the end of DATA.
 #[derive(Debug)]
-struct Transaction {
-    sender: String,
-    smtputf8: bool,
-    eight_bit_mime: bool,
-    recipients: Vec<String>,
+pub(super) struct Transaction {
+    pub(super) sender: String,
+    pub(super) smtputf8: bool,
+    pub(super) eight_bit_mime: bool,
+    pub(super) recipients: Vec<String>,
 }
 
 pub struct Session {
-    ctx: Arc<InboundContext>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    input: BytesMut,
-    output: Vec<u8>,
-    helo: Option<String>,
-    esmtp: bool,
-    transaction: Option<Transaction>,
-    errors: u32,
-    skipping_long_line: bool,
+    pub(super) ctx: Arc<InboundContext>,
+    pub(super) stream: TcpStream,
+    pub(super) peer: SocketAddr,
+    pub(super) input: BytesMut,
+    pub(super) output: Vec<u8>,
+    pub(super) helo: Option<String>,
+    pub(super) esmtp: bool,
+    pub(super) transaction: Option<Transaction>,
+    pub(super) errors: u32,
+    pub(super) skipping_long_line: bool,
 }
 
 impl Session {
@@ -73,7 +70,7 @@ impl Session {
         }
     }
 
-    fn reply(&mut self, reply: Reply) {
+    pub(super) fn reply(&mut self, reply: Reply) {
         reply.write_to(&mut self.output);
     }
 
@@ -101,7 +98,10 @@ impl Session {
 
     /// Reads more input. `Ok(false)` means the session is over (closed, timed out, shutting down);
     /// any farewell reply has been sent.
-    async fn read_more(&mut self, timeout: std::time::Duration) -> std::io::Result<bool> {
+    pub(super) async fn read_more(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> std::io::Result<bool> {
         let shutdown = self.ctx.shutdown.clone();
         tokio::select! {
             _ = shutdown.cancelled() => {
@@ -378,165 +378,6 @@ impl Session {
         }
         self.reply(Reply::new(354, "", "End data with <CR><LF>.<CR><LF>"));
         Next::ReceiveData
-    }
-
-    /// Reads the message after `354`, spools it and replies. `Ok(false)` ends the session.
-    async fn receive_data(&mut self) -> std::io::Result<bool> {
-        let Some(transaction) = self.transaction.take() else {
-            return Ok(true);
-        };
-        let ctx = self.ctx.clone();
-        let settings = &ctx.settings;
-        let id = new_message_id();
-        let mut writer = ctx.spool.writer(&id);
-        let helo = self.helo.clone().unwrap_or_default();
-        writer.buffer().extend_from_slice(
-            received_header(&Trace {
-                helo: &helo,
-                client_ip: self.peer.ip(),
-                hostname: &settings.hostname,
-                esmtp: self.esmtp,
-                id: &id,
-                recipients: &transaction.recipients,
-            })
-            .as_bytes(),
-        );
-        let mut reader = DataReader::new(settings.bare_newline, settings.max_message_bytes);
-        let mut filter = HeaderFilter::new();
-        let mut content = Vec::with_capacity(16 * 1024);
-        let mut pool: Option<Result<String, Reply>> = None;
-        let mut spool_error: Option<std::io::Error> = None;
-        let data_timeout = settings.data_timeout;
-        loop {
-            if !self.input.is_empty() {
-                content.clear();
-                let fed = reader.feed(&self.input, &mut content);
-                self.input.advance(fed.consumed);
-                let keep = reader.violation().is_none()
-                    && !matches!(pool, Some(Err(_)))
-                    && spool_error.is_none();
-                if keep {
-                    filter.feed(&content, writer.buffer());
-                    if pool.is_none() && filter.headers_complete() {
-                        pool = Some(self.classify(filter.configuration_set()));
-                    }
-                    if let Err(error) = writer.flush_if_large().await {
-                        spool_error = Some(error);
-                    }
-                }
-                if fed.finished {
-                    break;
-                }
-            }
-            if !self.read_more(data_timeout).await? {
-                tracing::info!(client = %self.peer, id, "connection ended inside DATA; nothing was accepted");
-                return Ok(false);
-            }
-        }
-        filter.finish(writer.buffer());
-        let pool = pool.unwrap_or_else(|| self.classify(filter.configuration_set()));
-        let reply = match (reader.violation(), pool, spool_error) {
-            (Some(violation), _, _) => violation_reply(violation, settings.max_message_bytes),
-            (None, Err(refusal), _) => refusal,
-            (None, Ok(_), Some(error)) => spool_failure(&id, &error),
-            (None, Ok(pool), None) => {
-                let envelope = Envelope {
-                    id: id.clone(),
-                    received_at: unix_now(),
-                    sender: transaction.sender,
-                    recipients: transaction
-                        .recipients
-                        .into_iter()
-                        .map(Recipient::new)
-                        .collect(),
-                    configuration_set: filter.configuration_set().map(str::to_string),
-                    pool,
-                    client_ip: self.peer.ip(),
-                    client_helo: sanitize_name(&helo),
-                    size: writer.size(),
-                    smtputf8: transaction.smtputf8,
-                    eight_bit_mime: transaction.eight_bit_mime,
-                    attempts: 0,
-                    last_source_ip: None,
-                };
-                let queued = envelope.clone();
-                match writer.commit(envelope).await {
-                    Ok(()) => {
-                        tracing::info!(
-                            id,
-                            client = %self.peer.ip(),
-                            sender = %queued.sender,
-                            recipients = queued.recipients.len(),
-                            configuration_set = queued.configuration_set.as_deref().unwrap_or("-"),
-                            pool = %queued.pool,
-                            "accepted"
-                        );
-                        self.ctx.queue.enqueue(queued);
-                        Reply::new(250, "2.0.0", format!("Ok {id}"))
-                    }
-                    Err(error) => spool_failure(&id, &error),
-                }
-            }
-        };
-        if !reply.is_positive() {
-            tracing::info!(id, client = %self.peer.ip(), reply = %reply, "message refused");
-        }
-        self.reply(reply);
-        Ok(true)
-    }
-
-    /// The pool for a message, or the refusal for an unknown configuration set.
-    fn classify(&self, configuration_set: Option<&str>) -> Result<String, Reply> {
-        self.ctx
-            .registry
-            .load()
-            .pool_for(configuration_set)
-            .map_err(|_| {
-                let name: String = configuration_set
-                    .unwrap_or_default()
-                    .chars()
-                    .take(64)
-                    .map(|c| if c.is_control() || c == '"' { '_' } else { c })
-                    .collect();
-                Reply::new(
-                    554,
-                    "5.3.0",
-                    format!("Configuration set \"{name}\" does not exist"),
-                )
-            })
-    }
-}
-
-fn violation_reply(violation: Violation, limit: u64) -> Reply {
-    match violation {
-        Violation::BareNewline => Reply::new(
-            554,
-            "5.6.0",
-            "Message refused: bare CR or LF found; lines must end with CRLF",
-        ),
-        Violation::LineTooLong => Reply::new(
-            554,
-            "5.6.0",
-            "Message refused: a line is longer than 998 octets",
-        ),
-        Violation::TooBig => Reply::new(
-            552,
-            "5.3.4",
-            format!("Message size exceeds the limit of {limit} bytes"),
-        ),
-    }
-}
-
-fn spool_failure(id: &str, error: &std::io::Error) -> Reply {
-    tracing::error!(id, %error, "cannot write the message to the spool");
-    if error.raw_os_error() == Some(libc::ENOSPC) || error.raw_os_error() == Some(libc::EDQUOT) {
-        Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
-    } else {
-        Reply::new(
-            451,
-            "4.3.0",
-            "Local error writing the message, try again later",
-        )
     }
 }
 

@@ -110,16 +110,14 @@ impl Outbound {
             }
         }
         let hop = targets.first().map(|t| t.host.as_str()).unwrap_or("-");
-        for &index in indexes {
-            self.record(
-                envelope,
-                index,
-                None,
-                hop,
-                false,
-                &format!("451 4.4.1 {last_error}"),
-            );
-        }
+        self.record_all(
+            envelope,
+            indexes,
+            last_source,
+            hop,
+            false,
+            &format!("451 4.4.1 {last_error}"),
+        );
     }
 
     /// A ready session from `source` to `target`: an idle one from the cache or a new one.
@@ -195,16 +193,14 @@ impl Outbound {
             .collect();
         let source = client.source;
         if envelope.smtputf8 && !client.capabilities.smtputf8 {
-            for &index in indexes {
-                self.record(
-                    envelope,
-                    index,
-                    source,
-                    &target.host,
-                    true,
-                    "553 5.6.7 the next hop does not support SMTPUTF8",
-                );
-            }
+            self.record_all(
+                envelope,
+                indexes,
+                source,
+                &target.host,
+                true,
+                "553 5.6.7 the next hop does not support SMTPUTF8",
+            );
             self.give_back(client).await;
             return;
         }
@@ -221,16 +217,8 @@ impl Outbound {
                 Ok(file) => tokio::io::BufReader::with_capacity(64 * 1024, file),
                 Err(error) => {
                     tracing::error!(id = %envelope.id, path = %path.display(), %error, "cannot read the spooled content");
-                    for &index in indexes {
-                        self.record(
-                            envelope,
-                            index,
-                            source,
-                            &target.host,
-                            false,
-                            &format!("451 4.3.0 cannot read the spooled content: {error}"),
-                        );
-                    }
+                    let reply = format!("451 4.3.0 cannot read the spooled content: {error}");
+                    self.record_all(envelope, indexes, source, &target.host, false, &reply);
                     self.give_back(client).await;
                     return;
                 }
@@ -249,31 +237,21 @@ impl Outbound {
                     match self.open_session(envelope, source, target).await {
                         Ok(fresh) => client = fresh,
                         Err(_) => {
-                            for &index in indexes {
-                                self.record(
-                                    envelope,
-                                    index,
-                                    source,
-                                    &target.host,
-                                    false,
-                                    &format!("451 4.4.2 {error}"),
-                                );
-                            }
+                            let reply = format!("451 4.4.2 {error}");
+                            self.record_all(envelope, indexes, source, &target.host, false, &reply);
                             return;
                         }
                     }
                 }
                 Err(error) => {
-                    for &index in indexes {
-                        self.record(
-                            envelope,
-                            index,
-                            source,
-                            &target.host,
-                            false,
-                            &format!("451 4.4.2 {error} ({})", target.addr),
-                        );
-                    }
+                    self.record_all(
+                        envelope,
+                        indexes,
+                        source,
+                        &target.host,
+                        false,
+                        &format!("451 4.4.2 {error} ({})", target.addr),
+                    );
                     return;
                 }
             }
@@ -318,6 +296,21 @@ impl Outbound {
                 reply.is_permanent(),
                 &reply.to_string(),
             );
+        }
+    }
+
+    /// [`Outbound::record`] for every recipient of a transaction.
+    fn record_all(
+        &self,
+        envelope: &mut Envelope,
+        indexes: &[usize],
+        source: Option<IpAddr>,
+        hop: &str,
+        permanent: bool,
+        reply: &str,
+    ) {
+        for &index in indexes {
+            self.record(envelope, index, source, hop, permanent, reply);
         }
     }
 

@@ -13,6 +13,7 @@ mod deliver;
 pub mod next_hop;
 pub mod route;
 pub mod select;
+mod stream;
 pub mod tls;
 
 use std::collections::HashSet;

@@ -1,0 +1,173 @@
+//! The DATA phase of a session: the message is read through the DATA reader and the header
+//! filter into the spool, classified into a configuration set and pool as soon as its header
+//! block is complete, and acknowledged only once it is durable.
+
+use bytes::Buf;
+
+use super::headers::HeaderFilter;
+use super::received::{Trace, received_header, sanitize_name};
+use super::session::Session;
+use crate::smtp::Reply;
+use crate::smtp::data::{DataReader, Violation};
+use crate::spool::{Envelope, Recipient, new_message_id, unix_now};
+
+impl Session {
+    /// Reads the message after `354`, spools it and replies. `Ok(false)` ends the session.
+    pub(super) async fn receive_data(&mut self) -> std::io::Result<bool> {
+        let Some(transaction) = self.transaction.take() else {
+            return Ok(true);
+        };
+        let ctx = self.ctx.clone();
+        let settings = &ctx.settings;
+        let id = new_message_id();
+        let mut writer = ctx.spool.writer(&id);
+        let helo = self.helo.clone().unwrap_or_default();
+        writer.buffer().extend_from_slice(
+            received_header(&Trace {
+                helo: &helo,
+                client_ip: self.peer.ip(),
+                hostname: &settings.hostname,
+                esmtp: self.esmtp,
+                id: &id,
+                recipients: &transaction.recipients,
+            })
+            .as_bytes(),
+        );
+        let mut reader = DataReader::new(settings.bare_newline, settings.max_message_bytes);
+        let mut filter = HeaderFilter::new();
+        let mut content = Vec::with_capacity(16 * 1024);
+        let mut pool: Option<Result<String, Reply>> = None;
+        let mut spool_error: Option<std::io::Error> = None;
+        let data_timeout = settings.data_timeout;
+        loop {
+            if !self.input.is_empty() {
+                content.clear();
+                let fed = reader.feed(&self.input, &mut content);
+                self.input.advance(fed.consumed);
+                let keep = reader.violation().is_none()
+                    && !matches!(pool, Some(Err(_)))
+                    && spool_error.is_none();
+                if keep {
+                    filter.feed(&content, writer.buffer());
+                    if pool.is_none() && filter.headers_complete() {
+                        pool = Some(self.classify(filter.configuration_set()));
+                    }
+                    if let Err(error) = writer.flush_if_large().await {
+                        spool_error = Some(error);
+                    }
+                }
+                if fed.finished {
+                    break;
+                }
+            }
+            if !self.read_more(data_timeout).await? {
+                tracing::info!(client = %self.peer, id, "connection ended inside DATA; nothing was accepted");
+                return Ok(false);
+            }
+        }
+        filter.finish(writer.buffer());
+        let pool = pool.unwrap_or_else(|| self.classify(filter.configuration_set()));
+        let reply = match (reader.violation(), pool, spool_error) {
+            (Some(violation), _, _) => violation_reply(violation, settings.max_message_bytes),
+            (None, Err(refusal), _) => refusal,
+            (None, Ok(_), Some(error)) => spool_failure(&id, &error),
+            (None, Ok(pool), None) => {
+                let envelope = Envelope {
+                    id: id.clone(),
+                    received_at: unix_now(),
+                    sender: transaction.sender,
+                    recipients: transaction
+                        .recipients
+                        .into_iter()
+                        .map(Recipient::new)
+                        .collect(),
+                    configuration_set: filter.configuration_set().map(str::to_string),
+                    pool,
+                    client_ip: self.peer.ip(),
+                    client_helo: sanitize_name(&helo),
+                    size: writer.size(),
+                    smtputf8: transaction.smtputf8,
+                    eight_bit_mime: transaction.eight_bit_mime,
+                    attempts: 0,
+                    last_source_ip: None,
+                };
+                let queued = envelope.clone();
+                match writer.commit(envelope).await {
+                    Ok(()) => {
+                        tracing::info!(
+                            id,
+                            client = %self.peer.ip(),
+                            sender = %queued.sender,
+                            recipients = queued.recipients.len(),
+                            configuration_set = queued.configuration_set.as_deref().unwrap_or("-"),
+                            pool = %queued.pool,
+                            "accepted"
+                        );
+                        self.ctx.queue.enqueue(queued);
+                        Reply::new(250, "2.0.0", format!("Ok {id}"))
+                    }
+                    Err(error) => spool_failure(&id, &error),
+                }
+            }
+        };
+        if !reply.is_positive() {
+            tracing::info!(id, client = %self.peer.ip(), reply = %reply, "message refused");
+        }
+        self.reply(reply);
+        Ok(true)
+    }
+
+    /// The pool for a message, or the refusal for an unknown configuration set.
+    fn classify(&self, configuration_set: Option<&str>) -> Result<String, Reply> {
+        self.ctx
+            .registry
+            .load()
+            .pool_for(configuration_set)
+            .map_err(|_| {
+                let name: String = configuration_set
+                    .unwrap_or_default()
+                    .chars()
+                    .take(64)
+                    .map(|c| if c.is_control() || c == '"' { '_' } else { c })
+                    .collect();
+                Reply::new(
+                    554,
+                    "5.3.0",
+                    format!("Configuration set \"{name}\" does not exist"),
+                )
+            })
+    }
+}
+
+fn violation_reply(violation: Violation, limit: u64) -> Reply {
+    match violation {
+        Violation::BareNewline => Reply::new(
+            554,
+            "5.6.0",
+            "Message refused: bare CR or LF found; lines must end with CRLF",
+        ),
+        Violation::LineTooLong => Reply::new(
+            554,
+            "5.6.0",
+            "Message refused: a line is longer than 998 octets",
+        ),
+        Violation::TooBig => Reply::new(
+            552,
+            "5.3.4",
+            format!("Message size exceeds the limit of {limit} bytes"),
+        ),
+    }
+}
+
+fn spool_failure(id: &str, error: &std::io::Error) -> Reply {
+    tracing::error!(id, %error, "cannot write the message to the spool");
+    if error.raw_os_error() == Some(libc::ENOSPC) || error.raw_os_error() == Some(libc::EDQUOT) {
+        Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
+    } else {
+        Reply::new(
+            451,
+            "4.3.0",
+            "Local error writing the message, try again later",
+        )
+    }
+}
