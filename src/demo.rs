@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::config;
-use crate::outbound::client::{MailRequest, SmtpClient, Timeouts};
+use crate::outbound::client::{Content, MailRequest, SmtpClient, Timeouts};
 use crate::outbound::connect::connect_from;
 use crate::outbound::route::{DomainPattern, HostPort, Route};
 use crate::registry::{PoolMembers, Registry};
@@ -106,7 +106,7 @@ async fn send_all(
                     eight_bit_mime: false,
                     smtputf8: false,
                 };
-                let outcome = client.send(&request, &mut content.as_slice()).await?;
+                let outcome = client.send(&request, Content::Memory(&content)).await?;
                 let reply = outcome.replies.first().cloned();
                 let accepted = reply.as_ref().is_some_and(|r| r.is_positive());
                 outcomes.push((

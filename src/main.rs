@@ -40,10 +40,41 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         per_set: usize,
     },
+    /// Send load to an SMTP relay and report messages per second and latency.
+    Load {
+        /// The relay to send to.
+        #[arg(long, default_value = "127.0.0.1:2525")]
+        target: std::net::SocketAddr,
+        /// Concurrent SMTP sessions.
+        #[arg(long, default_value_t = 20)]
+        connections: usize,
+        /// Messages in all.
+        #[arg(long, default_value_t = 10_000)]
+        messages: usize,
+        /// Message size in bytes.
+        #[arg(long, default_value_t = 2048)]
+        size: usize,
+        /// Configuration set names, used in turn (comma-separated); none: no header.
+        #[arg(long, value_delimiter = ',')]
+        configuration_sets: Vec<String>,
+        /// Open a new connection for every message instead of reusing sessions.
+        #[arg(long)]
+        connection_per_message: bool,
+        /// Domain of the generated recipients.
+        #[arg(long, default_value = "example.test")]
+        recipient_domain: String,
+        /// Print the report as one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a recording SMTP sink that logs the source address of every message it receives.
     Sink {
         #[arg(long, default_value = "127.0.0.1:2526")]
         listen: std::net::SocketAddr,
+        /// Keep only counts (per source IP), not content, and write them as JSON to this file
+        /// about ten times a second (for benchmarks).
+        #[arg(long)]
+        stats: Option<PathBuf>,
     },
 }
 
@@ -53,6 +84,7 @@ fn init_logging(default_level: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -75,22 +107,46 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn sink(listen: std::net::SocketAddr) -> anyhow::Result<()> {
-    let sink = Sink::start(listen).await?;
-    eprintln!("recording sink listening on {}", sink.addr());
-    let mut seen = 0;
+async fn sink(listen: std::net::SocketAddr, stats: Option<PathBuf>) -> anyhow::Result<()> {
+    let Some(stats) = stats else {
+        let sink = Sink::start(listen).await?;
+        eprintln!("recording sink listening on {}", sink.addr());
+        let mut seen = 0;
+        loop {
+            tokio::select! {
+                signal = wait_for_signal() => { signal?; return Ok(()); }
+                messages = sink.wait_for(seen + 1, std::time::Duration::from_secs(3600)) => {
+                    for message in &messages[seen..] {
+                        println!(
+                            "from {} (EHLO {}): <{}> -> {:?}, {} bytes{}",
+                            message.peer.ip(), message.helo, message.sender, message.recipients, message.content.len(),
+                            if message.violation.is_some() { ", NOT CLEAN CRLF" } else { "" }
+                        );
+                    }
+                    seen = messages.len();
+                }
+            }
+        }
+    };
+    let sink = Sink::start_with(listen, false).await?;
+    eprintln!(
+        "counting sink listening on {}, stats in {}",
+        sink.addr(),
+        stats.display()
+    );
+    let mut written = None;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
     loop {
         tokio::select! {
             signal = wait_for_signal() => { signal?; return Ok(()); }
-            messages = sink.wait_for(seen + 1, std::time::Duration::from_secs(3600)) => {
-                for message in &messages[seen..] {
-                    println!(
-                        "from {} (EHLO {}): <{}> -> {:?}, {} bytes{}",
-                        message.peer.ip(), message.helo, message.sender, message.recipients, message.content.len(),
-                        if message.violation.is_some() { ", NOT CLEAN CRLF" } else { "" }
-                    );
+            _ = tick.tick() => {
+                let counts = sink.counts();
+                if written.as_ref() != Some(&counts) {
+                    let tmp = stats.with_extension("tmp");
+                    std::fs::write(&tmp, serde_json::to_vec(&counts)?)?;
+                    std::fs::rename(&tmp, &stats)?;
+                    written = Some(counts);
                 }
-                seen = messages.len();
             }
         }
     }
@@ -128,9 +184,41 @@ fn main() -> ExitCode {
                 init_logging("warn");
                 poolrelay::demo::run(&config, per_set.max(1)).await
             }
-            Command::Sink { listen } => {
+            Command::Sink { listen, stats } => {
                 init_logging("info");
-                sink(listen).await
+                sink(listen, stats).await
+            }
+            Command::Load {
+                target,
+                connections,
+                messages,
+                size,
+                configuration_sets,
+                connection_per_message,
+                recipient_domain,
+                json,
+            } => {
+                init_logging("warn");
+                let plan = poolrelay::load::LoadPlan {
+                    target,
+                    connections,
+                    messages,
+                    size,
+                    configuration_sets,
+                    connection_per_message,
+                    recipient_domain,
+                };
+                let report = poolrelay::load::run(plan, true).await;
+                if json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
+                    println!(
+                        "{} messages: {} accepted, {} refused, {} errors in {:.2}s = {:.0} msg/s; MAIL→250 p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                        report.messages, report.accepted, report.refused, report.errors, report.seconds,
+                        report.accepted_per_second, report.p50_ms, report.p99_ms, report.max_ms
+                    );
+                }
+                Ok(())
             }
             Command::CheckConfig { .. } => Ok(()),
         }

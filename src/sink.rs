@@ -47,10 +47,21 @@ pub struct RcptAttempt {
 
 #[derive(Default)]
 struct Shared {
+    /// False for benchmarks: only the counts are kept.
+    keep_messages: bool,
+    counts: Mutex<SinkCounts>,
     messages: Mutex<Vec<SinkMessage>>,
     rcpt_attempts: Mutex<Vec<RcptAttempt>>,
     connections: Mutex<Vec<SocketAddr>>,
     arrived: Notify,
+}
+
+/// Messages received, per source IP, and how many broke the CRLF rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SinkCounts {
+    pub messages: u64,
+    pub per_ip: std::collections::BTreeMap<std::net::IpAddr, u64>,
+    pub not_clean: u64,
 }
 
 /// A running sink; stops when dropped.
@@ -67,11 +78,19 @@ impl Drop for Sink {
 }
 
 impl Sink {
-    /// Starts a sink on `addr` (port 0 picks a free port).
+    /// Starts a sink on `addr` (port 0 picks a free port) that records every message.
     pub async fn start(addr: SocketAddr) -> std::io::Result<Self> {
+        Self::start_with(addr, true).await
+    }
+
+    /// Starts a sink that keeps only counts (for benchmarks) unless `keep_messages`.
+    pub async fn start_with(addr: SocketAddr, keep_messages: bool) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            keep_messages,
+            ..Shared::default()
+        });
         let stop = CancellationToken::new();
         let accept_shared = shared.clone();
         let accept_stop = stop.clone();
@@ -104,6 +123,15 @@ impl Sink {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Counts of what arrived so far.
+    pub fn counts(&self) -> SinkCounts {
+        self.shared
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Every message received so far.
@@ -296,11 +324,19 @@ async fn serve(
                 content,
                 violation: strict.violation(),
             };
-            shared
-                .messages
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(message);
+            {
+                let mut counts = shared.counts.lock().unwrap_or_else(|p| p.into_inner());
+                counts.messages += 1;
+                *counts.per_ip.entry(peer.ip()).or_default() += 1;
+                counts.not_clean += u64::from(message.violation.is_some());
+            }
+            if shared.keep_messages {
+                shared
+                    .messages
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(message);
+            }
             shared.arrived.notify_waiters();
             output.clear();
             Reply::new(250, "2.0.0", "Ok: recorded").write_to(&mut output);

@@ -153,6 +153,14 @@ pub struct MailRequest<'a> {
     pub smtputf8: bool,
 }
 
+/// The message content to send, undotted, with CRLF line ends.
+pub enum Content<'a> {
+    /// Already in memory (small messages are read whole from the spool).
+    Memory(&'a [u8]),
+    /// Read in pieces (large messages).
+    Stream(&'a mut (dyn AsyncRead + Unpin + Send)),
+}
+
 /// Per-recipient outcome of one transaction, in the order of `MailRequest::recipients`.
 /// An accepted recipient carries the reply to the end of DATA.
 #[derive(Debug, Clone)]
@@ -336,7 +344,7 @@ impl SmtpClient {
     pub async fn send(
         &mut self,
         request: &MailRequest<'_>,
-        content: &mut (impl AsyncRead + Unpin),
+        content: Content<'_>,
     ) -> Result<TransactionOutcome, ClientError> {
         let mut mail = format!("MAIL FROM:<{}>", request.sender);
         if self.capabilities.size.is_some() {
@@ -438,29 +446,37 @@ impl SmtpClient {
         Ok(TransactionOutcome { replies })
     }
 
-    async fn send_content(
-        &mut self,
-        content: &mut (impl AsyncRead + Unpin),
-    ) -> Result<(), ClientError> {
+    async fn send_content(&mut self, content: Content<'_>) -> Result<(), ClientError> {
         let mut stuffer = DotStuffer::new();
-        let mut chunk = vec![0u8; 64 * 1024];
-        let mut wire = Vec::with_capacity(66 * 1024);
-        loop {
-            let read = content.read(&mut chunk).await?;
-            if read == 0 {
-                break;
+        let mut wire;
+        match content {
+            Content::Memory(bytes) => {
+                wire = Vec::with_capacity(bytes.len() + bytes.len() / 32 + 8);
+                stuffer.stuff(bytes, &mut wire);
             }
-            wire.clear();
-            stuffer.stuff(&chunk[..read], &mut wire);
-            match tokio::time::timeout(self.timeouts.data_block, self.stream.write_all(&wire)).await
-            {
-                Ok(result) => result?,
-                Err(_) => return Err(ClientError::Timeout("DATA block")),
+            Content::Stream(reader) => {
+                let mut chunk = vec![0u8; 64 * 1024];
+                wire = Vec::with_capacity(66 * 1024);
+                loop {
+                    let read = reader.read(&mut chunk).await?;
+                    if read == 0 {
+                        break;
+                    }
+                    stuffer.stuff(&chunk[..read], &mut wire);
+                    self.write_block(&wire).await?;
+                    wire.clear();
+                }
             }
         }
-        wire.clear();
         stuffer.finish(&mut wire);
-        self.write(&wire).await
+        self.write_block(&wire).await
+    }
+
+    async fn write_block(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        match tokio::time::timeout(self.timeouts.data_block, self.stream.write_all(bytes)).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(ClientError::Timeout("DATA block")),
+        }
     }
 
     /// RSET, to start a clean transaction on a reused connection.

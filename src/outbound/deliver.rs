@@ -4,11 +4,20 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
 use super::Outbound;
-use super::client::{ClientError, MailRequest, RemoteReply, SmtpClient};
+use super::client::{ClientError, Content, MailRequest, RemoteReply, SmtpClient};
 use super::connect::{ConnectError, connect_from};
 use super::next_hop::{ResolveError, Target};
 use crate::registry::PoolMembers;
 use crate::spool::{Envelope, RecipientState};
+
+/// Content up to this size is read from the spool in one piece; larger content is streamed.
+const IN_MEMORY_CONTENT: u64 = 4 * 1024 * 1024;
+
+/// A message's content as read for one attempt.
+enum Loaded {
+    Memory(Vec<u8>),
+    File(tokio::io::BufReader<tokio::fs::File>),
+}
 
 /// Why no session could be had with any address of a next hop.
 enum NoSession {
@@ -213,8 +222,17 @@ impl Outbound {
                 smtputf8: envelope.smtputf8,
             };
             let path = self.spool.content_path(&envelope.id);
-            let mut content = match tokio::fs::File::open(&path).await {
-                Ok(file) => tokio::io::BufReader::with_capacity(64 * 1024, file),
+            let loaded = if envelope.size <= IN_MEMORY_CONTENT {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || std::fs::read(path))
+                    .await
+                    .unwrap_or_else(|error| Err(std::io::Error::other(error)))
+                    .map(Loaded::Memory)
+            } else {
+                tokio::fs::File::open(&path).await.map(|file| Loaded::File(tokio::io::BufReader::with_capacity(64 * 1024, file)))
+            };
+            let mut loaded = match loaded {
+                Ok(loaded) => loaded,
                 Err(error) => {
                     tracing::error!(id = %envelope.id, path = %path.display(), %error, "cannot read the spooled content");
                     let reply = format!("451 4.3.0 cannot read the spooled content: {error}");
@@ -223,7 +241,11 @@ impl Outbound {
                     return;
                 }
             };
-            match client.send(&request, &mut content).await {
+            let content = match &mut loaded {
+                Loaded::Memory(bytes) => Content::Memory(bytes),
+                Loaded::File(reader) => Content::Stream(reader),
+            };
+            match client.send(&request, content).await {
                 Ok(outcome) => {
                     for (&index, reply) in indexes.iter().zip(&outcome.replies) {
                         self.record_reply(envelope, index, source, target, reply);

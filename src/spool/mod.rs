@@ -9,17 +9,20 @@
 //! quarantine/  files that could not be read back, kept for an operator to inspect
 //! ```
 //!
-//! Committing a message: content written to `tmp/ID.msg` and fsynced, envelope written to
-//! `tmp/ID.env` and fsynced, content renamed into `queue/`, envelope renamed after it, then
-//! `queue/` itself fsynced. Only then does the client get `250`. A crash at any point leaves either
-//! nothing in `queue/`, a `.msg` without `.env` (never acknowledged: removed at start-up), or the
-//! complete pair.
+//! Committing a message: content written to `tmp/ID.msg`, envelope to `tmp/ID.env`, content
+//! renamed into `queue/`, envelope renamed after it, then the file system flushed by the group
+//! commit thread (see `group_sync`), which serves every session waiting at that moment with one
+//! `syncfs`. Only then does the client get `250`. A crash at any point leaves either nothing in
+//! `queue/`, a `.msg` without `.env` (never acknowledged: removed at start-up), a pair that was
+//! never acknowledged (delivered anyway, or quarantined if its data did not reach the disk: it is
+//! checked against the size in the envelope), or the complete, acknowledged pair.
 //!
 //! Envelope updates after delivery attempts are written to a temporary file, fsynced and renamed
 //! over the old one, so the envelope is always either the old or the new version. Losing an update
 //! in a crash can only cause a recipient to be delivered twice, never to be lost.
 
 mod envelope;
+mod group_sync;
 mod id;
 mod writer;
 
@@ -34,6 +37,7 @@ pub use writer::MessageWriter;
 #[derive(Debug, Clone)]
 pub struct Spool {
     root: PathBuf,
+    sync: std::sync::Arc<group_sync::GroupSync>,
 }
 
 impl Spool {
@@ -49,6 +53,7 @@ impl Spool {
         }
         let spool = Self {
             root: root.to_path_buf(),
+            sync: std::sync::Arc::new(group_sync::GroupSync::start(root)?),
         };
         for entry in fs::read_dir(spool.tmp_dir())? {
             let _ = fs::remove_file(entry?.path());
@@ -86,13 +91,19 @@ impl Spool {
         MessageWriter::new(self.clone(), id.to_string())
     }
 
-    /// Blocking: makes a fully written content file and its envelope durable in `queue/`.
+    /// Blocking: moves a fully written content file and its envelope into `queue/`. They are
+    /// durable only after [`Spool::sync`].
     fn commit_blocking(&self, content_tmp: &Path, envelope: &Envelope) -> io::Result<()> {
         let envelope_tmp = self.tmp_dir().join(format!("{}.env", envelope.id));
-        write_synced(&envelope_tmp, &serde_json::to_vec(envelope)?)?;
+        fs::write(&envelope_tmp, serde_json::to_vec(envelope)?)?;
         fs::rename(content_tmp, self.content_path(&envelope.id))?;
-        fs::rename(&envelope_tmp, self.envelope_path(&envelope.id))?;
-        sync_dir(&self.queue_dir())
+        fs::rename(&envelope_tmp, self.envelope_path(&envelope.id))
+    }
+
+    /// Returns once everything written to the spool before the call is on stable storage
+    /// (group commit: one flush serves every caller waiting at the time).
+    pub async fn sync(&self) -> io::Result<()> {
+        self.sync.sync().await
     }
 
     /// Blocking: replaces a queued message's envelope atomically.
@@ -200,6 +211,3 @@ fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     file.sync_all()
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}

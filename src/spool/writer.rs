@@ -74,7 +74,8 @@ impl MessageWriter {
         Ok(())
     }
 
-    /// Makes the message durable with its envelope (see the module docs for the order).
+    /// Makes the message durable with its envelope (see the module docs for the order); the
+    /// caller may acknowledge it once this returns `Ok`.
     /// `envelope.size` must be [`MessageWriter::size`]: start-up checks the two agree.
     pub async fn commit(mut self, envelope: Envelope) -> io::Result<()> {
         if envelope.size != self.size() {
@@ -94,15 +95,14 @@ impl MessageWriter {
                 None => create_new(&path)?,
             };
             file.write_all(&buffer)?;
-            file.sync_all()?;
             drop(file);
             spool.commit_blocking(&path, &envelope)
         })
         .await
         .map_err(io::Error::other)??;
-        // Committed: the temporary file has been renamed away, nothing to clean up.
+        // Renamed into the queue: the temporary file is gone, nothing to clean up.
         self.tmp_path = PathBuf::new();
-        Ok(())
+        self.spool.sync().await
     }
 }
 
