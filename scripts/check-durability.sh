@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Shows, with strace, that poolrelay answers "250" after DATA only once the message is durable:
-# content fsynced, envelope fsynced, both renamed into queue/, queue/ fsynced, then the reply.
+# the message file (content, envelope, footer) is written in queue/, the file system is flushed
+# (syncfs, the group commit), then the reply is sent.
 # Not part of CI (it needs ptrace); run it after changing the spool. Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,7 @@ next_hop = "127.0.0.1:9"   # nothing listens: the message stays queued
 address = "127.0.0.2"
 TOML
 
-strace -f -qq -e trace=fsync,fdatasync,rename,renameat,renameat2,write,sendto,sendmsg \
+strace -f -qq -e trace=openat,fsync,fdatasync,syncfs,write,sendto,sendmsg \
   -s 80 -o "$work/trace" target/release/poolrelay serve --config "$work/poolrelay.toml" 2>"$work/log" &
 pid=$!
 trap 'pkill -P $pid poolrelay 2>/dev/null || true; kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -43,19 +44,18 @@ kill -TERM ${relay:-$pid}; wait $pid || true
 
 python3 - "$work/trace" <<'PY'
 import re, sys
-lines = [l for l in open(sys.argv[1]) if "resumed>" not in l or "= " in l]
+lines = open(sys.argv[1]).read().splitlines()
 def first(pattern, after=-1):
     for i, line in enumerate(lines):
         if i > after and re.search(pattern, line):
-            return i
+            return i, line
     sys.exit(f"not found after line {after}: {pattern}")
-reply = first(r'"250 2\.0\.0 Ok ')
-rename_msg = first(r'rename.*tmp/[0-9a-f-]+\.msg".*queue/')
-rename_env = first(r'rename.*tmp/[0-9a-f-]+\.env".*queue/', rename_msg)
-fsyncs_before = [i for i, l in enumerate(lines) if re.search(r'\bfsync\(', l) and i < rename_msg]
-dir_fsync = first(r'\bfsync\(', rename_env)
-assert len(fsyncs_before) >= 2, "content and envelope fsynced before the renames"
-assert dir_fsync < reply, "queue/ fsynced before the reply"
-print("order ok: fsync(content), fsync(envelope) < rename(content) < rename(envelope) < fsync(queue/) < 250")
-print(f"trace lines: content/envelope fsyncs {fsyncs_before[-2:]}, renames {rename_msg},{rename_env}, dir fsync {dir_fsync}, reply {reply}")
+created, line = first(r'openat\(.*queue/[0-9a-f-]+\.msg".*O_CREAT.*= (\d+)')
+fd = re.search(r'= (\d+)$', line).group(1)
+written, _ = first(rf'write\({fd}, ', created)
+synced, _ = first(r'syncfs\(', written)
+reply, _ = first(r'"250 2\.0\.0 Ok ')
+assert created < written < synced < reply, (created, written, synced, reply)
+print("order ok: create queue/ID.msg < write content+envelope < syncfs < 250")
+print(f"trace lines: create {created}, write {written}, syncfs {synced}, reply {reply}")
 PY

@@ -67,12 +67,6 @@ impl Relay {
         for (path, reason) in &recovered.quarantined {
             tracing::error!(path = %path.display(), reason, "spool file quarantined");
         }
-        if recovered.unacknowledged_removed > 0 {
-            tracing::info!(
-                count = recovered.unacknowledged_removed,
-                "removed content files of messages that were never acknowledged"
-            );
-        }
         tracing::info!(messages = recovered.envelopes.len(), spool = %spool.root().display(), "spool recovered");
 
         check_sources(&config.registry);

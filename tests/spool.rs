@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use poolrelay::spool::trailer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_spool_files_are_quarantined_and_the_rest_is_delivered() {
@@ -23,51 +24,69 @@ async fn bad_spool_files_are_quarantined_and_the_rest_is_delivered() {
 
     // A good message, written exactly as the relay writes one.
     let content = b"Received: from x ([127.0.0.1])\r\n\tby relay.test (poolrelay) with ESMTP id good;\r\n\tdate\r\nSubject: good\r\n\r\nbody\r\n";
-    let good = serde_json::json!({
-        "id": "good", "received_at": 1, "sender": "a@example.test",
-        "recipients": [{"address": "b@example.test", "state": "pending"}],
-        "configuration_set": null, "pool": "ses-default-dedicated-pool",
-        "client_ip": "127.0.0.1", "client_helo": "x", "size": content.len()
-    });
-    std::fs::write(queue.join("good.msg"), content).unwrap();
-    std::fs::write(queue.join("good.env"), serde_json::to_vec(&good).unwrap()).unwrap();
-    // Garbage envelope.
-    std::fs::write(queue.join("garbage.env"), b"\x00\x01 not json").unwrap();
-    std::fs::write(queue.join("garbage.msg"), b"whatever").unwrap();
-    // Truncated content: the envelope says more bytes than the file has.
-    let mut truncated = good.clone();
-    truncated["id"] = "truncated".into();
-    truncated["size"] = 10_000.into();
-    std::fs::write(queue.join("truncated.msg"), &content[..20]).unwrap();
+    let envelope = |id: &str, size: usize| poolrelay::spool::Envelope {
+        id: id.into(),
+        received_at: 1,
+        sender: "a@example.test".into(),
+        recipients: vec![poolrelay::spool::Recipient::new("b@example.test".into())],
+        configuration_set: None,
+        pool: "ses-default-dedicated-pool".into(),
+        client_ip: ip("127.0.0.1"),
+        client_helo: "x".into(),
+        size: size as u64,
+        smtputf8: false,
+        eight_bit_mime: false,
+        attempts: 0,
+        last_source_ip: None,
+    };
+    let message_file = |id: &str| {
+        let mut file = content.to_vec();
+        file.extend(
+            trailer::encode(&envelope(id, content.len()), crc32fast::hash(content)).unwrap(),
+        );
+        file
+    };
+    std::fs::write(queue.join("good.msg"), message_file("good")).unwrap();
+    // A later envelope update for it, as written after a deferral.
+    let mut updated = envelope("good", content.len());
+    updated.attempts = 3;
     std::fs::write(
-        queue.join("truncated.env"),
-        serde_json::to_vec(&truncated).unwrap(),
+        queue.join("good.env"),
+        serde_json::to_vec(&updated).unwrap(),
     )
     .unwrap();
-    // Envelope without content.
-    let mut orphan = good.clone();
-    orphan["id"] = "orphan".into();
-    std::fs::write(
-        queue.join("orphan.env"),
-        serde_json::to_vec(&orphan).unwrap(),
-    )
-    .unwrap();
-    // Content without envelope: never acknowledged, removed. And a half-received message.
-    std::fs::write(queue.join("unacked.msg"), b"partial").unwrap();
-    std::fs::write(tmp.join("receiving.msg"), b"half").unwrap();
+    // Damaged: a flipped byte in the content, a truncated footer, garbage with a footer magic.
+    let mut flipped = message_file("flipped");
+    flipped[40] ^= 1;
+    std::fs::write(queue.join("flipped.msg"), flipped).unwrap();
+    let whole = message_file("cut");
+    std::fs::write(queue.join("cut.msg"), &whole[..whole.len() - 3]).unwrap();
+    let mut garbage = b"\x00\x01 not json".to_vec();
+    garbage.extend_from_slice(trailer::MAGIC);
+    garbage.extend_from_slice(&[0xff; 16]);
+    std::fs::write(queue.join("garbage.msg"), garbage).unwrap();
+    // An update whose message is gone, and a stray file.
+    std::fs::write(queue.join("orphan.env"), b"{}").unwrap();
+    std::fs::write(queue.join("notes.txt"), b"operator was here").unwrap();
+    // Still being received when the relay stopped (no footer): never acknowledged.
+    std::fs::write(queue.join("receiving.msg"), b"Subject: half").unwrap();
+    std::fs::write(tmp.join("leftover.env.update"), b"half").unwrap();
 
     let relay = TestRelay::start_in(dir, &config).await;
     let received = sink.wait_for(1, WAIT).await;
     assert_eq!(received.len(), 1);
     assert!(String::from_utf8_lossy(&received[0].content).contains("Subject: good"));
+    // Nothing that is not a complete message is delivered or deleted: the cut file and the one
+    // still being received have no footer, the others fail their checksums. The update whose
+    // message is gone is dropped.
     assert_eq!(
         relay.spool_files("quarantine"),
         [
-            "garbage.env",
+            "cut.msg",
+            "flipped.msg",
             "garbage.msg",
-            "orphan.env",
-            "truncated.env",
-            "truncated.msg"
+            "notes.txt",
+            "receiving.msg"
         ]
     );
     assert!(relay.spool_files("tmp").is_empty());
@@ -117,9 +136,14 @@ async fn an_accepted_message_is_in_the_spool_before_its_250() {
         .strip_prefix("250 2.0.0 Ok ")
         .expect("250 names the id")
         .to_string();
-    let files = relay.spool_files("queue");
-    assert_eq!(files, [format!("{id}.env"), format!("{id}.msg")]);
-    let content = std::fs::read(relay.spool_dir().join("queue").join(format!("{id}.msg"))).unwrap();
-    assert!(content.ends_with(b"Subject: durable\r\n\r\nx\r\n"));
+    let path = relay.spool_dir().join("queue").join(format!("{id}.msg"));
+    let file = std::fs::read(&path).expect("the message file exists when 250 is sent");
+    match trailer::decode(&file) {
+        trailer::Decoded::Complete(envelope) => {
+            assert_eq!(envelope.id, id);
+            assert!(file[..envelope.size as usize].ends_with(b"Subject: durable\r\n\r\nx\r\n"));
+        }
+        other => panic!("not a complete message: {other:?}"),
+    }
     relay.stop().await;
 }

@@ -16,7 +16,23 @@ const IN_MEMORY_CONTENT: u64 = 4 * 1024 * 1024;
 /// A message's content as read for one attempt.
 enum Loaded {
     Memory(Vec<u8>),
-    File(tokio::io::BufReader<tokio::fs::File>),
+    File(tokio::io::Take<tokio::io::BufReader<tokio::fs::File>>),
+}
+
+/// Blocking: the first `size` bytes of a spooled message file (its content).
+fn read_content(path: &std::path::Path, size: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut content = Vec::with_capacity(size as usize);
+    std::fs::File::open(path)?
+        .take(size)
+        .read_to_end(&mut content)?;
+    if content.len() as u64 != size {
+        return Err(std::io::Error::other(format!(
+            "spool file has {} bytes of content, expected {size}",
+            content.len()
+        )));
+    }
+    Ok(content)
 }
 
 /// Why no session could be had with any address of a next hop.
@@ -224,12 +240,19 @@ impl Outbound {
             let path = self.spool.content_path(&envelope.id);
             let loaded = if envelope.size <= IN_MEMORY_CONTENT {
                 let path = path.clone();
-                tokio::task::spawn_blocking(move || std::fs::read(path))
+                let size = envelope.size;
+                tokio::task::spawn_blocking(move || read_content(&path, size))
                     .await
                     .unwrap_or_else(|error| Err(std::io::Error::other(error)))
                     .map(Loaded::Memory)
             } else {
-                tokio::fs::File::open(&path).await.map(|file| Loaded::File(tokio::io::BufReader::with_capacity(64 * 1024, file)))
+                tokio::fs::File::open(&path).await.map(|file| {
+                    // The file holds the envelope after the content: read only the content.
+                    Loaded::File(tokio::io::AsyncReadExt::take(
+                        tokio::io::BufReader::with_capacity(64 * 1024, file),
+                        envelope.size,
+                    ))
+                })
             };
             let mut loaded = match loaded {
                 Ok(loaded) => loaded,

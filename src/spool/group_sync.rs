@@ -76,7 +76,11 @@ impl GroupSync {
 
 impl Drop for GroupSync {
     fn drop(&mut self) {
-        self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .closed = true;
         self.shared.wake.notify_one();
     }
 }

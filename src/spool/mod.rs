@@ -3,27 +3,30 @@
 //! Layout under the spool directory:
 //!
 //! ```text
-//! tmp/         messages being received (removed at start-up: none of them was acknowledged)
-//! queue/ID.msg the content as it will be relayed (Received header added, X-SES-* removed)
-//! queue/ID.env the envelope, JSON; its presence is what makes the message exist
-//! quarantine/  files that could not be read back, kept for an operator to inspect
+//! queue/ID.msg  one file per message: content, then envelope and footer (see `trailer`)
+//! queue/ID.env  the envelope as updated after delivery attempts (JSON), when there is one
+//! tmp/          envelope updates being written (cleared at start-up)
+//! quarantine/   files that could not be read back, kept for an operator to inspect
 //! ```
 //!
-//! Committing a message: content written to `tmp/ID.msg`, envelope to `tmp/ID.env`, content
-//! renamed into `queue/`, envelope renamed after it, then the file system flushed by the group
-//! commit thread (see `group_sync`), which serves every session waiting at that moment with one
-//! `syncfs`. Only then does the client get `250`. A crash at any point leaves either nothing in
-//! `queue/`, a `.msg` without `.env` (never acknowledged: removed at start-up), a pair that was
-//! never acknowledged (delivered anyway, or quarantined if its data did not reach the disk: it is
-//! checked against the size in the envelope), or the complete, acknowledged pair.
+//! Committing a message: the content is written to `queue/ID.msg` (in pieces while it arrives if
+//! it is large), the envelope and a checksummed footer are appended, and the file system is
+//! flushed by the group commit thread (see `group_sync`), which serves every session waiting at
+//! that moment with one `syncfs`. Only then does the client get `250`. One file per message means
+//! one create and one unlink per message, which is what the file system can do fastest.
 //!
-//! Envelope updates after delivery attempts are written to a temporary file, fsynced and renamed
-//! over the old one, so the envelope is always either the old or the new version. Losing an update
-//! in a crash can only cause a recipient to be delivered twice, never to be lost.
+//! A crash leaves each file complete (delivered after restart) or not (without a footer: it was
+//! being received and never acknowledged; or damaged): those are quarantined, never delivered in
+//! part and never silently deleted.
+//!
+//! Envelope updates after delivery attempts go to `queue/ID.env`, written to `tmp/`, fsynced and
+//! renamed, so it is always either the old or the new version. Losing an update in a crash can
+//! only cause a recipient to be delivered twice, never to be lost.
 
 mod envelope;
 mod group_sync;
 mod id;
+pub mod trailer;
 mod writer;
 
 use std::fs::{self, File};
@@ -77,11 +80,12 @@ impl Spool {
         self.root.join("quarantine")
     }
 
-    /// Where a queued message's content is.
+    /// Where a queued message is: its first `size` bytes are the content.
     pub fn content_path(&self, id: &str) -> PathBuf {
         self.queue_dir().join(format!("{id}.msg"))
     }
 
+    /// Where a message's updated envelope is, once it has one.
     fn envelope_path(&self, id: &str) -> PathBuf {
         self.queue_dir().join(format!("{id}.env"))
     }
@@ -89,15 +93,6 @@ impl Spool {
     /// Starts receiving a new message.
     pub fn writer(&self, id: &str) -> MessageWriter {
         MessageWriter::new(self.clone(), id.to_string())
-    }
-
-    /// Blocking: moves a fully written content file and its envelope into `queue/`. They are
-    /// durable only after [`Spool::sync`].
-    fn commit_blocking(&self, content_tmp: &Path, envelope: &Envelope) -> io::Result<()> {
-        let envelope_tmp = self.tmp_dir().join(format!("{}.env", envelope.id));
-        fs::write(&envelope_tmp, serde_json::to_vec(envelope)?)?;
-        fs::rename(content_tmp, self.content_path(&envelope.id))?;
-        fs::rename(&envelope_tmp, self.envelope_path(&envelope.id))
     }
 
     /// Returns once everything written to the spool before the call is on stable storage
@@ -113,79 +108,103 @@ impl Spool {
         fs::rename(&tmp, self.envelope_path(&envelope.id))
     }
 
-    /// Blocking: removes a message whose recipients are all done. The envelope goes first, so a
-    /// crash in between leaves an unreferenced content file, which start-up removes. The
-    /// directory is not fsynced: if a crash undoes the removal, the message is delivered again
-    /// (a duplicate, which the no-loss promise allows), and the common path saves a disk flush.
+    /// Blocking: removes a message whose recipients are all done. The envelope update goes first,
+    /// so a crash in between leaves the message with its first envelope: it is delivered again
+    /// (a duplicate, which the no-loss promise allows). Nothing is flushed here for the same
+    /// reason, which keeps the common path to one unlink.
     pub fn remove(&self, id: &str) -> io::Result<()> {
-        fs::remove_file(self.envelope_path(id))?;
+        match fs::remove_file(self.envelope_path(id)) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+            _ => {}
+        }
         fs::remove_file(self.content_path(id))
     }
 
-    /// Blocking: reads every queued message back after a start. Envelopes that cannot be read
-    /// or whose content is missing are moved to `quarantine/` and reported; content files without
-    /// an envelope were never acknowledged and are removed.
+    /// Blocking: reads every queued message back after a start. Files that are not a complete
+    /// message (damaged, or still being received when the relay stopped) are moved to
+    /// `quarantine/` and reported, never deleted and never delivered.
     pub fn recover(&self) -> io::Result<Recovered> {
         let mut recovered = Recovered::default();
-        let mut contents = Vec::new();
+        let mut updates = Vec::new();
         for entry in fs::read_dir(self.queue_dir())? {
             let path = entry?.path();
             match path.extension().and_then(|e| e.to_str()) {
-                Some("env") => match self.read_envelope(&path) {
-                    Ok(envelope) => recovered.envelopes.push(envelope),
-                    Err(reason) => {
-                        let moved = self.quarantine(&path);
-                        if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
-                            let content = self.content_path(stem);
-                            if content.exists() {
-                                let _ = self.quarantine(&content);
-                            }
+                Some("msg") => match trailer::decode(&fs::read(&path)?) {
+                    trailer::Decoded::Complete(envelope) => {
+                        if path.file_stem().and_then(|s| s.to_str()) == Some(envelope.id.as_str()) {
+                            recovered.envelopes.push(envelope);
+                        } else {
+                            let reason = format!(
+                                "envelope id {:?} does not match the file name",
+                                envelope.id
+                            );
+                            recovered
+                                .quarantined
+                                .push((self.quarantine(&path)?, reason));
                         }
-                        recovered.quarantined.push((moved.unwrap_or(path), reason));
+                    }
+                    trailer::Decoded::Incomplete => {
+                        // Most likely a message still arriving when the relay stopped (never
+                        // acknowledged), but a truncated file looks the same: keep it.
+                        let reason = "no footer: unfinished when the relay stopped, or truncated"
+                            .to_string();
+                        recovered
+                            .quarantined
+                            .push((self.quarantine(&path)?, reason));
+                    }
+                    trailer::Decoded::Corrupt(reason) => {
+                        recovered
+                            .quarantined
+                            .push((self.quarantine(&path)?, reason));
                     }
                 },
-                Some("msg") => contents.push(path),
+                Some("env") => updates.push(path),
                 _ => {
                     let reason = "unexpected file in the queue".to_string();
-                    let moved = self.quarantine(&path);
-                    recovered.quarantined.push((moved.unwrap_or(path), reason));
+                    recovered
+                        .quarantined
+                        .push((self.quarantine(&path)?, reason));
                 }
             }
         }
-        for content in contents {
-            if content.exists() && !content.with_extension("env").exists() {
-                fs::remove_file(&content)?;
-                recovered.unacknowledged_removed += 1;
+        // Envelope updates replace the envelope stored with the message.
+        for path in updates {
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let Some(known) = recovered.envelopes.iter_mut().find(|e| e.id == stem) else {
+                // The message itself is gone (delivered and removed, or quarantined).
+                fs::remove_file(&path)?;
+                continue;
+            };
+            match fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    serde_json::from_slice::<Envelope>(&bytes).map_err(|e| e.to_string())
+                }) {
+                Ok(update) if update.id == known.id && update.size == known.size => *known = update,
+                Ok(_) => {
+                    let reason = "envelope update does not match its message; the original is used"
+                        .to_string();
+                    recovered
+                        .quarantined
+                        .push((self.quarantine(&path)?, reason));
+                }
+                Err(error) => {
+                    let reason =
+                        format!("envelope update unreadable ({error}); the original is used");
+                    recovered
+                        .quarantined
+                        .push((self.quarantine(&path)?, reason));
+                }
             }
         }
         recovered
             .envelopes
             .sort_by(|a, b| a.received_at.cmp(&b.received_at).then(a.id.cmp(&b.id)));
         Ok(recovered)
-    }
-
-    fn read_envelope(&self, path: &Path) -> Result<Envelope, String> {
-        let bytes = fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-        let envelope: Envelope =
-            serde_json::from_slice(&bytes).map_err(|e| format!("not a valid envelope: {e}"))?;
-        let expected = path.file_stem().and_then(|s| s.to_str());
-        if expected != Some(envelope.id.as_str()) {
-            return Err(format!(
-                "envelope id {:?} does not match its file name",
-                envelope.id
-            ));
-        }
-        let content = self.content_path(&envelope.id);
-        let size = fs::metadata(&content)
-            .map_err(|e| format!("content file {} is missing: {e}", content.display()))?
-            .len();
-        if size != envelope.size {
-            return Err(format!(
-                "content file has {size} bytes, the envelope says {}",
-                envelope.size
-            ));
-        }
-        Ok(envelope)
     }
 
     fn quarantine(&self, path: &Path) -> io::Result<PathBuf> {
@@ -202,7 +221,6 @@ pub struct Recovered {
     pub envelopes: Vec<Envelope>,
     /// Files moved to quarantine, with the reason.
     pub quarantined: Vec<(PathBuf, String)>,
-    pub unacknowledged_removed: usize,
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -210,4 +228,3 @@ fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     file.write_all(bytes)?;
     file.sync_all()
 }
-

@@ -4,33 +4,38 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use super::{Envelope, Spool};
+use super::{Envelope, Spool, trailer};
 
 /// Content is written to disk in pieces of about this size; a message smaller than this is
 /// written in one go at commit time.
 const FLUSH_THRESHOLD: usize = 256 * 1024;
 
-/// A message being received. Dropping it without [`MessageWriter::commit`] removes its
-/// temporary file: nothing of an unacknowledged message stays behind.
+/// A message being received into `queue/ID.msg`. Until [`MessageWriter::commit`] appends the
+/// footer, the file is not a message (start-up removes it); dropping the writer without
+/// committing removes it at once.
 pub struct MessageWriter {
     spool: Spool,
     id: String,
-    tmp_path: PathBuf,
+    path: PathBuf,
     file: Option<File>,
     buffer: Vec<u8>,
     written: u64,
+    checksum: crc32fast::Hasher,
+    committed: bool,
 }
 
 impl MessageWriter {
     pub(super) fn new(spool: Spool, id: String) -> Self {
-        let tmp_path = spool.tmp_dir().join(format!("{id}.msg"));
+        let path = spool.content_path(&id);
         Self {
             spool,
             id,
-            tmp_path,
+            path,
             file: None,
             buffer: Vec::with_capacity(8 * 1024),
             written: 0,
+            checksum: crc32fast::Hasher::new(),
+            committed: false,
         }
     }
 
@@ -53,10 +58,11 @@ impl MessageWriter {
         if self.buffer.len() < FLUSH_THRESHOLD {
             return Ok(());
         }
+        self.checksum.update(&self.buffer);
+        let length = self.buffer.len() as u64;
         let file = self.file.take();
-        let path = self.tmp_path.clone();
+        let path = self.path.clone();
         let mut buffer = std::mem::take(&mut self.buffer);
-        let length = buffer.len() as u64;
         let (file, buffer) = tokio::task::spawn_blocking(move || -> io::Result<_> {
             let mut file = match file {
                 Some(file) => file,
@@ -75,8 +81,8 @@ impl MessageWriter {
     }
 
     /// Makes the message durable with its envelope (see the module docs for the order); the
-    /// caller may acknowledge it once this returns `Ok`.
-    /// `envelope.size` must be [`MessageWriter::size`]: start-up checks the two agree.
+    /// caller may acknowledge it once this returns `Ok`. `envelope.size` must be
+    /// [`MessageWriter::size`].
     pub async fn commit(mut self, envelope: Envelope) -> io::Result<()> {
         if envelope.size != self.size() {
             return Err(io::Error::other(format!(
@@ -85,32 +91,34 @@ impl MessageWriter {
                 self.size()
             )));
         }
+        self.checksum.update(&self.buffer);
+        let footer = trailer::encode(&envelope, self.checksum.clone().finalize())
+            .map_err(io::Error::other)?;
         let file = self.file.take();
-        let buffer = std::mem::take(&mut self.buffer);
-        let path = self.tmp_path.clone();
-        let spool = self.spool.clone();
+        let path = self.path.clone();
+        let mut buffer = std::mem::take(&mut self.buffer);
+        buffer.extend_from_slice(&footer);
         tokio::task::spawn_blocking(move || -> io::Result<()> {
             let mut file = match file {
                 Some(file) => file,
                 None => create_new(&path)?,
             };
-            file.write_all(&buffer)?;
-            drop(file);
-            spool.commit_blocking(&path, &envelope)
+            file.write_all(&buffer)
         })
         .await
         .map_err(io::Error::other)??;
-        // Renamed into the queue: the temporary file is gone, nothing to clean up.
-        self.tmp_path = PathBuf::new();
-        self.spool.sync().await
+        self.spool.sync().await?;
+        self.committed = true;
+        Ok(())
     }
 }
 
 impl Drop for MessageWriter {
     fn drop(&mut self) {
-        // Not committed (refused, aborted, or the commit failed part-way): remove what exists.
-        if !self.tmp_path.as_os_str().is_empty() {
-            let _ = std::fs::remove_file(&self.tmp_path);
+        // Not committed (refused, aborted, or the commit failed): remove what exists. A file
+        // whose footer was written but whose flush failed is removed too: it was not acknowledged.
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }
