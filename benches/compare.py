@@ -1,0 +1,390 @@
+#!/usr/bin/env python3
+"""poolrelay against Postfix, side by side, on this machine, in one run.
+
+Both relays get the same two pools (set-a -> 127.0.0.2, set-b -> 127.0.0.3), the same load from
+`poolrelay load` and deliver into the same counting sink (`poolrelay sink --stats`), which also
+records the source address of every message: a run only counts if every message arrived, from
+the right address. Runs alternate Postfix, poolrelay, Postfix, poolrelay, ... Every process
+started here is stopped by its PID at the end. Loopback addresses only.
+
+Run through benches/compare.sh, which installs Postfix and builds poolrelay first.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "poolrelay")
+TICK = os.sysconf("SC_CLK_TCK")
+SINK_PORT = 2791
+POSTFIX_PORT = 2792
+POOLRELAY_PORT = 2793
+POOL_IPS = {"set-a": "127.0.0.2", "set-b": "127.0.0.3"}
+
+SCENARIOS = [
+    # name, size, connections, one connection per message, messages
+    ("2 KB, reused connections", 2048, 20, False, 10000),
+    ("100 KB, reused connections", 100 * 1024, 20, False, 2000),
+    ("2 KB, one connection per message", 2048, 20, True, 4000),
+]
+
+started = []  # every Popen we start, stopped at exit
+
+
+def log(*parts):
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def wait_for_port(port, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.recv(100)
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing answers on 127.0.0.1:{port}")
+
+
+def stop(process):
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def spawn(args, **kwargs):
+    process = subprocess.Popen(args, **kwargs)
+    started.append(process)
+    return process
+
+
+# ---- process accounting -------------------------------------------------------------------------
+
+def stat_fields(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        text = f.read()
+    return text[text.rindex(")") + 2:].split()
+
+
+def children(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if int(stat_fields(entry)[1]) == pid:
+                    found.append(int(entry))
+            except (OSError, IndexError):
+                pass
+    return found
+
+
+def cpu_seconds(root_pid):
+    """CPU of a process tree: the root (with the CPU of children it has reaped) + live children."""
+    try:
+        f = stat_fields(root_pid)
+    except OSError:
+        return 0.0
+    ticks = int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+    for child in children(root_pid):
+        try:
+            c = stat_fields(child)
+            ticks += int(c[11]) + int(c[12])
+        except OSError:
+            pass
+    return ticks / TICK
+
+
+def memory_kb(root_pid):
+    """(PSS, RSS) in kB summed over the process tree."""
+    pss = rss = 0
+    for pid in [root_pid] + children(root_pid):
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        pss += int(line.split()[1])
+                    elif line.startswith("Rss:"):
+                        rss += int(line.split()[1])
+        except OSError:
+            pass
+    return pss, rss
+
+
+# ---- the sink -----------------------------------------------------------------------------------
+
+class Sink:
+    def __init__(self, workdir):
+        self.stats = os.path.join(workdir, "sink.json")
+        if os.path.exists(self.stats):
+            os.remove(self.stats)
+        self.process = spawn([BIN, "sink", "--listen", f"127.0.0.1:{SINK_PORT}", "--stats", self.stats],
+                             stderr=subprocess.DEVNULL)
+        wait_for_port(SINK_PORT)
+
+    def counts(self):
+        try:
+            with open(self.stats) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {"messages": 0, "per_ip": {}, "not_clean": 0}
+
+    def close(self):
+        stop(self.process)
+
+
+# ---- the two relays -----------------------------------------------------------------------------
+
+class Poolrelay:
+    name = "poolrelay"
+    port = POOLRELAY_PORT
+
+    def __init__(self, workdir):
+        self.workdir = os.path.join(workdir, "poolrelay")
+        self.process = None
+
+    def start(self):
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        os.makedirs(self.workdir)
+        config = os.path.join(self.workdir, "poolrelay.toml")
+        with open(config, "w") as f:
+            f.write(f"""[smtp]
+listen = ["127.0.0.1:{POOLRELAY_PORT}"]
+hostname = "poolrelay.bench.test"
+max_connections = 20000
+[spool]
+dir = "spool"
+[[route]]
+domain = "*"
+next_hop = "127.0.0.1:{SINK_PORT}"
+[[pool]]
+name = "pool_a"
+[[pool]]
+name = "pool_b"
+[[ip]]
+address = "127.0.0.2"
+pool = "pool_a"
+[[ip]]
+address = "127.0.0.3"
+pool = "pool_b"
+[[configuration_set]]
+name = "set-a"
+sending_pool = "pool_a"
+[[configuration_set]]
+name = "set-b"
+sending_pool = "pool_b"
+""")
+        self.log = open(os.path.join(self.workdir, "relay.log"), "w")
+        self.process = spawn([BIN, "serve", "--config", config], stderr=self.log,
+                             env={**os.environ, "RUST_LOG": "warn"})
+        wait_for_port(POOLRELAY_PORT)
+        return self.process.pid
+
+    def stop(self):
+        stop(self.process)
+        self.log.close()
+
+
+class Postfix:
+    """The default Postfix instance, configured as an operator would for two pools."""
+    name = "Postfix"
+    port = POSTFIX_PORT
+
+    def __init__(self, workdir):
+        self.master_pid = None
+        self.backup = os.path.join(workdir, "postfix-etc-backup")
+        if not os.path.exists(self.backup):
+            shutil.copytree("/etc/postfix", self.backup)
+
+    def configure(self):
+        with open("/etc/postfix/main.cf", "w") as f:
+            f.write(f"""# written by poolrelay benches/compare.py
+compatibility_level = 3.6
+myhostname = postfix.bench.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+relayhost = [127.0.0.1]:{SINK_PORT}
+header_checks = regexp:/etc/postfix/pool_header_checks
+message_size_limit = 41943040
+queue_minfree = 0
+default_process_limit = 200
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+maillog_file = /var/log/postfix-bench.log
+biff = no
+""")
+        with open("/etc/postfix/pool_header_checks", "w") as f:
+            for conf_set, transport in (("set-a", "pool_a"), ("set-b", "pool_b")):
+                f.write(f"/^X-SES-CONFIGURATION-SET:[[:space:]]*{conf_set}[[:space:]]*$/ "
+                        f"FILTER {transport}:[127.0.0.1]:{SINK_PORT}\n")
+        master = []
+        with open("/usr/share/postfix/master.cf.dist") as f:
+            for line in f:
+                fields = line.split()
+                if line[0] in "# \t\n" or len(fields) < 8:
+                    master.append(line)
+                    continue
+                if fields[0] == "smtp" and fields[1] == "inet":
+                    fields[0] = f"127.0.0.1:{POSTFIX_PORT}"
+                fields[4] = "n"  # no chroot
+                master.append("  ".join(fields) + "\n")
+        master.append("pool_a unix - - n - - smtp -o smtp_bind_address=127.0.0.2\n")
+        master.append("pool_b unix - - n - - smtp -o smtp_bind_address=127.0.0.3\n")
+        with open("/etc/postfix/master.cf", "w") as f:
+            f.writelines(master)
+        subprocess.run(["postfix", "check"], check=True)
+
+    def start(self):
+        self.configure()
+        subprocess.run(["postfix", "start"], check=True, stderr=subprocess.DEVNULL)
+        wait_for_port(POSTFIX_PORT)
+        with open("/var/spool/postfix/pid/master.pid") as f:
+            self.master_pid = int(f.read().strip())
+        return self.master_pid
+
+    def stop(self):
+        if self.master_pid:
+            try:
+                os.kill(self.master_pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.time() + 20
+            while time.time() < deadline and os.path.exists(f"/proc/{self.master_pid}"):
+                time.sleep(0.05)
+            self.master_pid = None
+
+    def restore(self):
+        shutil.rmtree("/etc/postfix")
+        shutil.copytree(self.backup, "/etc/postfix")
+
+
+# ---- one run ------------------------------------------------------------------------------------
+
+def run_once(relay, workdir, scenario):
+    name, size, connections, per_message, messages = scenario
+    sink = Sink(workdir)
+    pid = relay.start()
+    cpu_before = cpu_seconds(pid)
+    peak = [0, 0]
+    load = subprocess.Popen(
+        [BIN, "load", "--target", f"127.0.0.1:{relay.port}", "--connections", str(connections),
+         "--messages", str(messages), "--size", str(size), "--configuration-sets", "set-a,set-b", "--json"]
+        + (["--connection-per-message"] if per_message else []),
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    started.append(load)
+    began = time.time()
+    delivered_at = None
+    while True:
+        pss, rss = memory_kb(pid)
+        peak = [max(peak[0], pss), max(peak[1], rss)]
+        counts = sink.counts()
+        if counts["messages"] >= messages and load.poll() is not None:
+            delivered_at = delivered_at or time.time()
+            break
+        if counts["messages"] >= messages and delivered_at is None:
+            delivered_at = time.time()
+        if time.time() - began > 600:
+            break
+        time.sleep(0.05)
+    report = json.loads(load.stdout.read() or "{}")
+    load.wait()
+    cpu = cpu_seconds(pid) - cpu_before
+    counts = sink.counts()
+    relay.stop()
+    sink.close()
+    expected_each = messages // 2
+    right_source = (counts["messages"] == messages and counts["not_clean"] == 0
+                    and all(counts["per_ip"].get(ip, 0) == expected_each for ip in POOL_IPS.values()))
+    elapsed = (delivered_at or time.time()) - began
+    return {
+        "relay": relay.name,
+        "delivered_per_s": counts["messages"] / elapsed if elapsed > 0 else 0,
+        "accepted_per_s": report.get("accepted_per_second", 0),
+        "cpu_ms_per_msg": 1000 * cpu / max(1, counts["messages"]),
+        "peak_pss_mb": peak[0] / 1024,
+        "peak_rss_mb": peak[1] / 1024,
+        "p50_ms": report.get("p50_ms", 0),
+        "p99_ms": report.get("p99_ms", 0),
+        "delivered": counts["messages"],
+        "per_ip": counts["per_ip"],
+        "right_source": right_source,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply message counts")
+    parser.add_argument("--markdown", help="also write the table to this file")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("run as root: Postfix is started and configured system-wide")
+    workdir = tempfile.mkdtemp(prefix="poolrelay-compare-")
+    postfix = Postfix(workdir)
+    ours = Poolrelay(workdir)
+    results = {}
+    try:
+        for scenario in SCENARIOS:
+            scenario = scenario[:4] + (int(scenario[4] * args.scale),)
+            for pair in range(args.pairs):
+                for relay in (postfix, ours):
+                    log(f"{scenario[0]}: pair {pair + 1}, {relay.name} ...")
+                    result = run_once(relay, workdir, scenario)
+                    log(f"  {result['delivered_per_s']:.0f} msg/s delivered, {result['cpu_ms_per_msg']:.2f} ms CPU/msg,"
+                        f" per IP {result['per_ip']}, right source: {result['right_source']}")
+                    results.setdefault(scenario[0], []).append(result)
+    finally:
+        for process in started:
+            stop(process)
+        postfix.stop()
+        postfix.restore()
+        shutil.rmtree(workdir, ignore_errors=True)
+    lines = table(results)
+    print("\n".join(lines))
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write("\n".join(lines) + "\n")
+    if not all(r["right_source"] for runs in results.values() for r in runs):
+        raise SystemExit("some run lost or misrouted messages: its figures are not a result")
+
+
+def table(results):
+    lines = ["| scenario | relay | delivered msg/s | accepted msg/s | CPU ms/msg | peak PSS MB | peak RSS MB | p50 / p99 ms | all delivered from the right IP |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    summary = []
+    for scenario, runs in results.items():
+        for relay in ("Postfix", "poolrelay"):
+            mine = [r for r in runs if r["relay"] == relay]
+            median = lambda key: statistics.median(r[key] for r in mine)
+            lines.append(f"| {scenario} | {relay} | {median('delivered_per_s'):.0f} | {median('accepted_per_s'):.0f} | "
+                         f"{median('cpu_ms_per_msg'):.2f} | {median('peak_pss_mb'):.0f} | {median('peak_rss_mb'):.0f} | "
+                         f"{median('p50_ms'):.1f} / {median('p99_ms'):.1f} | {'yes' if all(r['right_source'] for r in mine) else 'NO'} |")
+        pf = [r for r in runs if r["relay"] == "Postfix"]
+        pr = [r for r in runs if r["relay"] == "poolrelay"]
+        ratios = [b["delivered_per_s"] / a["delivered_per_s"] for a, b in zip(pf, pr) if a["delivered_per_s"] > 0]
+        cpu = [a["cpu_ms_per_msg"] / b["cpu_ms_per_msg"] for a, b in zip(pf, pr) if b["cpu_ms_per_msg"] > 0]
+        summary.append(f"| {scenario} | {', '.join(f'{r:.2f}' for r in ratios)} | **{statistics.median(ratios):.2f}×** | "
+                       f"{statistics.median(cpu):.1f}× less |")
+    lines += ["", "| scenario | delivered msg/s ratio poolrelay/Postfix per pair | median | CPU per message |",
+              "|---|---|---|---|"] + summary
+    return lines
+
+
+if __name__ == "__main__":
+    main()

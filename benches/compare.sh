@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# poolrelay against Postfix on this machine: installs Postfix if missing, builds poolrelay, and
+# runs benches/compare.py (same pools, same load, same sink, alternating runs, ratio per pair).
+# Needs root (Postfix is configured system-wide; /etc/postfix is restored afterwards).
+# Usage: benches/compare.sh [--pairs N] [--scale F] [--markdown FILE]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v postfix >/dev/null || ! command -v smtp-sink >/dev/null; then
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null
+fi
+# The package may have started its own instance: the benchmark starts and stops its own.
+if [ -f /var/spool/postfix/pid/master.pid ]; then postfix stop 2>/dev/null || true; fi
+cargo build --release --quiet
+exec python3 benches/compare.py "$@"
