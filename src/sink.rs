@@ -304,8 +304,15 @@ async fn serve(
             let mut ignored = Vec::new();
             loop {
                 if !input.is_empty() {
-                    let fed = reader.feed(&input, &mut content);
-                    strict.feed(&input[..fed.consumed], &mut ignored);
+                    // Both readers find the same end; the strict one only judges the line ends.
+                    // When only counting, the content is not kept at all.
+                    let fed = if shared.keep_messages {
+                        let fed = reader.feed(&input, &mut content);
+                        strict.feed(&input[..fed.consumed], &mut ignored);
+                        fed
+                    } else {
+                        strict.feed(&input, &mut ignored)
+                    };
                     ignored.clear();
                     input.advance(fed.consumed);
                     if fed.finished {
