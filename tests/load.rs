@@ -1,0 +1,46 @@
+//! The load generator against a real relay: counts, both connection modes, refusals.
+
+mod common;
+
+use common::*;
+use poolrelay::load::{LoadPlan, run};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_generator_counts_what_the_relay_accepts_and_refuses() {
+    let sink = poolrelay::sink::Sink::start_with("127.0.0.1:0".parse().unwrap(), false)
+        .await
+        .unwrap();
+    let relay = TestRelay::start(&format!(
+        "{}{}[[pool]]\nname = \"a\"\n[[ip]]\naddress = \"127.0.0.2\"\npool = \"a\"\n[[configuration_set]]\nname = \"set-a\"\nsending_pool = \"a\"\n",
+        smtp_section(""),
+        catch_all_route(sink.addr())
+    ))
+    .await;
+    let plan = |sets: Vec<String>, per_message: bool| LoadPlan {
+        target: relay.addr,
+        connections: 4,
+        messages: 60,
+        size: 3000,
+        configuration_sets: sets,
+        connection_per_message: per_message,
+        recipient_domain: "example.test".into(),
+    };
+    let reused = run(plan(vec!["set-a".into()], false), false).await;
+    assert_eq!((reused.accepted, reused.refused, reused.errors), (60, 0, 0));
+    assert!(reused.p50_ms > 0.0 && reused.p99_ms >= reused.p50_ms);
+    let per_message = run(plan(vec!["set-a".into()], true), false).await;
+    assert_eq!(per_message.accepted, 60);
+    // Every other message names a set the relay does not know: refused, and counted as such.
+    let mixed = run(plan(vec!["set-a".into(), "unknown".into()], false), false).await;
+    assert_eq!((mixed.accepted, mixed.refused), (30, 30));
+
+    let spool = relay.spool_dir();
+    eventually(|| spool_files(&spool, "queue").is_empty().then_some(()))
+        .await
+        .expect("delivered");
+    let counts = sink.counts();
+    assert_eq!(counts.messages, 150);
+    assert_eq!(counts.per_ip.get(&ip("127.0.0.2")), Some(&150));
+    assert_eq!(counts.not_clean, 0);
+    relay.stop().await;
+}
