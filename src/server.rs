@@ -18,6 +18,8 @@ use crate::outbound::cache::ConnectionCache;
 use crate::outbound::connect::source_available;
 use crate::outbound::next_hop::NextHopResolver;
 use crate::outbound::{Outbound, tls};
+use crate::queue::attempt::AttemptContext;
+use crate::queue::events::EventLog;
 use crate::registry::{DEFAULT_POOL, Registry};
 use crate::spool::Spool;
 use crate::{queue, registry};
@@ -85,10 +87,18 @@ impl Relay {
             config.smtp.hostname.clone(),
             spool.clone(),
         ));
+        let events = Arc::new(
+            EventLog::open(config.events_path.as_deref(), &config.smtp.hostname)
+                .context("cannot open the event log")?,
+        );
         let (queue, scheduler) = queue::new(
-            outbound.clone(),
-            spool.clone(),
-            config.queue.clone(),
+            AttemptContext {
+                outbound: outbound.clone(),
+                spool: spool.clone(),
+                settings: config.queue.clone(),
+                events: events.clone(),
+                hostname: config.smtp.hostname.clone(),
+            },
             shutdown.clone(),
         );
 
@@ -110,6 +120,8 @@ impl Relay {
             spool,
             queue,
             shutdown: shutdown.clone(),
+            max_age: config.queue.max_age,
+            events,
         });
         let connections = Arc::new(Semaphore::new(config.smtp.max_connections));
         for listener in listeners {

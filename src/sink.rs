@@ -43,6 +43,7 @@ pub struct RcptAttempt {
     pub peer: SocketAddr,
     pub recipient: String,
     pub code: u16,
+    pub at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -262,6 +263,7 @@ async fn serve(
                         peer,
                         recipient: to.address,
                         code: reply.code,
+                        at: std::time::Instant::now(),
                     };
                     shared
                         .rcpt_attempts

@@ -159,9 +159,10 @@ async fn only_the_deferred_recipient_is_retried_and_from_another_ip() {
         .await;
     assert!(reply.starts_with("250"), "{reply}");
 
-    // First attempt: three RCPTs; then only the deferred one, several times.
-    let attempts = sink.wait_for_rcpt_attempts(7, WAIT).await;
-    assert!(attempts.len() >= 7, "{attempts:?}");
+    // First attempt: three RCPTs, then the bounce for the refused one, then only the deferred
+    // recipient, several times.
+    let attempts = sink.wait_for_rcpt_attempts(9, WAIT).await;
+    assert!(attempts.len() >= 9, "{attempts:?}");
     let count = |who: &str| attempts.iter().filter(|a| a.recipient == who).count();
     assert_eq!(
         count("ok@example.test"),
@@ -183,8 +184,32 @@ async fn only_the_deferred_recipient_is_retried_and_from_another_ip() {
         assert_ne!(pair[0].peer.ip(), pair[1].peer.ip(), "{retried:?}");
     }
     let delivered = sink.messages();
-    assert_eq!(delivered.len(), 1);
-    assert_eq!(delivered[0].recipients, ["ok@example.test"]);
+    assert_eq!(delivered.len(), 2, "the message for ok@ and one bounce");
+    let original = delivered
+        .iter()
+        .find(|m| m.sender == "app@example.test")
+        .expect("original");
+    assert_eq!(original.recipients, ["ok@example.test"]);
+    let bounce = delivered
+        .iter()
+        .find(|m| m.sender.is_empty())
+        .expect("a bounce from <>");
+    assert_eq!(bounce.recipients, ["app@example.test"]);
+    assert!(
+        [ip("127.0.0.2"), ip("127.0.0.3")].contains(&bounce.peer.ip()),
+        "the bounce leaves from the pool"
+    );
+    let text = String::from_utf8_lossy(&bounce.content);
+    assert!(
+        text.contains(
+            "Final-Recipient: rfc822; reject@example.test\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.contains("tempfail@example.test\r\nAction"),
+        "a deferred recipient is not bounced"
+    );
 
     let spool = relay.spool_dir();
     let envelope = read_envelopes(&spool)

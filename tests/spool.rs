@@ -36,8 +36,7 @@ async fn bad_spool_files_are_quarantined_and_the_rest_is_delivered() {
         size: size as u64,
         smtputf8: false,
         eight_bit_mime: false,
-        attempts: 0,
-        last_source_ip: None,
+        ..Default::default()
     };
     let message_file = |id: &str| {
         let mut file = content.to_vec();

@@ -46,6 +46,8 @@ pub struct QueueSettings {
     /// First retry after a temporary failure; doubles on each further attempt.
     pub retry_interval: Duration,
     pub max_retry_interval: Duration,
+    /// Give up on a recipient after this long (RFC 5321 §4.5.4.1: at least 4-5 days).
+    pub max_age: Duration,
     pub max_concurrent_deliveries: usize,
     /// How long an idle outbound connection is kept for reuse.
     pub connection_idle_timeout: Duration,
@@ -67,6 +69,8 @@ pub struct Config {
     pub nameservers: Vec<SocketAddr>,
     pub queue: QueueSettings,
     pub outbound: OutboundSettings,
+    /// The JSON-lines event log, if configured.
+    pub events_path: Option<PathBuf>,
     pub routes: Vec<Route>,
     pub registry: Registry,
 }

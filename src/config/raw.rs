@@ -20,6 +20,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub outbound: RawOutbound,
     #[serde(default)]
+    pub events: RawEvents,
+    #[serde(default)]
     pub route: Vec<Spanned<RawRoute>>,
     #[serde(default)]
     pub pool: Vec<Spanned<RawPool>>,
@@ -63,8 +65,15 @@ pub struct RawDns {
 pub struct RawQueue {
     pub retry_interval: Option<Text>,
     pub max_retry_interval: Option<Text>,
+    pub max_age: Option<Text>,
     pub max_concurrent_deliveries: Option<Spanned<u64>>,
     pub connection_idle_timeout: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvents {
+    pub path: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,4 +116,5 @@ pub struct RawSharedPool {
 pub struct RawConfigurationSet {
     pub name: Text,
     pub sending_pool: Option<Text>,
+    pub max_delivery_seconds: Option<Spanned<u64>>,
 }

@@ -198,6 +198,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
     let queue = QueueSettings {
         retry_interval: duration_or(&raw.queue.retry_interval, 300, &mut problems),
         max_retry_interval: duration_or(&raw.queue.max_retry_interval, 3600, &mut problems),
+        max_age: duration_or(&raw.queue.max_age, 5 * 86400, &mut problems),
         max_concurrent_deliveries: raw
             .queue
             .max_concurrent_deliveries
@@ -213,6 +214,12 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
             number_in(v, 1..65536, "outbound.mx_port", &mut problems)
         }) as u16,
     };
+
+    let events_path = raw
+        .events
+        .path
+        .as_ref()
+        .map(|p| relative_to_config(p.get_ref()));
 
     // [[route]]
     let mut routes = Vec::new();
@@ -281,10 +288,16 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
         let result = registry.add_configuration_set(ConfigurationSet {
             name: set.name.get_ref().clone(),
             sending_pool: set.sending_pool.as_ref().map(|p| p.get_ref().clone()),
+            max_delivery_seconds: set.max_delivery_seconds.as_ref().map(|s| *s.get_ref()),
         });
         if let Err(error) = result {
-            let span = match (&error, &set.sending_pool) {
-                (crate::registry::RegistryError::UnknownPool(_), Some(pool)) => pool.span(),
+            let span = match (&error, &set.sending_pool, &set.max_delivery_seconds) {
+                (crate::registry::RegistryError::UnknownPool(_), Some(pool), _) => pool.span(),
+                (
+                    crate::registry::RegistryError::InvalidMaxDeliverySeconds(_),
+                    _,
+                    Some(seconds),
+                ) => seconds.span(),
                 _ => set.name.span(),
             };
             problems.at(span, error.to_string());
@@ -317,6 +330,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
         nameservers,
         queue,
         outbound,
+        events_path,
         routes,
         registry,
     })

@@ -9,7 +9,7 @@ use super::received::{Trace, received_header, sanitize_name};
 use super::session::Session;
 use crate::smtp::Reply;
 use crate::smtp::data::{DataReader, Violation};
-use crate::spool::{Envelope, Recipient, new_message_id, unix_now};
+use crate::spool::{Envelope, new_message_id, unix_now};
 
 impl Session {
     /// Reads the message after `354`, spools it and replies. `Ok(false)` ends the session.
@@ -29,7 +29,11 @@ impl Session {
                 hostname: &settings.hostname,
                 esmtp: self.esmtp,
                 id: &id,
-                recipients: &transaction.recipients,
+                recipients: &transaction
+                    .recipients
+                    .iter()
+                    .map(|r| r.address.clone())
+                    .collect::<Vec<_>>(),
             })
             .as_bytes(),
         );
@@ -72,16 +76,19 @@ impl Session {
             (None, Err(refusal), _) => refusal,
             (None, Ok(_), Some(error)) => spool_failure(&id, &error),
             (None, Ok(pool), None) => {
+                let received_at = unix_now();
+                let configuration_set = filter.configuration_set().map(str::to_string);
+                let lifetime = ctx
+                    .registry
+                    .load()
+                    .max_delivery_seconds(configuration_set.as_deref())
+                    .unwrap_or(ctx.max_age.as_secs());
                 let envelope = Envelope {
                     id: id.clone(),
-                    received_at: unix_now(),
+                    received_at,
                     sender: transaction.sender,
-                    recipients: transaction
-                        .recipients
-                        .into_iter()
-                        .map(Recipient::new)
-                        .collect(),
-                    configuration_set: filter.configuration_set().map(str::to_string),
+                    recipients: transaction.recipients,
+                    configuration_set,
                     pool,
                     client_ip: self.peer.ip(),
                     client_helo: sanitize_name(&helo),
@@ -90,6 +97,11 @@ impl Session {
                     eight_bit_mime: transaction.eight_bit_mime,
                     attempts: 0,
                     last_source_ip: None,
+                    expires_at: received_at + lifetime,
+                    is_dsn: false,
+                    envid: transaction.envid,
+                    ret_full: transaction.ret_full,
+                    tags: filter.tags().to_vec(),
                 };
                 let queued = envelope.clone();
                 match writer.commit(envelope).await {
@@ -103,7 +115,8 @@ impl Session {
                             pool = %queued.pool,
                             "accepted"
                         );
-                        self.ctx.queue.enqueue(queued);
+                        ctx.events.send(&queued);
+                        ctx.queue.enqueue(queued);
                         Reply::new(250, "2.0.0", format!("Ok {id}"))
                     }
                     Err(error) => spool_failure(&id, &error),

@@ -18,6 +18,7 @@ const MAX_CAPTURED_FIELD: usize = 8 * 1024;
 const MAX_HEADER_LINE: usize = 4 * 1024;
 
 const CONFIGURATION_SET_FIELD: &str = "x-ses-configuration-set";
+const MESSAGE_TAGS_FIELD: &str = "x-ses-message-tags";
 const CONTROL_FIELD_PREFIX: &str = "x-ses-";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +29,8 @@ enum Field {
     Drop,
     /// The first `X-SES-CONFIGURATION-SET`: dropped from the message, kept here.
     Capture,
+    /// The first `X-SES-MESSAGE-TAGS`: dropped from the message, kept here.
+    CaptureTags,
 }
 
 #[derive(Debug)]
@@ -36,7 +39,9 @@ pub struct HeaderFilter {
     field: Field,
     partial: Vec<u8>,
     captured: Option<Vec<u8>>,
+    captured_tags: Option<Vec<u8>>,
     configuration_set: Option<String>,
+    tags: Vec<(String, String)>,
 }
 
 impl Default for HeaderFilter {
@@ -52,7 +57,9 @@ impl HeaderFilter {
             field: Field::Keep,
             partial: Vec::new(),
             captured: None,
+            captured_tags: None,
             configuration_set: None,
+            tags: Vec::new(),
         }
     }
 
@@ -64,6 +71,13 @@ impl HeaderFilter {
     /// The `X-SES-CONFIGURATION-SET` value, once the header block is complete.
     pub fn configuration_set(&self) -> Option<&str> {
         self.configuration_set.as_deref()
+    }
+
+    /// The `X-SES-MESSAGE-TAGS` pairs (`name=value`, comma-separated; names and values of
+    /// `0-9A-Za-z_-`, at most 256 characters), once the header block is complete. Malformed
+    /// pairs are left out.
+    pub fn tags(&self) -> &[(String, String)] {
+        &self.tags
     }
 
     /// Feeds content (CRLF line ends) and appends what is to be kept to `out`.
@@ -111,6 +125,9 @@ impl HeaderFilter {
         if let Some(raw) = self.captured.take() {
             self.configuration_set = Some(decode_field_value(&raw));
         }
+        if let Some(raw) = self.captured_tags.take() {
+            self.tags = parse_tags(&decode_field_value(&raw));
+        }
     }
 
     fn header_line(&mut self, line: &[u8], out: &mut Vec<u8>) {
@@ -123,8 +140,13 @@ impl HeaderFilter {
             match self.field {
                 Field::Keep => out.extend_from_slice(line),
                 Field::Drop => {}
-                Field::Capture => {
-                    if let Some(captured) = &mut self.captured
+                Field::Capture | Field::CaptureTags => {
+                    let slot = if self.field == Field::Capture {
+                        &mut self.captured
+                    } else {
+                        &mut self.captured_tags
+                    };
+                    if let Some(captured) = slot
                         && captured.len() + line.len() <= MAX_CAPTURED_FIELD
                     {
                         captured.extend_from_slice(line);
@@ -143,6 +165,9 @@ impl HeaderFilter {
         self.field = if lower == CONFIGURATION_SET_FIELD.as_bytes() && self.captured.is_none() {
             self.captured = Some(line.to_vec());
             Field::Capture
+        } else if lower == MESSAGE_TAGS_FIELD.as_bytes() && self.captured_tags.is_none() {
+            self.captured_tags = Some(line.to_vec());
+            Field::CaptureTags
         } else if lower.starts_with(CONTROL_FIELD_PREFIX.as_bytes()) {
             Field::Drop
         } else {
@@ -160,6 +185,25 @@ fn field_name(line: &[u8]) -> Option<&[u8]> {
     let name = name.strip_suffix(b" ").unwrap_or(name); // "Name :" is obsolete but seen
     let valid = !name.is_empty() && name.iter().all(|&b| (33..=126).contains(&b));
     valid.then_some(name)
+}
+
+/// `name1=value1, name2=value2` into pairs, keeping only well-formed ones.
+fn parse_tags(text: &str) -> Vec<(String, String)> {
+    let valid = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 256
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    text.split(',')
+        .filter_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            let (name, value) = (name.trim(), value.trim());
+            (valid(name) && valid(value)).then(|| (name.to_string(), value.to_string()))
+        })
+        .take(50)
+        .collect()
 }
 
 /// The unfolded, decoded, trimmed text of one raw header field.
@@ -209,6 +253,24 @@ mod tests {
                 "From: a@example.test\r\nSubject: hi\r\n\tthere\r\n\r\nX-SES-CONFIGURATION-SET: body\r\n"
             );
         }
+    }
+
+    #[test]
+    fn message_tags_are_parsed() {
+        let mut filter = HeaderFilter::new();
+        let mut out = Vec::new();
+        filter.feed(b"X-SES-MESSAGE-TAGS: campaign=spring, variant=b,\r\n bad tag=x, ok_2=v-2\r\nX-SES-MESSAGE-TAGS: second=ignored\r\n\r\n", &mut out);
+        filter.finish(&mut out);
+        let tags: Vec<(&str, &str)> = filter
+            .tags()
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            tags,
+            [("campaign", "spring"), ("variant", "b"), ("ok_2", "v-2")]
+        );
+        assert_eq!(out, b"\r\n");
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub use received::sanitize_name;
 
 use crate::config::SmtpSettings;
 use crate::queue::QueueHandle;
+use crate::queue::events::EventLog;
 use crate::registry::Registry;
 use crate::spool::Spool;
 
@@ -29,4 +30,7 @@ pub struct InboundContext {
     pub queue: QueueHandle,
     /// Cancelled when the relay shuts down: sessions say 421 and close.
     pub shutdown: CancellationToken,
+    /// `queue.max_age`: how long mail of sets without `max_delivery_seconds` may take.
+    pub max_age: std::time::Duration,
+    pub events: Arc<EventLog>,
 }

@@ -19,6 +19,7 @@ use super::InboundContext;
 use super::received::sanitize_name;
 use crate::smtp::Reply;
 use crate::smtp::line::{Framed, frame_command};
+use crate::spool::{Notify, Recipient};
 
 /// After this many errors in one session the client is disconnected (as Postfix's
 /// `smtpd_hard_error_limit`).
@@ -38,7 +39,10 @@ pub(super) struct Transaction {
     pub(super) sender: String,
     pub(super) smtputf8: bool,
     pub(super) eight_bit_mime: bool,
-    pub(super) recipients: Vec<String>,
+    /// RFC 3461 `ENVID` and `RET=FULL`.
+    pub(super) envid: Option<String>,
+    pub(super) ret_full: bool,
+    pub(super) recipients: Vec<Recipient>,
 }
 
 pub struct Session {
@@ -288,6 +292,7 @@ impl Session {
             "8BITMIME".to_string(),
             "ENHANCEDSTATUSCODES".to_string(),
             "SMTPUTF8".to_string(),
+            "DSN".to_string(),
             "HELP".to_string(),
         ];
         self.reply(Reply::multiline(250, lines));
@@ -317,6 +322,8 @@ impl Session {
             sender: from.address,
             smtputf8,
             eight_bit_mime: from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
+            envid: from.env_id,
+            ret_full: from.flags & smtp_proto::MAIL_RET_FULL != 0,
             recipients: Vec::new(),
         });
         self.reply(Reply::new(250, "2.1.0", "Ok"));
@@ -352,7 +359,10 @@ impl Session {
             return Next::ReadMore;
         }
         if let Some(transaction) = &mut self.transaction {
-            transaction.recipients.push(to.address);
+            let mut recipient = Recipient::new(to.address);
+            recipient.notify = Notify::from_flags(to.flags);
+            recipient.orcpt = to.orcpt;
+            transaction.recipients.push(recipient);
         }
         self.reply(Reply::new(250, "2.1.5", "Ok"));
         Next::ReadMore

@@ -322,6 +322,8 @@ impl Outbound {
             let recipient = &mut envelope.recipients[index];
             recipient.state = RecipientState::Delivered;
             recipient.last_reply = Some(reply.to_string());
+            recipient.remote_mta = Some(target.addr.ip().to_string());
+            recipient.source_ip = source;
             tracing::info!(
                 id = %envelope.id,
                 configuration_set = envelope.configuration_set.as_deref().unwrap_or("-"),
@@ -333,6 +335,7 @@ impl Outbound {
                 "delivered"
             );
         } else {
+            envelope.recipients[index].remote_mta = Some(target.addr.ip().to_string());
             self.record(
                 envelope,
                 index,
@@ -371,6 +374,7 @@ impl Outbound {
     ) {
         let recipient = &mut envelope.recipients[index];
         recipient.last_reply = Some(reply.to_string());
+        recipient.source_ip = source;
         let source_ip = source.map_or("-".to_string(), |s| s.to_string());
         let configuration_set = envelope.configuration_set.as_deref().unwrap_or("-");
         if permanent {

@@ -6,9 +6,10 @@
 //! each task persists its own outcome (envelope update or removal), so slow disks do not stall
 //! the scheduler.
 //!
-//! Retry policy here is simple exponential backoff from `retry_interval`, capped at
-//! `max_retry_interval`. Expiry and bounces are not implemented yet: a message stays queued
-//! until it is delivered or fails permanently.
+//! Retries back off exponentially from `retry_interval` (doubling, ±20% jitter so messages that
+//! failed together do not retry together), capped at `max_retry_interval`, and never later than
+//! the message's expiry (`max_age`, or the configuration set's `max_delivery_seconds`), when its
+//! pending recipients fail with 4.4.7 and the sender gets one bounce.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -20,9 +21,13 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub mod attempt;
+pub mod dsn;
+pub mod events;
+
 use crate::config::QueueSettings;
-use crate::outbound::Outbound;
-use crate::spool::{Envelope, RecipientState, Spool};
+use crate::spool::{Envelope, unix_now};
+use attempt::{AttemptContext, Outcome};
 
 /// How long shutdown waits for deliveries in progress before abandoning them (their messages
 /// stay in the spool and are attempted again after the next start).
@@ -43,13 +48,18 @@ impl QueueHandle {
     }
 }
 
-/// The delay before attempt number `attempts + 1`, given `attempts` failed ones.
+/// The delay before attempt number `attempts + 1`, given `attempts` failed ones, before jitter.
 pub fn retry_delay(settings: &QueueSettings, attempts: u32) -> Duration {
     let doublings = attempts.saturating_sub(1).min(30);
     settings
         .retry_interval
         .saturating_mul(1u32 << doublings)
         .min(settings.max_retry_interval)
+}
+
+/// `delay` scaled by `factor` (0.8 to 1.2 in use), and never past `until_expiry`.
+pub fn jittered(delay: Duration, factor: f64, until_expiry: Duration) -> Duration {
+    delay.mul_f64(factor.clamp(0.5, 2.0)).min(until_expiry)
 }
 
 struct Waiting {
@@ -77,26 +87,17 @@ impl Ord for Waiting {
 
 pub struct Scheduler {
     receiver: mpsc::UnboundedReceiver<Envelope>,
-    outbound: Arc<Outbound>,
-    spool: Spool,
-    settings: QueueSettings,
+    context: Arc<AttemptContext>,
     shutdown: CancellationToken,
 }
 
-pub fn new(
-    outbound: Arc<Outbound>,
-    spool: Spool,
-    settings: QueueSettings,
-    shutdown: CancellationToken,
-) -> (QueueHandle, Scheduler) {
+pub fn new(context: AttemptContext, shutdown: CancellationToken) -> (QueueHandle, Scheduler) {
     let (sender, receiver) = mpsc::unbounded_channel();
     (
         QueueHandle { sender },
         Scheduler {
             receiver,
-            outbound,
-            spool,
-            settings,
+            context: Arc::new(context),
             shutdown,
         },
     )
@@ -105,30 +106,33 @@ pub fn new(
 impl Scheduler {
     /// Runs until shutdown. `recovered` are the messages found in the spool at start-up.
     pub async fn run(mut self, recovered: Vec<Envelope>) {
+        let settings = self.context.settings.clone();
         let mut ready: VecDeque<Envelope> = recovered.into();
         let mut waiting: BinaryHeap<Reverse<Waiting>> = BinaryHeap::new();
         let mut sequence = 0u64;
-        let mut in_flight: JoinSet<Option<Envelope>> = JoinSet::new();
+        let mut in_flight: JoinSet<Outcome> = JoinSet::new();
         loop {
-            while in_flight.len() < self.settings.max_concurrent_deliveries {
+            while in_flight.len() < settings.max_concurrent_deliveries {
                 let Some(envelope) = ready.pop_front() else {
                     break;
                 };
-                let outbound = self.outbound.clone();
-                let spool = self.spool.clone();
-                in_flight.spawn(attempt(outbound, spool, envelope));
+                in_flight.spawn(attempt::attempt(self.context.clone(), envelope));
             }
             let next_due = waiting.peek().map(|Reverse(w)| w.due);
             tokio::select! {
                 _ = self.shutdown.cancelled() => break,
                 Some(envelope) = self.receiver.recv() => ready.push_back(envelope),
                 Some(finished) = in_flight.join_next(), if !in_flight.is_empty() => match finished {
-                    Ok(Some(envelope)) => {
-                        let delay = retry_delay(&self.settings, envelope.attempts);
-                        sequence += 1;
-                        waiting.push(Reverse(Waiting { due: Instant::now() + delay, sequence, envelope }));
+                    Ok(outcome) => {
+                        ready.extend(outcome.created);
+                        if let Some(envelope) = outcome.retry {
+                            let until_expiry = Duration::from_secs(envelope.expires_at.saturating_sub(unix_now()));
+                            let factor = rand::random_range(0.8..1.2);
+                            let delay = jittered(retry_delay(&settings, envelope.attempts), factor, until_expiry);
+                            sequence += 1;
+                            waiting.push(Reverse(Waiting { due: Instant::now() + delay, sequence, envelope }));
+                        }
                     }
-                    Ok(None) => {}
                     Err(error) => tracing::error!(%error, "delivery task failed; its message stays in the spool until restart"),
                 },
                 _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {
@@ -147,44 +151,7 @@ impl Scheduler {
         })
         .await;
         in_flight.abort_all();
-        self.outbound.close_idle(true).await;
-    }
-}
-
-/// One attempt: deliver, then persist the outcome. Returns the envelope if it must be retried.
-async fn attempt(
-    outbound: Arc<Outbound>,
-    spool: Spool,
-    mut envelope: Envelope,
-) -> Option<Envelope> {
-    outbound.deliver(&mut envelope).await;
-    let finished = envelope.is_finished();
-    let snapshot = envelope.clone();
-    let persisted = tokio::task::spawn_blocking(move || {
-        if finished {
-            spool.remove(&snapshot.id)
-        } else {
-            spool.update(&snapshot)
-        }
-    })
-    .await;
-    match persisted {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => {
-            tracing::error!(id = %envelope.id, %error, "cannot update the spool (recipients may be attempted again)")
-        }
-        Err(error) => tracing::error!(id = %envelope.id, %error, "spool update task failed"),
-    }
-    if finished {
-        let failed = envelope
-            .recipients
-            .iter()
-            .filter(|r| r.state == RecipientState::Failed)
-            .count();
-        tracing::debug!(id = %envelope.id, failed, "message done; removed from the spool");
-        None
-    } else {
-        Some(envelope)
+        self.context.outbound.close_idle(true).await;
     }
 }
 
@@ -197,6 +164,7 @@ mod tests {
         let settings = QueueSettings {
             retry_interval: Duration::from_secs(60),
             max_retry_interval: Duration::from_secs(600),
+            max_age: Duration::from_secs(86400),
             max_concurrent_deliveries: 1,
             connection_idle_timeout: Duration::from_secs(1),
         };
@@ -204,5 +172,17 @@ mod tests {
             .map(|n| retry_delay(&settings, n).as_secs())
             .collect();
         assert_eq!(delays, [60, 120, 240, 480, 600, 600]);
+    }
+
+    #[test]
+    fn jitter_stays_in_bounds_and_before_expiry() {
+        let base = Duration::from_secs(100);
+        let far = Duration::from_secs(10_000);
+        assert_eq!(jittered(base, 0.8, far), Duration::from_secs(80));
+        assert_eq!(jittered(base, 1.2, far), Duration::from_secs(120));
+        assert_eq!(
+            jittered(base, 1.2, Duration::from_secs(30)),
+            Duration::from_secs(30)
+        );
     }
 }

@@ -45,6 +45,8 @@ pub enum RegistryError {
     DuplicateConfigurationSet(String),
     #[error("configuration set {0:?} does not exist")]
     UnknownConfigurationSet(String),
+    #[error("max_delivery_seconds must be between 300 and 50400, not {0}")]
+    InvalidMaxDeliverySeconds(u64),
 }
 
 /// One source address poolrelay may send from.
@@ -59,12 +61,14 @@ pub struct DedicatedIp {
     pub weight: u32,
 }
 
-/// A named sending policy. For now it carries the pool; TLS policy and delivery time follow.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A named sending policy: its pool and how long its mail may take to deliver.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigurationSet {
     pub name: String,
     /// `None` means `ses-default-dedicated-pool`.
     pub sending_pool: Option<String>,
+    /// SES `MaxDeliverySeconds` (300-50400): overrides `queue.max_age` for this set's mail.
+    pub max_delivery_seconds: Option<u64>,
 }
 
 /// A source the outbound side may bind to, as handed to the IP selector.
@@ -167,6 +171,11 @@ impl Registry {
         if !is_valid_configuration_set_name(&set.name) {
             return Err(RegistryError::InvalidConfigurationSetName(set.name));
         }
+        if let Some(seconds) = set.max_delivery_seconds
+            && !(300..=50400).contains(&seconds)
+        {
+            return Err(RegistryError::InvalidMaxDeliverySeconds(seconds));
+        }
         if let Some(pool) = &set.sending_pool
             && !self.pool_exists(pool)
         {
@@ -220,6 +229,13 @@ impl Registry {
             .sending_pool
             .clone()
             .unwrap_or_else(|| DEFAULT_POOL.to_string()))
+    }
+
+    /// The configuration set's `max_delivery_seconds`, if it has one.
+    pub fn max_delivery_seconds(&self, configuration_set: Option<&str>) -> Option<u64> {
+        self.configuration_sets
+            .get(configuration_set?)?
+            .max_delivery_seconds
     }
 
     /// The addresses a pool's mail may leave from. An unknown pool has no members, so its mail
@@ -280,12 +296,14 @@ mod tests {
             .add_configuration_set(ConfigurationSet {
                 name: "promo".into(),
                 sending_pool: Some("marketing".into()),
+                ..Default::default()
             })
             .unwrap();
         registry
             .add_configuration_set(ConfigurationSet {
                 name: "plain".into(),
                 sending_pool: None,
+                ..Default::default()
             })
             .unwrap();
         registry
@@ -363,14 +381,16 @@ mod tests {
         assert_eq!(
             registry.add_configuration_set(ConfigurationSet {
                 name: "x".into(),
-                sending_pool: Some("ghost".into())
+                sending_pool: Some("ghost".into()),
+                ..Default::default()
             }),
             Err(RegistryError::UnknownPool("ghost".into()))
         );
         assert!(matches!(
             registry.add_configuration_set(ConfigurationSet {
                 name: "bad name".into(),
-                sending_pool: None
+                sending_pool: None,
+                ..Default::default()
             }),
             Err(RegistryError::InvalidConfigurationSetName(_))
         ));
@@ -378,7 +398,8 @@ mod tests {
             registry
                 .add_configuration_set(ConfigurationSet {
                     name: "shared".into(),
-                    sending_pool: Some(SHARED_POOL.into())
+                    sending_pool: Some(SHARED_POOL.into()),
+                    max_delivery_seconds: Some(300),
                 })
                 .is_ok()
         );

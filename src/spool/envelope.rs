@@ -13,13 +13,75 @@ pub enum RecipientState {
     Failed,
 }
 
+/// RFC 3461 `NOTIFY` for one recipient.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Notify {
+    /// Not given: failures (and delays) are reported, success is not.
+    #[default]
+    Default,
+    Never,
+    /// An explicit list.
+    On {
+        success: bool,
+        failure: bool,
+        delay: bool,
+    },
+}
+
+impl Notify {
+    /// From smtp-proto's RCPT flags.
+    pub fn from_flags(flags: u64) -> Self {
+        use smtp_proto::{
+            RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS,
+        };
+        if flags & RCPT_NOTIFY_NEVER != 0 {
+            Self::Never
+        } else if flags & (RCPT_NOTIFY_SUCCESS | RCPT_NOTIFY_FAILURE | RCPT_NOTIFY_DELAY) != 0 {
+            Self::On {
+                success: flags & RCPT_NOTIFY_SUCCESS != 0,
+                failure: flags & RCPT_NOTIFY_FAILURE != 0,
+                delay: flags & RCPT_NOTIFY_DELAY != 0,
+            }
+        } else {
+            Self::Default
+        }
+    }
+
+    pub fn on_failure(self) -> bool {
+        match self {
+            Self::Default => true,
+            Self::Never => false,
+            Self::On { failure, .. } => failure,
+        }
+    }
+
+    pub fn on_success(self) -> bool {
+        matches!(self, Self::On { success: true, .. })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recipient {
     pub address: String,
     pub state: RecipientState,
-    /// The last reply (or local error) for this recipient, for logs and later for bounces.
+    /// The last reply (or local error) for this recipient, for logs and bounces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reply: Option<String>,
+    /// The address of the server that gave `last_reply`, when it came from a remote server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_mta: Option<String>,
+    /// The source IP of the attempt that gave `last_reply`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<IpAddr>,
+    #[serde(default)]
+    pub notify: Notify,
+    /// RFC 3461 `ORCPT`, as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orcpt: Option<String>,
+    /// True once the final state has been reported (bounce sent, or none needed).
+    #[serde(default)]
+    pub reported: bool,
 }
 
 impl Recipient {
@@ -28,6 +90,11 @@ impl Recipient {
             address,
             state: RecipientState::Pending,
             last_reply: None,
+            remote_mta: None,
+            source_ip: None,
+            notify: Notify::Default,
+            orcpt: None,
+            reported: false,
         }
     }
 
@@ -66,6 +133,46 @@ pub struct Envelope {
     /// The source IP of the last attempt, so a retry can prefer another one.
     #[serde(default)]
     pub last_source_ip: Option<IpAddr>,
+    /// Unix time after which pending recipients fail as expired (0: not set, see the queue).
+    #[serde(default)]
+    pub expires_at: u64,
+    /// This message is a delivery status notification: it is never bounced itself.
+    #[serde(default)]
+    pub is_dsn: bool,
+    /// RFC 3461 `ENVID`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envid: Option<String>,
+    /// RFC 3461 `RET=FULL`: a bounce carries the whole message, not just its headers.
+    #[serde(default)]
+    pub ret_full: bool,
+    /// `X-SES-MESSAGE-TAGS` pairs, for events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<(String, String)>,
+}
+
+impl Default for Envelope {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            received_at: 0,
+            sender: String::new(),
+            recipients: Vec::new(),
+            configuration_set: None,
+            pool: String::new(),
+            client_ip: IpAddr::from([0, 0, 0, 0]),
+            client_helo: String::new(),
+            size: 0,
+            smtputf8: false,
+            eight_bit_mime: false,
+            attempts: 0,
+            last_source_ip: None,
+            expires_at: 0,
+            is_dsn: false,
+            envid: None,
+            ret_full: false,
+            tags: Vec::new(),
+        }
+    }
 }
 
 impl Envelope {

@@ -33,7 +33,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-pub use envelope::{Envelope, Recipient, RecipientState};
+pub use envelope::{Envelope, Notify, Recipient, RecipientState};
 pub use id::{new_message_id, unix_now};
 pub use writer::MessageWriter;
 
@@ -132,7 +132,7 @@ impl Spool {
                 Some("msg") => match trailer::decode(&fs::read(&path)?) {
                     trailer::Decoded::Complete(envelope) => {
                         if path.file_stem().and_then(|s| s.to_str()) == Some(envelope.id.as_str()) {
-                            recovered.envelopes.push(envelope);
+                            recovered.envelopes.push(*envelope);
                         } else {
                             let reason = format!(
                                 "envelope id {:?} does not match the file name",

@@ -20,7 +20,7 @@ pub const FOOTER_LEN: usize = 24;
 #[derive(Debug)]
 pub enum Decoded {
     /// A complete message; its content is the first `envelope.size` bytes.
-    Complete(Envelope),
+    Complete(Box<Envelope>),
     /// No footer: the message was being received and was never acknowledged.
     Incomplete,
     /// A footer that does not match the file: damage.
@@ -78,7 +78,7 @@ pub fn decode(file: &[u8]) -> Decoded {
     if crc32fast::hash(&file[..content_len]) != content_crc {
         return Decoded::Corrupt("content checksum mismatch".into());
     }
-    Decoded::Complete(envelope)
+    Decoded::Complete(Box::new(envelope))
 }
 
 #[cfg(test)]
@@ -99,8 +99,7 @@ mod tests {
             size,
             smtputf8: false,
             eight_bit_mime: false,
-            attempts: 0,
-            last_source_ip: None,
+            ..Envelope::default()
         }
     }
 
@@ -114,7 +113,7 @@ mod tests {
     fn round_trip() {
         let whole = file(b"Subject: x\r\n\r\nbody\r\n");
         match decode(&whole) {
-            Decoded::Complete(found) => assert_eq!(found, envelope(20)),
+            Decoded::Complete(found) => assert_eq!(*found, envelope(20)),
             other => panic!("{other:?}"),
         }
     }

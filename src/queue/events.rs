@@ -1,0 +1,181 @@
+//! The event log: SES event publishing, self-hosted, as JSON lines.
+//!
+//! Each line is one event in the shape SES publishes (`eventType`, a `mail` object, and one of
+//! `send`, `delivery`, `deliveryDelay`, `bounce`). The `mail.tags` carry what users ask for most:
+//! `ses:configuration-set`, `ses:source-ip` (the client), `ses:outgoing-ip` (the address the
+//! message actually left from) and the message's `X-SES-MESSAGE-TAGS` pairs.
+//!
+//! The file is opened in append mode and each event is one `write`, so lines from concurrent
+//! deliveries never interleave. It is not fsynced: events describe what happened, the spool is
+//! what keeps mail safe.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Mutex;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+use crate::spool::Envelope;
+
+/// One recipient in a delivery, delay or bounce event.
+#[derive(Debug, Clone)]
+pub struct RecipientOutcome {
+    pub address: String,
+    /// The remote reply or local reason.
+    pub diagnostic: String,
+    /// Enhanced status code (`5.1.1`).
+    pub status: String,
+    pub remote_mta: Option<String>,
+    pub outgoing_ip: Option<IpAddr>,
+}
+
+pub struct EventLog {
+    file: Option<Mutex<File>>,
+    reporting_mta: String,
+}
+
+fn timestamp(unix: u64) -> String {
+    DateTime::<Utc>::from_timestamp(unix as i64, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl EventLog {
+    /// Opens (creating) the log at `path`; `None` gives a log that writes nothing.
+    pub fn open(path: Option<&Path>, reporting_mta: &str) -> io::Result<Self> {
+        let file = match path {
+            Some(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                Some(Mutex::new(
+                    OpenOptions::new().create(true).append(true).open(path)?,
+                ))
+            }
+            None => None,
+        };
+        Ok(Self {
+            file,
+            reporting_mta: reporting_mta.to_string(),
+        })
+    }
+
+    pub fn disabled() -> Self {
+        Self {
+            file: None,
+            reporting_mta: String::new(),
+        }
+    }
+
+    fn write(&self, event: Value) {
+        let Some(file) = &self.file else { return };
+        let mut line = event.to_string();
+        line.push('\n');
+        let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(error) = file.write_all(line.as_bytes()) {
+            tracing::error!(%error, "cannot write to the event log");
+        }
+    }
+
+    /// The SES `mail` object.
+    fn mail(&self, envelope: &Envelope, outgoing_ip: Option<IpAddr>) -> Value {
+        let mut tags: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        if let Some(set) = &envelope.configuration_set {
+            tags.insert("ses:configuration-set".into(), vec![set.clone()]);
+        }
+        tags.insert("ses:source-ip".into(), vec![envelope.client_ip.to_string()]);
+        if let Some(ip) = outgoing_ip {
+            tags.insert("ses:outgoing-ip".into(), vec![ip.to_string()]);
+        }
+        if let Some((_, domain)) = envelope.sender.rsplit_once('@') {
+            tags.insert("ses:from-domain".into(), vec![domain.to_string()]);
+        }
+        tags.insert("poolrelay:pool".into(), vec![envelope.pool.clone()]);
+        for (name, value) in &envelope.tags {
+            tags.entry(name.clone()).or_default().push(value.clone());
+        }
+        json!({
+            "timestamp": timestamp(envelope.received_at),
+            "messageId": envelope.id,
+            "source": envelope.sender,
+            "sourceIp": envelope.client_ip.to_string(),
+            "destination": envelope.recipients.iter().map(|r| r.address.clone()).collect::<Vec<_>>(),
+            "tags": tags,
+        })
+    }
+
+    /// The message was accepted.
+    pub fn send(&self, envelope: &Envelope) {
+        self.write(json!({ "eventType": "Send", "mail": self.mail(envelope, None), "send": {} }));
+    }
+
+    /// Recipients accepted by the next hop (one event per reply).
+    pub fn delivery(&self, envelope: &Envelope, delivered: &[RecipientOutcome]) {
+        let Some(first) = delivered.first() else {
+            return;
+        };
+        let processing =
+            (Utc::now().timestamp() as u64).saturating_sub(envelope.received_at) * 1000;
+        self.write(json!({
+            "eventType": "Delivery",
+            "mail": self.mail(envelope, first.outgoing_ip),
+            "delivery": {
+                "timestamp": now(),
+                "processingTimeMillis": processing,
+                "recipients": delivered.iter().map(|r| r.address.clone()).collect::<Vec<_>>(),
+                "smtpResponse": first.diagnostic,
+                "reportingMTA": self.reporting_mta,
+                "remoteMtaIp": first.remote_mta,
+            }
+        }));
+    }
+
+    /// Recipients deferred after an attempt.
+    pub fn delivery_delay(&self, envelope: &Envelope, delayed: &[RecipientOutcome]) {
+        let Some(first) = delayed.first() else { return };
+        self.write(json!({
+            "eventType": "DeliveryDelay",
+            "mail": self.mail(envelope, first.outgoing_ip),
+            "deliveryDelay": {
+                "timestamp": now(),
+                "delayType": "TransientCommunicationFailure",
+                "expirationTime": timestamp(envelope.expires_at),
+                "reportingMTA": self.reporting_mta,
+                "delayedRecipients": delayed.iter().map(|r| json!({
+                    "emailAddress": r.address,
+                    "status": r.status,
+                    "diagnosticCode": r.diagnostic,
+                })).collect::<Vec<_>>(),
+            }
+        }));
+    }
+
+    /// Recipients that failed permanently (refused, or expired).
+    pub fn bounce(&self, envelope: &Envelope, bounced: &[RecipientOutcome]) {
+        let Some(first) = bounced.first() else { return };
+        self.write(json!({
+            "eventType": "Bounce",
+            "mail": self.mail(envelope, first.outgoing_ip),
+            "bounce": {
+                "timestamp": now(),
+                "bounceType": "Permanent",
+                "bounceSubType": "General",
+                "reportingMTA": self.reporting_mta,
+                "bouncedRecipients": bounced.iter().map(|r| json!({
+                    "emailAddress": r.address,
+                    "action": "failed",
+                    "status": r.status,
+                    "diagnosticCode": r.diagnostic,
+                })).collect::<Vec<_>>(),
+            }
+        }));
+    }
+}
