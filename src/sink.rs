@@ -50,6 +50,9 @@ pub struct RcptAttempt {
 struct Shared {
     /// False for benchmarks: only the counts are kept.
     keep_messages: bool,
+    /// While set, the reply to the end of DATA is held back (the message is recorded first).
+    hold_replies: std::sync::atomic::AtomicBool,
+    released: Notify,
     counts: Mutex<SinkCounts>,
     messages: Mutex<Vec<SinkMessage>>,
     rcpt_attempts: Mutex<Vec<RcptAttempt>>,
@@ -124,6 +127,17 @@ impl Sink {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Holds back (or releases) the `250` after DATA: the message is recorded, but the relay
+    /// does not learn that it was accepted. For crash tests.
+    pub fn hold_final_replies(&self, hold: bool) {
+        self.shared
+            .hold_replies
+            .store(hold, std::sync::atomic::Ordering::SeqCst);
+        if !hold {
+            self.shared.released.notify_waiters();
+        }
     }
 
     /// Counts of what arrived so far.
@@ -347,6 +361,16 @@ async fn serve(
                     .push(message);
             }
             shared.arrived.notify_waiters();
+            loop {
+                let released = shared.released.notified();
+                if !shared
+                    .hold_replies
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    break;
+                }
+                released.await;
+            }
             output.clear();
             Reply::new(250, "2.0.0", "Ok: recorded").write_to(&mut output);
             stream.write_all(&output).await?;

@@ -1,0 +1,276 @@
+//! Crash safety with the real binary: SIGKILL while clients send, SIGKILL between the next hop's
+//! acceptance and the relay's record of it, and a spool that cannot be written.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use poolrelay::sink::Sink;
+
+/// The relay binary running on `dir/poolrelay.toml`; returns the process and its SMTP address,
+/// read from its log line "poolrelay is accepting mail listen=[...]".
+fn spawn_relay(dir: &Path) -> (Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_poolrelay"))
+        .args(["serve", "--config"])
+        .arg(dir.join("poolrelay.toml"))
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("relay binary starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (found, address) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent && let Some(start) = line.find("listen=[") {
+                let rest = &line[start + 8..];
+                if let Some(end) = rest.find(']') {
+                    let _ = found.send(rest[..end].to_string());
+                    sent = true;
+                }
+            }
+        }
+    });
+    let address = address
+        .recv_timeout(WAIT)
+        .expect("the relay reports its address");
+    (child, address.parse().expect("an address"))
+}
+
+fn kill(child: &mut Child) {
+    // SIGKILL: no shutdown code runs.
+    child.kill().expect("kill");
+    child.wait().expect("reaped");
+}
+
+fn write_config(dir: &Path, sink: SocketAddr) {
+    std::fs::write(
+        dir.join("poolrelay.toml"),
+        format!(
+            "{}{}[queue]\nretry_interval = \"200ms\"\nmax_retry_interval = \"200ms\"\n[[ip]]\naddress = \"127.0.0.2\"\n",
+            smtp_section(""),
+            catch_all_route(sink)
+        ),
+    )
+    .unwrap();
+}
+
+fn body(client: usize, n: usize) -> String {
+    let filler = "0123456789abcdef".repeat(8 * (1 + n % 5));
+    format!("Subject: crash {client}-{n}\r\n\r\n{filler}\r\nEND {client}-{n}\r\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_eight_clients_send_loses_nothing_acknowledged() {
+    let sink = start_sink().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), sink.addr());
+    let (mut relay, addr) = spawn_relay(dir.path());
+
+    let acknowledged: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let mut clients = Vec::new();
+    for client in 0..8 {
+        let acknowledged = acknowledged.clone();
+        clients.push(tokio::spawn(async move {
+            let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
+                return;
+            };
+            let mut session = RawClientLoose::new(stream);
+            if !session.expect("220").await || !session.command("EHLO crash.test", "250").await {
+                return;
+            }
+            for n in 0.. {
+                let ok = session.command("MAIL FROM:<app@example.test>", "250").await
+                    && session
+                        .command(&format!("RCPT TO:<c{client}@example.test>"), "250")
+                        .await
+                    && session.command("DATA", "354").await
+                    && session
+                        .command(&format!("{}.", body(client, n)), "250")
+                        .await;
+                if !ok {
+                    return;
+                }
+                acknowledged.lock().unwrap().insert(format!("{client}-{n}"));
+            }
+        }));
+    }
+    // Kill the relay once a good number of messages were acknowledged, with clients mid-send.
+    eventually(|| (acknowledged.lock().unwrap().len() >= 150).then_some(()))
+        .await
+        .expect("messages flow");
+    kill(&mut relay);
+    for client in clients {
+        let _ = client.await;
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+
+    // Restart on the same spool and let it drain.
+    let (mut relay, _) = spawn_relay(dir.path());
+    let spool = dir.path().join("var/spool");
+    eventually(|| spool_files(&spool, "queue").is_empty().then_some(()))
+        .await
+        .expect("the spool drains after restart");
+    let received = sink.messages();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for message in &received {
+        let text = String::from_utf8_lossy(&message.content);
+        let key = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Subject: crash "))
+            .unwrap_or_default()
+            .to_string();
+        let (client, n) = key.split_once('-').expect("a crash test message");
+        let expected = body(client.parse().unwrap(), n.parse().unwrap());
+        assert!(
+            text.ends_with(&expected),
+            "no truncated or altered body is delivered: {key}"
+        );
+        *seen.entry(key).or_default() += 1;
+    }
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|k| !seen.contains_key(*k))
+        .collect();
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    let quarantined = spool_files(&spool, "quarantine").len();
+    println!(
+        "crash test: {} acknowledged, {} distinct delivered, {} duplicates, {} quarantined (unacknowledged partials), 0 lost",
+        acknowledged.len(),
+        seen.len(),
+        duplicates,
+        quarantined
+    );
+    assert!(
+        lost.is_empty(),
+        "acknowledged but never delivered: {lost:?}"
+    );
+    kill(&mut relay);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_after_the_next_hop_accepted_redelivers_after_restart() {
+    let sink = start_sink().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), sink.addr());
+    let (mut relay, addr) = spawn_relay(dir.path());
+    // The sink records the message but holds its 250: the relay cannot know it was accepted.
+    sink.hold_final_replies(true);
+    let (mut client, _) = RawClient::connect(addr).await;
+    let reply = client
+        .send_message(
+            "app@example.test",
+            &["b@example.test"],
+            b"Subject: twice\r\n\r\nonce\r\n.\r\n",
+        )
+        .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    assert_eq!(sink.wait_for(1, WAIT).await.len(), 1);
+    kill(&mut relay);
+    sink.hold_final_replies(false);
+
+    let (mut relay, _) = spawn_relay(dir.path());
+    let received = sink.wait_for(2, WAIT).await;
+    assert_eq!(
+        received.len(),
+        2,
+        "delivered again: a duplicate, never a loss"
+    );
+    assert_eq!(received[0].content, received[1].content);
+    let spool = dir.path().join("var/spool");
+    eventually(|| spool_files(&spool, "queue").is_empty().then_some(()))
+        .await
+        .expect("recorded the second time");
+    kill(&mut relay);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_spool_gets_451_and_never_250() {
+    let sink = start_sink().await;
+    let relay = TestRelay::start(&format!(
+        "{}{}[[ip]]\naddress = \"127.0.0.2\"\n",
+        smtp_section(""),
+        catch_all_route(sink.addr())
+    ))
+    .await;
+    // Replace the queue folder by a file: every write into it fails (even for root).
+    let queue = relay.spool_dir().join("queue");
+    std::fs::remove_dir(&queue).unwrap();
+    std::fs::write(&queue, b"not a folder").unwrap();
+    let (mut client, _) = RawClient::connect(relay.addr).await;
+    let reply = client
+        .send_message(
+            "app@example.test",
+            &["b@example.test"],
+            b"Subject: nowhere\r\n\r\nx\r\n.\r\n",
+        )
+        .await;
+    assert!(reply.starts_with("451 4.3.0"), "{reply}");
+    // Put the folder back: the next message is accepted and delivered; the refused one is not.
+    std::fs::remove_file(&queue).unwrap();
+    std::fs::create_dir(&queue).unwrap();
+    let reply = client
+        .send_message(
+            "app@example.test",
+            &["b@example.test"],
+            b"Subject: somewhere\r\n\r\nx\r\n.\r\n",
+        )
+        .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let received = sink.wait_for(1, WAIT).await;
+    assert_eq!(received.len(), 1);
+    assert!(String::from_utf8_lossy(&received[0].content).contains("Subject: somewhere"));
+    relay.stop().await;
+}
+
+/// A client that reports failure instead of panicking (the relay is killed under it).
+struct RawClientLoose {
+    stream: tokio::net::TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl RawClientLoose {
+    fn new(stream: tokio::net::TcpStream) -> Self {
+        Self {
+            stream,
+            buffer: Vec::new(),
+        }
+    }
+
+    async fn expect(&mut self, code: &str) -> bool {
+        use tokio::io::AsyncReadExt;
+        loop {
+            while let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                if line.len() >= 4 && line[3] == b'-' {
+                    continue;
+                }
+                return line.starts_with(code.as_bytes());
+            }
+            let mut chunk = [0u8; 1024];
+            match tokio::time::timeout(WAIT, self.stream.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => self.buffer.extend_from_slice(&chunk[..n]),
+                _ => return false,
+            }
+        }
+    }
+
+    async fn command(&mut self, line: &str, code: &str) -> bool {
+        use tokio::io::AsyncWriteExt;
+        if self
+            .stream
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        self.expect(code).await
+    }
+}
