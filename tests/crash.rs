@@ -11,7 +11,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use poolrelay::sink::Sink;
 
 /// The relay binary running on `dir/poolrelay.toml`; returns the process and its SMTP address,
 /// read from its log line "poolrelay is accepting mail listen=[...]".
