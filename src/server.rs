@@ -18,6 +18,7 @@ use crate::outbound::cache::ConnectionCache;
 use crate::outbound::connect::source_available;
 use crate::outbound::next_hop::NextHopResolver;
 use crate::outbound::{Outbound, tls};
+use crate::queue::QueueHandle;
 use crate::queue::attempt::AttemptContext;
 use crate::queue::events::EventLog;
 use crate::registry::{DEFAULT_POOL, Registry};
@@ -27,6 +28,7 @@ use crate::{queue, registry};
 /// A running relay.
 pub struct Relay {
     smtp_addrs: Vec<SocketAddr>,
+    queue: QueueHandle,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     sessions: TaskTracker,
@@ -118,7 +120,7 @@ impl Relay {
             settings: config.smtp.clone(),
             registry,
             spool,
-            queue,
+            queue: queue.clone(),
             shutdown: shutdown.clone(),
             max_age: config.queue.max_age,
             events,
@@ -148,10 +150,16 @@ impl Relay {
         tracing::info!(listen = ?smtp_addrs, "poolrelay is accepting mail");
         Ok(Self {
             smtp_addrs,
+            queue,
             shutdown,
             tasks,
             sessions,
         })
+    }
+
+    /// The queue: list, retry, delete, hold and release messages.
+    pub fn queue(&self) -> &QueueHandle {
+        &self.queue
     }
 
     /// The addresses the SMTP listeners are bound to (useful with port 0).

@@ -249,3 +249,101 @@ async fn max_delivery_seconds_overrides_max_age() {
     }
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_can_list_retry_hold_release_and_delete() {
+    let sink = start_sink().await;
+    let (text, dir) = config(&sink, "retry_interval = \"1h\"", "");
+    let relay = TestRelay::start_in(dir, &text).await;
+    let (mut client, _) = RawClient::connect(relay.addr).await;
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        let reply = client
+            .send_message(
+                "app@example.test",
+                &[&format!("tempfail{n}@example.test")],
+                MESSAGE,
+            )
+            .await;
+        ids.push(reply.trim_end().rsplit(' ').next().unwrap().to_string());
+    }
+    let queue = relay.relay.as_ref().unwrap().queue().clone();
+    // Both deferred and waiting an hour, with the remote reply as the last error (polled: the
+    // first attempts finish in the background).
+    let mut listed = Vec::new();
+    for _ in 0..500 {
+        listed = queue.list().await.unwrap();
+        if listed.len() == 2
+            && listed
+                .iter()
+                .all(|e| e.state == poolrelay::queue::operations::EntryState::Waiting)
+        {
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    for entry in &listed {
+        assert_eq!(
+            entry.state,
+            poolrelay::queue::operations::EntryState::Waiting
+        );
+        assert_eq!(entry.pool, "p");
+        assert_eq!(entry.configuration_set.as_deref(), Some("s"));
+        assert!(entry.next_attempt_in_seconds.unwrap() > 1000);
+        assert!(
+            entry
+                .last_error
+                .as_deref()
+                .unwrap()
+                .starts_with("451 4.2.0"),
+            "{entry:?}"
+        );
+    }
+
+    // Retry now: the sink sees another attempt right away.
+    let before = sink.rcpt_attempts().len();
+    queue.retry_now(&ids[0]).await.unwrap();
+    assert!(sink.wait_for_rcpt_attempts(before + 1, WAIT).await.len() > before);
+
+    // Hold survives in the spool; a held message is not retried; release and delete work.
+    queue.hold(&ids[1]).await.unwrap();
+    assert_eq!(
+        queue.retry_now(&ids[1]).await,
+        Err(poolrelay::queue::QueueError::Held(ids[1].clone()))
+    );
+    let envelope: poolrelay::spool::Envelope = serde_json::from_slice(
+        &std::fs::read(
+            relay
+                .spool_dir()
+                .join("queue")
+                .join(format!("{}.env", ids[1])),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(envelope.held);
+    queue.release(&ids[1]).await.unwrap();
+    // Released messages are attempted again; once back to waiting they can be deleted.
+    let mut deleted = Err(poolrelay::queue::QueueError::Stopped);
+    for _ in 0..500 {
+        deleted = queue.delete(&ids[1]).await;
+        if deleted.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(deleted, Ok(()));
+    assert!(
+        !relay
+            .spool_files("queue")
+            .iter()
+            .any(|f| f.starts_with(&ids[1]))
+    );
+    assert_eq!(
+        queue.delete(&ids[1]).await,
+        Err(poolrelay::queue::QueueError::NotFound(ids[1].clone()))
+    );
+    relay.stop().await;
+}

@@ -99,6 +99,7 @@ impl Session {
                     last_source_ip: None,
                     expires_at: received_at + lifetime,
                     is_dsn: false,
+                    held: false,
                     envid: transaction.envid,
                     ret_full: transaction.ret_full,
                     tags: filter.tags().to_vec(),

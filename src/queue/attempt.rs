@@ -27,6 +27,7 @@ pub struct AttemptContext {
 /// After an attempt: the message to retry (if any recipient is pending) and new messages to queue
 /// (a bounce).
 pub struct Outcome {
+    pub id: String,
     pub retry: Option<Envelope>,
     pub created: Vec<Envelope>,
 }
@@ -169,6 +170,7 @@ pub async fn attempt(ctx: Arc<AttemptContext>, mut envelope: Envelope) -> Outcom
         Err(error) => tracing::error!(id = %envelope.id, %error, "spool update task failed"),
     }
     Outcome {
+        id: envelope.id.clone(),
         retry: (!finished).then_some(envelope),
         created,
     }
@@ -249,6 +251,7 @@ async fn send_dsn(
         last_source_ip: None,
         expires_at: now + ctx.settings.max_age.as_secs(),
         is_dsn: true,
+        held: false,
         envid: None,
         ret_full: false,
         tags: envelope.tags.clone(),

@@ -11,32 +11,31 @@
 //! the message's expiry (`max_age`, or the configuration set's `max_delivery_seconds`), when its
 //! pending recipients fail with 4.4.7 and the sender gets one bounce.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub mod attempt;
 pub mod dsn;
 pub mod events;
+pub mod operations;
+mod scheduler;
+
+pub use operations::{QueueEntry, QueueError};
+pub use scheduler::Scheduler;
 
 use crate::config::QueueSettings;
-use crate::spool::{Envelope, unix_now};
-use attempt::{AttemptContext, Outcome};
+use crate::spool::Envelope;
+use attempt::AttemptContext;
 
-/// How long shutdown waits for deliveries in progress before abandoning them (their messages
-/// stay in the spool and are attempted again after the next start).
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// Hands newly accepted messages to the scheduler.
+/// Hands newly accepted messages to the scheduler, and carries operator commands to it
+/// (see `operations`).
 #[derive(Clone)]
 pub struct QueueHandle {
     sender: mpsc::UnboundedSender<Envelope>,
+    commands: mpsc::UnboundedSender<operations::Command>,
 }
 
 impl QueueHandle {
@@ -62,97 +61,13 @@ pub fn jittered(delay: Duration, factor: f64, until_expiry: Duration) -> Duratio
     delay.mul_f64(factor.clamp(0.5, 2.0)).min(until_expiry)
 }
 
-struct Waiting {
-    due: Instant,
-    sequence: u64,
-    envelope: Envelope,
-}
-
-impl PartialEq for Waiting {
-    fn eq(&self, other: &Self) -> bool {
-        (self.due, self.sequence) == (other.due, other.sequence)
-    }
-}
-impl Eq for Waiting {}
-impl PartialOrd for Waiting {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Waiting {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.due, self.sequence).cmp(&(other.due, other.sequence))
-    }
-}
-
-pub struct Scheduler {
-    receiver: mpsc::UnboundedReceiver<Envelope>,
-    context: Arc<AttemptContext>,
-    shutdown: CancellationToken,
-}
-
 pub fn new(context: AttemptContext, shutdown: CancellationToken) -> (QueueHandle, Scheduler) {
     let (sender, receiver) = mpsc::unbounded_channel();
+    let (commands, command_receiver) = mpsc::unbounded_channel();
     (
-        QueueHandle { sender },
-        Scheduler {
-            receiver,
-            context: Arc::new(context),
-            shutdown,
-        },
+        QueueHandle { sender, commands },
+        Scheduler::new(receiver, command_receiver, Arc::new(context), shutdown),
     )
-}
-
-impl Scheduler {
-    /// Runs until shutdown. `recovered` are the messages found in the spool at start-up.
-    pub async fn run(mut self, recovered: Vec<Envelope>) {
-        let settings = self.context.settings.clone();
-        let mut ready: VecDeque<Envelope> = recovered.into();
-        let mut waiting: BinaryHeap<Reverse<Waiting>> = BinaryHeap::new();
-        let mut sequence = 0u64;
-        let mut in_flight: JoinSet<Outcome> = JoinSet::new();
-        loop {
-            while in_flight.len() < settings.max_concurrent_deliveries {
-                let Some(envelope) = ready.pop_front() else {
-                    break;
-                };
-                in_flight.spawn(attempt::attempt(self.context.clone(), envelope));
-            }
-            let next_due = waiting.peek().map(|Reverse(w)| w.due);
-            tokio::select! {
-                _ = self.shutdown.cancelled() => break,
-                Some(envelope) = self.receiver.recv() => ready.push_back(envelope),
-                Some(finished) = in_flight.join_next(), if !in_flight.is_empty() => match finished {
-                    Ok(outcome) => {
-                        ready.extend(outcome.created);
-                        if let Some(envelope) = outcome.retry {
-                            let until_expiry = Duration::from_secs(envelope.expires_at.saturating_sub(unix_now()));
-                            let factor = rand::random_range(0.8..1.2);
-                            let delay = jittered(retry_delay(&settings, envelope.attempts), factor, until_expiry);
-                            sequence += 1;
-                            waiting.push(Reverse(Waiting { due: Instant::now() + delay, sequence, envelope }));
-                        }
-                    }
-                    Err(error) => tracing::error!(%error, "delivery task failed; its message stays in the spool until restart"),
-                },
-                _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {
-                    let now = Instant::now();
-                    while waiting.peek().is_some_and(|Reverse(w)| w.due <= now) {
-                        if let Some(Reverse(due)) = waiting.pop() {
-                            ready.push_back(due.envelope);
-                        }
-                    }
-                }
-            }
-        }
-        // Let attempts in progress finish briefly; whatever is cut off stays in the spool.
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
-            while in_flight.join_next().await.is_some() {}
-        })
-        .await;
-        in_flight.abort_all();
-        self.context.outbound.close_idle(true).await;
-    }
 }
 
 #[cfg(test)]

@@ -139,6 +139,9 @@ pub struct Envelope {
     /// This message is a delivery status notification: it is never bounced itself.
     #[serde(default)]
     pub is_dsn: bool,
+    /// Put on hold by an operator: not attempted until released.
+    #[serde(default)]
+    pub held: bool,
     /// RFC 3461 `ENVID`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub envid: Option<String>,
@@ -168,6 +171,7 @@ impl Default for Envelope {
             last_source_ip: None,
             expires_at: 0,
             is_dsn: false,
+            held: false,
             envid: None,
             ret_full: false,
             tags: Vec::new(),

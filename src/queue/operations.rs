@@ -1,0 +1,108 @@
+//! Queue operations for operators: list, retry now, delete, hold and release.
+//!
+//! They are messages to the scheduler (which owns the queue), answered over a oneshot channel, so
+//! they never race with deliveries. A message whose attempt is running cannot be deleted or held
+//! until the attempt ends (`QueueError::InFlight`: try again). Holds are stored in the envelope,
+//! so they survive restarts. Every change is logged as an audit line.
+
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use super::QueueHandle;
+use crate::spool::RecipientState;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    #[error("message {0} is not in the queue")]
+    NotFound(String),
+    #[error("message {0} is being delivered right now; try again in a moment")]
+    InFlight(String),
+    #[error("message {0} is on hold; release it first")]
+    Held(String),
+    #[error("the spool could not be updated: {0}")]
+    Spool(String),
+    #[error("the queue is shutting down")]
+    Stopped,
+}
+
+/// Where a message is in the scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryState {
+    Ready,
+    InFlight,
+    Waiting,
+    Held,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EntryRecipient {
+    pub address: String,
+    pub state: RecipientState,
+    pub last_reply: Option<String>,
+}
+
+/// One queued message as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueEntry {
+    pub id: String,
+    pub state: EntryState,
+    pub age_seconds: u64,
+    pub sender: String,
+    pub recipients: Vec<EntryRecipient>,
+    pub configuration_set: Option<String>,
+    pub pool: String,
+    pub attempts: u32,
+    /// Seconds until the next attempt, for waiting messages.
+    pub next_attempt_in_seconds: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+pub(super) type Answer<T> = oneshot::Sender<Result<T, QueueError>>;
+
+pub(super) enum Command {
+    List(Answer<Vec<QueueEntry>>),
+    RetryNow(String, Answer<()>),
+    Delete(String, Answer<()>),
+    Hold(String, Answer<()>),
+    Release(String, Answer<()>),
+}
+
+impl QueueHandle {
+    async fn ask<T>(&self, make: impl FnOnce(Answer<T>) -> Command) -> Result<T, QueueError> {
+        let (answer, receiver) = oneshot::channel();
+        self.commands
+            .send(make(answer))
+            .map_err(|_| QueueError::Stopped)?;
+        receiver.await.map_err(|_| QueueError::Stopped)?
+    }
+
+    /// Every queued message, oldest first.
+    pub async fn list(&self) -> Result<Vec<QueueEntry>, QueueError> {
+        self.ask(Command::List).await
+    }
+
+    /// Attempts a waiting message now instead of at its next retry time.
+    pub async fn retry_now(&self, id: &str) -> Result<(), QueueError> {
+        self.ask(|answer| Command::RetryNow(id.to_string(), answer))
+            .await
+    }
+
+    /// Removes a message from the queue and the spool, without delivering or bouncing it.
+    pub async fn delete(&self, id: &str) -> Result<(), QueueError> {
+        self.ask(|answer| Command::Delete(id.to_string(), answer))
+            .await
+    }
+
+    /// Keeps a message from being attempted until it is released.
+    pub async fn hold(&self, id: &str) -> Result<(), QueueError> {
+        self.ask(|answer| Command::Hold(id.to_string(), answer))
+            .await
+    }
+
+    /// Returns a held message to the queue, to be attempted now.
+    pub async fn release(&self, id: &str) -> Result<(), QueueError> {
+        self.ask(|answer| Command::Release(id.to_string(), answer))
+            .await
+    }
+}
