@@ -67,6 +67,22 @@ fn body(client: usize, n: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_while_eight_clients_send_loses_nothing_acknowledged() {
+    stop_while_eight_clients_send(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_eight_clients_send_loses_nothing_acknowledged() {
+    stop_while_eight_clients_send(true).await;
+}
+
+fn terminate(child: &mut Child) {
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = child.wait().expect("reaped");
+    assert!(status.success(), "a clean exit after SIGTERM: {status}");
+}
+
+async fn stop_while_eight_clients_send(graceful: bool) {
     let sink = start_sink().await;
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), sink.addr());
@@ -104,7 +120,11 @@ async fn sigkill_while_eight_clients_send_loses_nothing_acknowledged() {
     eventually(|| (acknowledged.lock().unwrap().len() >= 150).then_some(()))
         .await
         .expect("messages flow");
-    kill(&mut relay);
+    if graceful {
+        terminate(&mut relay);
+    } else {
+        kill(&mut relay);
+    }
     for client in clients {
         let _ = client.await;
     }
@@ -140,7 +160,8 @@ async fn sigkill_while_eight_clients_send_loses_nothing_acknowledged() {
     let duplicates: usize = seen.values().map(|n| n - 1).sum();
     let quarantined = spool_files(&spool, "quarantine").len();
     println!(
-        "crash test: {} acknowledged, {} distinct delivered, {} duplicates, {} quarantined (unacknowledged partials), 0 lost",
+        "{} test: {} acknowledged, {} distinct delivered, {} duplicates, {} quarantined (unacknowledged partials), 0 lost",
+        if graceful { "SIGTERM" } else { "SIGKILL" },
         acknowledged.len(),
         seen.len(),
         duplicates,
