@@ -137,7 +137,8 @@ pub async fn run(config_path: &Path, per_set: usize) -> anyhow::Result<()> {
         .await
         .context("cannot start the sink")?;
     let spool = std::env::temp_dir().join(format!("poolrelay-demo-{}", std::process::id()));
-    config.spool_dir = spool.clone();
+    config.spool_dir = spool.join("spool");
+    config.events_path = Some(spool.join("events.jsonl"));
     config.smtp.listen = vec!["127.0.0.1:0".parse()?];
     config.routes = vec![Route {
         domain: DomainPattern::Any,
@@ -186,7 +187,15 @@ pub async fn run(config_path: &Path, per_set: usize) -> anyhow::Result<()> {
     let received = sink.wait_for(accepted, Duration::from_secs(60)).await;
     let elapsed = started.elapsed();
     relay.shutdown().await;
+    let events = std::fs::read_to_string(spool.join("events.jsonl")).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&spool);
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for line in events.lines() {
+        if let Ok(event) = serde_json::from_str::<serde_json::Value>(line) {
+            let kind = event["eventType"].as_str().unwrap_or("?").to_string();
+            *kinds.entry(kind).or_default() += 1;
+        }
+    }
 
     let mut source_of: BTreeMap<usize, (IpAddr, bool)> = BTreeMap::new();
     for message in &received {
@@ -282,6 +291,8 @@ pub async fn run(config_path: &Path, per_set: usize) -> anyhow::Result<()> {
     if misrouted + missing + unexpected > 0 {
         bail!("the demo found problems (see the table above)");
     }
+    let kinds: Vec<String> = kinds.iter().map(|(kind, n)| format!("{n} {kind}")).collect();
+    println!("event log: {}", kinds.join(", "));
     println!("every message left from an IP of its configuration set's pool");
     Ok(())
 }
