@@ -291,7 +291,10 @@ pub async fn run(config_path: &Path, per_set: usize) -> anyhow::Result<()> {
     if misrouted + missing + unexpected > 0 {
         bail!("the demo found problems (see the table above)");
     }
-    let kinds: Vec<String> = kinds.iter().map(|(kind, n)| format!("{n} {kind}")).collect();
+    let kinds: Vec<String> = kinds
+        .iter()
+        .map(|(kind, n)| format!("{n} {kind}"))
+        .collect();
     println!("event log: {}", kinds.join(", "));
     println!("every message left from an IP of its configuration set's pool");
     Ok(())

@@ -6,6 +6,7 @@
 //! (scheduling, retries) → [`outbound`] (next hop, IP selection, SMTP client), with [`registry`]
 //! (pools, IPs, configuration sets) and [`config`] beside them.
 
+pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod inbound;

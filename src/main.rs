@@ -99,10 +99,23 @@ async fn wait_for_signal() -> std::io::Result<&'static str> {
 }
 
 async fn serve(path: PathBuf) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
     let config = config::load(&path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
     let relay = Relay::start(config).await?;
-    let signal = wait_for_signal().await?;
-    tracing::info!(signal, "signal received");
+    let mut hangup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            signal = wait_for_signal() => {
+                tracing::info!(signal = signal?, "signal received");
+                break;
+            }
+            _ = hangup.recv() => {
+                if let Err(error) = relay.reload().await {
+                    tracing::error!(error = ?error, "reload refused; the running configuration is kept");
+                }
+            }
+        }
+    }
     relay.shutdown().await;
     Ok(())
 }

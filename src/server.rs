@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admin::{AdminState, bind_admin_socket};
 use crate::config::Config;
 use crate::inbound::{InboundContext, serve_listener};
 use crate::outbound::cache::ConnectionCache;
@@ -29,6 +30,7 @@ use crate::{queue, registry};
 pub struct Relay {
     smtp_addrs: Vec<SocketAddr>,
     queue: QueueHandle,
+    admin: Arc<AdminState>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     sessions: TaskTracker,
@@ -104,6 +106,17 @@ impl Relay {
             shutdown.clone(),
         );
 
+        // Everything that can refuse start-up happens before any task is spawned.
+        let admin_listener = match &config.admin.socket {
+            Some(path) => {
+                let listener = bind_admin_socket(path).with_context(|| {
+                    format!("cannot create the admin socket {}", path.display())
+                })?;
+                tracing::info!(socket = %path.display(), "admin socket ready");
+                Some(listener)
+            }
+            None => None,
+        };
         let mut listeners = Vec::new();
         let mut smtp_addrs = Vec::new();
         for addr in &config.smtp.listen {
@@ -116,6 +129,7 @@ impl Relay {
 
         let tasks = TaskTracker::new();
         let sessions = TaskTracker::new();
+        let registry_handle = registry.clone();
         let ctx = Arc::new(InboundContext {
             settings: config.smtp.clone(),
             registry,
@@ -135,6 +149,19 @@ impl Relay {
             ));
         }
         tasks.spawn(scheduler.run(recovered.envelopes));
+        let admin = Arc::new(AdminState::new(
+            &config,
+            registry_handle,
+            queue.clone(),
+            smtp_addrs.clone(),
+        ));
+        if let Some(listener) = admin_listener {
+            tasks.spawn(crate::admin::serve(
+                listener,
+                admin.clone(),
+                shutdown.clone(),
+            ));
+        }
         let reaper_outbound = outbound.clone();
         let reaper_shutdown = shutdown.clone();
         let reap_every = (config.queue.connection_idle_timeout / 2).max(Duration::from_millis(100));
@@ -151,6 +178,7 @@ impl Relay {
         Ok(Self {
             smtp_addrs,
             queue,
+            admin,
             shutdown,
             tasks,
             sessions,
@@ -160,6 +188,12 @@ impl Relay {
     /// The queue: list, retry, delete, hold and release messages.
     pub fn queue(&self) -> &QueueHandle {
         &self.queue
+    }
+
+    /// Re-reads the config file (SIGHUP): pools, IPs and configuration sets change at once; an
+    /// invalid file changes nothing and the error says why.
+    pub async fn reload(&self) -> Result<(), crate::admin::ApiError> {
+        self.admin.reload().await
     }
 
     /// The addresses the SMTP listeners are bound to (useful with port 0).

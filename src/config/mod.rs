@@ -4,6 +4,7 @@
 //! found, each with file, line and column, so an operator fixes a broken file in one pass.
 //! Relative paths in the file are relative to the file's folder, not to the working directory.
 
+pub mod edit;
 mod raw;
 mod validate;
 
@@ -59,6 +60,15 @@ pub struct OutboundSettings {
     pub mx_port: u16,
 }
 
+/// The admin socket.
+#[derive(Debug, Clone, Default)]
+pub struct AdminSettings {
+    /// Where the Unix socket is created; `None`: no admin socket.
+    pub socket: Option<PathBuf>,
+    /// Peer uids allowed to use it; `None`: the relay's own uid and root.
+    pub allowed_uids: Option<Vec<u32>>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The file this came from.
@@ -71,6 +81,7 @@ pub struct Config {
     pub outbound: OutboundSettings,
     /// The JSON-lines event log, if configured.
     pub events_path: Option<PathBuf>,
+    pub admin: AdminSettings,
     pub routes: Vec<Route>,
     pub registry: Registry,
 }

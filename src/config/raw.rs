@@ -22,6 +22,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub events: RawEvents,
     #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
     pub route: Vec<Spanned<RawRoute>>,
     #[serde(default)]
     pub pool: Vec<Spanned<RawPool>>,
@@ -72,6 +74,13 @@ pub struct RawQueue {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub socket: Option<Text>,
+    pub allowed_uids: Option<Vec<u32>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawEvents {
     pub path: Option<Text>,
 }
@@ -117,4 +126,5 @@ pub struct RawConfigurationSet {
     pub name: Text,
     pub sending_pool: Option<Text>,
     pub max_delivery_seconds: Option<Spanned<u64>>,
+    pub tls_policy: Option<Text>,
 }

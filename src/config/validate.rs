@@ -10,10 +10,11 @@ use toml::Spanned;
 
 use super::raw::{RawConfig, Text};
 use super::{
-    BareNewline, Config, ConfigError, ConfigErrors, OutboundSettings, QueueSettings, SmtpSettings,
+    AdminSettings, BareNewline, Config, ConfigError, ConfigErrors, OutboundSettings, QueueSettings,
+    SmtpSettings,
 };
 use crate::outbound::route::{DomainPattern, HostPort, Route};
-use crate::registry::{ConfigurationSet, DedicatedIp, Registry};
+use crate::registry::{ConfigurationSet, DedicatedIp, Registry, TlsPolicy};
 
 /// Collects errors and turns byte spans into line and column numbers.
 struct Problems<'a> {
@@ -220,6 +221,14 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
         .path
         .as_ref()
         .map(|p| relative_to_config(p.get_ref()));
+    let admin = AdminSettings {
+        socket: raw
+            .admin
+            .socket
+            .as_ref()
+            .map(|p| relative_to_config(p.get_ref())),
+        allowed_uids: raw.admin.allowed_uids.clone(),
+    };
 
     // [[route]]
     let mut routes = Vec::new();
@@ -289,6 +298,14 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
             name: set.name.get_ref().clone(),
             sending_pool: set.sending_pool.as_ref().map(|p| p.get_ref().clone()),
             max_delivery_seconds: set.max_delivery_seconds.as_ref().map(|s| *s.get_ref()),
+            tls_policy: match &set.tls_policy {
+                None => None,
+                Some(policy) => problems.check(policy, |t| {
+                    t.parse::<TlsPolicy>().map_err(|_| {
+                        format!("tls_policy is \"REQUIRE\" or \"OPTIONAL\", not {t:?}")
+                    })
+                }),
+            },
         });
         if let Err(error) = result {
             let span = match (&error, &set.sending_pool, &set.max_delivery_seconds) {
@@ -331,6 +348,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
         queue,
         outbound,
         events_path,
+        admin,
         routes,
         registry,
     })

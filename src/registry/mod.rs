@@ -61,6 +61,34 @@ pub struct DedicatedIp {
     pub weight: u32,
 }
 
+/// SES `TlsPolicy` of a configuration set. Stored and reported now; enforced on the outbound side
+/// with the TLS work (until then every delivery uses opportunistic STARTTLS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsPolicy {
+    Optional,
+    Require,
+}
+
+impl std::str::FromStr for TlsPolicy {
+    type Err = ();
+    fn from_str(text: &str) -> Result<Self, ()> {
+        match text {
+            "OPTIONAL" => Ok(Self::Optional),
+            "REQUIRE" => Ok(Self::Require),
+            _ => Err(()),
+        }
+    }
+}
+
+impl TlsPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Optional => "OPTIONAL",
+            Self::Require => "REQUIRE",
+        }
+    }
+}
+
 /// A named sending policy: its pool and how long its mail may take to deliver.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigurationSet {
@@ -69,6 +97,8 @@ pub struct ConfigurationSet {
     pub sending_pool: Option<String>,
     /// SES `MaxDeliverySeconds` (300-50400): overrides `queue.max_age` for this set's mail.
     pub max_delivery_seconds: Option<u64>,
+    /// `None` means `OPTIONAL`.
+    pub tls_policy: Option<TlsPolicy>,
 }
 
 /// A source the outbound side may bind to, as handed to the IP selector.
@@ -229,6 +259,16 @@ impl Registry {
             .sending_pool
             .clone()
             .unwrap_or_else(|| DEFAULT_POOL.to_string()))
+    }
+
+    /// One configuration set.
+    pub fn configuration_set(&self, name: &str) -> Option<&ConfigurationSet> {
+        self.configuration_sets.get(name)
+    }
+
+    /// The named pool exists (not counting the reserved names).
+    pub fn has_named_pool(&self, name: &str) -> bool {
+        self.pools.contains_key(name)
     }
 
     /// The configuration set's `max_delivery_seconds`, if it has one.
@@ -400,6 +440,7 @@ mod tests {
                     name: "shared".into(),
                     sending_pool: Some(SHARED_POOL.into()),
                     max_delivery_seconds: Some(300),
+                    tls_policy: None,
                 })
                 .is_ok()
         );

@@ -1,0 +1,74 @@
+//! API errors in SESv2's shape: `{"__type": "NotFoundException", "message": "..."}` with SES's
+//! HTTP status codes.
+
+use hyper::StatusCode;
+use serde_json::json;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    BadRequest(String),
+    NotFound(String),
+    AlreadyExists(String),
+    AccessDenied(String),
+    TooLarge(String),
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) | Self::AlreadyExists(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::AccessDenied(_) => StatusCode::FORBIDDEN,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) | Self::TooLarge(_) => "BadRequestException",
+            Self::NotFound(_) => "NotFoundException",
+            Self::AlreadyExists(_) => "AlreadyExistsException",
+            Self::AccessDenied(_) => "AccessDeniedException",
+            Self::Internal(_) => "InternalFailureException",
+        }
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            Self::BadRequest(m)
+            | Self::NotFound(m)
+            | Self::AlreadyExists(m)
+            | Self::AccessDenied(m)
+            | Self::TooLarge(m)
+            | Self::Internal(m) => m,
+        }
+    }
+
+    pub fn body(&self) -> serde_json::Value {
+        json!({ "__type": self.kind(), "message": self.message() })
+    }
+}
+
+impl From<crate::config::edit::EditError> for ApiError {
+    fn from(error: crate::config::edit::EditError) -> Self {
+        use crate::config::edit::EditError;
+        match error {
+            EditError::NotFound(message) => Self::NotFound(message),
+            EditError::Invalid(errors) => Self::BadRequest(errors.to_string().trim().to_string()),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::queue::QueueError> for ApiError {
+    fn from(error: crate::queue::QueueError) -> Self {
+        use crate::queue::QueueError;
+        match error {
+            QueueError::NotFound(_) => Self::NotFound(error.to_string()),
+            QueueError::InFlight(_) | QueueError::Held(_) => Self::BadRequest(error.to_string()),
+            QueueError::Spool(_) | QueueError::Stopped => Self::Internal(error.to_string()),
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Request handling: peer check, bounded body, JSON in and out, routing to the resource files.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::Value;
+
+use super::error::ApiError;
+use super::{AdminState, configuration_sets, ips, pools, queue, status};
+
+/// Largest request body accepted.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Who is on the other end of the socket (SO_PEERCRED).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub uid: u32,
+    pub pid: Option<i32>,
+    pub allowed: bool,
+}
+
+/// A parsed request body: a JSON object (empty when there was no body).
+pub struct Body(pub serde_json::Map<String, Value>);
+
+impl Body {
+    /// An optional string field; present but not a string is an error.
+    pub fn string(&self, key: &str) -> Result<Option<String>, ApiError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.clone())),
+            Some(_) => Err(ApiError::BadRequest(format!("{key} must be a string"))),
+        }
+    }
+
+    pub fn required(&self, key: &str) -> Result<String, ApiError> {
+        self.string(key)?
+            .ok_or_else(|| ApiError::BadRequest(format!("{key} is required")))
+    }
+
+    pub fn number(&self, key: &str) -> Result<Option<u64>, ApiError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => value.as_u64().map(Some).ok_or_else(|| {
+                ApiError::BadRequest(format!("{key} must be a non-negative integer"))
+            }),
+        }
+    }
+
+    pub fn object(&self, key: &str) -> Result<Body, ApiError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(Body(Default::default())),
+            Some(Value::Object(map)) => Ok(Body(map.clone())),
+            Some(_) => Err(ApiError::BadRequest(format!("{key} must be an object"))),
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+async fn read_body(request: Request<Incoming>) -> Result<Body, ApiError> {
+    let bytes = Limited::new(request.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+        .map_err(|_| {
+            ApiError::TooLarge(format!(
+                "request body over {MAX_BODY_BYTES} bytes or unreadable"
+            ))
+        })?
+        .to_bytes();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Body(Default::default()));
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(map)) => Ok(Body(map)),
+        Ok(_) => Err(ApiError::BadRequest(
+            "the request body must be a JSON object".into(),
+        )),
+        Err(error) => Err(ApiError::BadRequest(format!("invalid JSON: {error}"))),
+    }
+}
+
+fn query_value(query: Option<&str>, key: &str) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(name, _)| *name == key)
+        .map(|(_, value)| value.to_string())
+}
+
+pub async fn handle(
+    state: Arc<AdminState>,
+    peer: Peer,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().map(str::to_string);
+    let result = if !peer.allowed {
+        Err(ApiError::AccessDenied(format!(
+            "uid {} may not use the admin socket",
+            peer.uid
+        )))
+    } else {
+        match read_body(request).await {
+            Ok(body) => route(&state, &method, &path, query.as_deref(), body).await,
+            Err(error) => Err(error),
+        }
+    };
+    let (status, body) = match result {
+        Ok(body) => (StatusCode::OK, body),
+        Err(error) => (error.status(), error.body()),
+    };
+    if method != Method::GET {
+        tracing::info!(uid = peer.uid, pid = ?peer.pid, %method, path, status = status.as_u16(), "admin request");
+    }
+    Ok(json_response(status, &body))
+}
+
+async fn route(
+    state: &AdminState,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    body: Body,
+) -> Result<Value, ApiError> {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let Some(rest) = segments.strip_prefix(&["v2", "email"]) else {
+        return Err(ApiError::NotFound(format!("no endpoint {path}")));
+    };
+    match (method, rest) {
+        (&Method::GET, ["dedicated-ip-pools"]) => pools::list(state),
+        (&Method::POST, ["dedicated-ip-pools"]) => pools::create(state, body).await,
+        (&Method::GET, ["dedicated-ip-pools", name]) => pools::get(state, name),
+        (&Method::DELETE, ["dedicated-ip-pools", name]) => pools::delete(state, name).await,
+        (&Method::GET, ["dedicated-ips"]) => ips::list(state, query_value(query, "PoolName")),
+        (&Method::POST, ["dedicated-ips"]) => ips::add(state, body).await,
+        (&Method::GET, ["dedicated-ips", ip]) => ips::get(state, ip),
+        (&Method::DELETE, ["dedicated-ips", ip]) => ips::remove(state, ip).await,
+        (&Method::PUT, ["dedicated-ips", ip, "pool"]) => ips::move_to_pool(state, ip, body).await,
+        (&Method::GET, ["configuration-sets"]) => configuration_sets::list(state),
+        (&Method::POST, ["configuration-sets"]) => configuration_sets::create(state, body).await,
+        (&Method::GET, ["configuration-sets", name]) => configuration_sets::get(state, name),
+        (&Method::DELETE, ["configuration-sets", name]) => {
+            configuration_sets::delete(state, name).await
+        }
+        (&Method::PUT, ["configuration-sets", name, "delivery-options"]) => {
+            configuration_sets::put_delivery_options(state, name, body).await
+        }
+        (&Method::GET, ["queue"]) => queue::list(state).await,
+        (&Method::DELETE, ["queue", id]) => queue::delete(state, id).await,
+        (&Method::POST, ["queue", id, action]) => queue::act(state, id, action).await,
+        (&Method::GET, ["status"]) => status::get(state).await,
+        (&Method::POST, ["reload"]) => state.reload().await.map(|()| serde_json::json!({})),
+        _ => Err(ApiError::NotFound(format!("no endpoint {method} {path}"))),
+    }
+}

@@ -1,0 +1,137 @@
+//! Dedicated IPs: GetDedicatedIps, GetDedicatedIp, PutDedicatedIpInPool, and the self-hosted
+//! additions: adding an address (only one assigned to this host) and removing one.
+
+use std::net::IpAddr;
+
+use serde_json::{Value, json};
+
+use super::AdminState;
+use super::error::ApiError;
+use super::http::Body;
+use crate::outbound::connect::source_available;
+use crate::registry::{DEFAULT_POOL, DedicatedIp, SHARED_POOL};
+
+fn describe(ip: &DedicatedIp) -> Value {
+    json!({
+        "Ip": ip.address.to_string(),
+        "WarmupStatus": "DONE",
+        "WarmupPercentage": 100,
+        "PoolName": ip.pool.as_deref().unwrap_or(DEFAULT_POOL),
+        "Weight": ip.weight,
+        "EhloHostname": ip.ehlo_hostname,
+    })
+}
+
+fn parse_ip(text: &str) -> Result<IpAddr, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::BadRequest(format!("{text:?} is not an IP address")))
+}
+
+pub fn list(state: &AdminState, pool: Option<String>) -> Result<Value, ApiError> {
+    let registry = state.registry.load();
+    if let Some(pool) = &pool
+        && !registry.pool_exists(pool)
+    {
+        return Err(ApiError::NotFound(format!("Pool {pool} does not exist")));
+    }
+    let ips: Vec<Value> = registry
+        .ips()
+        .iter()
+        .filter(|ip| {
+            pool.as_deref()
+                .is_none_or(|p| ip.pool.as_deref().unwrap_or(DEFAULT_POOL) == p)
+        })
+        .map(describe)
+        .collect();
+    Ok(json!({ "DedicatedIps": ips }))
+}
+
+pub fn get(state: &AdminState, ip: &str) -> Result<Value, ApiError> {
+    let address = parse_ip(ip)?;
+    let registry = state.registry.load();
+    let found = registry
+        .ips()
+        .iter()
+        .find(|known| known.address == address)
+        .ok_or_else(|| ApiError::NotFound(format!("Dedicated IP {address} does not exist")))?;
+    Ok(json!({ "DedicatedIp": describe(found) }))
+}
+
+pub async fn move_to_pool(state: &AdminState, ip: &str, body: Body) -> Result<Value, ApiError> {
+    let address = parse_ip(ip)?;
+    let destination = body.required("DestinationPoolName")?;
+    if destination == SHARED_POOL {
+        return Err(ApiError::BadRequest(
+            "a dedicated IP cannot be moved into ses-shared-pool".into(),
+        ));
+    }
+    state
+        .change(move |document, registry| {
+            if !registry.ips().iter().any(|known| known.address == address) {
+                return Err(ApiError::NotFound(format!(
+                    "Dedicated IP {address} does not exist"
+                )));
+            }
+            if !registry.pool_exists(&destination) {
+                return Err(ApiError::NotFound(format!(
+                    "Pool {destination} does not exist"
+                )));
+            }
+            let pool = (destination != DEFAULT_POOL).then_some(destination.as_str());
+            Ok(document.set_ip_pool(address, pool)?)
+        })
+        .await?;
+    Ok(json!({}))
+}
+
+pub async fn add(state: &AdminState, body: Body) -> Result<Value, ApiError> {
+    let address = parse_ip(&body.required("Ip")?)?;
+    let pool = body.string("PoolName")?;
+    let ehlo = body.string("EhloHostname")?;
+    let weight = body
+        .number("Weight")?
+        .map(|w| u32::try_from(w).map_err(|_| ApiError::BadRequest("Weight is too large".into())))
+        .transpose()?;
+    if let Err(error) = source_available(address) {
+        return Err(ApiError::BadRequest(format!(
+            "{address} cannot be used on this host: {error}"
+        )));
+    }
+    state
+        .change(move |document, registry| {
+            if registry.ips().iter().any(|known| known.address == address)
+                || registry.shared_pool().contains(&address)
+            {
+                return Err(ApiError::AlreadyExists(format!(
+                    "Dedicated IP {address} already exists"
+                )));
+            }
+            if let Some(pool) = &pool
+                && (!registry.pool_exists(pool) || pool == SHARED_POOL)
+            {
+                return Err(ApiError::NotFound(format!("Pool {pool} does not exist")));
+            }
+            let pool = pool.as_deref().filter(|p| *p != DEFAULT_POOL);
+            document.add_ip(address, pool, ehlo.as_deref(), weight);
+            Ok(())
+        })
+        .await?;
+    Ok(json!({}))
+}
+
+/// Removes an address. Connections already open from it finish their transactions; no new ones
+/// are made.
+pub async fn remove(state: &AdminState, ip: &str) -> Result<Value, ApiError> {
+    let address = parse_ip(ip)?;
+    state
+        .change(move |document, registry| {
+            if !registry.ips().iter().any(|known| known.address == address) {
+                return Err(ApiError::NotFound(format!(
+                    "Dedicated IP {address} does not exist"
+                )));
+            }
+            Ok(document.remove_ip(address)?)
+        })
+        .await?;
+    Ok(json!({}))
+}

@@ -1,0 +1,92 @@
+//! Creating the admin socket safely and serving connections on it.
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixListener;
+use tokio_util::sync::CancellationToken;
+
+use super::AdminState;
+use super::http::{Peer, handle};
+
+/// Headers and request line together may not exceed this.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Binds the admin socket at `path` with mode 0600. Refuses a path that exists and is not a
+/// socket (a symlink, a plain file), and a folder anyone may write to. A stale socket from an
+/// earlier run is replaced.
+pub fn bind_admin_socket(path: &Path) -> io::Result<UnixListener> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let dir_mode = std::fs::metadata(dir)?.permissions().mode();
+    if dir_mode & 0o002 != 0 {
+        return Err(io::Error::other(format!(
+            "the admin socket's folder {} is writable by anyone (mode {:o}); use a private folder",
+            dir.display(),
+            dir_mode & 0o7777
+        )));
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(_) => {
+            return Err(io::Error::other(format!(
+                "{} exists and is not a socket: refusing to replace it",
+                path.display()
+            )));
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    // Create it private from the start (no window in which others could connect).
+    // SAFETY: umask only changes this process's file creation mask; it is restored right after.
+    let previous = unsafe { libc::umask(0o177) };
+    let listener = UnixListener::bind(path);
+    unsafe { libc::umask(previous) };
+    let listener = listener?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves admin connections until shutdown.
+pub async fn serve(listener: UnixListener, state: Arc<AdminState>, shutdown: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let peer = match stream.peer_cred() {
+            Ok(cred) => Peer {
+                uid: cred.uid(),
+                pid: cred.pid(),
+                allowed: state.allowed_uids.contains(&cred.uid()),
+            },
+            Err(_) => Peer {
+                uid: u32::MAX,
+                pid: None,
+                allowed: false,
+            },
+        };
+        if !peer.allowed {
+            tracing::warn!(uid = peer.uid, pid = ?peer.pid, "admin connection refused: uid not allowed");
+        }
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| handle(state.clone(), peer, request));
+            let connection = http1::Builder::new()
+                .max_buf_size(MAX_HEADER_BYTES.max(8192))
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "admin connection ended with an error");
+            }
+        });
+    }
+}
