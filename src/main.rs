@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use poolrelay::admin::client::{self as admin_client, Action};
 use poolrelay::config;
 use poolrelay::server::Relay;
 use poolrelay::sink::Sink;
@@ -67,6 +68,44 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Dedicated IP pools, through the admin socket.
+    Pools {
+        #[command(flatten)]
+        target: AdminTarget,
+        #[command(subcommand)]
+        command: PoolsCommand,
+    },
+    /// Dedicated IPs, through the admin socket.
+    Ips {
+        #[command(flatten)]
+        target: AdminTarget,
+        #[command(subcommand)]
+        command: IpsCommand,
+    },
+    /// Configuration sets, through the admin socket.
+    ConfigSets {
+        #[command(flatten)]
+        target: AdminTarget,
+        #[command(subcommand)]
+        command: SetsCommand,
+    },
+    /// The queue, through the admin socket.
+    Queue {
+        #[command(flatten)]
+        target: AdminTarget,
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
+    /// Version, uptime, listeners and queue size of a running relay.
+    Status {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Make a running relay re-read its config file (as SIGHUP).
+    Reload {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
     /// Run a recording SMTP sink that logs the source address of every message it receives.
     Sink {
         #[arg(long, default_value = "127.0.0.1:2526")]
@@ -76,6 +115,93 @@ enum Command {
         #[arg(long)]
         stats: Option<PathBuf>,
     },
+}
+
+/// Which relay an admin command talks to.
+#[derive(clap::Args)]
+struct AdminTarget {
+    /// The relay's config file: its `[admin] socket` is used.
+    #[arg(long, global = true, default_value = "config/poolrelay.toml")]
+    config: PathBuf,
+    /// The admin socket, instead of reading it from the config.
+    #[arg(long, global = true)]
+    socket: Option<PathBuf>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+impl AdminTarget {
+    fn socket(&self) -> anyhow::Result<PathBuf> {
+        if let Some(socket) = &self.socket {
+            return Ok(socket.clone());
+        }
+        let config = config::load(&self.config).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+        config.admin.socket.ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} has no [admin] socket; give --socket",
+                self.config.display()
+            )
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum PoolsCommand {
+    List,
+    Create { name: String },
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+enum IpsCommand {
+    List {
+        #[arg(long)]
+        pool: Option<String>,
+    },
+    Add {
+        ip: String,
+        #[arg(long)]
+        pool: Option<String>,
+        #[arg(long)]
+        ehlo_hostname: Option<String>,
+        #[arg(long)]
+        weight: Option<u32>,
+    },
+    /// Move an IP to another pool (ses-default-dedicated-pool takes it out of its pool).
+    Move {
+        ip: String,
+        pool: String,
+    },
+    Remove {
+        ip: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SetsCommand {
+    List,
+    Create {
+        name: String,
+        #[arg(long)]
+        pool: Option<String>,
+    },
+    Delete {
+        name: String,
+    },
+    SetPool {
+        name: String,
+        pool: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    List,
+    Retry { id: String },
+    Hold { id: String },
+    Release { id: String },
+    Delete { id: String },
 }
 
 fn init_logging(default_level: &str) {
@@ -234,6 +360,44 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::CheckConfig { .. } => Ok(()),
+            Command::Pools { target, command } => {
+                let action = match command {
+                    PoolsCommand::List => Action::PoolsList,
+                    PoolsCommand::Create { name } => Action::PoolsCreate(name),
+                    PoolsCommand::Delete { name } => Action::PoolsDelete(name),
+                };
+                admin_client::run(&target.socket()?, action, target.json).await
+            }
+            Command::Ips { target, command } => {
+                let action = match command {
+                    IpsCommand::List { pool } => Action::IpsList(pool),
+                    IpsCommand::Add { ip, pool, ehlo_hostname, weight } => Action::IpsAdd { ip, pool, ehlo_hostname, weight },
+                    IpsCommand::Move { ip, pool } => Action::IpsMove { ip, pool },
+                    IpsCommand::Remove { ip } => Action::IpsRemove(ip),
+                };
+                admin_client::run(&target.socket()?, action, target.json).await
+            }
+            Command::ConfigSets { target, command } => {
+                let action = match command {
+                    SetsCommand::List => Action::SetsList,
+                    SetsCommand::Create { name, pool } => Action::SetsCreate { name, pool },
+                    SetsCommand::Delete { name } => Action::SetsDelete(name),
+                    SetsCommand::SetPool { name, pool } => Action::SetsSetPool { name, pool },
+                };
+                admin_client::run(&target.socket()?, action, target.json).await
+            }
+            Command::Queue { target, command } => {
+                let action = match command {
+                    QueueCommand::List => Action::QueueList,
+                    QueueCommand::Retry { id } => Action::QueueAct { id, action: "retry".into() },
+                    QueueCommand::Hold { id } => Action::QueueAct { id, action: "hold".into() },
+                    QueueCommand::Release { id } => Action::QueueAct { id, action: "release".into() },
+                    QueueCommand::Delete { id } => Action::QueueDelete(id),
+                };
+                admin_client::run(&target.socket()?, action, target.json).await
+            }
+            Command::Status { target } => admin_client::run(&target.socket()?, Action::Status, target.json).await,
+            Command::Reload { target } => admin_client::run(&target.socket()?, Action::Reload, target.json).await,
         }
     });
     match result {
