@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod inbound;
 pub mod load;
+pub mod metrics;
 pub mod outbound;
 pub mod queue;
 pub mod registry;

@@ -117,6 +117,14 @@ impl Relay {
             }
             None => None,
         };
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for metrics on {addr}"))?,
+            ),
+            None => None,
+        };
         let mut listeners = Vec::new();
         let mut smtp_addrs = Vec::new();
         for addr in &config.smtp.listen {
@@ -155,6 +163,13 @@ impl Relay {
             queue.clone(),
             smtp_addrs.clone(),
         ));
+        if let Some(listener) = metrics_listener {
+            tasks.spawn(crate::admin::serve_metrics(
+                listener,
+                admin.clone(),
+                shutdown.clone(),
+            ));
+        }
         if let Some(listener) = admin_listener {
             tasks.spawn(crate::admin::serve(
                 listener,

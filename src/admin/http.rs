@@ -69,6 +69,16 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
     response
 }
 
+/// `GET /metrics` in the Prometheus text format.
+pub async fn metrics_response(state: &AdminState) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(status::metrics_text(state).await)));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
 async fn read_body(request: Request<Incoming>) -> Result<Body, ApiError> {
     let bytes = Limited::new(request.into_body(), MAX_BODY_BYTES)
         .collect()
@@ -107,6 +117,9 @@ pub async fn handle(
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let query = request.uri().query().map(str::to_string);
+    if peer.allowed && method == Method::GET && path == "/metrics" {
+        return Ok(metrics_response(&state).await);
+    }
     let result = if !peer.allowed {
         Err(ApiError::AccessDenied(format!(
             "uid {} may not use the admin socket",

@@ -24,7 +24,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 pub use error::ApiError;
-pub use socket::{bind_admin_socket, serve};
+pub use socket::{bind_admin_socket, serve, serve_metrics};
 
 use crate::config::Config;
 use crate::config::edit::ConfigDocument;

@@ -90,3 +90,44 @@ pub async fn serve(listener: UnixListener, state: Arc<AdminState>, shutdown: Can
         });
     }
 }
+
+/// Serves `GET /metrics` (and nothing else) on TCP, for `[metrics] listen`.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    state: Arc<AdminState>,
+    shutdown: CancellationToken,
+) {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper::{Response, StatusCode};
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let state = state.clone();
+                async move {
+                    if request.method() == hyper::Method::GET && request.uri().path() == "/metrics"
+                    {
+                        Ok::<_, std::convert::Infallible>(
+                            super::http::metrics_response(&state).await,
+                        )
+                    } else {
+                        let mut response =
+                            Response::new(Full::new(Bytes::from_static(b"only /metrics here\n")));
+                        *response.status_mut() = StatusCode::NOT_FOUND;
+                        Ok(response)
+                    }
+                }
+            });
+            let _ = http1::Builder::new()
+                .max_buf_size(MAX_HEADER_BYTES.max(8192))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

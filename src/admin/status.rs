@@ -20,3 +20,19 @@ pub async fn get(state: &AdminState) -> Result<Value, ApiError> {
         "OldestMessageAgeSeconds": oldest,
     }))
 }
+
+/// The Prometheus text, with the queue gauges read now.
+pub async fn metrics_text(state: &AdminState) -> String {
+    use crate::metrics::METRICS;
+    if let Ok(queue) = state.queue.list().await {
+        METRICS.queue_messages.set(queue.len() as i64);
+        METRICS.queue_oldest_seconds.set(
+            queue
+                .iter()
+                .map(|entry| entry.age_seconds)
+                .max()
+                .unwrap_or(0) as i64,
+        );
+    }
+    METRICS.render()
+}

@@ -82,6 +82,8 @@ pub struct Config {
     /// The JSON-lines event log, if configured.
     pub events_path: Option<PathBuf>,
     pub admin: AdminSettings,
+    /// `[metrics] listen`: Prometheus text on TCP as well as on the admin socket.
+    pub metrics_listen: Option<SocketAddr>,
     pub routes: Vec<Route>,
     pub registry: Registry,
 }

@@ -24,6 +24,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub admin: RawAdmin,
     #[serde(default)]
+    pub metrics: RawMetrics,
+    #[serde(default)]
     pub route: Vec<Spanned<RawRoute>>,
     #[serde(default)]
     pub pool: Vec<Spanned<RawPool>>,
@@ -70,6 +72,12 @@ pub struct RawQueue {
     pub max_age: Option<Text>,
     pub max_concurrent_deliveries: Option<Spanned<u64>>,
     pub connection_idle_timeout: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub listen: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

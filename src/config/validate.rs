@@ -229,6 +229,12 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
             .map(|p| relative_to_config(p.get_ref())),
         allowed_uids: raw.admin.allowed_uids.clone(),
     };
+    let metrics_listen = raw.metrics.listen.as_ref().and_then(|l| {
+        problems.check(l, |t| {
+            t.parse::<SocketAddr>()
+                .map_err(|_| format!("{t:?} is not ip:port"))
+        })
+    });
 
     // [[route]]
     let mut routes = Vec::new();
@@ -349,6 +355,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
         outbound,
         events_path,
         admin,
+        metrics_listen,
         routes,
         registry,
     })

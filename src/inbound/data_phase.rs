@@ -7,6 +7,7 @@ use bytes::Buf;
 use super::headers::HeaderFilter;
 use super::received::{Trace, received_header, sanitize_name};
 use super::session::Session;
+use crate::metrics::{METRICS, ReasonLabels};
 use crate::smtp::Reply;
 use crate::smtp::data::{DataReader, Violation};
 use crate::spool::{Envelope, new_message_id, unix_now};
@@ -124,8 +125,23 @@ impl Session {
                 }
             }
         };
-        if !reply.is_positive() {
+        if reply.is_positive() {
+            METRICS.accepted.inc();
+        } else {
             tracing::info!(id, client = %self.peer.ip(), reply = %reply, "message refused");
+            let reason = match reply.status {
+                "5.3.0" => "unknown_configuration_set",
+                "5.3.4" => "too_big",
+                "5.6.0" => "malformed_content",
+                "4.3.0" | "4.3.1" => "spool_unavailable",
+                other => other,
+            };
+            METRICS
+                .rejected
+                .get_or_create(&ReasonLabels {
+                    reason: reason.to_string(),
+                })
+                .inc();
         }
         self.reply(reply);
         Ok(true)

@@ -40,6 +40,7 @@ pub async fn serve_listener(
             Ok(permit) => {
                 let ctx = ctx.clone();
                 sessions.spawn(async move {
+                    let _counted = crate::metrics::ConnectionGuard::inbound();
                     if let Err(error) = Session::new(ctx, stream, peer).run().await {
                         tracing::debug!(client = %peer, %error, "session ended with an I/O error");
                     }

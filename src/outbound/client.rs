@@ -181,6 +181,7 @@ pub struct SmtpClient {
     /// Transactions completed on this connection.
     pub transactions: u32,
     timeouts: Timeouts,
+    _counted: crate::metrics::ConnectionGuard,
 }
 
 impl SmtpClient {
@@ -204,6 +205,7 @@ impl SmtpClient {
             tls_version: None,
             transactions: 0,
             timeouts,
+            _counted: crate::metrics::ConnectionGuard::outbound(),
         };
         let greeting = client.read_reply("greeting", timeouts.greeting).await?;
         if greeting.code != 220 {

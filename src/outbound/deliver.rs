@@ -170,6 +170,12 @@ impl Outbound {
             Ok(stream) => stream,
             Err(error @ (ConnectError::AddressNotAvailable(_) | ConnectError::Bind { .. })) => {
                 if let Some(address) = source {
+                    crate::metrics::METRICS
+                        .bind_failures
+                        .get_or_create(&crate::metrics::IpLabels {
+                            source_ip: address.to_string(),
+                        })
+                        .inc();
                     self.report_unavailable(address, &envelope.pool, &error);
                 }
                 return Err(NoSession::NoSource);

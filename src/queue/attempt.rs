@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::dsn::{self, DsnRequest, Reported};
 use super::events::{EventLog, RecipientOutcome};
 use crate::config::QueueSettings;
+use crate::metrics::{self, METRICS};
 use crate::outbound::Outbound;
 use crate::spool::{Envelope, Recipient, RecipientState, Spool, new_message_id, unix_now};
 
@@ -91,7 +92,28 @@ pub async fn attempt(ctx: Arc<AttemptContext>, mut envelope: Envelope) -> Outcom
     ctx.outbound.deliver(&mut envelope).await;
     expire(&mut envelope, unix_now());
 
-    // Events for what changed in this attempt.
+    // Metrics and events for what changed in this attempt.
+    let now = unix_now();
+    for (recipient, was) in envelope.recipients.iter().zip(&was_pending) {
+        if !*was {
+            continue;
+        }
+        let labels = metrics::outcome(&envelope.pool, recipient.source_ip);
+        match recipient.state {
+            RecipientState::Delivered => {
+                METRICS.delivered.get_or_create(&labels).inc();
+                METRICS
+                    .delivery_seconds
+                    .observe(now.saturating_sub(envelope.received_at) as f64);
+            }
+            RecipientState::Pending => {
+                METRICS.deferred.get_or_create(&labels).inc();
+            }
+            RecipientState::Failed => {
+                METRICS.bounced.get_or_create(&labels).inc();
+            }
+        }
+    }
     let changed = |state: RecipientState| {
         envelope
             .recipients

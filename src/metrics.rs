@@ -1,0 +1,164 @@
+//! Prometheus metrics, served as text at `GET /metrics` on the admin socket and, with
+//! `[metrics] listen`, on TCP.
+//!
+//! One process-wide set of counters (like most Prometheus clients): the relay's modules count
+//! what they see; queue size and age are read from the queue at scrape time.
+
+use std::sync::LazyLock;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub pool: String,
+    pub source_ip: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IpLabels {
+    pub source_ip: String,
+}
+
+pub struct Metrics {
+    pub accepted: Counter,
+    pub rejected: Family<ReasonLabels, Counter>,
+    pub delivered: Family<OutcomeLabels, Counter>,
+    pub deferred: Family<OutcomeLabels, Counter>,
+    pub bounced: Family<OutcomeLabels, Counter>,
+    pub bind_failures: Family<IpLabels, Counter>,
+    pub connections_in: Gauge,
+    pub connections_out: Gauge,
+    /// Seconds from acceptance to delivery, per delivered recipient.
+    pub delivery_seconds: Histogram,
+    pub queue_messages: Gauge,
+    pub queue_oldest_seconds: Gauge,
+    registry: Registry,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let metrics = Self {
+            accepted: Counter::default(),
+            rejected: Family::default(),
+            delivered: Family::default(),
+            deferred: Family::default(),
+            bounced: Family::default(),
+            bind_failures: Family::default(),
+            connections_in: Gauge::default(),
+            connections_out: Gauge::default(),
+            delivery_seconds: Histogram::new(exponential_buckets(0.005, 4.0, 12)),
+            queue_messages: Gauge::default(),
+            queue_oldest_seconds: Gauge::default(),
+            registry: Registry::with_prefix("poolrelay"),
+        };
+        let mut registry = Registry::with_prefix("poolrelay");
+        registry.register(
+            "messages_accepted",
+            "Messages accepted (250 after DATA)",
+            metrics.accepted.clone(),
+        );
+        registry.register(
+            "messages_rejected",
+            "Messages refused after DATA, by reason",
+            metrics.rejected.clone(),
+        );
+        registry.register(
+            "recipients_delivered",
+            "Recipients delivered, by pool and source IP",
+            metrics.delivered.clone(),
+        );
+        registry.register(
+            "recipients_deferred",
+            "Recipient attempts deferred, by pool and source IP",
+            metrics.deferred.clone(),
+        );
+        registry.register(
+            "recipients_bounced",
+            "Recipients failed permanently, by pool and source IP",
+            metrics.bounced.clone(),
+        );
+        registry.register(
+            "bind_failures",
+            "Outbound binds that failed, by source IP",
+            metrics.bind_failures.clone(),
+        );
+        registry.register(
+            "connections_in",
+            "Open inbound SMTP sessions",
+            metrics.connections_in.clone(),
+        );
+        registry.register(
+            "connections_out",
+            "Open outbound SMTP sessions",
+            metrics.connections_out.clone(),
+        );
+        registry.register(
+            "delivery_seconds",
+            "Time from acceptance to delivery",
+            metrics.delivery_seconds.clone(),
+        );
+        registry.register(
+            "queue_messages",
+            "Messages in the queue",
+            metrics.queue_messages.clone(),
+        );
+        registry.register(
+            "queue_oldest_seconds",
+            "Age of the oldest queued message",
+            metrics.queue_oldest_seconds.clone(),
+        );
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The process's metrics.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// Labels for an outcome.
+pub fn outcome(pool: &str, source_ip: Option<std::net::IpAddr>) -> OutcomeLabels {
+    OutcomeLabels {
+        pool: pool.to_string(),
+        source_ip: source_ip.map_or_else(|| "none".to_string(), |ip| ip.to_string()),
+    }
+}
+
+/// Counts one open connection while it lives.
+pub struct ConnectionGuard(&'static Gauge);
+
+impl ConnectionGuard {
+    pub fn inbound() -> Self {
+        METRICS.connections_in.inc();
+        Self(&METRICS.connections_in)
+    }
+
+    pub fn outbound() -> Self {
+        METRICS.connections_out.inc();
+        Self(&METRICS.connections_out)
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
