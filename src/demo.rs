@@ -139,6 +139,8 @@ pub async fn run(config_path: &Path, per_set: usize) -> anyhow::Result<()> {
     let spool = std::env::temp_dir().join(format!("poolrelay-demo-{}", std::process::id()));
     config.spool_dir = spool.join("spool");
     config.events_path = Some(spool.join("events.jsonl"));
+    config.admin.socket = None;
+    config.metrics_listen = None;
     config.smtp.listen = vec!["127.0.0.1:0".parse()?];
     config.routes = vec![Route {
         domain: DomainPattern::Any,

@@ -109,9 +109,10 @@ impl Relay {
         // Everything that can refuse start-up happens before any task is spawned.
         let admin_listener = match &config.admin.socket {
             Some(path) => {
-                let listener = bind_admin_socket(path).with_context(|| {
-                    format!("cannot create the admin socket {}", path.display())
-                })?;
+                let listener = bind_admin_socket(path, config.admin.group.as_deref())
+                    .with_context(|| {
+                        format!("cannot create the admin socket {}", path.display())
+                    })?;
                 tracing::info!(socket = %path.display(), "admin socket ready");
                 Some(listener)
             }

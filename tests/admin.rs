@@ -613,3 +613,30 @@ async fn metrics_count_outcomes_by_pool_and_source_ip() {
     }
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_group_gets_a_0660_socket() {
+    use std::os::unix::fs::MetadataExt;
+    let sink = start_sink().await;
+    // "root" (gid 0) exists on every Linux machine.
+    let relay = TestRelay::start(&admin_config(sink.addr(), "group = \"root\"")).await;
+    let metadata = std::fs::metadata(socket(relay.dir.path())).unwrap();
+    assert_eq!(metadata.permissions().mode() & 0o777, 0o660);
+    assert_eq!(metadata.gid(), 0);
+    relay.stop().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("poolrelay.toml");
+    std::fs::write(
+        &path,
+        admin_config(sink.addr(), "group = \"no-such-group-here\""),
+    )
+    .unwrap();
+    let error = poolrelay::server::Relay::start(poolrelay::config::load(&path).unwrap())
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{error:#}").contains("no group named no-such-group-here"),
+        "{error:#}"
+    );
+}

@@ -17,10 +17,24 @@ use super::http::{Peer, handle};
 /// Headers and request line together may not exceed this.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
-/// Binds the admin socket at `path` with mode 0600. Refuses a path that exists and is not a
-/// socket (a symlink, a plain file), and a folder anyone may write to. A stale socket from an
-/// earlier run is replaced.
-pub fn bind_admin_socket(path: &Path) -> io::Result<UnixListener> {
+/// The group id of a group name.
+fn group_id(name: &str) -> io::Result<libc::gid_t> {
+    let cname =
+        std::ffi::CString::new(name).map_err(|_| io::Error::other("group name contains NUL"))?;
+    // SAFETY: getgrnam is given a valid C string; the result is read at once, before any other
+    // call could reuse its static buffer (this runs once, at start-up).
+    let entry = unsafe { libc::getgrnam(cname.as_ptr()) };
+    if entry.is_null() {
+        return Err(io::Error::other(format!("no group named {name}")));
+    }
+    // SAFETY: non-null pointer returned by getgrnam.
+    Ok(unsafe { (*entry).gr_gid })
+}
+
+/// Binds the admin socket at `path` with mode 0600 (0660 and the given group with `group`).
+/// Refuses a path that exists and is not a socket (a symlink, a plain file), and a folder anyone
+/// may write to. A stale socket from an earlier run is replaced.
+pub fn bind_admin_socket(path: &Path, group: Option<&str>) -> io::Result<UnixListener> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -51,7 +65,13 @@ pub fn bind_admin_socket(path: &Path) -> io::Result<UnixListener> {
     let listener = UnixListener::bind(path);
     unsafe { libc::umask(previous) };
     let listener = listener?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    match group {
+        Some(group) => {
+            std::os::unix::fs::chown(path, None, Some(group_id(group)?))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+        }
+        None => std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?,
+    }
     Ok(listener)
 }
 

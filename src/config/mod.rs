@@ -67,6 +67,9 @@ pub struct AdminSettings {
     pub socket: Option<PathBuf>,
     /// Peer uids allowed to use it; `None`: the relay's own uid and root.
     pub allowed_uids: Option<Vec<u32>>,
+    /// With a group, the socket is mode 0660 and owned by that group (its members still need
+    /// their uid in `allowed_uids`).
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -85,6 +85,7 @@ pub struct RawMetrics {
 pub struct RawAdmin {
     pub socket: Option<Text>,
     pub allowed_uids: Option<Vec<u32>>,
+    pub group: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

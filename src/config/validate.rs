@@ -228,6 +228,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
             .as_ref()
             .map(|p| relative_to_config(p.get_ref())),
         allowed_uids: raw.admin.allowed_uids.clone(),
+        group: raw.admin.group.as_ref().map(|g| g.get_ref().clone()),
     };
     let metrics_listen = raw.metrics.listen.as_ref().and_then(|l| {
         problems.check(l, |t| {
