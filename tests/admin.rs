@@ -640,3 +640,86 @@ async fn a_configured_group_gets_a_0660_socket() {
         "{error:#}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_endpoints_hold_release_retry_and_delete() {
+    let sink = start_sink().await;
+    let relay = TestRelay::start(&admin_config(sink.addr(), "")).await;
+    let sock = socket(relay.dir.path());
+    let (mut client, _) = RawClient::connect(relay.addr).await;
+    let reply = client
+        .send_message(
+            "app@example.test",
+            &["tempfail@example.test"],
+            b"X-SES-CONFIGURATION-SET: sa\r\n\r\nx\r\n.\r\n",
+        )
+        .await;
+    let id = reply.trim_end().rsplit(' ').next().unwrap().to_string();
+    // Wait until the first attempt has been made and the message waits for its retry.
+    let mut waiting = false;
+    for _ in 0..500 {
+        let (_, body) = call(&sock, "GET", "/v2/email/queue", None).await;
+        if body["Messages"][0]["state"] == "waiting" {
+            assert_eq!(body["Messages"][0]["id"], id.as_str());
+            assert_eq!(body["Messages"][0]["pool"], "a");
+            assert!(
+                body["Messages"][0]["last_error"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("451")
+            );
+            waiting = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(waiting);
+    assert_eq!(
+        call(&sock, "POST", &format!("/v2/email/queue/{id}/hold"), None)
+            .await
+            .0,
+        200
+    );
+    let (status, body) = call(&sock, "POST", &format!("/v2/email/queue/{id}/retry"), None).await;
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (400, Some("BadRequestException")),
+        "held: {body}"
+    );
+    assert_eq!(
+        call(
+            &sock,
+            "POST",
+            &format!("/v2/email/queue/{id}/release"),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        call(
+            &sock,
+            "POST",
+            &format!("/v2/email/queue/{id}/frobnicate"),
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    let mut deleted = 0;
+    for _ in 0..500 {
+        deleted = call(&sock, "DELETE", &format!("/v2/email/queue/{id}"), None)
+            .await
+            .0;
+        if deleted == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(deleted, 200);
+    let (_, body) = call(&sock, "GET", "/v2/email/queue", None).await;
+    assert_eq!(body["Messages"], json!([]));
+    relay.stop().await;
+}
