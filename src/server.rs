@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::{AdminState, bind_admin_socket};
 use crate::config::Config;
+use crate::inbound::tls::InboundTls;
 use crate::inbound::{InboundContext, serve_listener};
 use crate::outbound::cache::ConnectionCache;
 use crate::outbound::connect::source_available;
@@ -29,6 +30,8 @@ use crate::{queue, registry};
 /// A running relay.
 pub struct Relay {
     smtp_addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
+    inbound_tls: Option<Arc<InboundTls>>,
     queue: QueueHandle,
     admin: Arc<AdminState>,
     shutdown: CancellationToken,
@@ -126,14 +129,27 @@ impl Relay {
             ),
             None => None,
         };
+        let inbound_tls = match &config.smtp.tls {
+            Some(files) => Some(Arc::new(
+                InboundTls::load(files).map_err(|e| anyhow::anyhow!(e))?,
+            )),
+            None => None,
+        };
         let mut listeners = Vec::new();
         let mut smtp_addrs = Vec::new();
-        for addr in &config.smtp.listen {
+        let mut tls_addrs = Vec::new();
+        let plain = config.smtp.listen.iter().map(|a| (a, false));
+        let implicit = config.smtp.tls_listen.iter().map(|a| (a, true));
+        for (addr, implicit_tls) in plain.chain(implicit) {
             let listener = TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr}"))?;
-            smtp_addrs.push(listener.local_addr()?);
-            listeners.push(listener);
+            if implicit_tls {
+                tls_addrs.push(listener.local_addr()?);
+            } else {
+                smtp_addrs.push(listener.local_addr()?);
+            }
+            listeners.push((listener, implicit_tls));
         }
 
         let tasks = TaskTracker::new();
@@ -147,14 +163,16 @@ impl Relay {
             shutdown: shutdown.clone(),
             max_age: config.queue.max_age,
             events,
+            tls: inbound_tls.clone(),
         });
         let connections = Arc::new(Semaphore::new(config.smtp.max_connections));
-        for listener in listeners {
+        for (listener, implicit_tls) in listeners {
             tasks.spawn(serve_listener(
                 listener,
                 ctx.clone(),
                 connections.clone(),
                 sessions.clone(),
+                implicit_tls,
             ));
         }
         tasks.spawn(scheduler.run(recovered.envelopes));
@@ -193,6 +211,8 @@ impl Relay {
         tracing::info!(listen = ?smtp_addrs, "poolrelay is accepting mail");
         Ok(Self {
             smtp_addrs,
+            tls_addrs,
+            inbound_tls,
             queue,
             admin,
             shutdown,
@@ -209,7 +229,17 @@ impl Relay {
     /// Re-reads the config file (SIGHUP): pools, IPs and configuration sets change at once; an
     /// invalid file changes nothing and the error says why.
     pub async fn reload(&self) -> Result<(), crate::admin::ApiError> {
+        if let Some(tls) = &self.inbound_tls
+            && let Err(error) = tls.reload()
+        {
+            tracing::error!(%error, "TLS certificate not reloaded; the old one stays in use");
+        }
         self.admin.reload().await
+    }
+
+    /// The addresses of the implicit-TLS listeners.
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
     }
 
     /// The addresses the SMTP listeners are bound to (useful with port 0).

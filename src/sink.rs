@@ -23,6 +23,7 @@ use crate::config::BareNewline;
 use crate::smtp::Reply;
 use crate::smtp::data::{DataReader, Violation};
 use crate::smtp::line::{Framed, frame_command};
+use crate::smtp::stream::SmtpStream;
 
 /// One message as the sink received it.
 #[derive(Debug, Clone)]
@@ -35,6 +36,8 @@ pub struct SinkMessage {
     pub content: Vec<u8>,
     /// Set when the content broke the CRLF rules (the message is recorded anyway).
     pub violation: Option<Violation>,
+    /// The message came over TLS (STARTTLS).
+    pub tls: bool,
 }
 
 /// One RCPT command as the sink answered it.
@@ -50,6 +53,8 @@ pub struct RcptAttempt {
 struct Shared {
     /// False for benchmarks: only the counts are kept.
     keep_messages: bool,
+    /// With a TLS identity the sink offers STARTTLS.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     /// While set, the reply to the end of DATA is held back (the message is recorded first).
     hold_replies: std::sync::atomic::AtomicBool,
     released: Notify,
@@ -89,10 +94,27 @@ impl Sink {
 
     /// Starts a sink that keeps only counts (for benchmarks) unless `keep_messages`.
     pub async fn start_with(addr: SocketAddr, keep_messages: bool) -> std::io::Result<Self> {
+        Self::start_full(addr, keep_messages, None).await
+    }
+
+    /// Starts a recording sink that offers STARTTLS with `tls`.
+    pub async fn start_tls(
+        addr: SocketAddr,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> std::io::Result<Self> {
+        Self::start_full(addr, true, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn start_full(
+        addr: SocketAddr,
+        keep_messages: bool,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             keep_messages,
+            tls,
             ..Shared::default()
         });
         let stop = CancellationToken::new();
@@ -214,11 +236,8 @@ impl Sink {
     }
 }
 
-async fn serve(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-) -> std::io::Result<()> {
+async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> std::io::Result<()> {
+    let mut stream = SmtpStream::Plain(stream);
     let mut input = BytesMut::with_capacity(8192);
     let mut output = Vec::new();
     Reply::new(220, "", "sink.poolrelay.test ESMTP recording sink").write_to(&mut output);
@@ -230,6 +249,7 @@ async fn serve(
         output.clear();
         let mut start_data = false;
         let mut quit = false;
+        let mut start_tls = false;
         while let Framed::Line(line, used) = frame_command(&input) {
             let mut framed = line.to_vec();
             framed.extend_from_slice(b"\r\n");
@@ -246,8 +266,19 @@ async fn serve(
                             "SMTPUTF8".into(),
                             "SIZE 1073741824".into(),
                             "ENHANCEDSTATUSCODES".into(),
+                            if shared.tls.is_some() && stream.tls_description().is_none() {
+                                "STARTTLS".into()
+                            } else {
+                                "HELP".into()
+                            },
                         ],
                     )
+                }
+                Ok(Request::StartTls)
+                    if shared.tls.is_some() && stream.tls_description().is_none() =>
+                {
+                    start_tls = true;
+                    Reply::new(220, "2.0.0", "Ready to start TLS")
                 }
                 Ok(Request::Helo { host }) => {
                     helo = host;
@@ -305,13 +336,25 @@ async fn serve(
                 Err(_) => Reply::new(500, "5.5.1", "Command unrecognized"),
             };
             reply.write_to(&mut output);
-            if start_data || quit {
+            if start_data || quit || start_tls {
                 break;
             }
         }
         stream.write_all(&output).await?;
         if quit {
             return Ok(());
+        }
+        if start_tls {
+            input.clear();
+            let (Some(acceptor), SmtpStream::Plain(plain)) = (
+                shared.tls.clone(),
+                std::mem::replace(&mut stream, SmtpStream::Upgrading),
+            ) else {
+                return Ok(());
+            };
+            let tls = acceptor.accept(plain).await?;
+            stream = SmtpStream::Tls(Box::new(tokio_rustls::TlsStream::Server(tls)));
+            continue;
         }
         if start_data {
             let mut reader = DataReader::new(BareNewline::Normalize, u64::MAX);
@@ -346,6 +389,7 @@ async fn serve(
                 recipients: std::mem::take(&mut recipients),
                 content,
                 violation: strict.violation(),
+                tls: stream.tls_description().is_some(),
             };
             {
                 let mut counts = shared.counts.lock().unwrap_or_else(|p| p.into_inner());

@@ -40,6 +40,16 @@ pub struct SmtpSettings {
     pub command_timeout: Duration,
     /// How long a client may stay silent inside DATA.
     pub data_timeout: Duration,
+    /// Listeners that speak TLS from the first byte (port 465 style).
+    pub tls_listen: Vec<SocketAddr>,
+    /// Certificate chain and key (PEM files) for STARTTLS and `tls_listen`.
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone)]

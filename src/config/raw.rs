@@ -49,6 +49,15 @@ pub struct RawSmtp {
     pub bare_newline: Option<Text>,
     pub command_timeout: Option<Text>,
     pub data_timeout: Option<Text>,
+    pub tls_listen: Option<Vec<Text>>,
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: Text,
+    pub key: Text,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::raw::{RawConfig, Text};
 use super::{
     AdminSettings, BareNewline, Config, ConfigError, ConfigErrors, OutboundSettings, QueueSettings,
-    SmtpSettings,
+    SmtpSettings, TlsFiles,
 };
 use crate::outbound::route::{DomainPattern, HostPort, Route};
 use crate::registry::{ConfigurationSet, DedicatedIp, Registry, TlsPolicy};
@@ -179,6 +179,26 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
             .and_then(|v| problems.check(v, parse_duration))
             .unwrap_or(Duration::from_secs(default))
     };
+    let tls = smtp.tls.as_ref().map(|tls| TlsFiles {
+        cert: relative_to_config(tls.cert.get_ref()),
+        key: relative_to_config(tls.key.get_ref()),
+    });
+    let tls_listen: Vec<SocketAddr> = smtp
+        .tls_listen
+        .iter()
+        .flatten()
+        .filter_map(|a| {
+            problems.check(a, |t| {
+                t.parse().map_err(|_| format!("{t:?} is not ip:port"))
+            })
+        })
+        .collect();
+    if !tls_listen.is_empty()
+        && tls.is_none()
+        && let Some(first) = smtp.tls_listen.iter().flatten().next()
+    {
+        problems.at(first.span(), "tls_listen needs [smtp.tls] cert and key");
+    }
     let command_timeout = duration_or(&smtp.command_timeout, 300, &mut problems);
     let data_timeout = duration_or(&smtp.data_timeout, 180, &mut problems);
 
@@ -349,6 +369,8 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
             bare_newline,
             command_timeout,
             data_timeout,
+            tls_listen,
+            tls,
         },
         spool_dir,
         nameservers,

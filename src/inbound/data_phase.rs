@@ -35,6 +35,7 @@ impl Session {
                     .iter()
                     .map(|r| r.address.clone())
                     .collect::<Vec<_>>(),
+                tls: self.stream.tls_description(),
             })
             .as_bytes(),
         );

@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use super::InboundContext;
 use super::session::Session;
+use crate::smtp::stream::SmtpStream;
 
 /// Accepts connections until shutdown. Past `max_connections` a client gets
 /// `421 4.7.0` and is disconnected at once, so new clients learn to come back instead of hanging.
@@ -19,6 +20,7 @@ pub async fn serve_listener(
     ctx: Arc<InboundContext>,
     connections: Arc<Semaphore>,
     sessions: TaskTracker,
+    implicit_tls: bool,
 ) {
     let local = listener.local_addr().ok();
     loop {
@@ -41,6 +43,20 @@ pub async fn serve_listener(
                 let ctx = ctx.clone();
                 sessions.spawn(async move {
                     let _counted = crate::metrics::ConnectionGuard::inbound();
+                    let stream = if implicit_tls {
+                        // Implicit TLS (port 465 style): the handshake comes before the greeting.
+                        let Some(tls) = &ctx.tls else { return };
+                        let handshake = tls.acceptor().accept(stream);
+                        match tokio::time::timeout(ctx.settings.command_timeout, handshake).await {
+                            Ok(Ok(tls)) => SmtpStream::Tls(Box::new(tokio_rustls::TlsStream::Server(tls))),
+                            _ => {
+                                tracing::debug!(client = %peer, "TLS handshake failed on the implicit-TLS listener");
+                                return;
+                            }
+                        }
+                    } else {
+                        SmtpStream::Plain(stream)
+                    };
                     if let Err(error) = Session::new(ctx, stream, peer).run().await {
                         tracing::debug!(client = %peer, %error, "session ended with an I/O error");
                     }

@@ -6,6 +6,7 @@ mod headers;
 mod listener;
 mod received;
 mod session;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -33,4 +34,6 @@ pub struct InboundContext {
     /// `queue.max_age`: how long mail of sets without `max_delivery_seconds` may take.
     pub max_age: std::time::Duration,
     pub events: Arc<EventLog>,
+    /// The TLS identity, when `[smtp.tls]` is configured.
+    pub tls: Option<Arc<tls::InboundTls>>,
 }

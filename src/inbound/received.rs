@@ -32,19 +32,32 @@ pub struct Trace<'a> {
     pub id: &'a str,
     /// Named in a `for` clause only when there is exactly one recipient (to not leak the others).
     pub recipients: &'a [String],
+    /// TLS version and cipher suite, when the session is encrypted.
+    pub tls: Option<(String, String)>,
 }
 
 /// The header, folded, ending in CRLF.
 pub fn received_header(trace: &Trace<'_>) -> String {
-    let with = if trace.esmtp { "ESMTP" } else { "SMTP" };
+    let with = match (trace.esmtp, trace.tls.is_some()) {
+        (true, true) => "ESMTPS",
+        (true, false) => "ESMTP",
+        (false, true) => "SMTPS",
+        (false, false) => "SMTP",
+    };
+    let tls = trace
+        .tls
+        .as_ref()
+        .map(|(version, cipher)| format!("\r\n\t(using {version} with cipher {cipher})"))
+        .unwrap_or_default();
     let recipient = match trace.recipients {
         [only] => format!("\r\n\tfor <{}>", sanitize_address(only)),
         _ => String::new(),
     };
     format!(
-        "Received: from {} ([{}])\r\n\tby {} (poolrelay) with {} id {}{};\r\n\t{}\r\n",
+        "Received: from {} ([{}]){}\r\n\tby {} (poolrelay) with {} id {}{};\r\n\t{}\r\n",
         sanitize_name(trace.helo),
         trace.client_ip,
+        tls,
         trace.hostname,
         with,
         trace.id,
@@ -79,6 +92,7 @@ mod tests {
             esmtp: true,
             id: "abc",
             recipients: &["a@example.test".into()],
+            tls: Some(("TLSv1.3".into(), "TLS13_AES_256_GCM_SHA384".into())),
         });
         assert!(
             header.starts_with(
@@ -87,6 +101,7 @@ mod tests {
             "{header}"
         );
         assert!(header.contains("\r\n\tfor <a@example.test>;\r\n\t"));
+        assert!(header.contains("\r\n\t(using TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384)\r\n\tby relay.example.test (poolrelay) with ESMTPS id abc"));
         // Every line after the first is a continuation line: one header only.
         assert!(
             header

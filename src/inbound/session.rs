@@ -13,12 +13,12 @@ use std::sync::Arc;
 use bytes::{Buf, BytesMut};
 use smtp_proto::{Error as ParseError, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::InboundContext;
 use super::received::sanitize_name;
 use crate::smtp::Reply;
 use crate::smtp::line::{Framed, frame_command};
+use crate::smtp::stream::SmtpStream;
 use crate::spool::{Notify, Recipient};
 
 /// After this many errors in one session the client is disconnected (as Postfix's
@@ -30,6 +30,7 @@ const MAX_ERRORS: u32 = 20;
 enum Next {
     ReadMore,
     ReceiveData,
+    StartTls,
     Close,
 }
 
@@ -47,7 +48,7 @@ pub(super) struct Transaction {
 
 pub struct Session {
     pub(super) ctx: Arc<InboundContext>,
-    pub(super) stream: TcpStream,
+    pub(super) stream: SmtpStream,
     pub(super) peer: SocketAddr,
     pub(super) input: BytesMut,
     pub(super) output: Vec<u8>,
@@ -59,7 +60,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(ctx: Arc<InboundContext>, stream: TcpStream, peer: SocketAddr) -> Self {
+    pub fn new(ctx: Arc<InboundContext>, stream: SmtpStream, peer: SocketAddr) -> Self {
         Self {
             ctx,
             stream,
@@ -142,11 +143,48 @@ impl Session {
                     }
                     continue;
                 }
+                Next::StartTls => {
+                    if !self.start_tls().await {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 Next::ReadMore => {}
             }
             if !self.read_more(self.ctx.settings.command_timeout).await? {
                 return Ok(());
             }
+        }
+    }
+
+    /// Upgrades the connection after `220 Ready to start TLS` (already flushed). Anything the
+    /// client sent after STARTTLS in plaintext is thrown away (CVE-2011-0411: it could have been
+    /// injected by someone on the path), and the session starts over: a new EHLO is needed.
+    /// Returns false if the session is over.
+    async fn start_tls(&mut self) -> bool {
+        self.input.clear();
+        let Some(tls) = &self.ctx.tls else {
+            return false;
+        };
+        let acceptor = tls.acceptor();
+        let SmtpStream::Plain(plain) = std::mem::replace(&mut self.stream, SmtpStream::Upgrading)
+        else {
+            return false;
+        };
+        match tokio::time::timeout(self.ctx.settings.command_timeout, acceptor.accept(plain)).await
+        {
+            Ok(Ok(stream)) => {
+                self.stream = SmtpStream::Tls(Box::new(tokio_rustls::TlsStream::Server(stream)));
+                self.helo = None;
+                self.esmtp = false;
+                self.transaction = None;
+                true
+            }
+            Ok(Err(error)) => {
+                tracing::info!(client = %self.peer, %error, "TLS handshake failed");
+                false
+            }
+            Err(_) => false,
         }
     }
 
@@ -239,7 +277,16 @@ impl Session {
                 ));
                 Next::ReadMore
             }
-            Request::StartTls => self.error(Reply::new(454, "4.7.0", "TLS not available")),
+            Request::StartTls => {
+                if self.stream.tls_description().is_some() {
+                    self.error(Reply::new(503, "5.5.1", "Already using TLS"))
+                } else if self.ctx.tls.is_none() {
+                    self.error(Reply::new(454, "4.7.0", "TLS not available"))
+                } else {
+                    self.reply(Reply::new(220, "2.0.0", "Ready to start TLS"));
+                    Next::StartTls
+                }
+            }
             Request::Lhlo { .. } => {
                 self.error(Reply::new(500, "5.5.1", "This is not an LMTP server"))
             }
@@ -295,6 +342,10 @@ impl Session {
             "DSN".to_string(),
             "HELP".to_string(),
         ];
+        let mut lines = lines;
+        if self.ctx.tls.is_some() && self.stream.tls_description().is_none() {
+            lines.insert(lines.len() - 1, "STARTTLS".to_string());
+        }
         self.reply(Reply::multiline(250, lines));
         Next::ReadMore
     }

@@ -19,8 +19,8 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
-use super::stream::ClientStream;
 use crate::smtp::dot_stuff::DotStuffer;
+use crate::smtp::stream::SmtpStream;
 
 /// The most bytes one reply may take, all lines together.
 pub const MAX_REPLY_BYTES: usize = 64 * 1024;
@@ -170,7 +170,7 @@ pub struct TransactionOutcome {
 
 /// An open SMTP session with a next hop.
 pub struct SmtpClient {
-    stream: ClientStream,
+    stream: SmtpStream,
     input: BytesMut,
     pub capabilities: Capabilities,
     /// The source address the connection is bound to (`None`: the host's default).
@@ -197,7 +197,7 @@ impl SmtpClient {
     ) -> Result<Self, ClientError> {
         let target = stream.peer_addr()?;
         let mut client = Self {
-            stream: ClientStream::Plain(stream),
+            stream: SmtpStream::Plain(stream),
             input: BytesMut::with_capacity(4096),
             capabilities: Capabilities::default(),
             source,
@@ -264,8 +264,7 @@ impl SmtpClient {
         let name = ServerName::try_from(server_name.to_string())
             .or_else(|_| ServerName::try_from(self.target.ip().to_string()))
             .map_err(|error| ClientError::Tls(error.to_string()))?;
-        let ClientStream::Plain(plain) =
-            std::mem::replace(&mut self.stream, ClientStream::Upgrading)
+        let SmtpStream::Plain(plain) = std::mem::replace(&mut self.stream, SmtpStream::Upgrading)
         else {
             return Err(ClientError::Tls(
                 "the connection is already encrypted".into(),
@@ -278,8 +277,12 @@ impl SmtpClient {
             Ok(Err(error)) => return Err(ClientError::Tls(error.to_string())),
             Err(_) => return Err(ClientError::Timeout("TLS handshake")),
         };
-        self.tls_version = tls.get_ref().1.protocol_version().map(|v| format!("{v:?}"));
-        self.stream = ClientStream::Tls(Box::new(tls));
+        self.tls_version = tls
+            .get_ref()
+            .1
+            .protocol_version()
+            .map(|v| format!("{v:?}").replace('_', "."));
+        self.stream = SmtpStream::Tls(Box::new(tokio_rustls::TlsStream::Client(tls)));
         Ok(())
     }
 

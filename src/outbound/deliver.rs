@@ -7,7 +7,7 @@ use super::Outbound;
 use super::client::{ClientError, Content, MailRequest, RemoteReply, SmtpClient};
 use super::connect::{ConnectError, connect_from};
 use super::next_hop::{ResolveError, Target};
-use crate::registry::PoolMembers;
+use crate::registry::{PoolMembers, TlsPolicy};
 use crate::spool::{Envelope, RecipientState};
 
 /// Content up to this size is read from the spool in one piece; larger content is streamed.
@@ -141,7 +141,11 @@ impl Outbound {
             last_source,
             hop,
             false,
-            &format!("451 4.4.1 {last_error}"),
+            &if last_error.starts_with("4.7.10 ") {
+                format!("451 {last_error}")
+            } else {
+                format!("451 4.4.1 {last_error}")
+            },
         );
     }
 
@@ -153,7 +157,11 @@ impl Outbound {
         target: &Target,
     ) -> Result<(SmtpClient, bool), NoSession> {
         if let Some(client) = self.cache.take((source, target.addr)) {
-            return Ok((client, true));
+            if client.tls_version.is_some() || !self.requires_tls(envelope) {
+                return Ok((client, true));
+            }
+            // A plaintext connection never carries mail whose configuration set requires TLS.
+            self.give_back(client).await;
         }
         self.open_session(envelope, source, target)
             .await
@@ -189,12 +197,35 @@ impl Outbound {
             self.report_available(address);
         }
         let ehlo_name = self.ehlo_name(&envelope.pool, source);
-        SmtpClient::open(stream, source, &ehlo_name, &target.host, Some(&self.tls), self.timeouts)
+        let client = SmtpClient::open(stream, source, &ehlo_name, &target.host, Some(&self.tls), self.timeouts)
             .await
             .map_err(|error| {
                 tracing::warn!(id = %envelope.id, pool = %envelope.pool, source_ip = ?source, next_hop = %target.addr, %error, "session setup failed");
-                NoSession::Failed(format!("{} ({})", error, target.addr))
-            })
+                let tls_failed = matches!(error, ClientError::Tls(_));
+                let reason = format!("{} ({})", error, target.addr);
+                // 4.7.10 is "encryption needed" (RFC 5248): the failure is about TLS, not the host.
+                NoSession::Failed(if tls_failed { format!("4.7.10 {reason}") } else { reason })
+            })?;
+        if client.tls_version.is_none() && self.requires_tls(envelope) {
+            tracing::warn!(id = %envelope.id, pool = %envelope.pool, next_hop = %target.addr, "TLS required but not offered; not sending in plaintext");
+            client.quit().await;
+            return Err(NoSession::Failed(format!(
+                "4.7.10 TLS is required for this configuration set but {} does not offer STARTTLS",
+                target.addr
+            )));
+        }
+        Ok(client)
+    }
+
+    /// The message's configuration set has `tls_policy = "REQUIRE"`.
+    fn requires_tls(&self, envelope: &Envelope) -> bool {
+        let registry = self.registry.load();
+        envelope
+            .configuration_set
+            .as_deref()
+            .and_then(|name| registry.configuration_set(name))
+            .and_then(|set| set.tls_policy)
+            == Some(TlsPolicy::Require)
     }
 
     fn ehlo_name(&self, pool: &str, source: Option<IpAddr>) -> String {
@@ -278,6 +309,7 @@ impl Outbound {
                 Ok(outcome) => {
                     for (&index, reply) in indexes.iter().zip(&outcome.replies) {
                         self.record_reply(envelope, index, source, target, reply);
+                        envelope.recipients[index].tls_version = client.tls_version.clone();
                     }
                     self.give_back(client).await;
                     return;

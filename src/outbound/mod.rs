@@ -13,7 +13,6 @@ mod deliver;
 pub mod next_hop;
 pub mod route;
 pub mod select;
-mod stream;
 pub mod tls;
 
 use std::collections::HashSet;

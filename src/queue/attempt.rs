@@ -46,6 +46,7 @@ fn outcome_of(recipient: &Recipient, default_status: &str) -> RecipientOutcome {
         status,
         remote_mta: recipient.remote_mta.clone(),
         outgoing_ip: recipient.source_ip,
+        tls_version: recipient.tls_version.clone(),
     }
 }
 

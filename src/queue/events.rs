@@ -31,6 +31,7 @@ pub struct RecipientOutcome {
     pub status: String,
     pub remote_mta: Option<String>,
     pub outgoing_ip: Option<IpAddr>,
+    pub tls_version: Option<String>,
 }
 
 pub struct EventLog {
@@ -86,7 +87,12 @@ impl EventLog {
     }
 
     /// The SES `mail` object.
-    fn mail(&self, envelope: &Envelope, outgoing_ip: Option<IpAddr>) -> Value {
+    fn mail(
+        &self,
+        envelope: &Envelope,
+        outgoing_ip: Option<IpAddr>,
+        tls_version: Option<&str>,
+    ) -> Value {
         let mut tags: BTreeMap<String, Vec<String>> = BTreeMap::new();
         if let Some(set) = &envelope.configuration_set {
             tags.insert("ses:configuration-set".into(), vec![set.clone()]);
@@ -99,6 +105,9 @@ impl EventLog {
             tags.insert("ses:from-domain".into(), vec![domain.to_string()]);
         }
         tags.insert("poolrelay:pool".into(), vec![envelope.pool.clone()]);
+        if let Some(version) = tls_version {
+            tags.insert("ses:outgoing-tls-version".into(), vec![version.to_string()]);
+        }
         for (name, value) in &envelope.tags {
             tags.entry(name.clone()).or_default().push(value.clone());
         }
@@ -114,7 +123,9 @@ impl EventLog {
 
     /// The message was accepted.
     pub fn send(&self, envelope: &Envelope) {
-        self.write(json!({ "eventType": "Send", "mail": self.mail(envelope, None), "send": {} }));
+        self.write(
+            json!({ "eventType": "Send", "mail": self.mail(envelope, None, None), "send": {} }),
+        );
     }
 
     /// Recipients accepted by the next hop (one event per reply).
@@ -126,7 +137,7 @@ impl EventLog {
             (Utc::now().timestamp() as u64).saturating_sub(envelope.received_at) * 1000;
         self.write(json!({
             "eventType": "Delivery",
-            "mail": self.mail(envelope, first.outgoing_ip),
+            "mail": self.mail(envelope, first.outgoing_ip, first.tls_version.as_deref()),
             "delivery": {
                 "timestamp": now(),
                 "processingTimeMillis": processing,
@@ -143,7 +154,7 @@ impl EventLog {
         let Some(first) = delayed.first() else { return };
         self.write(json!({
             "eventType": "DeliveryDelay",
-            "mail": self.mail(envelope, first.outgoing_ip),
+            "mail": self.mail(envelope, first.outgoing_ip, None),
             "deliveryDelay": {
                 "timestamp": now(),
                 "delayType": "TransientCommunicationFailure",
@@ -163,7 +174,7 @@ impl EventLog {
         let Some(first) = bounced.first() else { return };
         self.write(json!({
             "eventType": "Bounce",
-            "mail": self.mail(envelope, first.outgoing_ip),
+            "mail": self.mail(envelope, first.outgoing_ip, None),
             "bounce": {
                 "timestamp": now(),
                 "bounceType": "Permanent",

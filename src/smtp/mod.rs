@@ -5,5 +5,6 @@ pub mod data;
 pub mod dot_stuff;
 pub mod line;
 pub mod reply;
+pub mod stream;
 
 pub use reply::Reply;

@@ -74,6 +74,9 @@ pub struct Recipient {
     /// The source IP of the attempt that gave `last_reply`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ip: Option<IpAddr>,
+    /// The TLS version of the connection that gave `last_reply` (none: plaintext).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<String>,
     #[serde(default)]
     pub notify: Notify,
     /// RFC 3461 `ORCPT`, as given.
@@ -92,6 +95,7 @@ impl Recipient {
             last_reply: None,
             remote_mta: None,
             source_ip: None,
+            tls_version: None,
             notify: Notify::Default,
             orcpt: None,
             reported: false,

@@ -1,4 +1,5 @@
-//! The byte stream under an outbound session: plain TCP, or TLS after STARTTLS.
+//! The byte stream under an SMTP session, on either side: plain TCP, or TLS after STARTTLS (or
+//! from the start, on an implicit-TLS listener).
 
 use std::io;
 use std::pin::Pin;
@@ -6,16 +7,31 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsStream;
 
-pub(super) enum ClientStream {
+pub enum SmtpStream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
     /// Only while STARTTLS swaps one for the other.
     Upgrading,
 }
 
-impl AsyncRead for ClientStream {
+impl SmtpStream {
+    /// The TLS version and cipher suite, once encrypted.
+    pub fn tls_description(&self) -> Option<(String, String)> {
+        let Self::Tls(stream) = self else { return None };
+        let (_, connection) = stream.get_ref();
+        let version = connection
+            .protocol_version()
+            .map(|v| format!("{v:?}").replace('_', "."))?;
+        let cipher = connection
+            .negotiated_cipher_suite()
+            .map(|c| format!("{:?}", c.suite()))?;
+        Some((version, cipher))
+    }
+}
+
+impl AsyncRead for SmtpStream {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -29,7 +45,7 @@ impl AsyncRead for ClientStream {
     }
 }
 
-impl AsyncWrite for ClientStream {
+impl AsyncWrite for SmtpStream {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

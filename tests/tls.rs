@@ -1,0 +1,232 @@
+//! TLS with real certificates (made with rcgen): STARTTLS and implicit TLS inbound, the STARTTLS
+//! injection defence, and the configuration set's TLS policy outbound.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::*;
+use poolrelay::config::TlsFiles;
+use poolrelay::sink::Sink;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Writes a self-signed certificate and key for `name` into `dir`.
+fn certificate(dir: &Path, name: &str) -> TlsFiles {
+    let generated =
+        rcgen::generate_simple_self_signed(vec![name.to_string()]).expect("certificate");
+    let files = TlsFiles {
+        cert: dir.join(format!("{name}.crt")),
+        key: dir.join(format!("{name}.key")),
+    };
+    std::fs::write(&files.cert, generated.cert.pem()).unwrap();
+    std::fs::write(&files.key, generated.signing_key.serialize_pem()).unwrap();
+    files
+}
+
+fn tls_config(sink: std::net::SocketAddr, dir: &Path, extra: &str) -> String {
+    let files = certificate(dir, "relay.test");
+    format!(
+        "{}[smtp.tls]\ncert = \"{}\"\nkey = \"{}\"\n{}[queue]\nretry_interval = \"1h\"\n[events]\npath = \"var/events.jsonl\"\n[[ip]]\naddress = \"127.0.0.2\"\n[[configuration_set]]\nname = \"strict\"\ntls_policy = \"REQUIRE\"\n[[configuration_set]]\nname = \"relaxed\"\ntls_policy = \"OPTIONAL\"\n",
+        smtp_section(extra),
+        files.cert.display(),
+        files.key.display(),
+        catch_all_route(sink)
+    )
+}
+
+/// Python's smtplib with STARTTLS or implicit TLS (certificate not verified: it is self-signed).
+fn python_tls_send(addr: std::net::SocketAddr, implicit: bool) -> String {
+    let script = r#"
+import smtplib, ssl, sys
+host, port, implicit = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+context = ssl.create_default_context()
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+try:
+    if implicit:
+        s = smtplib.SMTP_SSL(host, port, context=context, timeout=20)
+        s.ehlo("python.tls.test")
+    else:
+        s = smtplib.SMTP(host, port, timeout=20)
+        s.ehlo("python.tls.test")
+        s.starttls(context=context)
+        s.ehlo("python.tls.test")
+    print("VERSION", s.sock.version())
+    s.sendmail("app@example.test", ["user@example.test"], "Subject: tls\r\n\r\nsecret\r\n")
+    print("OK")
+    s.quit()
+except Exception as e:
+    print("ERROR", repr(e))
+"#;
+    let output = std::process::Command::new("python3")
+        .args([
+            "-c",
+            script,
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+            if implicit { "1" } else { "0" },
+        ])
+        .output()
+        .expect("python3 runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_and_implicit_tls_with_a_real_client() {
+    let sink = start_sink().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = tls_config(sink.addr(), dir.path(), "tls_listen = [\"127.0.0.1:0\"]");
+    let relay = TestRelay::start_in(dir, &text).await;
+    let plain = relay.addr;
+    let implicit = relay.relay.as_ref().unwrap().tls_addrs()[0];
+    for (addr, implicit) in [(plain, false), (implicit, true)] {
+        let out = tokio::task::spawn_blocking(move || python_tls_send(addr, implicit))
+            .await
+            .unwrap();
+        assert!(out.contains("OK"), "{out}");
+        assert!(
+            out.contains("VERSION TLSv1.3") || out.contains("VERSION TLSv1.2"),
+            "{out}"
+        );
+    }
+    let received = sink.wait_for(2, WAIT).await;
+    assert_eq!(received.len(), 2);
+    for message in &received {
+        let text = String::from_utf8_lossy(&message.content);
+        assert!(text.contains("with ESMTPS id"), "{text}");
+        assert!(text.contains("(using TLSv1."), "{text}");
+    }
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_sent_with_starttls_is_discarded_and_starttls_is_not_offered_twice() {
+    let sink = start_sink().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = tls_config(sink.addr(), dir.path(), "");
+    let relay = TestRelay::start_in(dir, &text).await;
+    let (mut client, _) = RawClient::connect(relay.addr).await;
+    let ehlo = client.command("EHLO c.test").await;
+    assert!(ehlo.contains("250-STARTTLS\r\n"), "{ehlo}");
+    // STARTTLS and an injected EHLO in one packet.
+    client.send(b"STARTTLS\r\nEHLO injected.test\r\n").await;
+    assert!(client.reply().await.starts_with("220 2.0.0"));
+    poolrelay::server::install_crypto_provider();
+    let connector = tokio_rustls::TlsConnector::from(
+        poolrelay::outbound::tls::opportunistic_client_config().unwrap(),
+    );
+    let name = rustls::pki_types::ServerName::try_from("relay.test").unwrap();
+    let mut tls = connector
+        .connect(name, client.stream)
+        .await
+        .expect("handshake");
+    // The first reply inside TLS answers our NOOP, not the injected EHLO.
+    tls.write_all(b"NOOP\r\n").await.unwrap();
+    let mut buffer = vec![0u8; 1024];
+    let n = tls.read(&mut buffer).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&buffer[..n]), "250 2.0.0 Ok\r\n");
+    // The session starts over: MAIL needs a new EHLO, and STARTTLS is no longer offered.
+    tls.write_all(b"MAIL FROM:<a@example.test>\r\n")
+        .await
+        .unwrap();
+    let n = tls.read(&mut buffer).await.unwrap();
+    assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("503 5.5.1"));
+    tls.write_all(b"EHLO c.test\r\n").await.unwrap();
+    let n = tls.read(&mut buffer).await.unwrap();
+    let ehlo = String::from_utf8_lossy(&buffer[..n]).into_owned();
+    assert!(
+        ehlo.starts_with("250-") && !ehlo.contains("STARTTLS"),
+        "{ehlo}"
+    );
+    tls.write_all(b"STARTTLS\r\n").await.unwrap();
+    let n = tls.read(&mut buffer).await.unwrap();
+    assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("503 5.5.1"));
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_policy_require_never_sends_in_plaintext() {
+    // A sink without STARTTLS.
+    let plain_sink = start_sink().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = tls_config(plain_sink.addr(), dir.path(), "");
+    let relay = TestRelay::start_in(dir, &text).await;
+    let (mut client, _) = RawClient::connect(relay.addr).await;
+    for set in ["strict", "relaxed"] {
+        let content = format!("X-SES-CONFIGURATION-SET: {set}\r\nSubject: {set}\r\n\r\nx\r\n.\r\n");
+        let reply = client
+            .send_message(
+                "app@example.test",
+                &["user@example.test"],
+                content.as_bytes(),
+            )
+            .await;
+        assert!(reply.starts_with("250"), "{reply}");
+    }
+    // OPTIONAL is delivered in plaintext; REQUIRE is deferred with 4.7.10 and never sent.
+    let received = plain_sink.wait_for(1, WAIT).await;
+    assert_eq!(received.len(), 1);
+    assert!(String::from_utf8_lossy(&received[0].content).contains("Subject: relaxed"));
+    assert!(!received[0].tls);
+    let spool = relay.spool_dir();
+    let reason = eventually(|| {
+        spool_files(&spool, "queue")
+            .iter()
+            .filter(|n| n.ends_with(".env"))
+            .filter_map(|n| {
+                serde_json::from_slice::<poolrelay::spool::Envelope>(
+                    &std::fs::read(spool.join("queue").join(n)).ok()?,
+                )
+                .ok()
+            })
+            .find_map(|e| e.recipients[0].last_reply.clone())
+    })
+    .await
+    .expect("the strict message is deferred");
+    assert!(reason.starts_with("451 4.7.10 TLS is required"), "{reason}");
+    assert_eq!(
+        plain_sink.messages().len(),
+        1,
+        "the strict message never reached the plaintext sink"
+    );
+    relay.stop().await;
+
+    // Towards a sink with STARTTLS, REQUIRE is delivered, encrypted.
+    poolrelay::server::install_crypto_provider();
+    let sink_dir = tempfile::tempdir().unwrap();
+    let files = certificate(sink_dir.path(), "sink.test");
+    let tls_sink = Sink::start_tls(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(poolrelay::inbound::tls::server_config(&files).unwrap()),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = tls_config(tls_sink.addr(), dir.path(), "");
+    let relay = TestRelay::start_in(dir, &text).await;
+    let (mut client, _) = RawClient::connect(relay.addr).await;
+    let reply = client
+        .send_message(
+            "app@example.test",
+            &["user@example.test"],
+            b"X-SES-CONFIGURATION-SET: strict\r\nSubject: strict\r\n\r\nx\r\n.\r\n",
+        )
+        .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let received = tls_sink.wait_for(1, WAIT).await;
+    assert_eq!(received.len(), 1);
+    assert!(received[0].tls, "delivered over TLS");
+    let dir = relay.stop().await;
+    let events = std::fs::read_to_string(dir.path().join("var/events.jsonl")).unwrap();
+    let delivery: serde_json::Value = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["eventType"] == "Delivery")
+        .expect("a Delivery event");
+    let version = delivery["mail"]["tags"]["ses:outgoing-tls-version"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(version == "TLSv1.3" || version == "TLSv1.2", "{delivery}");
+}
