@@ -68,6 +68,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Read a password from standard input and print its argon2 hash for `[[smtp.user]]`.
+    HashPassword,
     /// Dedicated IP pools, through the admin socket.
     Pools {
         #[command(flatten)]
@@ -293,6 +295,27 @@ async fn sink(listen: std::net::SocketAddr, stats: Option<PathBuf>) -> anyhow::R
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::HashPassword = &cli.command {
+        let mut password = String::new();
+        if std::io::stdin().read_line(&mut password).is_err()
+            || password.trim_end_matches(['\r', '\n']).is_empty()
+        {
+            eprintln!("poolrelay: give the password on standard input");
+            return ExitCode::from(2);
+        }
+        return match poolrelay::inbound::auth::hash_password(
+            password.trim_end_matches(['\r', '\n']),
+        ) {
+            Ok(hash) => {
+                println!("{hash}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("poolrelay: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Command::CheckConfig { config } = &cli.command {
         return match config::load(config) {
             Ok(loaded) => {
@@ -359,7 +382,7 @@ fn main() -> ExitCode {
                 }
                 Ok(())
             }
-            Command::CheckConfig { .. } => Ok(()),
+            Command::CheckConfig { .. } | Command::HashPassword => Ok(()),
             Command::Pools { target, command } => {
                 let action = match command {
                     PoolsCommand::List => Action::PoolsList,

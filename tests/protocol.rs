@@ -249,11 +249,10 @@ async fn clients_outside_the_relay_networks_cannot_relay_any_address_form() {
     let relay = relay_with("relay_networks = [\"10.0.0.0/8\"]", &sink).await;
     let (mut client, _) = RawClient::connect(relay.addr).await;
     assert!(client.command("EHLO client.test").await.starts_with("250"));
-    assert!(
-        client
-            .command("MAIL FROM:<a@example.test>")
-            .await
-            .starts_with("250")
+    // Without AUTH, the transaction is refused at MAIL; nothing after it gets through either.
+    assert_eq!(
+        client.command("MAIL FROM:<a@example.test>").await,
+        "530 5.7.0 Authentication required\r\n"
     );
     for address in [
         "x@evil.test",
@@ -264,11 +263,11 @@ async fn clients_outside_the_relay_networks_cannot_relay_any_address_form() {
     ] {
         let reply = client.command(&format!("RCPT TO:<{address}>")).await;
         assert!(
-            reply.starts_with("554 5.7.1") || reply.starts_with("501"),
+            reply.starts_with("503") || reply.starts_with("501"),
             "{address}: {reply}"
         );
     }
-    assert!(client.command("DATA").await.starts_with("554"));
+    assert!(client.command("DATA").await.starts_with("503"));
     relay.stop().await;
     assert!(sink.connections().is_empty());
 }

@@ -230,3 +230,181 @@ async fn tls_policy_require_never_sends_in_plaintext() {
         .to_string();
     assert!(version == "TLSv1.3" || version == "TLSv1.2", "{delivery}");
 }
+
+/// A line-oriented SMTP client over TLS (after STARTTLS on a raw connection).
+struct TlsClient {
+    stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    buffer: Vec<u8>,
+}
+
+impl TlsClient {
+    async fn start(addr: std::net::SocketAddr) -> Self {
+        let (mut client, _) = RawClient::connect(addr).await;
+        assert!(client.command("EHLO c.test").await.starts_with("250"));
+        assert!(client.command("STARTTLS").await.starts_with("220"));
+        poolrelay::server::install_crypto_provider();
+        let connector = tokio_rustls::TlsConnector::from(
+            poolrelay::outbound::tls::opportunistic_client_config().unwrap(),
+        );
+        let name = rustls::pki_types::ServerName::try_from("relay.test").unwrap();
+        let stream = connector
+            .connect(name, client.stream)
+            .await
+            .expect("handshake");
+        Self {
+            stream,
+            buffer: Vec::new(),
+        }
+    }
+
+    async fn command(&mut self, line: &str) -> String {
+        self.stream
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .unwrap();
+        self.reply().await
+    }
+
+    async fn reply(&mut self) -> String {
+        let mut reply = String::new();
+        loop {
+            while let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line).into_owned();
+                reply.push_str(&line);
+                if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                    return reply;
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(WAIT, self.stream.read(&mut chunk))
+                .await
+                .expect("reply in time")
+                .unwrap_or(0);
+            if n == 0 {
+                return reply;
+            }
+            self.buffer.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+fn b64(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_only_inside_tls_with_every_failure_code_and_set_restrictions() {
+    let sink = start_sink().await;
+    let dir = tempfile::tempdir().unwrap();
+    let hash = poolrelay::inbound::auth::hash_password("right password").unwrap();
+    let text = tls_config(sink.addr(), dir.path(), "relay_networks = [\"10.0.0.0/8\"]")
+        .replace("[queue]", &format!("[[smtp.user]]\nusername = \"app1\"\npassword_hash = \"{hash}\"\nallowed_configuration_sets = [\"relaxed\"]\n[queue]"));
+    let relay = TestRelay::start_in(dir, &text).await;
+
+    // In plaintext: no AUTH offered, AUTH refused with 538, no relaying.
+    let (mut plain, _) = RawClient::connect(relay.addr).await;
+    assert!(!plain.command("EHLO c.test").await.contains("AUTH"));
+    assert!(
+        plain
+            .command(&format!("AUTH PLAIN {}", b64("\0app1\0right password")))
+            .await
+            .starts_with("538 5.7.11")
+    );
+    assert!(
+        plain
+            .command("MAIL FROM:<a@example.test>")
+            .await
+            .starts_with("530 5.7.0")
+    );
+
+    let mut tls = TlsClient::start(relay.addr).await;
+    assert!(
+        tls.command("EHLO c.test")
+            .await
+            .contains("250-AUTH PLAIN LOGIN\r\n")
+    );
+    assert!(
+        tls.command("MAIL FROM:<a@example.test>")
+            .await
+            .starts_with("530 5.7.0")
+    );
+    assert!(
+        tls.command("AUTH PLAIN !!notbase64!!")
+            .await
+            .starts_with("501 5.5.2")
+    );
+    assert!(
+        tls.command("AUTH LOGIN")
+            .await
+            .starts_with("334 VXNlcm5hbWU6")
+    );
+    assert!(tls.command("*").await.starts_with("501 5.0.0"));
+    assert!(
+        tls.command(&format!("AUTH PLAIN {}", b64("\0app1\0wrong")))
+            .await
+            .starts_with("535 5.7.8")
+    );
+    assert!(tls.command("AUTH XOAUTH9").await.starts_with("5"));
+    // LOGIN, step by step, with the right password.
+    assert!(tls.command("AUTH LOGIN").await.starts_with("334 "));
+    assert!(
+        tls.command(&b64("app1"))
+            .await
+            .starts_with("334 UGFzc3dvcmQ6")
+    );
+    assert!(
+        tls.command(&b64("right password"))
+            .await
+            .starts_with("235 2.7.0")
+    );
+    assert!(
+        tls.command(&format!("AUTH PLAIN {}", b64("\0app1\0right password")))
+            .await
+            .starts_with("503 5.5.1")
+    );
+
+    // Authenticated: may relay, but only through the configuration sets it is allowed.
+    for (set, expected) in [("strict", "554 5.7.1"), ("relaxed", "250")] {
+        assert!(
+            tls.command("MAIL FROM:<app@example.test>")
+                .await
+                .starts_with("250")
+        );
+        assert!(
+            tls.command("RCPT TO:<user@example.test>")
+                .await
+                .starts_with("250")
+        );
+        assert!(tls.command("DATA").await.starts_with("354"));
+        let reply = tls
+            .command(&format!(
+                "X-SES-CONFIGURATION-SET: {set}\r\nSubject: {set}\r\n\r\nx\r\n."
+            ))
+            .await;
+        assert!(reply.starts_with(expected), "{set}: {reply}");
+    }
+    let received = sink.wait_for(1, WAIT).await;
+    let text = String::from_utf8_lossy(&received[0].content).into_owned();
+    assert!(
+        text.contains("(Authenticated sender: app1)") && text.contains("with ESMTPSA id"),
+        "{text}"
+    );
+    assert!(!text.contains("right password"));
+
+    // Guessing: slowed down, then disconnected on the fifth failure.
+    let mut guesser = TlsClient::start(relay.addr).await;
+    assert!(guesser.command("EHLO c.test").await.starts_with("250"));
+    for attempt in 1..=5 {
+        let reply = guesser
+            .command(&format!(
+                "AUTH PLAIN {}",
+                b64(&format!("\0app1\0guess{attempt}"))
+            ))
+            .await;
+        assert!(reply.starts_with("535 5.7.8"), "{attempt}: {reply}");
+    }
+    assert!(guesser.reply().await.starts_with("421 4.7.0"));
+    relay.stop().await;
+}

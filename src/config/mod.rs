@@ -44,6 +44,17 @@ pub struct SmtpSettings {
     pub tls_listen: Vec<SocketAddr>,
     /// Certificate chain and key (PEM files) for STARTTLS and `tls_listen`.
     pub tls: Option<TlsFiles>,
+    /// `[[smtp.user]]`: who may authenticate (AUTH PLAIN/LOGIN, inside TLS only).
+    pub users: Vec<SmtpUser>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpUser {
+    pub username: String,
+    /// argon2 PHC string.
+    pub password_hash: String,
+    /// `None`: any configuration set.
+    pub allowed_configuration_sets: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

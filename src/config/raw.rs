@@ -51,6 +51,16 @@ pub struct RawSmtp {
     pub data_timeout: Option<Text>,
     pub tls_listen: Option<Vec<Text>>,
     pub tls: Option<RawTls>,
+    #[serde(default)]
+    pub user: Vec<Spanned<RawUser>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub username: Text,
+    pub password_hash: Text,
+    pub allowed_configuration_sets: Option<Vec<Text>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::raw::{RawConfig, Text};
 use super::{
     AdminSettings, BareNewline, Config, ConfigError, ConfigErrors, OutboundSettings, QueueSettings,
-    SmtpSettings, TlsFiles,
+    SmtpSettings, SmtpUser, TlsFiles,
 };
 use crate::outbound::route::{DomainPattern, HostPort, Route};
 use crate::registry::{ConfigurationSet, DedicatedIp, Registry, TlsPolicy};
@@ -199,6 +199,37 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
     {
         problems.at(first.span(), "tls_listen needs [smtp.tls] cert and key");
     }
+    let mut users: Vec<SmtpUser> = Vec::new();
+    for user in &smtp.user {
+        let user = user.get_ref();
+        if users.iter().any(|u| &u.username == user.username.get_ref()) {
+            problems.at(
+                user.username.span(),
+                format!("user {:?} is defined twice", user.username.get_ref()),
+            );
+        }
+        if let Some(hash) = problems.check(&user.password_hash, |h| {
+            crate::inbound::auth::check_hash(h).map(|()| h.to_string())
+        }) {
+            users.push(SmtpUser {
+                username: user.username.get_ref().clone(),
+                password_hash: hash,
+                allowed_configuration_sets: user
+                    .allowed_configuration_sets
+                    .as_ref()
+                    .map(|sets| sets.iter().map(|s| s.get_ref().clone()).collect()),
+            });
+        }
+    }
+    if !users.is_empty()
+        && tls.is_none()
+        && let Some(first) = smtp.user.first()
+    {
+        problems.at(
+            first.span(),
+            "[[smtp.user]] needs [smtp.tls]: AUTH is offered only inside TLS",
+        );
+    }
     let command_timeout = duration_or(&smtp.command_timeout, 300, &mut problems);
     let data_timeout = duration_or(&smtp.data_timeout, 180, &mut problems);
 
@@ -371,6 +402,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
             data_timeout,
             tls_listen,
             tls,
+            users,
         },
         spool_dir,
         nameservers,

@@ -36,6 +36,7 @@ impl Session {
                     .map(|r| r.address.clone())
                     .collect::<Vec<_>>(),
                 tls: self.stream.tls_description(),
+                authenticated: self.authenticated.as_ref().map(|u| u.username.as_str()),
             })
             .as_bytes(),
         );
@@ -132,6 +133,7 @@ impl Session {
             tracing::info!(id, client = %self.peer.ip(), reply = %reply, "message refused");
             let reason = match reply.status {
                 "5.3.0" => "unknown_configuration_set",
+                "5.7.1" => "configuration_set_not_allowed",
                 "5.3.4" => "too_big",
                 "5.6.0" => "malformed_content",
                 "4.3.0" | "4.3.1" => "spool_unavailable",
@@ -150,21 +152,38 @@ impl Session {
 
     /// The pool for a message, or the refusal for an unknown configuration set.
     fn classify(&self, configuration_set: Option<&str>) -> Result<String, Reply> {
+        let printable = || -> String {
+            configuration_set
+                .unwrap_or_default()
+                .chars()
+                .take(64)
+                .map(|c| if c.is_control() || c == '"' { '_' } else { c })
+                .collect()
+        };
+        // A user tied to configuration sets may only name those (no header: the default pool).
+        if let (Some(user), Some(name)) = (&self.authenticated, configuration_set)
+            && let Some(allowed) = &user.allowed_configuration_sets
+            && !allowed.iter().any(|a| a == name)
+        {
+            return Err(Reply::new(
+                554,
+                "5.7.1",
+                format!(
+                    "Configuration set \"{}\" is not allowed for user {}",
+                    printable(),
+                    user.username
+                ),
+            ));
+        }
         self.ctx
             .registry
             .load()
             .pool_for(configuration_set)
             .map_err(|_| {
-                let name: String = configuration_set
-                    .unwrap_or_default()
-                    .chars()
-                    .take(64)
-                    .map(|c| if c.is_control() || c == '"' { '_' } else { c })
-                    .collect();
                 Reply::new(
                     554,
                     "5.3.0",
-                    format!("Configuration set \"{name}\" does not exist"),
+                    format!("Configuration set \"{}\" does not exist", printable()),
                 )
             })
     }

@@ -1,6 +1,8 @@
 //! The inbound side: SMTP listeners, sessions, and the classification of each message into a
 //! configuration set and pool while it streams in.
 
+pub mod auth;
+mod auth_session;
 mod data_phase;
 mod headers;
 mod listener;

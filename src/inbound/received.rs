@@ -34,30 +34,44 @@ pub struct Trace<'a> {
     pub recipients: &'a [String],
     /// TLS version and cipher suite, when the session is encrypted.
     pub tls: Option<(String, String)>,
+    /// The AUTH user name, when the client authenticated (never the password).
+    pub authenticated: Option<&'a str>,
 }
 
 /// The header, folded, ending in CRLF.
 pub fn received_header(trace: &Trace<'_>) -> String {
-    let with = match (trace.esmtp, trace.tls.is_some()) {
-        (true, true) => "ESMTPS",
-        (true, false) => "ESMTP",
-        (false, true) => "SMTPS",
-        (false, false) => "SMTP",
+    // RFC 3848 protocol types.
+    let with = match (
+        trace.esmtp,
+        trace.tls.is_some(),
+        trace.authenticated.is_some(),
+    ) {
+        (true, true, true) => "ESMTPSA",
+        (true, true, false) => "ESMTPS",
+        (true, false, true) => "ESMTPA",
+        (true, false, false) => "ESMTP",
+        (false, true, _) => "SMTPS",
+        (false, false, _) => "SMTP",
     };
     let tls = trace
         .tls
         .as_ref()
         .map(|(version, cipher)| format!("\r\n\t(using {version} with cipher {cipher})"))
         .unwrap_or_default();
+    let auth = trace
+        .authenticated
+        .map(|user| format!("\r\n\t(Authenticated sender: {})", sanitize_name(user)))
+        .unwrap_or_default();
     let recipient = match trace.recipients {
         [only] => format!("\r\n\tfor <{}>", sanitize_address(only)),
         _ => String::new(),
     };
     format!(
-        "Received: from {} ([{}]){}\r\n\tby {} (poolrelay) with {} id {}{};\r\n\t{}\r\n",
+        "Received: from {} ([{}]){}{}\r\n\tby {} (poolrelay) with {} id {}{};\r\n\t{}\r\n",
         sanitize_name(trace.helo),
         trace.client_ip,
         tls,
+        auth,
         trace.hostname,
         with,
         trace.id,
@@ -93,6 +107,7 @@ mod tests {
             id: "abc",
             recipients: &["a@example.test".into()],
             tls: Some(("TLSv1.3".into(), "TLS13_AES_256_GCM_SHA384".into())),
+            authenticated: Some("app1"),
         });
         assert!(
             header.starts_with(
@@ -101,7 +116,7 @@ mod tests {
             "{header}"
         );
         assert!(header.contains("\r\n\tfor <a@example.test>;\r\n\t"));
-        assert!(header.contains("\r\n\t(using TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384)\r\n\tby relay.example.test (poolrelay) with ESMTPS id abc"));
+        assert!(header.contains("\r\n\t(using TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384)\r\n\t(Authenticated sender: app1)\r\n\tby relay.example.test (poolrelay) with ESMTPSA id abc"), "{header}");
         // Every line after the first is a continuation line: one header only.
         assert!(
             header

@@ -15,7 +15,9 @@ use smtp_proto::{Error as ParseError, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::InboundContext;
+use super::auth_session::SaslStep;
 use super::received::sanitize_name;
+use crate::config::SmtpUser;
 use crate::smtp::Reply;
 use crate::smtp::line::{Framed, frame_command};
 use crate::smtp::stream::SmtpStream;
@@ -27,10 +29,15 @@ const MAX_ERRORS: u32 = 20;
 
 /// What the command loop asks the I/O loop to do next.
 #[derive(Debug, PartialEq, Eq)]
-enum Next {
+pub(super) enum Next {
     ReadMore,
     ReceiveData,
     StartTls,
+    /// Check these credentials (slow: argon2), then reply.
+    Authenticate {
+        username: String,
+        password: String,
+    },
     Close,
 }
 
@@ -57,6 +64,11 @@ pub struct Session {
     pub(super) transaction: Option<Transaction>,
     pub(super) errors: u32,
     pub(super) skipping_long_line: bool,
+    /// The user this session authenticated as.
+    pub(super) authenticated: Option<SmtpUser>,
+    /// A SASL exchange waiting for the client's next line.
+    pub(super) sasl: Option<SaslStep>,
+    pub(super) auth_failures: u32,
 }
 
 impl Session {
@@ -72,6 +84,9 @@ impl Session {
             transaction: None,
             errors: 0,
             skipping_long_line: false,
+            authenticated: None,
+            sasl: None,
+            auth_failures: 0,
         }
     }
 
@@ -79,7 +94,7 @@ impl Session {
         reply.write_to(&mut self.output);
     }
 
-    fn error(&mut self, reply: Reply) -> Next {
+    pub(super) fn error(&mut self, reply: Reply) -> Next {
         self.reply(reply);
         self.errors += 1;
         if self.errors >= MAX_ERRORS {
@@ -145,6 +160,13 @@ impl Session {
                 }
                 Next::StartTls => {
                     if !self.start_tls().await {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Next::Authenticate { username, password } => {
+                    if !self.authenticate(username, password).await {
+                        self.flush().await?;
                         return Ok(());
                     }
                     continue;
@@ -224,7 +246,10 @@ impl Session {
                 Framed::Line(line, used) => (line.to_vec(), used),
             };
             self.input.advance(used);
-            let next = self.command(&line);
+            let next = match self.sasl.take() {
+                Some(step) => self.sasl_line(step, &line),
+                None => self.command(&line),
+            };
             if next != Next::ReadMore {
                 return next;
             }
@@ -261,6 +286,10 @@ impl Session {
                 self.reply(Reply::new(221, "2.0.0", "Bye"));
                 Next::Close
             }
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth_command(mechanism, initial_response),
             Request::Vrfy { .. } => {
                 self.reply(Reply::new(
                     252,
@@ -346,13 +375,31 @@ impl Session {
         if self.ctx.tls.is_some() && self.stream.tls_description().is_none() {
             lines.insert(lines.len() - 1, "STARTTLS".to_string());
         }
+        if self.stream.tls_description().is_some() && !self.ctx.settings.users.is_empty() {
+            lines.insert(lines.len() - 1, "AUTH PLAIN LOGIN".to_string());
+        }
         self.reply(Reply::multiline(250, lines));
         Next::ReadMore
+    }
+
+    /// Authenticated, or connecting from a relay network.
+    pub(super) fn may_relay(&self) -> bool {
+        let client = self.peer.ip();
+        self.authenticated.is_some()
+            || self
+                .ctx
+                .settings
+                .relay_networks
+                .iter()
+                .any(|net| net.contains(&client))
     }
 
     fn mail(&mut self, from: smtp_proto::MailFrom<String>) -> Next {
         if self.helo.is_none() {
             return self.error(Reply::new(503, "5.5.1", "Send EHLO or HELO first"));
+        }
+        if !self.may_relay() {
+            return self.error(Reply::new(530, "5.7.0", "Authentication required"));
         }
         if self.transaction.is_some() {
             return self.error(Reply::new(503, "5.5.1", "Nested MAIL command"));
@@ -385,14 +432,7 @@ impl Session {
         let Some(transaction) = &self.transaction else {
             return self.error(Reply::new(503, "5.5.1", "Need MAIL before RCPT"));
         };
-        let client = self.peer.ip();
-        if !self
-            .ctx
-            .settings
-            .relay_networks
-            .iter()
-            .any(|net| net.contains(&client))
-        {
+        if !self.may_relay() {
             return self.error(Reply::new(554, "5.7.1", "Relay access denied"));
         }
         if !transaction.smtputf8 && !to.address.is_ascii() {
