@@ -133,7 +133,9 @@ async fn send_all(
 /// Runs the demo with `per_set` messages for each configuration set.
 pub async fn run(config_path: &Path, per_set: usize) -> anyhow::Result<()> {
     let mut config = config::load(config_path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
-    let sink = Sink::start("127.0.0.1:0".parse()?)
+    crate::server::install_crypto_provider();
+    // The sink offers STARTTLS (self-signed), so sets with tls_policy = "REQUIRE" are delivered too.
+    let sink = Sink::start_with_self_signed_tls("127.0.0.1:0".parse()?)
         .await
         .context("cannot start the sink")?;
     let spool = std::env::temp_dir().join(format!("poolrelay-demo-{}", std::process::id()));
@@ -199,12 +201,14 @@ pub async fn run(config_path: &Path, per_set: usize) -> anyhow::Result<()> {
         }
     }
 
+    let mut tls_of: BTreeMap<usize, bool> = BTreeMap::new();
     let mut source_of: BTreeMap<usize, (IpAddr, bool)> = BTreeMap::new();
     for message in &received {
         if let Some(number) = demo_number(&message.content) {
             let clean = message.violation.is_none()
                 && !String::from_utf8_lossy(&message.content).contains("X-SES-");
             source_of.insert(number, (message.peer.ip(), clean));
+            tls_of.insert(number, message.tls);
         }
     }
 
@@ -236,6 +240,8 @@ pub async fn run(config_path: &Path, per_set: usize) -> anyhow::Result<()> {
                         ip.to_string(),
                         "delivered, but content not clean".to_string(),
                     )
+                } else if tls_of.get(&plan.number) == Some(&true) {
+                    (ip.to_string(), "delivered over TLS".to_string())
                 } else {
                     (ip.to_string(), "delivered".to_string())
                 }

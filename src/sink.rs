@@ -97,6 +97,24 @@ impl Sink {
         Self::start_full(addr, keep_messages, None).await
     }
 
+    /// Starts a recording sink that offers STARTTLS with a self-signed certificate made now.
+    pub async fn start_with_self_signed_tls(addr: SocketAddr) -> std::io::Result<Self> {
+        let generated = rcgen::generate_simple_self_signed(vec!["sink.poolrelay.test".to_string()])
+            .map_err(std::io::Error::other)?;
+        let cert = rustls::pki_types::CertificateDer::from(generated.cert.der().to_vec());
+        let key =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(generated.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(std::io::Error::other)?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .map_err(std::io::Error::other)?;
+        Self::start_tls(addr, Arc::new(config)).await
+    }
+
     /// Starts a recording sink that offers STARTTLS with `tls`.
     pub async fn start_tls(
         addr: SocketAddr,
