@@ -150,6 +150,8 @@ pub async fn run(config_path: &Path, per_set: usize) -> anyhow::Result<()> {
             host: sink.addr().ip().to_string(),
             port: sink.addr().port(),
         },
+        require_tls: false,
+        verify_tls: false,
     }];
     let registry = config.registry.clone();
     println!("poolrelay demo — config {}", config_path.display());

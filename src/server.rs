@@ -82,6 +82,8 @@ impl Relay {
         let registry = Arc::new(ArcSwap::from_pointee(config.registry.clone()));
         let shutdown = CancellationToken::new();
         let tls = tls::opportunistic_client_config().context("cannot set up TLS")?;
+        let verifying_tls = tls::verifying_client_config(config.outbound.ca_file.as_deref())
+            .map_err(|e| anyhow::anyhow!("outbound.ca_file: {e}"))?;
         let outbound = Arc::new(Outbound::new(
             registry.clone(),
             NextHopResolver::new(
@@ -91,6 +93,7 @@ impl Relay {
             ),
             ConnectionCache::new(config.queue.connection_idle_timeout),
             tls,
+            verifying_tls,
             config.smtp.hostname.clone(),
             spool.clone(),
         ));

@@ -408,3 +408,101 @@ async fn auth_only_inside_tls_with_every_failure_code_and_set_restrictions() {
     assert!(guesser.reply().await.starts_with("421 4.7.0"));
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_can_require_tls_and_verify_the_certificate() {
+    poolrelay::server::install_crypto_provider();
+    // A TLS sink whose self-signed certificate names 127.0.0.1.
+    let sink_dir = tempfile::tempdir().unwrap();
+    let files = certificate(sink_dir.path(), "127.0.0.1");
+    let tls_sink = Sink::start_tls(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(poolrelay::inbound::tls::server_config(&files).unwrap()),
+    )
+    .await
+    .unwrap();
+    let plain_sink = start_sink().await;
+    let route = |domain: &str, sink: std::net::SocketAddr, options: &str| {
+        format!(
+            "[[route]]\ndomain = \"{domain}\"\nnext_hop = \"[{}]:{}\"\n{options}\n",
+            sink.ip(),
+            sink.port()
+        )
+    };
+    let config = |ca: Option<&Path>| {
+        format!(
+            "{}[queue]\nretry_interval = \"1h\"\n{}\n{}{}{}[[ip]]\naddress = \"127.0.0.2\"\n",
+            smtp_section(""),
+            ca.map(|p| format!("[outbound]\nca_file = \"{}\"\n", p.display()))
+                .unwrap_or_default(),
+            route("verified.test", tls_sink.addr(), "tls_verify = true"),
+            route("required.test", plain_sink.addr(), "tls = \"require\""),
+            route("plain.test", plain_sink.addr(), ""),
+        )
+    };
+    let send_all = |relay_addr: std::net::SocketAddr| async move {
+        let (mut client, _) = RawClient::connect(relay_addr).await;
+        for rcpt in ["a@verified.test", "b@required.test", "c@plain.test"] {
+            let reply = client
+                .send_message(
+                    "app@example.test",
+                    &[rcpt],
+                    format!("Subject: {rcpt}\r\n\r\nx\r\n.\r\n").as_bytes(),
+                )
+                .await;
+            assert!(reply.starts_with("250"), "{reply}");
+        }
+    };
+    let deferred = |spool: std::path::PathBuf| {
+        let found: Vec<String> = spool_files(&spool, "queue")
+            .iter()
+            .filter(|n| n.ends_with(".env"))
+            .filter_map(|n| {
+                serde_json::from_slice::<poolrelay::spool::Envelope>(
+                    &std::fs::read(spool.join("queue").join(n)).ok()?,
+                )
+                .ok()
+            })
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e.recipients[0].address,
+                    e.recipients[0].last_reply.clone().unwrap_or_default()
+                )
+            })
+            .collect();
+        (found.len() == 2).then_some(found)
+    };
+
+    // Verified against the webpki roots, a self-signed certificate fails: deferred, never sent.
+    let relay = TestRelay::start(&config(None)).await;
+    send_all(relay.addr).await;
+    let mut reasons = eventually(|| deferred(relay.spool_dir()))
+        .await
+        .expect("two deferred");
+    reasons.sort();
+    assert!(
+        reasons[0].starts_with("a@verified.test 451 4.7.10"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].starts_with("b@required.test 451 4.7.10"),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        plain_sink.wait_for(1, WAIT).await.len(),
+        1,
+        "only the plain route delivered"
+    );
+    assert!(tls_sink.messages().is_empty());
+    relay.stop().await;
+
+    // With the sink's certificate as the CA, the verified route delivers over TLS.
+    let relay = TestRelay::start(&config(Some(&files.cert))).await;
+    send_all(relay.addr).await;
+    let received = tls_sink.wait_for(1, WAIT).await;
+    assert_eq!(received.len(), 1);
+    assert!(received[0].tls);
+    assert_eq!(received[0].recipients, ["a@verified.test"]);
+    relay.stop().await;
+}

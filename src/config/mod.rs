@@ -79,6 +79,8 @@ pub struct QueueSettings {
 pub struct OutboundSettings {
     /// The port used for MX hosts and address literals: 25, except in test setups on loopback.
     pub mx_port: u16,
+    /// PEM roots for routes with `tls_verify`; `None`: the webpki (Mozilla) roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The admin socket.

@@ -117,6 +117,7 @@ pub struct RawEvents {
 #[serde(deny_unknown_fields)]
 pub struct RawOutbound {
     pub mx_port: Option<Spanned<u64>>,
+    pub ca_file: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +125,8 @@ pub struct RawOutbound {
 pub struct RawRoute {
     pub domain: Text,
     pub next_hop: Text,
+    pub tls: Option<Text>,
+    pub tls_verify: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -265,6 +265,11 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
         mx_port: raw.outbound.mx_port.as_ref().map_or(25, |v| {
             number_in(v, 1..65536, "outbound.mx_port", &mut problems)
         }) as u16,
+        ca_file: raw
+            .outbound
+            .ca_file
+            .as_ref()
+            .map(|p| relative_to_config(p.get_ref())),
     };
 
     let events_path = raw
@@ -294,6 +299,17 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
         let route = route.get_ref();
         let domain = problems.check(&route.domain, DomainPattern::parse);
         let next_hop = problems.check(&route.next_hop, HostPort::parse);
+        let require_tls = match &route.tls {
+            None => false,
+            Some(tls) => problems
+                .check(tls, |t| match t {
+                    "require" => Ok(true),
+                    "optional" => Ok(false),
+                    _ => Err(format!("tls is \"require\" or \"optional\", not {t:?}")),
+                })
+                .unwrap_or(false),
+        };
+        let verify_tls = route.tls_verify.unwrap_or(false);
         if let (Some(domain), Some(next_hop)) = (domain, next_hop) {
             if routes.iter().any(|r: &Route| r.domain == domain) {
                 problems.at(
@@ -301,7 +317,13 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
                     format!("a route for {domain} is defined twice"),
                 );
             }
-            routes.push(Route { domain, next_hop });
+            routes.push(Route {
+                domain,
+                next_hop,
+                // Verifying a certificate only means something if plaintext is not an option.
+                require_tls: require_tls || verify_tls,
+                verify_tls,
+            });
         }
     }
 

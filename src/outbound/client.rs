@@ -176,8 +176,10 @@ pub struct SmtpClient {
     /// The source address the connection is bound to (`None`: the host's default).
     pub source: Option<IpAddr>,
     pub target: SocketAddr,
-    /// `TLSv1_3` etc. once STARTTLS succeeded.
+    /// `TLSv1.3` etc. once STARTTLS succeeded.
     pub tls_version: Option<String>,
+    /// The server's certificate was verified (a verifying configuration was used and TLS is up).
+    pub verified: bool,
     /// Transactions completed on this connection.
     pub transactions: u32,
     timeouts: Timeouts,
@@ -203,6 +205,7 @@ impl SmtpClient {
             source,
             target,
             tls_version: None,
+            verified: false,
             transactions: 0,
             timeouts,
             _counted: crate::metrics::ConnectionGuard::outbound(),

@@ -157,7 +157,10 @@ impl Outbound {
         target: &Target,
     ) -> Result<(SmtpClient, bool), NoSession> {
         if let Some(client) = self.cache.take((source, target.addr)) {
-            if client.tls_version.is_some() || !self.requires_tls(envelope) {
+            let tls_ok = client.tls_version.is_some()
+                || !(target.require_tls || self.requires_tls(envelope));
+            let verify_ok = client.verified || !target.verify_tls;
+            if tls_ok && verify_ok {
                 return Ok((client, true));
             }
             // A plaintext connection never carries mail whose configuration set requires TLS.
@@ -197,7 +200,12 @@ impl Outbound {
             self.report_available(address);
         }
         let ehlo_name = self.ehlo_name(&envelope.pool, source);
-        let client = SmtpClient::open(stream, source, &ehlo_name, &target.host, Some(&self.tls), self.timeouts)
+        let tls = if target.verify_tls {
+            &self.verifying_tls
+        } else {
+            &self.tls
+        };
+        let mut client = SmtpClient::open(stream, source, &ehlo_name, &target.host, Some(tls), self.timeouts)
             .await
             .map_err(|error| {
                 tracing::warn!(id = %envelope.id, pool = %envelope.pool, source_ip = ?source, next_hop = %target.addr, %error, "session setup failed");
@@ -206,11 +214,12 @@ impl Outbound {
                 // 4.7.10 is "encryption needed" (RFC 5248): the failure is about TLS, not the host.
                 NoSession::Failed(if tls_failed { format!("4.7.10 {reason}") } else { reason })
             })?;
-        if client.tls_version.is_none() && self.requires_tls(envelope) {
+        client.verified = target.verify_tls && client.tls_version.is_some();
+        if client.tls_version.is_none() && (target.require_tls || self.requires_tls(envelope)) {
             tracing::warn!(id = %envelope.id, pool = %envelope.pool, next_hop = %target.addr, "TLS required but not offered; not sending in plaintext");
             client.quit().await;
             return Err(NoSession::Failed(format!(
-                "4.7.10 TLS is required for this configuration set but {} does not offer STARTTLS",
+                "4.7.10 TLS is required for this message but {} does not offer STARTTLS",
                 target.addr
             )));
         }

@@ -36,6 +36,8 @@ pub struct Outbound {
     pub selector: SourceSelector,
     pub cache: ConnectionCache,
     pub tls: Arc<ClientConfig>,
+    /// For routes with `tls_verify`.
+    pub verifying_tls: Arc<ClientConfig>,
     /// Default EHLO name (`smtp.hostname`).
     pub hostname: String,
     pub spool: Spool,
@@ -50,6 +52,7 @@ impl Outbound {
         resolver: NextHopResolver,
         cache: ConnectionCache,
         tls: Arc<ClientConfig>,
+        verifying_tls: Arc<ClientConfig>,
         hostname: String,
         spool: Spool,
     ) -> Self {
@@ -59,6 +62,7 @@ impl Outbound {
             selector: SourceSelector::default(),
             cache,
             tls,
+            verifying_tls,
             hostname,
             spool,
             timeouts: Timeouts::default(),

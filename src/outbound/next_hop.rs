@@ -24,6 +24,9 @@ use super::route::{Route, find_route};
 pub struct Target {
     pub host: String,
     pub addr: SocketAddr,
+    /// From the route: never plaintext / verify the certificate. MX targets: neither.
+    pub require_tls: bool,
+    pub verify_tls: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,9 +104,14 @@ impl NextHopResolver {
     /// The addresses to try for a (lower-case) recipient domain, best first.
     pub async fn resolve(&self, domain: &str) -> Result<Vec<Target>, ResolveError> {
         if let Some(route) = find_route(&self.routes, domain) {
-            return self
+            let mut targets = self
                 .host_addresses(&route.next_hop.host, route.next_hop.port)
-                .await;
+                .await?;
+            for target in &mut targets {
+                target.require_tls = route.require_tls;
+                target.verify_tls = route.verify_tls;
+            }
+            return Ok(targets);
         }
         if let Some(literal) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
             let literal = literal.strip_prefix("ipv6:").unwrap_or(literal);
@@ -113,6 +121,8 @@ impl NextHopResolver {
                     vec![Target {
                         host: ip.to_string(),
                         addr: SocketAddr::new(ip, self.mx_port),
+                        require_tls: false,
+                        verify_tls: false,
                     }]
                 })
                 .map_err(|_| ResolveError::Permanent(format!("bad address literal {domain}")));
@@ -175,6 +185,8 @@ impl NextHopResolver {
             return Ok(vec![Target {
                 host: host.to_string(),
                 addr: SocketAddr::new(ip, port),
+                require_tls: false,
+                verify_tls: false,
             }]);
         }
         let dns = self.dns()?;
@@ -184,6 +196,8 @@ impl NextHopResolver {
                 .map(|ip| Target {
                     host: host.trim_end_matches('.').to_string(),
                     addr: SocketAddr::new(ip, port),
+                    require_tls: false,
+                    verify_tls: false,
                 })
                 .collect()),
             Err(error) => match no_records(&error) {

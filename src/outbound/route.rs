@@ -108,6 +108,10 @@ impl fmt::Display for HostPort {
 pub struct Route {
     pub domain: DomainPattern,
     pub next_hop: HostPort,
+    /// `tls = "require"`: never deliver over this route in plaintext.
+    pub require_tls: bool,
+    /// `tls_verify = true`: verify the certificate chain and the next hop's name.
+    pub verify_tls: bool,
 }
 
 /// The most specific route for a (lowercase) domain, if any.
@@ -127,6 +131,8 @@ mod tests {
         Route {
             domain: DomainPattern::parse(domain).unwrap(),
             next_hop: HostPort::parse(hop).unwrap(),
+            require_tls: false,
+            verify_tls: false,
         }
     }
 

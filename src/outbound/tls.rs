@@ -72,3 +72,34 @@ pub fn opportunistic_client_config() -> Result<Arc<ClientConfig>, rustls::Error>
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
+
+/// A verifying client configuration for routes with `tls_verify`: the chain must lead to one of
+/// the roots in `ca_file` (PEM) or, without one, the webpki (Mozilla) roots, and the certificate
+/// must name the next hop.
+pub fn verifying_client_config(
+    ca_file: Option<&std::path::Path>,
+) -> Result<Arc<ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            for cert in CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            {
+                let cert =
+                    cert.map_err(|e| format!("bad certificate in {}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("unusable CA certificate in {}: {e}", path.display()))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
