@@ -277,10 +277,16 @@ mod tests {
         let routes = vec![Route {
             domain: super::super::route::DomainPattern::parse("example.test").unwrap(),
             next_hop: super::super::route::HostPort::parse("127.0.0.1:2526").unwrap(),
+            require_tls: true,
+            verify_tls: false,
         }];
         let resolver = NextHopResolver::new(routes, &["127.0.0.1:9".parse().unwrap()], 25);
         let targets = resolver.resolve("example.test").await.unwrap();
         assert_eq!(targets[0].addr, "127.0.0.1:2526".parse().unwrap());
+        assert!(
+            targets[0].require_tls && !targets[0].verify_tls,
+            "the route's TLS needs travel with it"
+        );
         let targets = resolver.resolve("[127.0.0.5]").await.unwrap();
         assert_eq!(targets[0].addr, "127.0.0.5:25".parse().unwrap());
     }
