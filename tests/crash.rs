@@ -4,43 +4,12 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 
 use common::*;
-
-/// The relay binary running on `dir/poolrelay.toml`; returns the process and its SMTP address,
-/// read from its log line "poolrelay is accepting mail listen=[...]".
-fn spawn_relay(dir: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_poolrelay"))
-        .args(["serve", "--config"])
-        .arg(dir.join("poolrelay.toml"))
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("relay binary starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let (found, address) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent && let Some(start) = line.find("listen=[") {
-                let rest = &line[start + 8..];
-                if let Some(end) = rest.find(']') {
-                    let _ = found.send(rest[..end].to_string());
-                    sent = true;
-                }
-            }
-        }
-    });
-    let address = address
-        .recv_timeout(WAIT)
-        .expect("the relay reports its address");
-    (child, address.parse().expect("an address"))
-}
 
 fn kill(child: &mut Child) {
     // SIGKILL: no shutdown code runs.

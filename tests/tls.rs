@@ -506,3 +506,137 @@ async fn routes_can_require_tls_and_verify_the_certificate() {
     assert_eq!(received[0].recipients, ["a@verified.test"]);
     relay.stop().await;
 }
+
+/// A next hop that slips a forged reply in behind its `220` to STARTTLS, in plaintext.
+async fn injecting_next_hop(
+    files: &TlsFiles,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<Vec<String>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(
+        poolrelay::inbound::tls::server_config(files).unwrap(),
+    ));
+    let task = tokio::spawn(async move {
+        let (mut plain, _) = listener.accept().await.unwrap();
+        let mut buffer = vec![0u8; 4096];
+        plain.write_all(b"220 hostile ESMTP\r\n").await.unwrap();
+        let _ = plain.read(&mut buffer).await.unwrap(); // EHLO
+        plain
+            .write_all(b"250-hostile\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
+            .await
+            .unwrap();
+        let _ = plain.read(&mut buffer).await.unwrap(); // STARTTLS
+        plain
+            .write_all(b"220 go ahead\r\n250 injected reply\r\n")
+            .await
+            .unwrap();
+        let mut tls = acceptor.accept(plain).await.unwrap();
+        // From here on a well-behaved server: one reply per command, in order.
+        let mut commands = Vec::new();
+        let mut pending = Vec::new();
+        loop {
+            let n = tls.read(&mut buffer).await.unwrap_or(0);
+            if n == 0 {
+                return commands;
+            }
+            pending.extend_from_slice(&buffer[..n]);
+            while let Some(end) = pending.windows(2).position(|w| w == b"\r\n") {
+                let line: Vec<u8> = pending.drain(..end + 2).collect();
+                let line = String::from_utf8_lossy(&line[..end]).into_owned();
+                let in_data = commands.last().is_some_and(|c: &String| c == "DATA") && line != ".";
+                let reply: &[u8] = if in_data {
+                    continue;
+                } else if line.starts_with("EHLO") {
+                    b"250-hostile\r\n250 PIPELINING\r\n"
+                } else if line == "DATA" {
+                    b"354 go\r\n"
+                } else if line == "." {
+                    b"250 2.0.0 stored\r\n"
+                } else if line == "QUIT" {
+                    b"221 bye\r\n"
+                } else {
+                    b"250 ok\r\n"
+                };
+                if !(commands.last().is_some_and(|c: &String| c == "DATA") && line != ".") {
+                    commands.push(line);
+                }
+                tls.write_all(reply).await.unwrap();
+            }
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_injected_before_the_outbound_handshake_is_discarded() {
+    poolrelay::server::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let files = certificate(dir.path(), "hostile.test");
+    let (hop, server) = injecting_next_hop(&files).await;
+    let relay = TestRelay::start(&format!(
+        "{}{}[queue]\nretry_interval = \"1h\"\n[[ip]]\naddress = \"127.0.0.2\"\n",
+        smtp_section(""),
+        catch_all_route(hop)
+    ))
+    .await;
+    let (mut client, _) = RawClient::connect(relay.addr).await;
+    let reply = client
+        .send_message(
+            "app@example.test",
+            &["user@example.test"],
+            b"Subject: x\r\n\r\nbody\r\n.\r\n",
+        )
+        .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    // Delivered in step: the injected "250" was not taken as the reply to EHLO inside TLS.
+    let spool = relay.spool_dir();
+    eventually(|| spool_files(&spool, "queue").is_empty().then_some(()))
+        .await
+        .expect("delivered and removed");
+    relay.stop().await;
+    let commands = server.await.unwrap();
+    assert_eq!(commands[0], "EHLO relay.test");
+    assert!(commands.iter().any(|c| c == "."), "{commands:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_certificate() {
+    poolrelay::server::install_crypto_provider();
+    let sink = start_sink().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("poolrelay.toml"),
+        tls_config(sink.addr(), dir.path(), ""),
+    )
+    .unwrap();
+    let (mut relay, addr) = spawn_relay(dir.path());
+    let served_certificate = || async move {
+        let (mut client, _) = RawClient::connect(addr).await;
+        assert!(client.command("EHLO c.test").await.starts_with("250"));
+        assert!(client.command("STARTTLS").await.starts_with("220"));
+        let connector = tokio_rustls::TlsConnector::from(
+            poolrelay::outbound::tls::opportunistic_client_config().unwrap(),
+        );
+        let name = rustls::pki_types::ServerName::try_from("relay.test").unwrap();
+        let tls = connector
+            .connect(name, client.stream)
+            .await
+            .expect("handshake");
+        tls.get_ref().1.peer_certificates().expect("a certificate")[0].to_vec()
+    };
+    let before = served_certificate().await;
+    certificate(dir.path(), "relay.test"); // new key and certificate in the same files
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(relay.id() as libc::pid_t, libc::SIGHUP) };
+    let mut after = before.clone();
+    for _ in 0..200 {
+        after = served_certificate().await;
+        if after != before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_ne!(after, before, "the new certificate is served after SIGHUP");
+    relay.kill().unwrap();
+    relay.wait().unwrap();
+}

@@ -291,3 +291,37 @@ pub fn without_trace_header(content: &[u8]) -> &[u8] {
         }
     }
 }
+
+/// The relay binary running on `dir/poolrelay.toml`; returns the process and its SMTP address,
+/// read from its log line "poolrelay is accepting mail listen=[...]".
+pub fn spawn_relay(dir: &Path) -> (std::process::Child, SocketAddr) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_poolrelay"))
+        .args(["serve", "--config"])
+        .arg(dir.join("poolrelay.toml"))
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("relay binary starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (found, address) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if !sent && let Some(start) = line.find("listen=[") {
+                let rest = &line[start + 8..];
+                if let Some(end) = rest.find(']') {
+                    let _ = found.send(rest[..end].to_string());
+                    sent = true;
+                }
+            }
+        }
+    });
+    let address = address
+        .recv_timeout(WAIT)
+        .expect("the relay reports its address");
+    (child, address.parse().expect("an address"))
+}
