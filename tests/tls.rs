@@ -231,62 +231,24 @@ async fn tls_policy_require_never_sends_in_plaintext() {
     assert!(version == "TLSv1.3" || version == "TLSv1.2", "{delivery}");
 }
 
-/// A line-oriented SMTP client over TLS (after STARTTLS on a raw connection).
-struct TlsClient {
-    stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
-    buffer: Vec<u8>,
-}
+/// An SMTP client over TLS, after STARTTLS on a plain connection.
+type TlsClient = RawClient<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
-impl TlsClient {
-    async fn start(addr: std::net::SocketAddr) -> Self {
-        let (mut client, _) = RawClient::connect(addr).await;
-        assert!(client.command("EHLO c.test").await.starts_with("250"));
-        assert!(client.command("STARTTLS").await.starts_with("220"));
-        poolrelay::server::install_crypto_provider();
-        let connector = tokio_rustls::TlsConnector::from(
-            poolrelay::outbound::tls::opportunistic_client_config().unwrap(),
-        );
-        let name = rustls::pki_types::ServerName::try_from("relay.test").unwrap();
-        let stream = connector
+async fn start_tls_client(addr: std::net::SocketAddr) -> TlsClient {
+    let (mut client, _) = RawClient::connect(addr).await;
+    assert!(client.command("EHLO c.test").await.starts_with("250"));
+    assert!(client.command("STARTTLS").await.starts_with("220"));
+    poolrelay::server::install_crypto_provider();
+    let connector = tokio_rustls::TlsConnector::from(
+        poolrelay::outbound::tls::opportunistic_client_config().unwrap(),
+    );
+    let name = rustls::pki_types::ServerName::try_from("relay.test").unwrap();
+    RawClient::over(
+        connector
             .connect(name, client.stream)
             .await
-            .expect("handshake");
-        Self {
-            stream,
-            buffer: Vec::new(),
-        }
-    }
-
-    async fn command(&mut self, line: &str) -> String {
-        self.stream
-            .write_all(format!("{line}\r\n").as_bytes())
-            .await
-            .unwrap();
-        self.reply().await
-    }
-
-    async fn reply(&mut self) -> String {
-        let mut reply = String::new();
-        loop {
-            while let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buffer.drain(..=end).collect();
-                let line = String::from_utf8_lossy(&line).into_owned();
-                reply.push_str(&line);
-                if line.len() < 4 || line.as_bytes()[3] != b'-' {
-                    return reply;
-                }
-            }
-            let mut chunk = [0u8; 4096];
-            let n = tokio::time::timeout(WAIT, self.stream.read(&mut chunk))
-                .await
-                .expect("reply in time")
-                .unwrap_or(0);
-            if n == 0 {
-                return reply;
-            }
-            self.buffer.extend_from_slice(&chunk[..n]);
-        }
-    }
+            .expect("handshake"),
+    )
 }
 
 fn b64(text: &str) -> String {
@@ -319,7 +281,7 @@ async fn auth_only_inside_tls_with_every_failure_code_and_set_restrictions() {
             .starts_with("530 5.7.0")
     );
 
-    let mut tls = TlsClient::start(relay.addr).await;
+    let mut tls = start_tls_client(relay.addr).await;
     assert!(
         tls.command("EHLO c.test")
             .await
@@ -394,7 +356,7 @@ async fn auth_only_inside_tls_with_every_failure_code_and_set_restrictions() {
     assert!(!text.contains("right password"));
 
     // Guessing: slowed down, then disconnected on the fifth failure.
-    let mut guesser = TlsClient::start(relay.addr).await;
+    let mut guesser = start_tls_client(relay.addr).await;
     assert!(guesser.command("EHLO c.test").await.starts_with("250"));
     for attempt in 1..=5 {
         let reply = guesser

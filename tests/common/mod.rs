@@ -140,9 +140,9 @@ pub fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
 }
 
-/// A plain SMTP client that sends exactly the bytes it is given.
-pub struct RawClient {
-    pub stream: TcpStream,
+/// An SMTP client that sends exactly the bytes it is given, over TCP or (after STARTTLS) TLS.
+pub struct RawClient<S = TcpStream> {
+    pub stream: S,
     buffer: Vec<u8>,
 }
 
@@ -150,12 +150,19 @@ impl RawClient {
     /// Connects and reads the greeting.
     pub async fn connect(addr: SocketAddr) -> (Self, String) {
         let stream = TcpStream::connect(addr).await.expect("connect");
-        let mut client = Self {
-            stream,
-            buffer: Vec::new(),
-        };
+        let mut client = Self::over(stream);
         let greeting = client.reply().await;
         (client, greeting)
+    }
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> RawClient<S> {
+    /// A client on an already open stream (no greeting is read).
+    pub fn over(stream: S) -> Self {
+        Self {
+            stream,
+            buffer: Vec::new(),
+        }
     }
 
     pub async fn send(&mut self, bytes: &[u8]) {
