@@ -263,3 +263,68 @@ impl RawClientLoose {
         self.expect(code).await
     }
 }
+
+/// A small tmpfs mounted for one test, unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(at).ok()?;
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .ok()?;
+        status.success().then(|| Self(at.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_gets_452_and_never_250() {
+    let sink = start_sink().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Needs permission to mount (root in CI); without it there is no full disk to test against.
+    let Some(_disk) = SmallDisk::mount(&dir.path().join("var/spool"), "512k") else {
+        eprintln!("skipped: cannot mount a small file system here");
+        return;
+    };
+    let text = format!(
+        "{}{}[[ip]]\naddress = \"127.0.0.2\"\n",
+        smtp_section(""),
+        catch_all_route(sink.addr())
+    );
+    let relay = TestRelay::start_in(dir, &text).await;
+    let (mut client, _) = RawClient::connect(relay.addr).await;
+    let big = "x".repeat(76) + "\r\n";
+    let content = format!(
+        "Subject: too big for the disk\r\n\r\n{}.\r\n",
+        big.repeat(1024 * 1024 / 78)
+    );
+    let reply = client
+        .send_message("app@example.test", &["b@example.test"], content.as_bytes())
+        .await;
+    assert!(reply.starts_with("452 4.3.1"), "{reply}");
+    assert!(
+        relay.spool_files("queue").is_empty(),
+        "no half file left visible"
+    );
+    // Small mail still fits and goes through.
+    let reply = client
+        .send_message(
+            "app@example.test",
+            &["b@example.test"],
+            b"Subject: small\r\n\r\nx\r\n.\r\n",
+        )
+        .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    assert_eq!(sink.wait_for(1, WAIT).await.len(), 1);
+    let dir = relay.stop().await;
+    drop(_disk);
+    drop(dir);
+}
