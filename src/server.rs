@@ -16,10 +16,8 @@ use crate::admin::{AdminState, bind_admin_socket};
 use crate::config::Config;
 use crate::inbound::tls::InboundTls;
 use crate::inbound::{InboundContext, serve_listener};
-use crate::outbound::cache::ConnectionCache;
+use crate::outbound::Outbound;
 use crate::outbound::connect::source_available;
-use crate::outbound::next_hop::NextHopResolver;
-use crate::outbound::{Outbound, tls};
 use crate::queue::QueueHandle;
 use crate::queue::attempt::AttemptContext;
 use crate::queue::events::EventLog;
@@ -81,22 +79,10 @@ impl Relay {
         check_sources(&config.registry);
         let registry = Arc::new(ArcSwap::from_pointee(config.registry.clone()));
         let shutdown = CancellationToken::new();
-        let tls = tls::opportunistic_client_config().context("cannot set up TLS")?;
-        let verifying_tls = tls::verifying_client_config(config.outbound.ca_file.as_deref())
-            .map_err(|e| anyhow::anyhow!("outbound.ca_file: {e}"))?;
-        let outbound = Arc::new(Outbound::new(
-            registry.clone(),
-            NextHopResolver::new(
-                config.routes.clone(),
-                &config.nameservers,
-                config.outbound.mx_port,
-            ),
-            ConnectionCache::new(config.queue.connection_idle_timeout),
-            tls,
-            verifying_tls,
-            config.smtp.hostname.clone(),
-            spool.clone(),
-        ));
+        let outbound = Arc::new(
+            Outbound::new(&config, registry.clone(), spool.clone())
+                .map_err(|e| anyhow::anyhow!(e))?,
+        );
         let events = Arc::new(
             EventLog::open(config.events_path.as_deref(), &config.smtp.hostname)
                 .context("cannot open the event log")?,
@@ -207,7 +193,11 @@ impl Relay {
             loop {
                 tokio::select! {
                     _ = reaper_shutdown.cancelled() => break,
-                    _ = tick.tick() => reaper_outbound.close_idle(false).await,
+                    _ = tick.tick() => {
+                        reaper_outbound.close_idle(false).await;
+                        let outbound = reaper_outbound.clone();
+                        let _ = tokio::task::spawn_blocking(move || outbound.warmup_ledger.save()).await;
+                    }
                 }
             }
         });

@@ -9,13 +9,15 @@ use super::AdminState;
 use super::error::ApiError;
 use super::http::Body;
 use crate::outbound::connect::source_available;
+use crate::outbound::warmup::{WarmupState, today};
 use crate::registry::{DEFAULT_POOL, DedicatedIp, SHARED_POOL};
 
-fn describe(ip: &DedicatedIp) -> Value {
+fn describe(state: &AdminState, ip: &DedicatedIp) -> Value {
+    let warmup = WarmupState::of(&state.warmup, ip.warmup_started, today());
     json!({
         "Ip": ip.address.to_string(),
-        "WarmupStatus": "DONE",
-        "WarmupPercentage": 100,
+        "WarmupStatus": if matches!(warmup, WarmupState::Warm) { "DONE" } else { "IN_PROGRESS" },
+        "WarmupPercentage": warmup.percentage(),
         "PoolName": ip.pool.as_deref().unwrap_or(DEFAULT_POOL),
         "Weight": ip.weight,
         "EhloHostname": ip.ehlo_hostname,
@@ -41,7 +43,7 @@ pub fn list(state: &AdminState, pool: Option<String>) -> Result<Value, ApiError>
             pool.as_deref()
                 .is_none_or(|p| ip.pool.as_deref().unwrap_or(DEFAULT_POOL) == p)
         })
-        .map(describe)
+        .map(|ip| describe(state, ip))
         .collect();
     Ok(json!({ "DedicatedIps": ips }))
 }
@@ -54,7 +56,7 @@ pub fn get(state: &AdminState, ip: &str) -> Result<Value, ApiError> {
         .iter()
         .find(|known| known.address == address)
         .ok_or_else(|| ApiError::NotFound(format!("Dedicated IP {address} does not exist")))?;
-    Ok(json!({ "DedicatedIp": describe(found) }))
+    Ok(json!({ "DedicatedIp": describe(state, found) }))
 }
 
 pub async fn move_to_pool(state: &AdminState, ip: &str, body: Body) -> Result<Value, ApiError> {

@@ -26,6 +26,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub metrics: RawMetrics,
     #[serde(default)]
+    pub warmup: RawWarmup,
+    #[serde(default)]
     pub route: Vec<Spanned<RawRoute>>,
     #[serde(default)]
     pub pool: Vec<Spanned<RawPool>>,
@@ -95,6 +97,13 @@ pub struct RawQueue {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawWarmup {
+    pub enabled: Option<bool>,
+    pub schedule: Option<Vec<Spanned<u64>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawMetrics {
     pub listen: Option<Text>,
 }
@@ -133,6 +142,7 @@ pub struct RawRoute {
 #[serde(deny_unknown_fields)]
 pub struct RawPool {
     pub name: Text,
+    pub overflow_pool: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,6 +152,7 @@ pub struct RawIp {
     pub pool: Option<Text>,
     pub ehlo_hostname: Option<Text>,
     pub weight: Option<Spanned<u64>>,
+    pub warmup_started: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::raw::{RawConfig, Text};
 use super::{
     AdminSettings, BareNewline, Config, ConfigError, ConfigErrors, OutboundSettings, QueueSettings,
-    SmtpSettings, SmtpUser, TlsFiles,
+    SmtpSettings, SmtpUser, TlsFiles, WarmupSettings,
 };
 use crate::outbound::route::{DomainPattern, HostPort, Route};
 use crate::registry::{ConfigurationSet, DedicatedIp, Registry, TlsPolicy};
@@ -286,6 +286,21 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
         allowed_uids: raw.admin.allowed_uids.clone(),
         group: raw.admin.group.as_ref().map(|g| g.get_ref().clone()),
     };
+    let warmup = WarmupSettings {
+        enabled: raw.warmup.enabled.unwrap_or(true),
+        schedule: match &raw.warmup.schedule {
+            None => super::default_warmup_schedule(),
+            Some(days) => {
+                if days.is_empty() || days.iter().any(|d| *d.get_ref() == 0) {
+                    problems.at(
+                        days.first().map_or(0..0, |d| d.span()),
+                        "warmup.schedule needs at least one day, each above 0",
+                    );
+                }
+                days.iter().map(|d| *d.get_ref()).collect()
+            }
+        },
+    };
     let metrics_listen = raw.metrics.listen.as_ref().and_then(|l| {
         problems.check(l, |t| {
             t.parse::<SocketAddr>()
@@ -350,7 +365,14 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
             .as_ref()
             .map_or(1, |w| number_in(w, 0..1_000_001, "weight", &mut problems))
             as u32;
+        let warmup_started = ip.warmup_started.as_ref().and_then(|d| {
+            problems.check(d, |t| {
+                chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
+                    .map_err(|_| format!("{t:?} is not a date (write \"2026-11-20\")"))
+            })
+        });
         let dedicated = DedicatedIp {
+            warmup_started,
             address,
             pool: ip.pool.as_ref().map(|p| p.get_ref().clone()),
             ehlo_hostname,
@@ -370,6 +392,14 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
             && let Err(error) = registry.add_shared_ip(ip)
         {
             problems.at(address.span(), error.to_string());
+        }
+    }
+    for pool in &raw.pool {
+        let pool = pool.get_ref();
+        if let Some(overflow) = &pool.overflow_pool
+            && let Err(error) = registry.set_overflow_pool(pool.name.get_ref(), overflow.get_ref())
+        {
+            problems.at(overflow.span(), format!("overflow_pool: {error}"));
         }
     }
     for set in &raw.configuration_set {
@@ -433,6 +463,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
         events_path,
         admin,
         metrics_listen,
+        warmup,
         routes,
         registry,
     })

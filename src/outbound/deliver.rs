@@ -7,6 +7,7 @@ use super::Outbound;
 use super::client::{ClientError, Content, MailRequest, RemoteReply, SmtpClient};
 use super::connect::{ConnectError, connect_from};
 use super::next_hop::{ResolveError, Target};
+use super::warmup::{self, WarmupState};
 use crate::registry::{PoolMembers, TlsPolicy};
 use crate::spool::{Envelope, RecipientState};
 
@@ -78,12 +79,17 @@ impl Outbound {
     }
 
     async fn deliver_group(&self, envelope: &mut Envelope, targets: &[Target], indexes: &[usize]) {
-        let members = self.registry.load().pool_members(&envelope.pool);
+        let registry = self.registry.load_full();
+        let today = warmup::today();
+        // The pool sources come from; it becomes the overflow pool when warm-up caps are used up.
+        let mut pool = envelope.pool.clone();
+        let mut members = registry.pool_members(&pool);
         let mut unusable: HashSet<IpAddr> = HashSet::new();
+        let mut capped: HashSet<IpAddr> = HashSet::new();
         let mut last_source = None;
         let mut last_error = match &members {
             PoolMembers::Addresses(list) if list.iter().all(|s| s.weight == 0) => {
-                format!("pool {} has no dedicated IP in rotation", envelope.pool)
+                format!("pool {pool} has no dedicated IP in rotation")
             }
             _ => "no next-hop address could be reached".to_string(),
         };
@@ -97,17 +103,48 @@ impl Outbound {
                             .filter(|s| {
                                 s.address.is_ipv4() == target.addr.is_ipv4()
                                     && !unusable.contains(&s.address)
+                                    && !capped.contains(&s.address)
                             })
                             .map(|s| (s.address, s.weight))
                             .collect();
-                        match self.selector.select(
-                            &envelope.pool,
-                            &candidates,
-                            envelope.last_source_ip,
-                        ) {
-                            Some(address) => Some(address),
-                            None => break,
+                        let Some(address) =
+                            self.selector
+                                .select(&pool, &candidates, envelope.last_source_ip)
+                        else {
+                            // Every IP is capped for today: overflow (once), or wait.
+                            let all_capped = list.iter().all(|s| {
+                                s.weight == 0
+                                    || capped.contains(&s.address)
+                                    || unusable.contains(&s.address)
+                            }) && !capped.is_empty();
+                            if all_capped {
+                                if let Some(overflow) = registry
+                                    .overflow_pool(&pool)
+                                    .filter(|_| pool == envelope.pool)
+                                {
+                                    tracing::info!(id = %envelope.id, pool = %envelope.pool, overflow, "warm-up caps reached; using the overflow pool");
+                                    pool = overflow.to_string();
+                                    members = registry.pool_members(&pool);
+                                    continue;
+                                }
+                                last_error = format!(
+                                    "4.7.0 every IP of pool {pool} is at its warm-up limit for today"
+                                );
+                            }
+                            break;
+                        };
+                        let started = list
+                            .iter()
+                            .find(|s| s.address == address)
+                            .and_then(|s| s.warmup_started);
+                        if let WarmupState::Warming { cap, .. } =
+                            WarmupState::of(&self.warmup, started, today)
+                            && !self.warmup_ledger.try_take(address, today, cap)
+                        {
+                            capped.insert(address);
+                            continue;
                         }
+                        Some(address)
                     }
                 };
                 last_source = source.or(last_source);
@@ -122,7 +159,7 @@ impl Outbound {
                         if let Some(address) = source {
                             unusable.insert(address);
                         }
-                        last_error = format!("no usable dedicated IP in pool {}", envelope.pool);
+                        last_error = format!("no usable dedicated IP in pool {pool}");
                         if source.is_none() {
                             break;
                         }
@@ -141,7 +178,7 @@ impl Outbound {
             last_source,
             hop,
             false,
-            &if last_error.starts_with("4.7.10 ") {
+            &if last_error.starts_with("4.7.10 ") || last_error.starts_with("4.7.0 ") {
                 format!("451 {last_error}")
             } else {
                 format!("451 4.4.1 {last_error}")

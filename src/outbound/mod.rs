@@ -14,6 +14,7 @@ pub mod next_hop;
 pub mod route;
 pub mod select;
 pub mod tls;
+pub mod warmup;
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -22,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use rustls::ClientConfig;
 
+use crate::config::Config;
 use crate::registry::Registry;
 use crate::spool::Spool;
 use cache::ConnectionCache;
@@ -42,32 +44,43 @@ pub struct Outbound {
     pub hostname: String,
     pub spool: Spool,
     pub timeouts: Timeouts,
+    pub warmup: crate::config::WarmupSettings,
+    pub warmup_ledger: warmup::WarmupLedger,
     /// Source addresses whose bind failure has been logged, so the log says it once, clearly.
     reported_unavailable: Mutex<HashSet<IpAddr>>,
 }
 
 impl Outbound {
+    /// Everything outbound delivery needs, from the config: next hops, TLS (opportunistic and,
+    /// for `tls_verify` routes, verifying), connection reuse and warm-up.
     pub fn new(
+        config: &Config,
         registry: Arc<ArcSwap<Registry>>,
-        resolver: NextHopResolver,
-        cache: ConnectionCache,
-        tls: Arc<ClientConfig>,
-        verifying_tls: Arc<ClientConfig>,
-        hostname: String,
         spool: Spool,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, String> {
+        let tls =
+            tls::opportunistic_client_config().map_err(|e| format!("cannot set up TLS: {e}"))?;
+        let verifying_tls = tls::verifying_client_config(config.outbound.ca_file.as_deref())
+            .map_err(|e| format!("outbound.ca_file: {e}"))?;
+        let warmup_ledger = warmup::WarmupLedger::load(Some(spool.root().join("warmup.json")));
+        Ok(Self {
             registry,
-            resolver,
+            resolver: NextHopResolver::new(
+                config.routes.clone(),
+                &config.nameservers,
+                config.outbound.mx_port,
+            ),
             selector: SourceSelector::default(),
-            cache,
+            cache: ConnectionCache::new(config.queue.connection_idle_timeout),
             tls,
             verifying_tls,
-            hostname,
+            hostname: config.smtp.hostname.clone(),
             spool,
             timeouts: Timeouts::default(),
+            warmup: config.warmup.clone(),
+            warmup_ledger,
             reported_unavailable: Mutex::new(HashSet::new()),
-        }
+        })
     }
 
     /// Logs an unusable source address once (until it works again).

@@ -121,6 +121,12 @@ impl Scheduler {
         .await;
         tasks.abort_all();
         self.context.outbound.close_idle(true).await;
+        let outbound = self.context.outbound.clone();
+        match tokio::task::spawn_blocking(move || outbound.warmup_ledger.save()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "cannot save the warm-up counts"),
+            Err(error) => tracing::error!(%error, "cannot save the warm-up counts"),
+        }
     }
 
     async fn command(&mut self, command: Command) {

@@ -59,6 +59,8 @@ pub struct DedicatedIp {
     pub ehlo_hostname: Option<String>,
     /// Share of the pool's traffic; 0 takes the IP out of rotation without removing it.
     pub weight: u32,
+    /// The day the IP entered service: while the warm-up schedule runs, it has a daily cap.
+    pub warmup_started: Option<chrono::NaiveDate>,
 }
 
 /// SES `TlsPolicy` of a configuration set. Stored and reported now; enforced on the outbound side
@@ -107,6 +109,7 @@ pub struct Source {
     pub address: IpAddr,
     pub ehlo_hostname: Option<String>,
     pub weight: u32,
+    pub warmup_started: Option<chrono::NaiveDate>,
 }
 
 /// The addresses a pool's mail may leave from.
@@ -122,7 +125,8 @@ pub enum PoolMembers {
 /// snapshot behind an `ArcSwap` and replaces it whole on a change.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Registry {
-    pools: BTreeMap<String, ()>,
+    /// Named pools and their overflow pool.
+    pools: BTreeMap<String, Option<String>>,
     ips: Vec<DedicatedIp>,
     configuration_sets: BTreeMap<String, ConfigurationSet>,
     shared_pool: Vec<IpAddr>,
@@ -157,7 +161,7 @@ impl Registry {
         if !is_valid_pool_name(name) {
             return Err(RegistryError::InvalidPoolName(name.to_string()));
         }
-        if self.pools.insert(name.to_string(), ()).is_some() {
+        if self.pools.insert(name.to_string(), None).is_some() {
             return Err(RegistryError::DuplicatePool(name.to_string()));
         }
         Ok(())
@@ -216,6 +220,25 @@ impl Registry {
         }
         self.configuration_sets.insert(set.name.clone(), set);
         Ok(())
+    }
+
+    /// Sets where a pool's mail goes when every IP of the pool is at its warm-up cap.
+    pub fn set_overflow_pool(&mut self, pool: &str, overflow: &str) -> Result<(), RegistryError> {
+        if !self.pool_exists(overflow) || overflow == pool {
+            return Err(RegistryError::UnknownPool(overflow.to_string()));
+        }
+        match self.pools.get_mut(pool) {
+            Some(slot) => {
+                *slot = Some(overflow.to_string());
+                Ok(())
+            }
+            None => Err(RegistryError::UnknownPool(pool.to_string())),
+        }
+    }
+
+    /// The pool's overflow pool, if it has one.
+    pub fn overflow_pool(&self, pool: &str) -> Option<&str> {
+        self.pools.get(pool)?.as_deref()
     }
 
     /// True for a named pool and for both reserved pools.
@@ -292,6 +315,7 @@ impl Registry {
                         address,
                         ehlo_hostname: None,
                         weight: 1,
+                        warmup_started: None,
                     })
                     .collect(),
             );
@@ -305,6 +329,7 @@ impl Registry {
                     address: ip.address,
                     ehlo_hostname: ip.ehlo_hostname.clone(),
                     weight: ip.weight,
+                    warmup_started: ip.warmup_started,
                 })
                 .collect(),
         )
@@ -321,6 +346,7 @@ mod tests {
             pool: pool.map(str::to_string),
             ehlo_hostname: None,
             weight: 1,
+            warmup_started: None,
         }
     }
 

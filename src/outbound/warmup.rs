@@ -1,0 +1,216 @@
+//! Warm-up: a new dedicated IP sends only so many messages a day, rising on a schedule.
+//!
+//! An IP with `warmup_started` is on day `today - warmup_started + 1` of the schedule; while the
+//! schedule runs, each message attempt from it takes one unit of that day's cap. When every IP of
+//! a pool is capped, its mail goes to the pool's `overflow_pool` or waits for the caps to reset at
+//! midnight UTC. The day's counts are saved in the spool folder (`warmup.json`) about once a
+//! second, so a restart does not hand out a day's cap twice.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::config::WarmupSettings;
+
+/// What the warm-up says about an IP today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarmupState {
+    /// No warm-up (never started, warm-up disabled, or the schedule is over).
+    Warm,
+    /// Day `day` (1-based) of `days`, with this many messages allowed today.
+    Warming { day: usize, days: usize, cap: u64 },
+}
+
+impl WarmupState {
+    pub fn of(settings: &WarmupSettings, started: Option<NaiveDate>, today: NaiveDate) -> Self {
+        let Some(started) = started.filter(|_| settings.enabled) else {
+            return Self::Warm;
+        };
+        let elapsed = (today - started).num_days().max(0) as usize;
+        match settings.schedule.get(elapsed) {
+            Some(&cap) => Self::Warming {
+                day: elapsed + 1,
+                days: settings.schedule.len(),
+                cap,
+            },
+            None => Self::Warm,
+        }
+    }
+
+    /// SES `WarmupPercentage`.
+    pub fn percentage(self) -> u64 {
+        match self {
+            Self::Warm => 100,
+            Self::Warming { day, days, .. } => ((day.saturating_sub(1)) * 100 / days.max(1)) as u64,
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct DayCounts {
+    day: Option<NaiveDate>,
+    counts: HashMap<IpAddr, u64>,
+}
+
+/// Today's sends per warming IP.
+pub struct WarmupLedger {
+    path: Option<PathBuf>,
+    state: Mutex<(DayCounts, bool)>,
+}
+
+impl WarmupLedger {
+    /// Loads the counts saved in `path` (missing or unreadable: start from zero).
+    pub fn load(path: Option<PathBuf>) -> Self {
+        let counts = path
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        Self {
+            path,
+            state: Mutex::new((counts, false)),
+        }
+    }
+
+    /// Takes one message from `ip`'s cap for `today`; false when the cap is used up.
+    pub fn try_take(&self, ip: IpAddr, today: NaiveDate, cap: u64) -> bool {
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (counts, dirty) = &mut *guard;
+        if counts.day != Some(today) {
+            counts.day = Some(today);
+            counts.counts.clear();
+        }
+        let used = counts.counts.entry(ip).or_default();
+        if *used >= cap {
+            return false;
+        }
+        *used += 1;
+        *dirty = true;
+        true
+    }
+
+    /// Messages sent today from `ip` under its warm-up cap.
+    pub fn used(&self, ip: IpAddr, today: NaiveDate) -> u64 {
+        let guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.0.day != Some(today) {
+            return 0;
+        }
+        guard.0.counts.get(&ip).copied().unwrap_or(0)
+    }
+
+    /// Blocking: writes the counts if they changed (temp file and rename).
+    pub fn save(&self) -> std::io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let bytes = {
+            let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if !guard.1 {
+                return Ok(());
+            }
+            guard.1 = false;
+            serde_json::to_vec(&guard.0)?
+        };
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, path)
+    }
+}
+
+/// Today in UTC.
+pub fn today() -> NaiveDate {
+    chrono::Utc::now().date_naive()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(text: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn schedule_days_and_caps() {
+        let settings = WarmupSettings {
+            enabled: true,
+            schedule: vec![10, 20, 40],
+        };
+        let started = Some(date("2026-11-20"));
+        assert_eq!(
+            WarmupState::of(&settings, started, date("2026-11-20")),
+            WarmupState::Warming {
+                day: 1,
+                days: 3,
+                cap: 10
+            }
+        );
+        assert_eq!(
+            WarmupState::of(&settings, started, date("2026-11-22")),
+            WarmupState::Warming {
+                day: 3,
+                days: 3,
+                cap: 40
+            }
+        );
+        assert_eq!(
+            WarmupState::of(&settings, started, date("2026-11-23")),
+            WarmupState::Warm
+        );
+        assert_eq!(
+            WarmupState::of(&settings, None, date("2026-11-20")),
+            WarmupState::Warm
+        );
+        let off = WarmupSettings {
+            enabled: false,
+            ..settings
+        };
+        assert_eq!(
+            WarmupState::of(&off, started, date("2026-11-20")),
+            WarmupState::Warm
+        );
+        assert_eq!(
+            WarmupState::Warming {
+                day: 2,
+                days: 4,
+                cap: 1
+            }
+            .percentage(),
+            25
+        );
+    }
+
+    #[test]
+    fn the_default_schedule_reaches_50000_on_day_45() {
+        let schedule = crate::config::default_warmup_schedule();
+        assert_eq!(schedule.len(), 45);
+        assert_eq!(schedule[44], 50_000);
+        assert!(schedule.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn caps_are_exact_reset_daily_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("warmup.json");
+        let ip: IpAddr = "127.0.0.3".parse().unwrap();
+        let ledger = WarmupLedger::load(Some(path.clone()));
+        let taken = (0..10)
+            .filter(|_| ledger.try_take(ip, date("2026-11-20"), 3))
+            .count();
+        assert_eq!(taken, 3);
+        ledger.save().unwrap();
+        let reloaded = WarmupLedger::load(Some(path));
+        assert!(
+            !reloaded.try_take(ip, date("2026-11-20"), 3),
+            "the day's cap is still used"
+        );
+        assert!(
+            reloaded.try_take(ip, date("2026-11-21"), 3),
+            "a new day resets it"
+        );
+    }
+}

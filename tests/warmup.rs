@@ -1,0 +1,122 @@
+//! Warm-up: a warming IP sends exactly its cap for the day; the rest goes to the pool's other
+//! IPs, to its overflow pool, or waits.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use common::http::call;
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warming_ips_send_exactly_their_cap_then_overflow_or_wait() {
+    let sink = start_sink().await;
+    let today = chrono::Utc::now().date_naive();
+    let config = format!(
+        "{}{}[queue]\nretry_interval = \"1h\"\n[warmup]\nschedule = [3, 1000]\n[admin]\nsocket = \"var/admin.sock\"\n
+[[pool]]\nname = \"p\"\n[[pool]]\nname = \"q\"\noverflow_pool = \"ses-shared-pool\"\n[[pool]]\nname = \"r\"
+[[ip]]\naddress = \"127.0.0.2\"\npool = \"p\"
+[[ip]]\naddress = \"127.0.0.3\"\npool = \"p\"\nwarmup_started = \"{today}\"
+[[ip]]\naddress = \"127.0.0.4\"\npool = \"q\"\nwarmup_started = \"{today}\"
+[[ip]]\naddress = \"127.0.0.5\"\npool = \"r\"\nwarmup_started = \"{today}\"
+[shared_pool]\nips = [\"127.0.0.9\"]
+[[configuration_set]]\nname = \"sp\"\nsending_pool = \"p\"
+[[configuration_set]]\nname = \"sq\"\nsending_pool = \"q\"
+[[configuration_set]]\nname = \"sr\"\nsending_pool = \"r\"\n",
+        smtp_section(""),
+        catch_all_route(sink.addr())
+    );
+    let relay = TestRelay::start(&config).await;
+    let (mut client, _) = RawClient::connect(relay.addr).await;
+    for (set, count) in [("sp", 10), ("sq", 5), ("sr", 5)] {
+        for n in 0..count {
+            let content =
+                format!("X-SES-CONFIGURATION-SET: {set}\r\nSubject: {set}-{n}\r\n\r\nx\r\n.\r\n");
+            let reply = client
+                .send_message(
+                    "app@example.test",
+                    &["user@example.test"],
+                    content.as_bytes(),
+                )
+                .await;
+            assert!(reply.starts_with("250"), "{reply}");
+        }
+    }
+    // 10 + 5 + 3 delivered; 2 of pool r wait for tomorrow's cap.
+    let received = sink.wait_for(18, WAIT).await;
+    assert_eq!(received.len(), 18);
+    let mut per_set_ip: BTreeMap<(String, IpAddr), usize> = BTreeMap::new();
+    for message in &received {
+        let text = String::from_utf8_lossy(&message.content);
+        let subject = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Subject: "))
+            .unwrap_or_default();
+        let set = subject.split('-').next().unwrap_or_default().to_string();
+        *per_set_ip.entry((set, message.peer.ip())).or_default() += 1;
+    }
+    let count = |set: &str, address: &str| {
+        per_set_ip
+            .get(&(set.to_string(), ip(address)))
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        count("sp", "127.0.0.3"),
+        3,
+        "the warming IP sends exactly its cap: {per_set_ip:?}"
+    );
+    assert_eq!(
+        count("sp", "127.0.0.2"),
+        7,
+        "the rest goes to the warm IP: {per_set_ip:?}"
+    );
+    assert_eq!(count("sq", "127.0.0.4"), 3, "{per_set_ip:?}");
+    assert_eq!(
+        count("sq", "127.0.0.9"),
+        2,
+        "excess overflows to ses-shared-pool: {per_set_ip:?}"
+    );
+    assert_eq!(count("sr", "127.0.0.5"), 3, "{per_set_ip:?}");
+
+    let spool = relay.spool_dir();
+    let waiting = eventually(|| {
+        let reasons: Vec<String> = spool_files(&spool, "queue")
+            .iter()
+            .filter(|n| n.ends_with(".env"))
+            .filter_map(|n| {
+                serde_json::from_slice::<poolrelay::spool::Envelope>(
+                    &std::fs::read(spool.join("queue").join(n)).ok()?,
+                )
+                .ok()
+            })
+            .filter_map(|e| e.recipients[0].last_reply.clone())
+            .collect();
+        (reasons.len() == 2).then_some(reasons)
+    })
+    .await
+    .expect("two messages of pool r wait");
+    assert!(
+        waiting
+            .iter()
+            .all(|r| r.starts_with("451 4.7.0 every IP of pool r is at its warm-up limit")),
+        "{waiting:?}"
+    );
+
+    // The API reports the warm-up.
+    let sock = relay.dir.path().join("var/admin.sock");
+    let (_, body) = call(&sock, "GET", "/v2/email/dedicated-ips/127.0.0.3", None).await;
+    assert_eq!(body["DedicatedIp"]["WarmupStatus"], "IN_PROGRESS");
+    assert_eq!(body["DedicatedIp"]["WarmupPercentage"], 0);
+    let (_, body) = call(&sock, "GET", "/v2/email/dedicated-ips/127.0.0.2", None).await;
+    assert_eq!(body["DedicatedIp"]["WarmupStatus"], "DONE");
+
+    // The day's counts are saved for a restart.
+    let dir = relay.stop().await;
+    let saved: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("var/spool/warmup.json")).expect("counts saved"),
+    )
+    .unwrap();
+    assert_eq!(saved["counts"]["127.0.0.3"], 3);
+}
