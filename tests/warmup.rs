@@ -112,6 +112,99 @@ async fn warming_ips_send_exactly_their_cap_then_overflow_or_wait() {
     let (_, body) = call(&sock, "GET", "/v2/email/dedicated-ips/127.0.0.2", None).await;
     assert_eq!(body["DedicatedIp"]["WarmupStatus"], "DONE");
 
+    // SES's warm-up writes: an IP set to 100% is warm at once (new mail for pool r flows again),
+    // and turning automatic warm-up off lifts every cap; both are written to the config file.
+    let (status, body) = call(
+        &sock,
+        "PUT",
+        "/v2/email/dedicated-ips/127.0.0.5/warmup",
+        Some(serde_json::json!({"WarmupPercentage": 100})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = call(&sock, "GET", "/v2/email/dedicated-ips/127.0.0.5", None).await;
+    assert_eq!(body["DedicatedIp"]["WarmupStatus"], "DONE");
+    let content = b"X-SES-CONFIGURATION-SET: sr\r\nSubject: sr-after\r\n\r\nx\r\n.\r\n";
+    assert!(
+        client
+            .send_message("app@example.test", &["user@example.test"], content)
+            .await
+            .starts_with("250")
+    );
+    let received = sink.wait_for(19, WAIT).await;
+    assert!(received.iter().any(|m| {
+        String::from_utf8_lossy(&m.content).contains("Subject: sr-after")
+            && m.peer.ip() == ip("127.0.0.5")
+    }));
+    let (status, _) = call(
+        &sock,
+        "PUT",
+        "/v2/email/dedicated-ips/127.0.0.3/warmup",
+        Some(serde_json::json!({"WarmupPercentage": 50})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, body) = call(&sock, "GET", "/v2/email/dedicated-ips/127.0.0.3", None).await;
+    assert_eq!(
+        (
+            body["DedicatedIp"]["WarmupStatus"].as_str(),
+            body["DedicatedIp"]["WarmupPercentage"].as_u64()
+        ),
+        (Some("IN_PROGRESS"), Some(50))
+    );
+    assert_eq!(
+        call(
+            &sock,
+            "PUT",
+            "/v2/email/dedicated-ips/127.0.0.3/warmup",
+            Some(serde_json::json!({"WarmupPercentage": 101}))
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        call(
+            &sock,
+            "PUT",
+            "/v2/email/dedicated-ips/127.0.0.99/warmup",
+            Some(serde_json::json!({"WarmupPercentage": 10}))
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        call(
+            &sock,
+            "PUT",
+            "/v2/email/account/dedicated-ips/warmup",
+            Some(serde_json::json!({}))
+        )
+        .await
+        .0,
+        400
+    );
+    let (status, _) = call(
+        &sock,
+        "PUT",
+        "/v2/email/account/dedicated-ips/warmup",
+        Some(serde_json::json!({"AutoWarmupEnabled": false})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, body) = call(&sock, "GET", "/v2/email/dedicated-ips/127.0.0.3", None).await;
+    assert_eq!(
+        body["DedicatedIp"]["WarmupStatus"], "DONE",
+        "no caps with warm-up off"
+    );
+    let text = std::fs::read_to_string(relay.dir.path().join("poolrelay.toml")).unwrap();
+    assert!(text.contains("enabled = false"), "{text}");
+    assert!(
+        !text.contains("address = \"127.0.0.5\"\npool = \"r\"\nwarmup_started"),
+        "{text}"
+    );
+
     // The day's counts are saved for a restart.
     let dir = relay.stop().await;
     let saved: serde_json::Value = serde_json::from_slice(

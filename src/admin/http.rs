@@ -162,6 +162,10 @@ async fn route(
         (&Method::GET, ["dedicated-ips", ip]) => ips::get(state, ip),
         (&Method::DELETE, ["dedicated-ips", ip]) => ips::remove(state, ip).await,
         (&Method::PUT, ["dedicated-ips", ip, "pool"]) => ips::move_to_pool(state, ip, body).await,
+        (&Method::PUT, ["dedicated-ips", ip, "warmup"]) => ips::put_warmup(state, ip, body).await,
+        (&Method::PUT, ["account", "dedicated-ips", "warmup"]) => {
+            ips::put_account_warmup(state, body).await
+        }
         (&Method::GET, ["configuration-sets"]) => configuration_sets::list(state),
         (&Method::POST, ["configuration-sets"]) => configuration_sets::create(state, body).await,
         (&Method::GET, ["configuration-sets", name]) => configuration_sets::get(state, name),

@@ -10,10 +10,10 @@ use super::error::ApiError;
 use super::http::Body;
 use crate::outbound::connect::source_available;
 use crate::outbound::warmup::{WarmupState, today};
-use crate::registry::{DEFAULT_POOL, DedicatedIp, SHARED_POOL};
+use crate::registry::{DEFAULT_POOL, DedicatedIp, Registry, SHARED_POOL};
 
-fn describe(state: &AdminState, ip: &DedicatedIp) -> Value {
-    let warmup = WarmupState::of(&state.warmup, ip.warmup_started, today());
+fn describe(registry: &Registry, ip: &DedicatedIp) -> Value {
+    let warmup = WarmupState::of(registry.warmup(), ip.warmup_started, today());
     json!({
         "Ip": ip.address.to_string(),
         "WarmupStatus": if matches!(warmup, WarmupState::Warm) { "DONE" } else { "IN_PROGRESS" },
@@ -43,7 +43,7 @@ pub fn list(state: &AdminState, pool: Option<String>) -> Result<Value, ApiError>
             pool.as_deref()
                 .is_none_or(|p| ip.pool.as_deref().unwrap_or(DEFAULT_POOL) == p)
         })
-        .map(|ip| describe(state, ip))
+        .map(|ip| describe(&registry, ip))
         .collect();
     Ok(json!({ "DedicatedIps": ips }))
 }
@@ -56,7 +56,7 @@ pub fn get(state: &AdminState, ip: &str) -> Result<Value, ApiError> {
         .iter()
         .find(|known| known.address == address)
         .ok_or_else(|| ApiError::NotFound(format!("Dedicated IP {address} does not exist")))?;
-    Ok(json!({ "DedicatedIp": describe(state, found) }))
+    Ok(json!({ "DedicatedIp": describe(&registry, found) }))
 }
 
 pub async fn move_to_pool(state: &AdminState, ip: &str, body: Body) -> Result<Value, ApiError> {
@@ -133,6 +133,61 @@ pub async fn remove(state: &AdminState, ip: &str) -> Result<Value, ApiError> {
                 )));
             }
             Ok(document.remove_ip(address)?)
+        })
+        .await?;
+    Ok(json!({}))
+}
+
+/// PutDedicatedIpWarmupAttributes: puts the IP at the point of the schedule that matches the
+/// percentage (100: warm; the IP's `warmup_started` is rewritten accordingly).
+pub async fn put_warmup(state: &AdminState, ip: &str, body: Body) -> Result<Value, ApiError> {
+    let address = parse_ip(ip)?;
+    let percentage = body
+        .number("WarmupPercentage")?
+        .ok_or_else(|| ApiError::BadRequest("WarmupPercentage is required".into()))?;
+    if percentage > 100 {
+        return Err(ApiError::BadRequest(
+            "WarmupPercentage must be between 0 and 100".into(),
+        ));
+    }
+    state
+        .change(move |document, registry| {
+            if !registry.ips().iter().any(|known| known.address == address) {
+                return Err(ApiError::NotFound(format!(
+                    "Dedicated IP {address} does not exist"
+                )));
+            }
+            let days = registry.warmup().schedule.len() as u64;
+            let started = (percentage < 100).then(|| {
+                let day_index = percentage * days / 100;
+                (today() - chrono::Days::new(day_index))
+                    .format("%Y-%m-%d")
+                    .to_string()
+            });
+            Ok(document.set_ip_key(
+                address,
+                "warmup_started",
+                started.map(|d| d.as_str().into()),
+            )?)
+        })
+        .await?;
+    Ok(json!({}))
+}
+
+/// PutAccountDedicatedIpWarmupAttributes: turns automatic warm-up on or off for every IP.
+pub async fn put_account_warmup(state: &AdminState, body: Body) -> Result<Value, ApiError> {
+    let enabled = match body.0.get("AutoWarmupEnabled") {
+        Some(Value::Bool(enabled)) => *enabled,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "AutoWarmupEnabled (true or false) is required".into(),
+            ));
+        }
+    };
+    state
+        .change(move |document, _| {
+            document.set_warmup_enabled(enabled);
+            Ok(())
         })
         .await?;
     Ok(json!({}))

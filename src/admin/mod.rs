@@ -40,7 +40,6 @@ pub struct AdminState {
     pub listeners: Vec<SocketAddr>,
     /// Peer uids allowed in (the relay's own uid and root unless configured).
     pub allowed_uids: Vec<u32>,
-    pub warmup: crate::config::WarmupSettings,
     writes: tokio::sync::Mutex<()>,
 }
 
@@ -65,7 +64,6 @@ impl AdminState {
             started: Instant::now(),
             listeners,
             allowed_uids,
-            warmup: config.warmup.clone(),
             writes: tokio::sync::Mutex::new(()),
         }
     }

@@ -128,6 +128,40 @@ impl ConfigDocument {
         Ok(())
     }
 
+    /// Sets (`Some`) or removes (`None`) one key of an `[[ip]]` entry.
+    pub fn set_ip_key(
+        &mut self,
+        address: IpAddr,
+        key: &str,
+        new: Option<toml_edit::Value>,
+    ) -> Result<(), EditError> {
+        let at = self.ip_position(address).ok_or_else(|| {
+            EditError::NotFound(format!("IP {address} is not in the config file"))
+        })?;
+        let table = array(&mut self.document, "ip")
+            .get_mut(at)
+            .ok_or_else(|| EditError::NotFound(format!("IP {address}")))?;
+        match new {
+            Some(new) => {
+                table.insert(key, Item::Value(new));
+            }
+            None => {
+                table.remove(key);
+            }
+        }
+        Ok(())
+    }
+
+    /// `[warmup] enabled`.
+    pub fn set_warmup_enabled(&mut self, enabled: bool) {
+        if !self.document.contains_table("warmup") {
+            self.document.insert("warmup", Item::Table(Table::new()));
+        }
+        if let Some(table) = self.document.get_mut("warmup").and_then(Item::as_table_mut) {
+            table.insert("enabled", value(enabled));
+        }
+    }
+
     pub fn add_configuration_set(&mut self, name: &str) {
         let mut table = Table::new();
         table.insert("name", value(name));

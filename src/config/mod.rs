@@ -92,6 +92,15 @@ pub struct WarmupSettings {
     pub schedule: Vec<u64>,
 }
 
+impl Default for WarmupSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            schedule: default_warmup_schedule(),
+        }
+    }
+}
+
 /// The default schedule: roughly doubling at first, then steady growth, reaching 50,000 a day on
 /// day 45, as SES's standard warm-up does.
 pub fn default_warmup_schedule() -> Vec<u64> {

@@ -437,6 +437,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
             "smtp.listen needs at least one address",
         );
     }
+    registry.set_warmup(warmup.clone());
     if !problems.errors.is_empty() {
         return Err(ConfigErrors(problems.errors));
     }

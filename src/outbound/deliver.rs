@@ -138,7 +138,7 @@ impl Outbound {
                             .find(|s| s.address == address)
                             .and_then(|s| s.warmup_started);
                         if let WarmupState::Warming { cap, .. } =
-                            WarmupState::of(&self.warmup, started, today)
+                            WarmupState::of(registry.warmup(), started, today)
                             && !self.warmup_ledger.try_take(address, today, cap)
                         {
                             capped.insert(address);

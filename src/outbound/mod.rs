@@ -44,7 +44,6 @@ pub struct Outbound {
     pub hostname: String,
     pub spool: Spool,
     pub timeouts: Timeouts,
-    pub warmup: crate::config::WarmupSettings,
     pub warmup_ledger: warmup::WarmupLedger,
     /// Source addresses whose bind failure has been logged, so the log says it once, clearly.
     reported_unavailable: Mutex<HashSet<IpAddr>>,
@@ -77,7 +76,6 @@ impl Outbound {
             hostname: config.smtp.hostname.clone(),
             spool,
             timeouts: Timeouts::default(),
-            warmup: config.warmup.clone(),
             warmup_ledger,
             reported_unavailable: Mutex::new(HashSet::new()),
         })

@@ -130,6 +130,8 @@ pub struct Registry {
     ips: Vec<DedicatedIp>,
     configuration_sets: BTreeMap<String, ConfigurationSet>,
     shared_pool: Vec<IpAddr>,
+    /// Warm-up settings live here so a config change or reload swaps them with the IPs.
+    warmup: crate::config::WarmupSettings,
 }
 
 /// `^[a-z0-9_-]{1,64}$`, as SES (CloudFormation) defines pool names.
@@ -239,6 +241,14 @@ impl Registry {
     /// The pool's overflow pool, if it has one.
     pub fn overflow_pool(&self, pool: &str) -> Option<&str> {
         self.pools.get(pool)?.as_deref()
+    }
+
+    pub fn warmup(&self) -> &crate::config::WarmupSettings {
+        &self.warmup
+    }
+
+    pub fn set_warmup(&mut self, warmup: crate::config::WarmupSettings) {
+        self.warmup = warmup;
     }
 
     /// True for a named pool and for both reserved pools.
