@@ -100,6 +100,98 @@ fn number_in(
     number
 }
 
+/// Pools, IPs, the shared pool and configuration sets, through the registry's own rules (the same
+/// ones the admin API uses), each error at its place in the file.
+fn build_registry(raw: &RawConfig, problems: &mut Problems<'_>) -> Registry {
+    let mut registry = Registry::default();
+    for pool in &raw.pool {
+        let name = &pool.get_ref().name;
+        if let Err(error) = registry.add_pool(name.get_ref()) {
+            problems.at(name.span(), error.to_string());
+        }
+    }
+    for ip in &raw.ip {
+        let ip_span = ip.span();
+        let ip = ip.get_ref();
+        let Some(address) = problems.check(&ip.address, parse_ip) else {
+            continue;
+        };
+        let ehlo_hostname = ip
+            .ehlo_hostname
+            .as_ref()
+            .and_then(|h| problems.check(h, parse_hostname));
+        let weight =
+            ip.weight
+                .as_ref()
+                .map_or(1, |w| number_in(w, 0..1_000_001, "weight", problems)) as u32;
+        let warmup_started = ip.warmup_started.as_ref().and_then(|d| {
+            problems.check(d, |t| {
+                chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
+                    .map_err(|_| format!("{t:?} is not a date (write \"2026-11-20\")"))
+            })
+        });
+        let dedicated = DedicatedIp {
+            warmup_started,
+            address,
+            pool: ip.pool.as_ref().map(|p| p.get_ref().clone()),
+            ehlo_hostname,
+            weight,
+        };
+        if let Err(error) = registry.add_ip(dedicated) {
+            let span = match (&error, &ip.pool) {
+                (crate::registry::RegistryError::UnknownPool(_), Some(pool)) => pool.span(),
+                _ => ip.address.span(),
+            };
+            let _ = ip_span;
+            problems.at(span, error.to_string());
+        }
+    }
+    for address in &raw.shared_pool.ips {
+        if let Some(ip) = problems.check(address, parse_ip)
+            && let Err(error) = registry.add_shared_ip(ip)
+        {
+            problems.at(address.span(), error.to_string());
+        }
+    }
+    for pool in &raw.pool {
+        let pool = pool.get_ref();
+        if let Some(overflow) = &pool.overflow_pool
+            && let Err(error) = registry.set_overflow_pool(pool.name.get_ref(), overflow.get_ref())
+        {
+            problems.at(overflow.span(), format!("overflow_pool: {error}"));
+        }
+    }
+    for set in &raw.configuration_set {
+        let set = set.get_ref();
+        let result = registry.add_configuration_set(ConfigurationSet {
+            name: set.name.get_ref().clone(),
+            sending_pool: set.sending_pool.as_ref().map(|p| p.get_ref().clone()),
+            max_delivery_seconds: set.max_delivery_seconds.as_ref().map(|s| *s.get_ref()),
+            tls_policy: match &set.tls_policy {
+                None => None,
+                Some(policy) => problems.check(policy, |t| {
+                    t.parse::<TlsPolicy>().map_err(|_| {
+                        format!("tls_policy is \"REQUIRE\" or \"OPTIONAL\", not {t:?}")
+                    })
+                }),
+            },
+        });
+        if let Err(error) = result {
+            let span = match (&error, &set.sending_pool, &set.max_delivery_seconds) {
+                (crate::registry::RegistryError::UnknownPool(_), Some(pool), _) => pool.span(),
+                (
+                    crate::registry::RegistryError::InvalidMaxDeliverySeconds(_),
+                    _,
+                    Some(seconds),
+                ) => seconds.span(),
+                _ => set.name.span(),
+            };
+            problems.at(span, error.to_string());
+        }
+    }
+    registry
+}
+
 pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let mut problems = Problems {
         path,
@@ -342,94 +434,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
         }
     }
 
-    // Pools, IPs, shared pool, configuration sets: through the registry's own rules.
-    let mut registry = Registry::default();
-    for pool in &raw.pool {
-        let name = &pool.get_ref().name;
-        if let Err(error) = registry.add_pool(name.get_ref()) {
-            problems.at(name.span(), error.to_string());
-        }
-    }
-    for ip in &raw.ip {
-        let ip_span = ip.span();
-        let ip = ip.get_ref();
-        let Some(address) = problems.check(&ip.address, parse_ip) else {
-            continue;
-        };
-        let ehlo_hostname = ip
-            .ehlo_hostname
-            .as_ref()
-            .and_then(|h| problems.check(h, parse_hostname));
-        let weight = ip
-            .weight
-            .as_ref()
-            .map_or(1, |w| number_in(w, 0..1_000_001, "weight", &mut problems))
-            as u32;
-        let warmup_started = ip.warmup_started.as_ref().and_then(|d| {
-            problems.check(d, |t| {
-                chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
-                    .map_err(|_| format!("{t:?} is not a date (write \"2026-11-20\")"))
-            })
-        });
-        let dedicated = DedicatedIp {
-            warmup_started,
-            address,
-            pool: ip.pool.as_ref().map(|p| p.get_ref().clone()),
-            ehlo_hostname,
-            weight,
-        };
-        if let Err(error) = registry.add_ip(dedicated) {
-            let span = match (&error, &ip.pool) {
-                (crate::registry::RegistryError::UnknownPool(_), Some(pool)) => pool.span(),
-                _ => ip.address.span(),
-            };
-            let _ = ip_span;
-            problems.at(span, error.to_string());
-        }
-    }
-    for address in &raw.shared_pool.ips {
-        if let Some(ip) = problems.check(address, parse_ip)
-            && let Err(error) = registry.add_shared_ip(ip)
-        {
-            problems.at(address.span(), error.to_string());
-        }
-    }
-    for pool in &raw.pool {
-        let pool = pool.get_ref();
-        if let Some(overflow) = &pool.overflow_pool
-            && let Err(error) = registry.set_overflow_pool(pool.name.get_ref(), overflow.get_ref())
-        {
-            problems.at(overflow.span(), format!("overflow_pool: {error}"));
-        }
-    }
-    for set in &raw.configuration_set {
-        let set = set.get_ref();
-        let result = registry.add_configuration_set(ConfigurationSet {
-            name: set.name.get_ref().clone(),
-            sending_pool: set.sending_pool.as_ref().map(|p| p.get_ref().clone()),
-            max_delivery_seconds: set.max_delivery_seconds.as_ref().map(|s| *s.get_ref()),
-            tls_policy: match &set.tls_policy {
-                None => None,
-                Some(policy) => problems.check(policy, |t| {
-                    t.parse::<TlsPolicy>().map_err(|_| {
-                        format!("tls_policy is \"REQUIRE\" or \"OPTIONAL\", not {t:?}")
-                    })
-                }),
-            },
-        });
-        if let Err(error) = result {
-            let span = match (&error, &set.sending_pool, &set.max_delivery_seconds) {
-                (crate::registry::RegistryError::UnknownPool(_), Some(pool), _) => pool.span(),
-                (
-                    crate::registry::RegistryError::InvalidMaxDeliverySeconds(_),
-                    _,
-                    Some(seconds),
-                ) => seconds.span(),
-                _ => set.name.span(),
-            };
-            problems.at(span, error.to_string());
-        }
-    }
+    let mut registry = build_registry(&raw, &mut problems);
 
     if listen.is_empty() && problems.errors.is_empty() {
         problems.at(
