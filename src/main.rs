@@ -250,8 +250,13 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
 
 async fn sink(listen: std::net::SocketAddr, stats: Option<PathBuf>) -> anyhow::Result<()> {
     let Some(stats) = stats else {
-        let sink = Sink::start(listen).await?;
-        eprintln!("recording sink listening on {}", sink.addr());
+        poolrelay::server::install_crypto_provider();
+        // Offers STARTTLS (self-signed) so configuration sets with tls_policy = "REQUIRE" can deliver.
+        let sink = Sink::start_with_self_signed_tls(listen).await?;
+        eprintln!(
+            "recording sink listening on {} (STARTTLS offered)",
+            sink.addr()
+        );
         let mut seen = 0;
         loop {
             tokio::select! {
