@@ -113,7 +113,7 @@ pub async fn create(state: &AdminState, body: Body) -> Result<Value, ApiError> {
                     "Configuration set {name} already exists"
                 )));
             }
-            document.add_configuration_set(&name);
+            document.add_configuration_set(&name)?;
             apply(document, registry, &name, &options)
         })
         .await?;

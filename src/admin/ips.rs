@@ -114,7 +114,7 @@ pub async fn add(state: &AdminState, body: Body) -> Result<Value, ApiError> {
                 return Err(ApiError::NotFound(format!("Pool {pool} does not exist")));
             }
             let pool = pool.as_deref().filter(|p| *p != DEFAULT_POOL);
-            document.add_ip(address, pool, ehlo.as_deref(), weight);
+            document.add_ip(address, pool, ehlo.as_deref(), weight)?;
             Ok(())
         })
         .await?;
@@ -186,7 +186,7 @@ pub async fn put_account_warmup(state: &AdminState, body: Body) -> Result<Value,
     };
     state
         .change(move |document, _| {
-            document.set_warmup_enabled(enabled);
+            document.set_warmup_enabled(enabled)?;
             Ok(())
         })
         .await?;

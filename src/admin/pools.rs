@@ -47,7 +47,7 @@ pub async fn create(state: &AdminState, body: Body) -> Result<Value, ApiError> {
                     "Pool {name} already exists"
                 )));
             }
-            document.add_pool(&name);
+            document.add_pool(&name)?;
             Ok(())
         })
         .await?;

@@ -31,25 +31,35 @@ pub struct ConfigDocument {
     document: DocumentMut,
 }
 
-fn array<'a>(document: &'a mut DocumentMut, key: &str) -> &'a mut ArrayOfTables {
-    if !document.contains_key(key) {
-        document.insert(key, Item::ArrayOfTables(ArrayOfTables::new()));
-    }
-    match document.get_mut(key) {
-        Some(Item::ArrayOfTables(tables)) => tables,
-        _ => unreachable!("inserted above or already an array of tables"),
-    }
+/// Which `[[pool]]`, `[[ip]]` or `[[configuration_set]]` entry an edit is about.
+#[derive(Clone, Copy)]
+enum Entry<'a> {
+    /// By its `name`.
+    Named(&'a str),
+    /// An `[[ip]]` by its `address` (compared as addresses, so any spelling matches).
+    Address(IpAddr),
 }
 
-fn position(document: &DocumentMut, key: &str, matches: impl Fn(&Table) -> bool) -> Option<usize> {
-    match document.get(key) {
-        Some(Item::ArrayOfTables(tables)) => tables.iter().position(matches),
-        _ => None,
+impl Entry<'_> {
+    fn matches(self, table: &Table) -> bool {
+        match self {
+            Self::Named(name) => table.get("name").and_then(Item::as_str) == Some(name),
+            Self::Address(address) => {
+                table
+                    .get("address")
+                    .and_then(Item::as_str)
+                    .and_then(|a| a.parse::<IpAddr>().ok())
+                    == Some(address)
+            }
+        }
     }
-}
 
-fn str_key<'a>(table: &'a Table, key: &str) -> Option<&'a str> {
-    table.get(key).and_then(Item::as_str)
+    fn describe(self, key: &str) -> String {
+        match self {
+            Self::Named(name) => format!("{key} {name} is not in the config file"),
+            Self::Address(address) => format!("{key} {address} is not in the config file"),
+        }
+    }
 }
 
 impl ConfigDocument {
@@ -61,23 +71,84 @@ impl ConfigDocument {
         Ok(Self { document })
     }
 
-    pub fn add_pool(&mut self, name: &str) {
-        let mut table = Table::new();
-        table.insert("name", value(name));
-        array(&mut self.document, "pool").push(table);
+    /// The array of tables `key` (created when absent). The file may have been edited by hand
+    /// since it was loaded, so anything else under that key is an error, not an assumption.
+    fn tables(&mut self, key: &str) -> Result<&mut ArrayOfTables, EditError> {
+        if !self.document.contains_key(key) {
+            self.document
+                .insert(key, Item::ArrayOfTables(ArrayOfTables::new()));
+        }
+        match self.document.get_mut(key) {
+            Some(Item::ArrayOfTables(tables)) => Ok(tables),
+            _ => Err(EditError::Syntax(format!(
+                "`{key}` in the config file is not a list of [[{key}]] tables"
+            ))),
+        }
     }
 
-    pub fn remove_pool(&mut self, name: &str) -> Result<(), EditError> {
-        let at = position(&self.document, "pool", |t| str_key(t, "name") == Some(name))
-            .ok_or_else(|| EditError::NotFound(format!("pool {name} is not in the config file")))?;
-        array(&mut self.document, "pool").remove(at);
+    fn entry(
+        &mut self,
+        key: &str,
+        entry: Entry<'_>,
+    ) -> Result<(usize, &mut ArrayOfTables), EditError> {
+        let tables = self.tables(key)?;
+        let at = tables
+            .iter()
+            .position(|table| entry.matches(table))
+            .ok_or_else(|| EditError::NotFound(entry.describe(key)))?;
+        Ok((at, tables))
+    }
+
+    fn push(
+        &mut self,
+        key: &str,
+        fields: &[(&str, Option<toml_edit::Value>)],
+    ) -> Result<(), EditError> {
+        let mut table = Table::new();
+        for (field, content) in fields {
+            if let Some(content) = content {
+                table.insert(field, Item::Value(content.clone()));
+            }
+        }
+        self.tables(key)?.push(table);
         Ok(())
     }
 
-    fn ip_position(&self, address: IpAddr) -> Option<usize> {
-        position(&self.document, "ip", |t| {
-            str_key(t, "address").and_then(|a| a.parse::<IpAddr>().ok()) == Some(address)
-        })
+    fn remove(&mut self, key: &str, entry: Entry<'_>) -> Result<(), EditError> {
+        let (at, tables) = self.entry(key, entry)?;
+        tables.remove(at);
+        Ok(())
+    }
+
+    /// Sets (`Some`) or removes (`None`) one field of an entry.
+    fn set(
+        &mut self,
+        key: &str,
+        entry: Entry<'_>,
+        field: &str,
+        new: Option<toml_edit::Value>,
+    ) -> Result<(), EditError> {
+        let (at, tables) = self.entry(key, entry)?;
+        let table = tables
+            .get_mut(at)
+            .ok_or_else(|| EditError::NotFound(entry.describe(key)))?;
+        match new {
+            Some(new) => {
+                table.insert(field, Item::Value(new));
+            }
+            None => {
+                table.remove(field);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn add_pool(&mut self, name: &str) -> Result<(), EditError> {
+        self.push("pool", &[("name", Some(name.into()))])
+    }
+
+    pub fn remove_pool(&mut self, name: &str) -> Result<(), EditError> {
+        self.remove("pool", Entry::Named(name))
     }
 
     pub fn add_ip(
@@ -86,128 +157,69 @@ impl ConfigDocument {
         pool: Option<&str>,
         ehlo_hostname: Option<&str>,
         weight: Option<u32>,
-    ) {
-        let mut table = Table::new();
-        table.insert("address", value(address.to_string()));
-        if let Some(pool) = pool {
-            table.insert("pool", value(pool));
-        }
-        if let Some(name) = ehlo_hostname {
-            table.insert("ehlo_hostname", value(name));
-        }
-        if let Some(weight) = weight {
-            table.insert("weight", value(i64::from(weight)));
-        }
-        array(&mut self.document, "ip").push(table);
+    ) -> Result<(), EditError> {
+        self.push(
+            "ip",
+            &[
+                ("address", Some(address.to_string().into())),
+                ("pool", pool.map(Into::into)),
+                ("ehlo_hostname", ehlo_hostname.map(Into::into)),
+                ("weight", weight.map(|w| i64::from(w).into())),
+            ],
+        )
     }
 
     pub fn remove_ip(&mut self, address: IpAddr) -> Result<(), EditError> {
-        let at = self.ip_position(address).ok_or_else(|| {
-            EditError::NotFound(format!("IP {address} is not in the config file"))
-        })?;
-        array(&mut self.document, "ip").remove(at);
-        Ok(())
+        self.remove("ip", Entry::Address(address))
+    }
+
+    /// Sets (`Some`) or removes (`None`) one field of an `[[ip]]` entry.
+    pub fn set_ip_key(
+        &mut self,
+        address: IpAddr,
+        field: &str,
+        new: Option<toml_edit::Value>,
+    ) -> Result<(), EditError> {
+        self.set("ip", Entry::Address(address), field, new)
     }
 
     /// Moves an IP; `None` puts it in `ses-default-dedicated-pool` (no `pool` key).
     pub fn set_ip_pool(&mut self, address: IpAddr, pool: Option<&str>) -> Result<(), EditError> {
-        let at = self.ip_position(address).ok_or_else(|| {
-            EditError::NotFound(format!("IP {address} is not in the config file"))
-        })?;
-        let table = array(&mut self.document, "ip")
-            .get_mut(at)
-            .ok_or_else(|| EditError::NotFound(format!("IP {address}")))?;
-        match pool {
-            Some(pool) => {
-                table.insert("pool", value(pool));
-            }
-            None => {
-                table.remove("pool");
-            }
-        }
-        Ok(())
-    }
-
-    /// Sets (`Some`) or removes (`None`) one key of an `[[ip]]` entry.
-    pub fn set_ip_key(
-        &mut self,
-        address: IpAddr,
-        key: &str,
-        new: Option<toml_edit::Value>,
-    ) -> Result<(), EditError> {
-        let at = self.ip_position(address).ok_or_else(|| {
-            EditError::NotFound(format!("IP {address} is not in the config file"))
-        })?;
-        let table = array(&mut self.document, "ip")
-            .get_mut(at)
-            .ok_or_else(|| EditError::NotFound(format!("IP {address}")))?;
-        match new {
-            Some(new) => {
-                table.insert(key, Item::Value(new));
-            }
-            None => {
-                table.remove(key);
-            }
-        }
-        Ok(())
+        self.set_ip_key(address, "pool", pool.map(Into::into))
     }
 
     /// `[warmup] enabled`.
-    pub fn set_warmup_enabled(&mut self, enabled: bool) {
-        if !self.document.contains_table("warmup") {
+    pub fn set_warmup_enabled(&mut self, enabled: bool) -> Result<(), EditError> {
+        if !self.document.contains_key("warmup") {
             self.document.insert("warmup", Item::Table(Table::new()));
         }
-        if let Some(table) = self.document.get_mut("warmup").and_then(Item::as_table_mut) {
-            table.insert("enabled", value(enabled));
-        }
+        let table = self
+            .document
+            .get_mut("warmup")
+            .and_then(Item::as_table_mut)
+            .ok_or_else(|| {
+                EditError::Syntax("`warmup` in the config file is not a [warmup] table".into())
+            })?;
+        table.insert("enabled", value(enabled));
+        Ok(())
     }
 
-    pub fn add_configuration_set(&mut self, name: &str) {
-        let mut table = Table::new();
-        table.insert("name", value(name));
-        array(&mut self.document, "configuration_set").push(table);
+    pub fn add_configuration_set(&mut self, name: &str) -> Result<(), EditError> {
+        self.push("configuration_set", &[("name", Some(name.into()))])
     }
 
     pub fn remove_configuration_set(&mut self, name: &str) -> Result<(), EditError> {
-        let at = position(&self.document, "configuration_set", |t| {
-            str_key(t, "name") == Some(name)
-        })
-        .ok_or_else(|| {
-            EditError::NotFound(format!(
-                "configuration set {name} is not in the config file"
-            ))
-        })?;
-        array(&mut self.document, "configuration_set").remove(at);
-        Ok(())
+        self.remove("configuration_set", Entry::Named(name))
     }
 
-    /// Sets (`Some`) or removes (`None`) one key of a configuration set.
+    /// Sets (`Some`) or removes (`None`) one field of a configuration set.
     pub fn set_configuration_set_key(
         &mut self,
         name: &str,
-        key: &str,
+        field: &str,
         new: Option<toml_edit::Value>,
     ) -> Result<(), EditError> {
-        let at = position(&self.document, "configuration_set", |t| {
-            str_key(t, "name") == Some(name)
-        })
-        .ok_or_else(|| {
-            EditError::NotFound(format!(
-                "configuration set {name} is not in the config file"
-            ))
-        })?;
-        let table = array(&mut self.document, "configuration_set")
-            .get_mut(at)
-            .ok_or_else(|| EditError::NotFound(format!("configuration set {name}")))?;
-        match new {
-            Some(new) => {
-                table.insert(key, Item::Value(new));
-            }
-            None => {
-                table.remove(key);
-            }
-        }
-        Ok(())
+        self.set("configuration_set", Entry::Named(name), field, new)
     }
 
     /// Validates the changed document as a config file at `path` and, if it is valid, writes it
@@ -258,12 +270,14 @@ mod tests {
         let path = dir.path().join("poolrelay.toml");
         std::fs::write(&path, TEXT).unwrap();
         let mut document = ConfigDocument::read(&path).unwrap();
-        document.add_pool("transactional");
+        document.add_pool("transactional").unwrap();
         document
             .set_ip_pool("127.0.0.2".parse().unwrap(), Some("transactional"))
             .unwrap();
-        document.add_ip("127.0.0.3".parse().unwrap(), None, Some("mta-3.test"), None);
-        document.add_configuration_set("reset");
+        document
+            .add_ip("127.0.0.3".parse().unwrap(), None, Some("mta-3.test"), None)
+            .unwrap();
+        document.add_configuration_set("reset").unwrap();
         document
             .set_configuration_set_key("reset", "sending_pool", Some("transactional".into()))
             .unwrap();
@@ -296,6 +310,19 @@ mod tests {
         assert!(matches!(
             document.remove_pool("ghost"),
             Err(EditError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn a_hand_edited_key_of_the_wrong_shape_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("poolrelay.toml");
+        std::fs::write(&path, "pool = \"not a table\"\nwarmup = 3\n").unwrap();
+        let mut document = ConfigDocument::read(&path).unwrap();
+        assert!(matches!(document.add_pool("x"), Err(EditError::Syntax(_))));
+        assert!(matches!(
+            document.set_warmup_enabled(false),
+            Err(EditError::Syntax(_))
         ));
     }
 }

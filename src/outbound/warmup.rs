@@ -93,15 +93,6 @@ impl WarmupLedger {
         true
     }
 
-    /// Messages sent today from `ip` under its warm-up cap.
-    pub fn used(&self, ip: IpAddr, today: NaiveDate) -> u64 {
-        let guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.0.day != Some(today) {
-            return 0;
-        }
-        guard.0.counts.get(&ip).copied().unwrap_or(0)
-    }
-
     /// Blocking: writes the counts if they changed (temp file and rename).
     pub fn save(&self) -> std::io::Result<()> {
         let Some(path) = &self.path else {

@@ -15,7 +15,6 @@ const FLUSH_THRESHOLD: usize = 256 * 1024;
 /// committing removes it at once.
 pub struct MessageWriter {
     spool: Spool,
-    id: String,
     path: PathBuf,
     file: Option<File>,
     buffer: Vec<u8>,
@@ -29,7 +28,6 @@ impl MessageWriter {
         let path = spool.content_path(&id);
         Self {
             spool,
-            id,
             path,
             file: None,
             buffer: Vec::with_capacity(8 * 1024),
@@ -37,10 +35,6 @@ impl MessageWriter {
             checksum: crc32fast::Hasher::new(),
             committed: false,
         }
-    }
-
-    pub fn id(&self) -> &str {
-        &self.id
     }
 
     /// Bytes of content so far.
