@@ -178,6 +178,14 @@ enum IpsCommand {
     Remove {
         ip: String,
     },
+    /// Take an IP out of rotation for every destination (saved in the config).
+    Suspend {
+        ip: String,
+    },
+    /// Put a suspended IP back into rotation (also lifts its site suspensions).
+    Resume {
+        ip: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -402,6 +410,8 @@ fn main() -> ExitCode {
                     IpsCommand::Add { ip, pool, ehlo_hostname, weight } => Action::IpsAdd { ip, pool, ehlo_hostname, weight },
                     IpsCommand::Move { ip, pool } => Action::IpsMove { ip, pool },
                     IpsCommand::Remove { ip } => Action::IpsRemove(ip),
+                    IpsCommand::Suspend { ip } => Action::IpsSuspend { ip, suspended: true },
+                    IpsCommand::Resume { ip } => Action::IpsSuspend { ip, suspended: false },
                 };
                 admin_client::run(&target.socket()?, action, target.json).await
             }

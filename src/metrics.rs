@@ -36,6 +36,16 @@ pub struct Metrics {
     pub deferred: Family<OutcomeLabels, Counter>,
     pub bounced: Family<OutcomeLabels, Counter>,
     pub bind_failures: Family<IpLabels, Counter>,
+    /// Times a site suspended an IP (reputation refusals).
+    pub site_suspensions: Family<IpLabels, Counter>,
+    /// Per IP, read at scrape time: 1 while the address cannot be bound.
+    pub ip_unbindable: Family<IpLabels, Gauge>,
+    /// Per IP, read at scrape time: 1 while an operator has suspended it.
+    pub ip_operator_suspended: Family<IpLabels, Gauge>,
+    /// Per IP, read at scrape time: sites refusing it now.
+    pub ip_suspended_sites: Family<IpLabels, Gauge>,
+    /// Per IP, read at scrape time: SES WarmupPercentage.
+    pub ip_warmup_percentage: Family<IpLabels, Gauge>,
     pub connections_in: Gauge,
     pub connections_out: Gauge,
     /// Seconds from acceptance to delivery, per delivered recipient.
@@ -54,6 +64,11 @@ impl Metrics {
             deferred: Family::default(),
             bounced: Family::default(),
             bind_failures: Family::default(),
+            site_suspensions: Family::default(),
+            ip_unbindable: Family::default(),
+            ip_operator_suspended: Family::default(),
+            ip_suspended_sites: Family::default(),
+            ip_warmup_percentage: Family::default(),
             connections_in: Gauge::default(),
             connections_out: Gauge::default(),
             delivery_seconds: Histogram::new(exponential_buckets(0.005, 4.0, 12)),
@@ -91,6 +106,31 @@ impl Metrics {
             "bind_failures",
             "Outbound binds that failed, by source IP",
             metrics.bind_failures.clone(),
+        );
+        registry.register(
+            "site_suspensions",
+            "Times a site's reputation refusal suspended the IP for that site",
+            metrics.site_suspensions.clone(),
+        );
+        registry.register(
+            "ip_unbindable",
+            "1 while the dedicated IP cannot be bound on this host (suspended for every site)",
+            metrics.ip_unbindable.clone(),
+        );
+        registry.register(
+            "ip_operator_suspended",
+            "1 while an operator has suspended the dedicated IP",
+            metrics.ip_operator_suspended.clone(),
+        );
+        registry.register(
+            "ip_suspended_sites",
+            "Sites for which the dedicated IP is suspended now",
+            metrics.ip_suspended_sites.clone(),
+        );
+        registry.register(
+            "ip_warmup_percentage",
+            "Warm-up progress of the dedicated IP (SES WarmupPercentage)",
+            metrics.ip_warmup_percentage.clone(),
         );
         registry.register(
             "connections_in",

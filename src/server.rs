@@ -18,6 +18,7 @@ use crate::inbound::tls::InboundTls;
 use crate::inbound::{InboundContext, serve_listener};
 use crate::outbound::Outbound;
 use crate::outbound::connect::source_available;
+use crate::outbound::health::Health;
 use crate::queue::QueueHandle;
 use crate::queue::attempt::AttemptContext;
 use crate::queue::events::EventLog;
@@ -79,8 +80,9 @@ impl Relay {
         check_sources(&config.registry);
         let registry = Arc::new(ArcSwap::from_pointee(config.registry.clone()));
         let shutdown = CancellationToken::new();
+        let health = Arc::new(Health::new(config.health.clone()));
         let outbound = Arc::new(
-            Outbound::new(&config, registry.clone(), spool.clone())
+            Outbound::new(&config, registry.clone(), spool.clone(), health.clone())
                 .map_err(|e| anyhow::anyhow!(e))?,
         );
         let events = Arc::new(
@@ -170,7 +172,9 @@ impl Relay {
             registry_handle,
             queue.clone(),
             smtp_addrs.clone(),
+            health,
         ));
+        tasks.spawn(outbound.clone().upkeep(shutdown.clone()));
         if let Some(listener) = metrics_listener {
             tasks.spawn(crate::admin::serve_metrics(
                 listener,

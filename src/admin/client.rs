@@ -32,6 +32,10 @@ pub enum Action {
         pool: String,
     },
     IpsRemove(String),
+    IpsSuspend {
+        ip: String,
+        suspended: bool,
+    },
     SetsList,
     SetsCreate {
         name: String,
@@ -87,6 +91,11 @@ impl Action {
                 Some(json!({"DestinationPoolName": pool})),
             ),
             Self::IpsRemove(ip) => ("DELETE", format!("{base}/dedicated-ips/{ip}"), None),
+            Self::IpsSuspend { ip, suspended } => (
+                "PUT",
+                format!("{base}/dedicated-ips/{ip}/suspension"),
+                Some(json!({"Suspended": suspended})),
+            ),
             Self::SetsList => ("GET", format!("{base}/configuration-sets"), None),
             Self::SetsCreate { name, pool } => (
                 "POST",
@@ -164,15 +173,33 @@ fn render(action: &Action, body: &Value) -> String {
         Action::PoolsList => strings(&body["DedicatedIpPools"]).join("\n"),
         Action::SetsList => strings(&body["ConfigurationSets"]).join("\n"),
         Action::IpsList(_) => {
-            let mut out = format!("{:<40} {:<28} {:>6}  warm-up\n", "IP", "pool", "weight");
+            let mut out = format!(
+                "{:<40} {:<28} {:>6}  {:<16} suspension\n",
+                "IP", "pool", "weight", "warm-up"
+            );
             for ip in body["DedicatedIps"].as_array().into_iter().flatten() {
+                let suspension = &ip["Suspension"];
+                let sites: Vec<String> = suspension["Sites"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|s| text(&s["Site"]))
+                    .collect();
+                let status = match text(&suspension["Status"]).as_str() {
+                    "SITES" => format!("SITES: {}", sites.join("; ")),
+                    other => other.to_string(),
+                };
                 out.push_str(&format!(
-                    "{:<40} {:<28} {:>6}  {} {}%\n",
+                    "{:<40} {:<28} {:>6}  {:<16} {}\n",
                     text(&ip["Ip"]),
                     text(&ip["PoolName"]),
                     text(&ip["Weight"]),
-                    text(&ip["WarmupStatus"]),
-                    text(&ip["WarmupPercentage"])
+                    format!(
+                        "{} {}%",
+                        text(&ip["WarmupStatus"]),
+                        text(&ip["WarmupPercentage"])
+                    ),
+                    status
                 ));
             }
             out.trim_end().to_string()

@@ -163,6 +163,9 @@ async fn route(
         (&Method::DELETE, ["dedicated-ips", ip]) => ips::remove(state, ip).await,
         (&Method::PUT, ["dedicated-ips", ip, "pool"]) => ips::move_to_pool(state, ip, body).await,
         (&Method::PUT, ["dedicated-ips", ip, "warmup"]) => ips::put_warmup(state, ip, body).await,
+        (&Method::PUT, ["dedicated-ips", ip, "suspension"]) => {
+            ips::put_suspension(state, ip, body).await
+        }
         (&Method::PUT, ["account", "dedicated-ips", "warmup"]) => {
             ips::put_account_warmup(state, body).await
         }

@@ -9,11 +9,24 @@ use super::AdminState;
 use super::error::ApiError;
 use super::http::Body;
 use crate::outbound::connect::source_available;
+use crate::outbound::health::Health;
 use crate::outbound::warmup::{WarmupState, today};
 use crate::registry::{DEFAULT_POOL, DedicatedIp, Registry, SHARED_POOL};
 
-fn describe(registry: &Registry, ip: &DedicatedIp) -> Value {
+/// SES's DedicatedIp, plus poolrelay's `Weight`, `EhloHostname` and `Suspension`.
+fn describe(registry: &Registry, health: &Health, ip: &DedicatedIp) -> Value {
     let warmup = WarmupState::of(registry.warmup(), ip.warmup_started, today());
+    let report = health.report(ip.address);
+    // The broadest suspension wins: operator (everything), unbindable (everything), sites.
+    let status = if ip.suspended {
+        "OPERATOR"
+    } else if report.unbindable.is_some() {
+        "UNBINDABLE"
+    } else if !report.sites.is_empty() {
+        "SITES"
+    } else {
+        "NONE"
+    };
     json!({
         "Ip": ip.address.to_string(),
         "WarmupStatus": if matches!(warmup, WarmupState::Warm) { "DONE" } else { "IN_PROGRESS" },
@@ -21,6 +34,15 @@ fn describe(registry: &Registry, ip: &DedicatedIp) -> Value {
         "PoolName": ip.pool.as_deref().unwrap_or(DEFAULT_POOL),
         "Weight": ip.weight,
         "EhloHostname": ip.ehlo_hostname,
+        "Suspension": {
+            "Status": status,
+            "Operator": ip.suspended,
+            "Unbindable": report.unbindable.map(|(reason, since)| json!({
+                "Reason": reason,
+                "Since": since,
+            })),
+            "Sites": report.sites,
+        },
     })
 }
 
@@ -43,7 +65,7 @@ pub fn list(state: &AdminState, pool: Option<String>) -> Result<Value, ApiError>
             pool.as_deref()
                 .is_none_or(|p| ip.pool.as_deref().unwrap_or(DEFAULT_POOL) == p)
         })
-        .map(|ip| describe(&registry, ip))
+        .map(|ip| describe(&registry, &state.health, ip))
         .collect();
     Ok(json!({ "DedicatedIps": ips }))
 }
@@ -56,7 +78,7 @@ pub fn get(state: &AdminState, ip: &str) -> Result<Value, ApiError> {
         .iter()
         .find(|known| known.address == address)
         .ok_or_else(|| ApiError::NotFound(format!("Dedicated IP {address} does not exist")))?;
-    Ok(json!({ "DedicatedIp": describe(&registry, found) }))
+    Ok(json!({ "DedicatedIp": describe(&registry, &state.health, found) }))
 }
 
 pub async fn move_to_pool(state: &AdminState, ip: &str, body: Body) -> Result<Value, ApiError> {
@@ -190,5 +212,37 @@ pub async fn put_account_warmup(state: &AdminState, body: Body) -> Result<Value,
             Ok(())
         })
         .await?;
+    Ok(json!({}))
+}
+
+/// `PUT /v2/email/dedicated-ips/{IP}/suspension {"Suspended": bool}` (poolrelay extension):
+/// takes the IP out of rotation for every destination, or puts it back. The setting is saved
+/// in the config (`[[ip]] suspended = true`). Resuming also lifts the IP's site suspensions.
+pub async fn put_suspension(state: &AdminState, ip: &str, body: Body) -> Result<Value, ApiError> {
+    let address = parse_ip(ip)?;
+    let suspended = match body.0.get("Suspended") {
+        Some(Value::Bool(suspended)) => *suspended,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "Suspended (true or false) is required".into(),
+            ));
+        }
+    };
+    state
+        .change(move |document, registry| {
+            if !registry.ips().iter().any(|known| known.address == address) {
+                return Err(ApiError::NotFound(format!(
+                    "Dedicated IP {address} does not exist"
+                )));
+            }
+            Ok(document.set_ip_key(address, "suspended", suspended.then(|| true.into()))?)
+        })
+        .await?;
+    if suspended {
+        tracing::warn!(source_ip = %address, "dedicated IP suspended by an operator");
+    } else {
+        state.health.clear_sites(address);
+        tracing::info!(source_ip = %address, "dedicated IP resumed by an operator");
+    }
     Ok(json!({}))
 }

@@ -28,6 +28,7 @@ pub use socket::{bind_admin_socket, serve, serve_metrics};
 
 use crate::config::Config;
 use crate::config::edit::ConfigDocument;
+use crate::outbound::health::Health;
 use crate::queue::QueueHandle;
 use crate::registry::Registry;
 
@@ -40,6 +41,8 @@ pub struct AdminState {
     pub listeners: Vec<SocketAddr>,
     /// Peer uids allowed in (the relay's own uid and root unless configured).
     pub allowed_uids: Vec<u32>,
+    /// Suspensions the outbound side keeps (unbindable addresses, refusing sites).
+    pub health: Arc<Health>,
     writes: tokio::sync::Mutex<()>,
 }
 
@@ -49,6 +52,7 @@ impl AdminState {
         registry: Arc<ArcSwap<Registry>>,
         queue: QueueHandle,
         listeners: Vec<SocketAddr>,
+        health: Arc<Health>,
     ) -> Self {
         // SAFETY: getuid has no preconditions and cannot fail.
         let own = unsafe { libc::getuid() };
@@ -64,6 +68,7 @@ impl AdminState {
             started: Instant::now(),
             listeners,
             allowed_uids,
+            health,
             writes: tokio::sync::Mutex::new(()),
         }
     }

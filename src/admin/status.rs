@@ -34,5 +34,37 @@ pub async fn metrics_text(state: &AdminState) -> String {
                 .unwrap_or(0) as i64,
         );
     }
+    ip_gauges(state);
     METRICS.render()
+}
+
+/// Per-IP warm-up and suspension gauges, read from the registry and health now.
+fn ip_gauges(state: &AdminState) {
+    use crate::metrics::{IpLabels, METRICS};
+    use crate::outbound::warmup::{WarmupState, today};
+    let registry = state.registry.load();
+    let day = today();
+    for ip in registry.ips() {
+        let labels = IpLabels {
+            source_ip: ip.address.to_string(),
+        };
+        let report = state.health.report(ip.address);
+        let warmup = WarmupState::of(registry.warmup(), ip.warmup_started, day);
+        METRICS
+            .ip_warmup_percentage
+            .get_or_create(&labels)
+            .set(warmup.percentage() as i64);
+        METRICS
+            .ip_operator_suspended
+            .get_or_create(&labels)
+            .set(i64::from(ip.suspended));
+        METRICS
+            .ip_unbindable
+            .get_or_create(&labels)
+            .set(i64::from(report.unbindable.is_some()));
+        METRICS
+            .ip_suspended_sites
+            .get_or_create(&labels)
+            .set(report.sites.len() as i64);
+    }
 }

@@ -6,6 +6,7 @@
 
 pub mod edit;
 mod raw;
+mod reputation;
 mod validate;
 
 use std::fmt;
@@ -140,6 +141,10 @@ pub struct Config {
     /// `[metrics] listen`: Prometheus text on TCP as well as on the admin socket.
     pub metrics_listen: Option<SocketAddr>,
     pub warmup: WarmupSettings,
+    /// `[health]`: suspensions of source IPs.
+    pub health: crate::outbound::health::HealthSettings,
+    /// `[[shaping]]`: limits per (source IP, site).
+    pub shaping: Vec<crate::outbound::shaping::ShapingRule>,
     pub routes: Vec<Route>,
     pub registry: Registry,
 }

@@ -28,6 +28,10 @@ pub struct RawConfig {
     #[serde(default)]
     pub warmup: RawWarmup,
     #[serde(default)]
+    pub health: RawHealth,
+    #[serde(default)]
+    pub shaping: Vec<Spanned<RawShaping>>,
+    #[serde(default)]
     pub route: Vec<Spanned<RawRoute>>,
     #[serde(default)]
     pub pool: Vec<Spanned<RawPool>>,
@@ -104,6 +108,33 @@ pub struct RawWarmup {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub suspension: Option<Text>,
+    pub max_suspension: Option<Text>,
+    pub bind_recheck: Option<Text>,
+    pub rule: Option<Vec<Spanned<RawReplyRule>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReplyRule {
+    pub name: Text,
+    pub contains: Vec<Text>,
+    pub codes: Option<Vec<Text>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShaping {
+    pub site: Text,
+    pub max_connections: Option<Spanned<u64>>,
+    pub max_messages_per_connection: Option<Spanned<u64>>,
+    pub max_message_rate: Option<Text>,
+    pub max_connection_rate: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawMetrics {
     pub listen: Option<Text>,
 }
@@ -153,6 +184,7 @@ pub struct RawIp {
     pub ehlo_hostname: Option<Text>,
     pub weight: Option<Spanned<u64>>,
     pub warmup_started: Option<Text>,
+    pub suspended: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

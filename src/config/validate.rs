@@ -17,14 +17,14 @@ use crate::outbound::route::{DomainPattern, HostPort, Route};
 use crate::registry::{ConfigurationSet, DedicatedIp, Registry, TlsPolicy};
 
 /// Collects errors and turns byte spans into line and column numbers.
-struct Problems<'a> {
+pub(super) struct Problems<'a> {
     path: &'a Path,
     text: &'a str,
     errors: Vec<ConfigError>,
 }
 
 impl Problems<'_> {
-    fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
+    pub(super) fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
         let before = &self.text[..span.start.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
         let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
@@ -37,7 +37,7 @@ impl Problems<'_> {
     }
 
     /// Parses a spanned string with `parse`, recording the error at the value's location.
-    fn check<T>(
+    pub(super) fn check<T>(
         &mut self,
         value: &Text,
         parse: impl FnOnce(&str) -> Result<T, String>,
@@ -52,7 +52,7 @@ impl Problems<'_> {
     }
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|_| {
         format!("{text:?} is not a duration (write \"30s\", \"5m\", \"2h\" or \"5d\")")
     })
@@ -80,7 +80,7 @@ fn parse_hostname(text: &str) -> Result<String, String> {
     }
 }
 
-fn number_in(
+pub(super) fn number_in(
     value: &Spanned<u64>,
     range: Range<u64>,
     what: &str,
@@ -136,6 +136,7 @@ fn build_registry(raw: &RawConfig, problems: &mut Problems<'_>) -> Registry {
             pool: ip.pool.as_ref().map(|p| p.get_ref().clone()),
             ehlo_hostname,
             weight,
+            suspended: ip.suspended.unwrap_or(false),
         };
         if let Err(error) = registry.add_ip(dedicated) {
             let span = match (&error, &ip.pool) {
@@ -400,6 +401,9 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
         })
     });
 
+    let health = super::reputation::health(&raw.health, &mut problems);
+    let shaping = super::reputation::shaping(&raw.shaping, &mut problems);
+
     // [[route]]
     let mut routes = Vec::new();
     for route in &raw.route {
@@ -470,6 +474,8 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
         admin,
         metrics_listen,
         warmup,
+        health,
+        shaping,
         routes,
         registry,
     })

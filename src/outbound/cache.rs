@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use super::client::SmtpClient;
 
-/// A connection is closed after this many transactions, so one long-lived session does not pin
-/// all traffic to one remote process.
+/// By default a connection is closed after this many transactions, so one long-lived session
+/// does not pin all traffic to one remote process (`[[shaping]] max_messages_per_connection`).
 pub const MAX_TRANSACTIONS_PER_CONNECTION: u32 = 100;
 /// Idle connections kept per (source, destination).
 const MAX_IDLE_PER_KEY: usize = 32;
@@ -54,7 +54,7 @@ impl ConnectionCache {
 
     /// Returns a connection for reuse; gives it back when it should be closed instead.
     pub fn put(&self, client: SmtpClient) -> Option<SmtpClient> {
-        if client.transactions >= MAX_TRANSACTIONS_PER_CONNECTION {
+        if client.closing || client.transactions >= client.max_transactions {
             return Some(client);
         }
         let mut idle = self.lock();

@@ -182,6 +182,13 @@ pub struct SmtpClient {
     pub verified: bool,
     /// Transactions completed on this connection.
     pub transactions: u32,
+    /// After this many transactions the connection is closed rather than reused.
+    pub max_transactions: u32,
+    /// The server said 421 (closing): the connection must not be reused.
+    pub closing: bool,
+    /// The (source IP, site) pair this connection counts against, and its place in the pair's
+    /// `max_connections`, given back when the connection is dropped.
+    pub shaping: Option<(Arc<super::shaping::Pair>, super::shaping::ConnectionPermit)>,
     timeouts: Timeouts,
     _counted: crate::metrics::ConnectionGuard,
 }
@@ -207,6 +214,9 @@ impl SmtpClient {
             tls_version: None,
             verified: false,
             transactions: 0,
+            max_transactions: super::cache::MAX_TRANSACTIONS_PER_CONNECTION,
+            closing: false,
+            shaping: None,
             timeouts,
             _counted: crate::metrics::ConnectionGuard::outbound(),
         };
@@ -415,7 +425,15 @@ impl SmtpClient {
                 self.read_reply("end of DATA", self.timeouts.data_end)
                     .await?;
             }
-            self.reset().await?;
+            // 421 means the server is closing the connection: nothing more can be said on it.
+            let closing = mail_reply.code == 421
+                || rcpt_replies.iter().any(|r| r.code == 421)
+                || data_reply.as_ref().is_some_and(|r| r.code == 421);
+            if closing {
+                self.closing = true;
+            } else {
+                self.reset().await?;
+            }
             let replies = request
                 .recipients
                 .iter()

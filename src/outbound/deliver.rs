@@ -2,50 +2,31 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
 
 use super::Outbound;
-use super::client::{ClientError, Content, MailRequest, RemoteReply, SmtpClient};
+use super::client::{ClientError, SmtpClient};
 use super::connect::{ConnectError, connect_from};
 use super::next_hop::{ResolveError, Target};
+use super::shaping::{ConnectionPermit, DeliverySlot, Pair, site_of};
 use super::warmup::{self, WarmupState};
 use crate::registry::{PoolMembers, TlsPolicy};
-use crate::spool::{Envelope, RecipientState};
-
-/// Content up to this size is read from the spool in one piece; larger content is streamed.
-const IN_MEMORY_CONTENT: u64 = 4 * 1024 * 1024;
-
-/// A message's content as read for one attempt.
-enum Loaded {
-    Memory(Vec<u8>),
-    File(tokio::io::Take<tokio::io::BufReader<tokio::fs::File>>),
-}
-
-/// Blocking: the first `size` bytes of a spooled message file (its content).
-fn read_content(path: &std::path::Path, size: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut content = Vec::with_capacity(size as usize);
-    std::fs::File::open(path)?
-        .take(size)
-        .read_to_end(&mut content)?;
-    if content.len() as u64 != size {
-        return Err(std::io::Error::other(format!(
-            "spool file has {} bytes of content, expected {size}",
-            content.len()
-        )));
-    }
-    Ok(content)
-}
+use crate::spool::Envelope;
 
 /// Why no session could be had with any address of a next hop.
-enum NoSession {
+pub(super) enum NoSession {
     /// Every usable source of the pool was tried or none exists for this address family.
     NoSource,
+    /// The next hop refused the source IP (greeting or EHLO) for reputation reasons.
+    Refused(String),
     Failed(String),
 }
 
 impl Outbound {
-    /// Tries every pending recipient once, updating their states in `envelope`.
-    pub async fn deliver(&self, envelope: &mut Envelope) {
+    /// Tries every pending recipient once, updating their states in `envelope`. `slot` is given
+    /// back to the scheduler if the attempt has to wait for a shaping limit.
+    pub async fn deliver(&self, envelope: &mut Envelope, slot: &mut DeliverySlot) {
         envelope.attempts += 1;
         let mut by_domain: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (index, recipient) in envelope.pending() {
@@ -74,16 +55,27 @@ impl Outbound {
             }
         }
         for (targets, indexes) in groups {
-            self.deliver_group(envelope, &targets, &indexes).await;
+            self.deliver_group(envelope, &targets, &indexes, slot).await;
         }
     }
 
-    async fn deliver_group(&self, envelope: &mut Envelope, targets: &[Target], indexes: &[usize]) {
+    /// Delivers the recipients `indexes`, whose domains share the next hops `targets` (one site),
+    /// from a source IP of the message's pool.
+    async fn deliver_group(
+        &self,
+        envelope: &mut Envelope,
+        targets: &[Target],
+        indexes: &[usize],
+        slot: &mut DeliverySlot,
+    ) {
         let registry = self.registry.load_full();
         let today = warmup::today();
+        let site = site_of(targets);
         // The pool sources come from; it becomes the overflow pool when warm-up caps are used up.
         let mut pool = envelope.pool.clone();
         let mut members = registry.pool_members(&pool);
+        let mut pending: Vec<usize> = indexes.to_vec();
+        // Sources tried in this attempt that cannot be used again now.
         let mut unusable: HashSet<IpAddr> = HashSet::new();
         let mut capped: HashSet<IpAddr> = HashSet::new();
         let mut last_source = None;
@@ -98,12 +90,20 @@ impl Outbound {
                 let source = match &members {
                     PoolMembers::HostDefault => None,
                     PoolMembers::Addresses(list) => {
+                        let now = Instant::now();
+                        let mut suspended = 0;
                         let candidates: Vec<(IpAddr, u32)> = list
                             .iter()
                             .filter(|s| {
-                                s.address.is_ipv4() == target.addr.is_ipv4()
+                                s.weight > 0
+                                    && s.address.is_ipv4() == target.addr.is_ipv4()
                                     && !unusable.contains(&s.address)
                                     && !capped.contains(&s.address)
+                            })
+                            .filter(|s| {
+                                let out = self.health.is_suspended(s.address, &site, now);
+                                suspended += usize::from(out);
+                                !out
                             })
                             .map(|s| (s.address, s.weight))
                             .collect();
@@ -130,6 +130,10 @@ impl Outbound {
                                 last_error = format!(
                                     "4.7.0 every IP of pool {pool} is at its warm-up limit for today"
                                 );
+                            } else if suspended > 0 {
+                                last_error = format!(
+                                    "4.7.0 every usable IP of pool {pool} is suspended for {site}"
+                                );
                             }
                             break;
                         };
@@ -148,12 +152,28 @@ impl Outbound {
                     }
                 };
                 last_source = source.or(last_source);
-                match self.session(envelope, source, target).await {
+                match self.session(envelope, source, target, &site, slot).await {
                     Ok((client, reused)) => {
                         envelope.last_source_ip = source;
-                        self.transact(envelope, client, reused, target, indexes)
+                        let refused = self
+                            .transact(envelope, client, reused, target, &site, &pending)
                             .await;
-                        return;
+                        if refused.is_empty() {
+                            return;
+                        }
+                        // The site refused this IP: the same recipients go out from another IP
+                        // of the pool now, or wait if there is none.
+                        let reply = envelope.recipients[refused[0]]
+                            .last_reply
+                            .clone()
+                            .unwrap_or_default();
+                        pending = refused;
+                        last_error =
+                            format!("4.7.0 {site} refuses the usable IPs of pool {pool}: {reply}");
+                        match source {
+                            Some(address) => unusable.insert(address),
+                            None => break,
+                        };
                     }
                     Err(NoSession::NoSource) => {
                         if let Some(address) = source {
@@ -163,6 +183,14 @@ impl Outbound {
                         if source.is_none() {
                             break;
                         }
+                    }
+                    Err(NoSession::Refused(reason)) => {
+                        last_error =
+                            format!("4.7.0 {site} refuses the usable IPs of pool {pool}: {reason}");
+                        match source {
+                            Some(address) => unusable.insert(address),
+                            None => break,
+                        };
                     }
                     Err(NoSession::Failed(error)) => {
                         last_error = error;
@@ -174,7 +202,7 @@ impl Outbound {
         let hop = targets.first().map(|t| t.host.as_str()).unwrap_or("-");
         self.record_all(
             envelope,
-            indexes,
+            &pending,
             last_source,
             hop,
             false,
@@ -186,33 +214,56 @@ impl Outbound {
         );
     }
 
-    /// A ready session from `source` to `target`: an idle one from the cache or a new one.
+    /// A ready session from `source` to `target`: an idle one from the cache or a new one, within
+    /// the (source, site) pair's limits. Waiting for a limit gives the scheduler slot back.
     async fn session(
         &self,
         envelope: &Envelope,
         source: Option<IpAddr>,
         target: &Target,
+        site: &str,
+        slot: &mut DeliverySlot,
     ) -> Result<(SmtpClient, bool), NoSession> {
-        if let Some(client) = self.cache.take((source, target.addr)) {
-            let tls_ok = client.tls_version.is_some()
-                || !(target.require_tls || self.requires_tls(envelope));
-            let verify_ok = client.verified || !target.verify_tls;
-            if tls_ok && verify_ok {
-                return Ok((client, true));
+        let pair = self.shaper.pair(source, site);
+        pair.message_allowed(slot).await;
+        loop {
+            if let Some(client) = self.cache.take((source, target.addr)) {
+                let tls_ok = client.tls_version.is_some()
+                    || !(target.require_tls || self.requires_tls(envelope));
+                let verify_ok = client.verified || !target.verify_tls;
+                if tls_ok && verify_ok {
+                    return Ok((client, true));
+                }
+                // A plaintext connection never carries mail whose configuration set requires
+                // TLS; closing it makes room for one that does.
+                client.quit().await;
+                continue;
             }
-            // A plaintext connection never carries mail whose configuration set requires TLS.
-            self.give_back(client).await;
+            let permit = match pair.try_connection() {
+                Some(permit) => permit,
+                None => {
+                    slot.release();
+                    match pair.connection_or_returned().await {
+                        Some(permit) => permit,
+                        // A connection went back to the cache: take it from there.
+                        None => continue,
+                    }
+                }
+            };
+            pair.connect_allowed(slot).await;
+            return self
+                .open_session(envelope, source, target, (pair, permit))
+                .await
+                .map(|client| (client, false));
         }
-        self.open_session(envelope, source, target)
-            .await
-            .map(|client| (client, false))
     }
 
-    async fn open_session(
+    pub(super) async fn open_session(
         &self,
         envelope: &Envelope,
         source: Option<IpAddr>,
         target: &Target,
+        shaping: (Arc<Pair>, ConnectionPermit),
     ) -> Result<SmtpClient, NoSession> {
         let stream = match connect_from(source, target.addr, self.timeouts.connect).await {
             Ok(stream) => stream,
@@ -233,25 +284,59 @@ impl Outbound {
                 return Err(NoSession::Failed(error.to_string()));
             }
         };
-        if let Some(address) = source {
-            self.report_available(address);
-        }
         let ehlo_name = self.ehlo_name(&envelope.pool, source);
         let tls = if target.verify_tls {
             &self.verifying_tls
         } else {
             &self.tls
         };
-        let mut client = SmtpClient::open(stream, source, &ehlo_name, &target.host, Some(tls), self.timeouts)
-            .await
-            .map_err(|error| {
+        let mut client = match SmtpClient::open(
+            stream,
+            source,
+            &ehlo_name,
+            &target.host,
+            Some(tls),
+            self.timeouts,
+        )
+        .await
+        {
+            Ok(client) => client,
+            Err(ClientError::Rejected { stage, reply })
+                if self.health.classify(&reply).is_some() =>
+            {
+                // Refused at the greeting or EHLO because of the source IP's reputation.
+                let rule = self
+                    .health
+                    .classify(&reply)
+                    .map(|r| r.name.clone())
+                    .unwrap_or_default();
+                if let Some(address) = source {
+                    self.health.refused(
+                        address,
+                        &shaping.0.site,
+                        &rule,
+                        &reply.to_string(),
+                        Instant::now(),
+                    );
+                }
+                tracing::warn!(id = %envelope.id, pool = %envelope.pool, source_ip = ?source, next_hop = %target.addr, stage, %reply, "refused because of the source IP");
+                return Err(NoSession::Refused(reply.to_string()));
+            }
+            Err(error) => {
                 tracing::warn!(id = %envelope.id, pool = %envelope.pool, source_ip = ?source, next_hop = %target.addr, %error, "session setup failed");
                 let tls_failed = matches!(error, ClientError::Tls(_));
                 let reason = format!("{} ({})", error, target.addr);
                 // 4.7.10 is "encryption needed" (RFC 5248): the failure is about TLS, not the host.
-                NoSession::Failed(if tls_failed { format!("4.7.10 {reason}") } else { reason })
-            })?;
+                return Err(NoSession::Failed(if tls_failed {
+                    format!("4.7.10 {reason}")
+                } else {
+                    reason
+                }));
+            }
+        };
         client.verified = target.verify_tls && client.tls_version.is_some();
+        client.max_transactions = shaping.0.limits.max_messages_per_connection;
+        client.shaping = Some(shaping);
         if client.tls_version.is_none() && (target.require_tls || self.requires_tls(envelope)) {
             tracing::warn!(id = %envelope.id, pool = %envelope.pool, next_hop = %target.addr, "TLS required but not offered; not sending in plaintext");
             client.quit().await;
@@ -284,188 +369,5 @@ impl Outbound {
             _ => None,
         };
         configured.unwrap_or_else(|| self.hostname.clone())
-    }
-
-    /// Runs one transaction; a stale reused connection is replaced once by a fresh one.
-    async fn transact(
-        &self,
-        envelope: &mut Envelope,
-        mut client: SmtpClient,
-        mut reused: bool,
-        target: &Target,
-        indexes: &[usize],
-    ) {
-        let recipients: Vec<String> = indexes
-            .iter()
-            .map(|&i| envelope.recipients[i].address.clone())
-            .collect();
-        let source = client.source;
-        if envelope.smtputf8 && !client.capabilities.smtputf8 {
-            self.record_all(
-                envelope,
-                indexes,
-                source,
-                &target.host,
-                true,
-                "553 5.6.7 the next hop does not support SMTPUTF8",
-            );
-            self.give_back(client).await;
-            return;
-        }
-        loop {
-            let request = MailRequest {
-                sender: &envelope.sender,
-                recipients: &recipients,
-                size: envelope.size,
-                eight_bit_mime: envelope.eight_bit_mime,
-                smtputf8: envelope.smtputf8,
-            };
-            let path = self.spool.content_path(&envelope.id);
-            let loaded = if envelope.size <= IN_MEMORY_CONTENT {
-                let path = path.clone();
-                let size = envelope.size;
-                tokio::task::spawn_blocking(move || read_content(&path, size))
-                    .await
-                    .unwrap_or_else(|error| Err(std::io::Error::other(error)))
-                    .map(Loaded::Memory)
-            } else {
-                tokio::fs::File::open(&path).await.map(|file| {
-                    // The file holds the envelope after the content: read only the content.
-                    Loaded::File(tokio::io::AsyncReadExt::take(
-                        tokio::io::BufReader::with_capacity(64 * 1024, file),
-                        envelope.size,
-                    ))
-                })
-            };
-            let mut loaded = match loaded {
-                Ok(loaded) => loaded,
-                Err(error) => {
-                    tracing::error!(id = %envelope.id, path = %path.display(), %error, "cannot read the spooled content");
-                    let reply = format!("451 4.3.0 cannot read the spooled content: {error}");
-                    self.record_all(envelope, indexes, source, &target.host, false, &reply);
-                    self.give_back(client).await;
-                    return;
-                }
-            };
-            let content = match &mut loaded {
-                Loaded::Memory(bytes) => Content::Memory(bytes),
-                Loaded::File(reader) => Content::Stream(reader),
-            };
-            match client.send(&request, content).await {
-                Ok(outcome) => {
-                    for (&index, reply) in indexes.iter().zip(&outcome.replies) {
-                        self.record_reply(envelope, index, source, target, reply);
-                        envelope.recipients[index].tls_version = client.tls_version.clone();
-                    }
-                    self.give_back(client).await;
-                    return;
-                }
-                Err(error @ (ClientError::Io(_) | ClientError::Closed)) if reused => {
-                    tracing::debug!(id = %envelope.id, %error, "reused connection was stale; opening a new one");
-                    reused = false;
-                    match self.open_session(envelope, source, target).await {
-                        Ok(fresh) => client = fresh,
-                        Err(_) => {
-                            let reply = format!("451 4.4.2 {error}");
-                            self.record_all(envelope, indexes, source, &target.host, false, &reply);
-                            return;
-                        }
-                    }
-                }
-                Err(error) => {
-                    self.record_all(
-                        envelope,
-                        indexes,
-                        source,
-                        &target.host,
-                        false,
-                        &format!("451 4.4.2 {error} ({})", target.addr),
-                    );
-                    return;
-                }
-            }
-        }
-    }
-
-    async fn give_back(&self, client: SmtpClient) {
-        if let Some(client) = self.cache.put(client) {
-            client.quit().await;
-        }
-    }
-
-    fn record_reply(
-        &self,
-        envelope: &mut Envelope,
-        index: usize,
-        source: Option<IpAddr>,
-        target: &Target,
-        reply: &RemoteReply,
-    ) {
-        let hop = format!("{} ({})", target.host, target.addr);
-        if reply.is_positive() {
-            let recipient = &mut envelope.recipients[index];
-            recipient.state = RecipientState::Delivered;
-            recipient.last_reply = Some(reply.to_string());
-            recipient.remote_mta = Some(target.addr.ip().to_string());
-            recipient.source_ip = source;
-            tracing::info!(
-                id = %envelope.id,
-                configuration_set = envelope.configuration_set.as_deref().unwrap_or("-"),
-                pool = %envelope.pool,
-                source_ip = %source.map_or("host-default".to_string(), |s| s.to_string()),
-                next_hop = %hop,
-                recipient = %recipient.address,
-                reply = %reply,
-                "delivered"
-            );
-        } else {
-            envelope.recipients[index].remote_mta = Some(target.addr.ip().to_string());
-            self.record(
-                envelope,
-                index,
-                source,
-                &hop,
-                reply.is_permanent(),
-                &reply.to_string(),
-            );
-        }
-    }
-
-    /// [`Outbound::record`] for every recipient of a transaction.
-    fn record_all(
-        &self,
-        envelope: &mut Envelope,
-        indexes: &[usize],
-        source: Option<IpAddr>,
-        hop: &str,
-        permanent: bool,
-        reply: &str,
-    ) {
-        for &index in indexes {
-            self.record(envelope, index, source, hop, permanent, reply);
-        }
-    }
-
-    /// Records a deferral or a permanent failure and logs it with everything an operator needs.
-    fn record(
-        &self,
-        envelope: &mut Envelope,
-        index: usize,
-        source: Option<IpAddr>,
-        hop: &str,
-        permanent: bool,
-        reply: &str,
-    ) {
-        let recipient = &mut envelope.recipients[index];
-        recipient.last_reply = Some(reply.to_string());
-        recipient.source_ip = source;
-        let source_ip = source.map_or("-".to_string(), |s| s.to_string());
-        let configuration_set = envelope.configuration_set.as_deref().unwrap_or("-");
-        if permanent {
-            recipient.state = RecipientState::Failed;
-            tracing::warn!(id = %envelope.id, configuration_set, pool = %envelope.pool, source_ip, next_hop = hop, recipient = %recipient.address, reply, "failed permanently");
-        } else {
-            tracing::warn!(id = %envelope.id, configuration_set, pool = %envelope.pool, source_ip, next_hop = hop, recipient = %recipient.address, reply, attempt = envelope.attempts, "deferred");
-        }
     }
 }

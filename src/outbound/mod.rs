@@ -7,18 +7,21 @@
 //! which *is* the host's default address).
 
 pub mod cache;
+pub mod classify;
 pub mod client;
 pub mod connect;
 mod deliver;
+pub mod health;
 pub mod next_hop;
 pub mod route;
 pub mod select;
+pub mod shaping;
 pub mod tls;
+mod transaction;
 pub mod warmup;
 
-use std::collections::HashSet;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use rustls::ClientConfig;
@@ -45,8 +48,10 @@ pub struct Outbound {
     pub spool: Spool,
     pub timeouts: Timeouts,
     pub warmup_ledger: warmup::WarmupLedger,
-    /// Source addresses whose bind failure has been logged, so the log says it once, clearly.
-    reported_unavailable: Mutex<HashSet<IpAddr>>,
+    /// Suspended IPs (unbindable, or refused by a site); shared with the admin API.
+    pub health: Arc<health::Health>,
+    /// Limits per (source IP, site).
+    pub shaper: shaping::Shaper,
 }
 
 impl Outbound {
@@ -56,6 +61,7 @@ impl Outbound {
         config: &Config,
         registry: Arc<ArcSwap<Registry>>,
         spool: Spool,
+        health: Arc<health::Health>,
     ) -> Result<Self, String> {
         let tls =
             tls::opportunistic_client_config().map_err(|e| format!("cannot set up TLS: {e}"))?;
@@ -77,33 +83,47 @@ impl Outbound {
             spool,
             timeouts: Timeouts::default(),
             warmup_ledger,
-            reported_unavailable: Mutex::new(HashSet::new()),
+            health,
+            shaper: shaping::Shaper::new(config.shaping.clone()),
         })
     }
 
-    /// Logs an unusable source address once (until it works again).
+    /// Suspends an address that cannot be bound, for every site, and says so once.
     fn report_unavailable(&self, address: IpAddr, pool: &str, error: &connect::ConnectError) {
-        let mut reported = self
-            .reported_unavailable
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if reported.insert(address) {
+        if self.health.bind_failed(address, &error.to_string()) {
             tracing::error!(
                 source_ip = %address,
                 pool,
                 %error,
-                "dedicated IP cannot be used: it is skipped, and mail waits if no other IP of the pool works"
+                recheck_seconds = self.health.settings().bind_recheck.as_secs(),
+                "dedicated IP cannot be bound: suspended for every destination until it can; mail waits if no other IP of the pool works"
             );
         }
     }
 
-    fn report_available(&self, address: IpAddr) {
-        let mut reported = self
-            .reported_unavailable
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if reported.remove(&address) {
-            tracing::info!(source_ip = %address, "dedicated IP is usable again");
+    /// Tries every unbindable address again; the ones that bind now are back in rotation.
+    pub fn recheck_unbindable(&self) {
+        for address in self.health.unbindable_addresses() {
+            if connect::source_available(address).is_ok() && self.health.bind_works(address) {
+                tracing::info!(source_ip = %address, "dedicated IP can be bound again: back in rotation");
+            }
+        }
+    }
+
+    /// Background upkeep until `shutdown`: re-checks unbindable addresses every
+    /// `health.bind_recheck`, forgets old suspensions and idle shaping state.
+    pub async fn upkeep(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        let mut ticker = tokio::time::interval(self.health.settings().bind_recheck);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let this = self.clone();
+            let _ = tokio::task::spawn_blocking(move || this.recheck_unbindable()).await;
+            self.health.forget_old(std::time::Instant::now());
+            self.shaper.forget_idle();
         }
     }
 

@@ -83,14 +83,20 @@ fn expire(envelope: &mut Envelope, now: u64) -> bool {
     true
 }
 
-pub async fn attempt(ctx: Arc<AttemptContext>, mut envelope: Envelope) -> Outcome {
+/// One attempt. `slot` is the scheduler's delivery slot, held until the attempt ends or waits for
+/// a shaping limit.
+pub async fn attempt(
+    ctx: Arc<AttemptContext>,
+    mut envelope: Envelope,
+    mut slot: crate::outbound::shaping::DeliverySlot,
+) -> Outcome {
     envelope.expires_at = expiry_for(&envelope, &ctx.settings);
     let was_pending: Vec<bool> = envelope
         .recipients
         .iter()
         .map(|r| r.state == RecipientState::Pending)
         .collect();
-    ctx.outbound.deliver(&mut envelope).await;
+    ctx.outbound.deliver(&mut envelope, &mut slot).await;
     expire(&mut envelope, unix_now());
 
     // Metrics and events for what changed in this attempt.

@@ -9,7 +9,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::attempt::{self, AttemptContext, Outcome};
 use super::operations::{Command, EntryRecipient, EntryState, QueueEntry, QueueError};
 use super::{jittered, retry_delay};
+use crate::outbound::shaping::DeliverySlot;
 use crate::spool::{Envelope, unix_now};
 
 /// How long shutdown waits for deliveries in progress before abandoning them (their messages
@@ -72,17 +73,22 @@ impl Scheduler {
         }
         let settings = self.context.settings.clone();
         let mut tasks: JoinSet<Outcome> = JoinSet::new();
+        // A delivery holds a slot while it works; one waiting for a shaping limit gives it back,
+        // so deliveries for other sites and pools keep going.
+        let slots = Arc::new(Semaphore::new(settings.max_concurrent_deliveries));
         loop {
-            while tasks.len() < settings.max_concurrent_deliveries {
-                let Some(envelope) = self.ready.pop_front() else {
+            while !self.ready.is_empty() {
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
                     break;
                 };
-                self.in_flight.insert(envelope.id.clone(), envelope.clone());
-                tasks.spawn(attempt::attempt(self.context.clone(), envelope));
+                self.start(&mut tasks, permit);
             }
             let next_due = self.timers.peek().map(|Reverse((due, _))| *due);
             tokio::select! {
                 _ = self.shutdown.cancelled() => break,
+                Ok(permit) = slots.clone().acquire_owned(), if !self.ready.is_empty() => {
+                    self.start(&mut tasks, permit);
+                }
                 Some(envelope) = self.receiver.recv() => self.ready.push_back(envelope),
                 Some(command) = self.commands.recv() => self.command(command).await,
                 Some(finished) = tasks.join_next(), if !tasks.is_empty() => match finished {
@@ -126,6 +132,18 @@ impl Scheduler {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::error!(%error, "cannot save the warm-up counts"),
             Err(error) => tracing::error!(%error, "cannot save the warm-up counts"),
+        }
+    }
+
+    /// Starts an attempt for the first ready message.
+    fn start(&mut self, tasks: &mut JoinSet<Outcome>, slot: OwnedSemaphorePermit) {
+        if let Some(envelope) = self.ready.pop_front() {
+            self.in_flight.insert(envelope.id.clone(), envelope.clone());
+            tasks.spawn(attempt::attempt(
+                self.context.clone(),
+                envelope,
+                DeliverySlot::new(slot),
+            ));
         }
     }
 

@@ -61,6 +61,8 @@ pub struct DedicatedIp {
     pub weight: u32,
     /// The day the IP entered service: while the warm-up schedule runs, it has a daily cap.
     pub warmup_started: Option<chrono::NaiveDate>,
+    /// Suspended by an operator: out of rotation for every destination until resumed.
+    pub suspended: bool,
 }
 
 /// SES `TlsPolicy` of a configuration set. Stored and reported now; enforced on the outbound side
@@ -338,7 +340,8 @@ impl Registry {
                 .map(|ip| Source {
                     address: ip.address,
                     ehlo_hostname: ip.ehlo_hostname.clone(),
-                    weight: ip.weight,
+                    // A suspended IP stays in its pool but takes no traffic.
+                    weight: if ip.suspended { 0 } else { ip.weight },
                     warmup_started: ip.warmup_started,
                 })
                 .collect(),
@@ -357,6 +360,7 @@ mod tests {
             ehlo_hostname: None,
             weight: 1,
             warmup_started: None,
+            suspended: false,
         }
     }
 

@@ -1,0 +1,204 @@
+//! Which remote refusals are about the sending IP rather than the recipient.
+//!
+//! A refusal that matches a rule suspends the (IP, site) pair (see [`super::health`]) and the
+//! recipient is tried again from another IP of the pool, never bounced: "blocked using
+//! Spamhaus" says nothing about the mailbox. Everything else keeps its usual meaning (4xx
+//! retried, 5xx bounced).
+//!
+//! A rule matches a non-2xx reply when the reply text contains one of its phrases (ASCII case
+//! ignored) and, if the rule lists codes, the reply's basic or enhanced code starts with one of
+//! them (`"421"`, `"5.7"`, `"4"`). `[[health.rule]]` in the config replaces this table.
+
+use super::client::RemoteReply;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyRule {
+    /// Shown in logs, the API and events.
+    pub name: String,
+    /// Lower-case phrases; any one matches.
+    pub contains: Vec<String>,
+    /// Code prefixes; empty: any non-2xx code.
+    pub codes: Vec<String>,
+}
+
+impl ReplyRule {
+    pub fn new(name: &str, contains: &[&str], codes: &[&str]) -> Self {
+        Self {
+            name: name.to_string(),
+            contains: contains.iter().map(|c| c.to_ascii_lowercase()).collect(),
+            codes: codes.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    pub fn matches(&self, reply: &RemoteReply) -> bool {
+        if reply.is_positive() {
+            return false;
+        }
+        let code = reply.code.to_string();
+        let code_matches = self.codes.is_empty()
+            || self.codes.iter().any(|prefix| {
+                code.starts_with(prefix.as_str())
+                    || reply
+                        .enhanced
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with(prefix.as_str()))
+            });
+        if !code_matches {
+            return false;
+        }
+        let text = reply.text.to_ascii_lowercase();
+        self.contains.iter().any(|phrase| text.contains(phrase))
+    }
+}
+
+/// The built-in table: blocklists, reputation and connection-limit refusals as the large
+/// receivers word them.
+pub fn default_rules() -> Vec<ReplyRule> {
+    vec![
+        ReplyRule::new(
+            "blocklist",
+            &[
+                "blocklist",
+                "blacklist",
+                "block list",
+                "black list",
+                "spamhaus",
+                "spamcop",
+                "barracuda",
+                "dnsbl",
+                "rbl",
+                "listed at",
+                "listed on",
+            ],
+            &[],
+        ),
+        // "blocked" alone is also used for content and for mailboxes; only policy codes count.
+        ReplyRule::new("blocked", &["blocked"], &["421", "4.7", "5.7"]),
+        ReplyRule::new(
+            "reputation",
+            &[
+                "reputation",
+                "unusual rate",
+                "unsolicited mail originating",
+                "poor sending",
+                "temporarily deferred due to",
+            ],
+            &[],
+        ),
+        ReplyRule::new(
+            "too-many-connections",
+            &[
+                "too many connections",
+                "too many concurrent",
+                "too many simultaneous",
+                "connection limit",
+                "connection rate",
+                "rate limit",
+                "rate-limit",
+                "ratelimit",
+                "throttl",
+            ],
+            &["4"],
+        ),
+    ]
+}
+
+/// The first rule `reply` matches.
+pub fn classify<'a>(rules: &'a [ReplyRule], reply: &RemoteReply) -> Option<&'a ReplyRule> {
+    rules.iter().find(|rule| rule.matches(reply))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(code: u16, enhanced: Option<&str>, text: &str) -> RemoteReply {
+        RemoteReply {
+            code,
+            enhanced: enhanced.map(str::to_string),
+            text: text.to_string(),
+        }
+    }
+
+    fn rule_for(code: u16, enhanced: Option<&str>, text: &str) -> Option<String> {
+        classify(&default_rules(), &reply(code, enhanced, text)).map(|r| r.name.clone())
+    }
+
+    #[test]
+    fn receivers_refusing_the_ip_are_recognised() {
+        let cases = [
+            (
+                554,
+                Some("5.7.1"),
+                "Service unavailable; Client host [127.0.0.2] blocked using zen.spamhaus.org",
+                "blocklist",
+            ),
+            (
+                550,
+                Some("5.7.1"),
+                "Mail from 127.0.0.2 refused: listed at bl.spamcop.net",
+                "blocklist",
+            ),
+            (
+                421,
+                Some("4.7.0"),
+                "[127.0.0.2] Our system has detected an unusual rate of unsolicited mail originating from your IP address",
+                "reputation",
+            ),
+            (
+                421,
+                Some("4.7.0"),
+                "Message deferred due to poor reputation of the sending IP",
+                "reputation",
+            ),
+            (
+                554,
+                Some("5.7.1"),
+                "Service unavailable, Client host blocked",
+                "blocked",
+            ),
+            (
+                421,
+                None,
+                "Too many connections from your IP",
+                "too-many-connections",
+            ),
+            (
+                451,
+                Some("4.7.500"),
+                "Server busy, rate limit exceeded",
+                "too-many-connections",
+            ),
+        ];
+        for (code, enhanced, text, expected) in cases {
+            assert_eq!(
+                rule_for(code, enhanced, text).as_deref(),
+                Some(expected),
+                "{code} {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn recipient_and_content_refusals_keep_their_meaning() {
+        let cases = [
+            (550, Some("5.1.1"), "No such user"),
+            (452, Some("4.2.2"), "Mailbox full"),
+            (550, Some("5.1.1"), "Recipient blocked the sender"), // a mailbox-level block
+            (554, Some("5.6.0"), "Message blocked: content rejected"),
+            (250, Some("2.0.0"), "Ok: not blocklisted"),
+            (550, Some("5.2.1"), "Too many connections to this mailbox"), // 5xx: not a throttle
+        ];
+        for (code, enhanced, text) in cases {
+            assert_eq!(rule_for(code, enhanced, text), None, "{code} {text}");
+        }
+    }
+
+    #[test]
+    fn codes_match_basic_or_enhanced_prefixes_and_case_is_ignored() {
+        let rule = ReplyRule::new("mine", &["GO AWAY"], &["5.7.26", "421"]);
+        assert!(rule.matches(&reply(550, Some("5.7.26"), "please go away")));
+        assert!(rule.matches(&reply(421, None, "Go Away")));
+        assert!(!rule.matches(&reply(550, Some("5.7.1"), "go away")));
+    }
+}

@@ -1,0 +1,439 @@
+//! Traffic shaping per (source IP, site): how many connections, how many messages per
+//! connection, and how fast messages and new connections may go.
+//!
+//! A *site* is the set of MX hosts a domain's mail goes to (see [`site_of`]), so gmail.com and a
+//! domain hosted at Google share one set of limits, as receivers count per sending IP, not per
+//! recipient domain. Limits come from `[[shaping]]` entries matched against the site's host names:
+//! `site = "*"` sets defaults, `site = "*.google.com"` covers every host under google.com, and an
+//! exact host name beats both. Each limit is taken from the most specific entry that sets it.
+//!
+//! A delivery that must wait for a limit gives its scheduler slot back first (see
+//! [`DeliverySlot`]), so a slow site never holds up other sites or pools. Waiters for a
+//! connection are served in order (tokio's semaphore is fair).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use super::next_hop::Target;
+
+/// The name of the site a list of next hops belongs to: its host names, sorted, comma-separated.
+pub fn site_of(targets: &[Target]) -> String {
+    let mut hosts: Vec<String> = targets
+        .iter()
+        .map(|t| t.host.trim_end_matches('.').to_ascii_lowercase())
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts.join(",")
+}
+
+/// `count` per `per`, e.g. "100/min".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub per: Duration,
+}
+
+impl Rate {
+    /// Parses "100/min", "10/s", "5000/hour", "20000/day" (s, sec, second, m, min, minute, h,
+    /// hour, d, day).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let invalid =
+            || format!("{text:?} is not a rate (write \"100/min\", \"10/s\" or \"5000/h\")");
+        let (count, unit) = text.split_once('/').ok_or_else(invalid)?;
+        let count: u32 = count.trim().parse().map_err(|_| invalid())?;
+        let seconds = match unit.trim() {
+            "s" | "sec" | "second" => 1,
+            "m" | "min" | "minute" => 60,
+            "h" | "hour" => 3600,
+            "d" | "day" => 86_400,
+            _ => return Err(invalid()),
+        };
+        if count == 0 {
+            return Err(format!("{text:?}: the count must be above 0"));
+        }
+        Ok(Self {
+            count,
+            per: Duration::from_secs(seconds),
+        })
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}s", self.count, self.per.as_secs())
+    }
+}
+
+/// The limits for one (IP, site) pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: u32,
+    pub max_messages_per_connection: u32,
+    pub max_message_rate: Option<Rate>,
+    pub max_connection_rate: Option<Rate>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 32,
+            max_messages_per_connection: 100,
+            max_message_rate: None,
+            max_connection_rate: None,
+        }
+    }
+}
+
+/// One `[[shaping]]` entry: a site pattern and the limits it sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShapingRule {
+    /// `*`, `*.example.com` or a host name.
+    pub site: String,
+    pub max_connections: Option<u32>,
+    pub max_messages_per_connection: Option<u32>,
+    pub max_message_rate: Option<Rate>,
+    pub max_connection_rate: Option<Rate>,
+}
+
+impl ShapingRule {
+    /// How specifically this rule matches one of `hosts` (higher wins), if at all.
+    fn specificity(&self, hosts: &[&str]) -> Option<usize> {
+        let pattern = self.site.to_ascii_lowercase();
+        if pattern == "*" {
+            return Some(0);
+        }
+        if let Some(suffix) = pattern.strip_prefix('*') {
+            return hosts
+                .iter()
+                .any(|h| h.ends_with(suffix))
+                .then_some(suffix.len());
+        }
+        hosts.contains(&pattern.as_str()).then_some(10_000)
+    }
+}
+
+/// The limits for a site: each one from the most specific rule that sets it.
+pub fn limits_for(rules: &[ShapingRule], site: &str) -> Limits {
+    let hosts: Vec<&str> = site.split(',').collect();
+    let mut matching: Vec<(usize, &ShapingRule)> = rules
+        .iter()
+        .filter_map(|rule| rule.specificity(&hosts).map(|s| (s, rule)))
+        .collect();
+    // Least specific first, so more specific rules overwrite.
+    matching.sort_by_key(|(specificity, _)| *specificity);
+    let mut limits = Limits::default();
+    for (_, rule) in matching {
+        if let Some(n) = rule.max_connections {
+            limits.max_connections = n;
+        }
+        if let Some(n) = rule.max_messages_per_connection {
+            limits.max_messages_per_connection = n;
+        }
+        if rule.max_message_rate.is_some() {
+            limits.max_message_rate = rule.max_message_rate;
+        }
+        if rule.max_connection_rate.is_some() {
+            limits.max_connection_rate = rule.max_connection_rate;
+        }
+    }
+    limits
+}
+
+/// A token bucket holding up to `rate.count` tokens, refilled evenly over `rate.per`.
+#[derive(Debug)]
+struct Bucket {
+    rate: Rate,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(rate: Rate, now: Instant) -> Self {
+        Self {
+            rate,
+            tokens: f64::from(rate.count),
+            last: now,
+        }
+    }
+
+    /// Takes a token, or says how long until one is there.
+    fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        let per_token = self.rate.per.as_secs_f64() / f64::from(self.rate.count);
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed / per_token).min(f64::from(self.rate.count));
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) * per_token))
+        }
+    }
+}
+
+/// A delivery's place among the scheduler's concurrent deliveries. A delivery that has to wait
+/// for a shaping limit gives it back, so the scheduler can start deliveries for other sites.
+#[derive(Debug, Default)]
+pub struct DeliverySlot(Option<OwnedSemaphorePermit>);
+
+impl DeliverySlot {
+    pub fn new(permit: OwnedSemaphorePermit) -> Self {
+        Self(Some(permit))
+    }
+
+    pub fn release(&mut self) {
+        self.0 = None;
+    }
+}
+
+/// Shaping state of one (source IP, site) pair.
+#[derive(Debug)]
+pub struct Pair {
+    /// The site's name (see [`site_of`]).
+    pub site: String,
+    pub limits: Limits,
+    connections: Arc<Semaphore>,
+    /// Signalled when a connection of this pair goes back to the idle cache.
+    returned: Notify,
+    messages: Mutex<Option<Bucket>>,
+    connects: Mutex<Option<Bucket>>,
+}
+
+/// Held by an open connection: one of its pair's `max_connections`.
+#[derive(Debug)]
+pub struct ConnectionPermit {
+    _permit: OwnedSemaphorePermit,
+}
+
+async fn wait_for_token(bucket: &Mutex<Option<Bucket>>, slot: &mut DeliverySlot) {
+    loop {
+        let wait = {
+            let mut bucket = bucket.lock().unwrap_or_else(|p| p.into_inner());
+            match bucket.as_mut() {
+                None => return,
+                Some(bucket) => match bucket.take(Instant::now()) {
+                    Ok(()) => return,
+                    Err(wait) => wait,
+                },
+            }
+        };
+        slot.release();
+        tokio::time::sleep(wait).await;
+    }
+}
+
+impl Pair {
+    fn new(site: &str, limits: Limits) -> Self {
+        let now = Instant::now();
+        Self {
+            site: site.to_string(),
+            limits,
+            connections: Arc::new(Semaphore::new(limits.max_connections.max(1) as usize)),
+            returned: Notify::new(),
+            messages: Mutex::new(limits.max_message_rate.map(|r| Bucket::new(r, now))),
+            connects: Mutex::new(limits.max_connection_rate.map(|r| Bucket::new(r, now))),
+        }
+    }
+
+    /// Waits until `max_message_rate` allows one more message.
+    pub async fn message_allowed(&self, slot: &mut DeliverySlot) {
+        wait_for_token(&self.messages, slot).await;
+    }
+
+    /// Waits until `max_connection_rate` allows one more new connection.
+    pub async fn connect_allowed(&self, slot: &mut DeliverySlot) {
+        wait_for_token(&self.connects, slot).await;
+    }
+
+    /// A connection permit if one is free now.
+    pub fn try_connection(&self) -> Option<ConnectionPermit> {
+        self.connections
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .map(|permit| ConnectionPermit { _permit: permit })
+    }
+
+    /// Waits for either a free connection permit (`Some`) or a connection of this pair going
+    /// back to the idle cache (`None`: take it from there).
+    pub async fn connection_or_returned(&self) -> Option<ConnectionPermit> {
+        tokio::select! {
+            permit = self.connections.clone().acquire_owned() => {
+                permit.ok().map(|permit| ConnectionPermit { _permit: permit })
+            }
+            _ = self.returned.notified() => None,
+        }
+    }
+
+    /// A connection of this pair is idle again: wakes one waiter.
+    pub fn connection_returned(&self) {
+        self.returned.notify_one();
+    }
+
+    /// Connections open now (idle ones included).
+    pub fn open_connections(&self) -> u32 {
+        let free = self.connections.available_permits() as u32;
+        self.limits.max_connections.max(1).saturating_sub(free)
+    }
+}
+
+/// Shaping state for every (source IP, site) pair seen.
+#[derive(Debug, Default)]
+pub struct Shaper {
+    rules: Vec<ShapingRule>,
+    pairs: Mutex<HashMap<(Option<IpAddr>, String), Arc<Pair>>>,
+}
+
+impl Shaper {
+    pub fn new(rules: Vec<ShapingRule>) -> Self {
+        Self {
+            rules,
+            pairs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The pair's state, created with the site's limits on first use.
+    pub fn pair(&self, source: Option<IpAddr>, site: &str) -> Arc<Pair> {
+        let mut pairs = self.pairs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pair) = pairs.get(&(source, site.to_string())) {
+            return pair.clone();
+        }
+        let pair = Arc::new(Pair::new(site, limits_for(&self.rules, site)));
+        pairs.insert((source, site.to_string()), pair.clone());
+        pair
+    }
+
+    /// Forgets pairs with no open connection and no delivery using them, once their rate
+    /// buckets are full again (so forgetting them allows no extra burst).
+    pub fn forget_idle(&self) {
+        let now = Instant::now();
+        let full = |bucket: &Mutex<Option<Bucket>>| {
+            let mut bucket = bucket.lock().unwrap_or_else(|p| p.into_inner());
+            bucket.as_mut().is_none_or(|b| {
+                let refilled = now.saturating_duration_since(b.last) >= b.rate.per;
+                refilled || b.tokens >= f64::from(b.rate.count)
+            })
+        };
+        self.pairs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, pair| {
+                Arc::strong_count(pair) > 1
+                    || pair.open_connections() > 0
+                    || !full(&pair.messages)
+                    || !full(&pair.connects)
+            });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(site: &str, connections: Option<u32>, rate: Option<&str>) -> ShapingRule {
+        ShapingRule {
+            site: site.to_string(),
+            max_connections: connections,
+            max_messages_per_connection: None,
+            max_message_rate: rate.map(|r| Rate::parse(r).unwrap()),
+            max_connection_rate: None,
+        }
+    }
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!(
+            Rate::parse("100/min"),
+            Ok(Rate {
+                count: 100,
+                per: Duration::from_secs(60)
+            })
+        );
+        assert_eq!(Rate::parse("5/s").map(|r| r.per.as_secs()), Ok(1));
+        assert_eq!(
+            Rate::parse("20000/day").map(|r| r.per.as_secs()),
+            Ok(86_400)
+        );
+        for bad in ["100", "x/min", "10/fortnight", "0/s", "-1/s"] {
+            assert!(Rate::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_most_specific_rule_sets_each_limit() {
+        let rules = [
+            rule("*", Some(10), Some("100/min")),
+            rule("*.google.com", Some(3), None),
+            rule("alt1.aspmx.l.google.com", Some(1), None),
+        ];
+        let google = limits_for(&rules, "aspmx.l.google.com,alt2.aspmx.l.google.com");
+        assert_eq!(google.max_connections, 3);
+        assert_eq!(google.max_message_rate, Rate::parse("100/min").ok());
+        assert_eq!(
+            limits_for(&rules, "alt1.aspmx.l.google.com").max_connections,
+            1
+        );
+        assert_eq!(limits_for(&rules, "mx.example.test").max_connections, 10);
+        assert_eq!(limits_for(&[], "mx.example.test"), Limits::default());
+        // "*.google.com" does not match a host merely ending in "google.com".
+        assert_eq!(limits_for(&rules, "notgoogle.com").max_connections, 10);
+    }
+
+    #[test]
+    fn site_names_ignore_order_case_and_duplicates() {
+        let target = |host: &str| Target {
+            host: host.to_string(),
+            addr: "127.0.0.1:25".parse().unwrap(),
+            require_tls: false,
+            verify_tls: false,
+        };
+        let a = site_of(&[target("MX2.example.test."), target("mx1.example.test")]);
+        let b = site_of(&[
+            target("mx1.example.test"),
+            target("mx2.example.test"),
+            target("mx1.example.test"),
+        ]);
+        assert_eq!(a, "mx1.example.test,mx2.example.test");
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn bucket_allows_a_burst_then_the_rate() {
+        let start = Instant::now();
+        let mut bucket = Bucket::new(Rate::parse("10/s").unwrap(), start);
+        for _ in 0..10 {
+            assert_eq!(bucket.take(start), Ok(()));
+        }
+        let wait = bucket.take(start).unwrap_err();
+        assert!(wait <= Duration::from_millis(100) && wait >= Duration::from_millis(99));
+        assert_eq!(bucket.take(start + Duration::from_millis(100)), Ok(()));
+        assert!(bucket.take(start + Duration::from_millis(150)).is_err());
+    }
+
+    #[tokio::test]
+    async fn connections_are_limited_and_come_back_when_dropped() {
+        let shaper = Shaper::new(vec![rule("*", Some(2), None)]);
+        let pair = shaper.pair(None, "mx.example.test");
+        let first = pair.try_connection().unwrap();
+        let _second = pair.try_connection().unwrap();
+        assert!(pair.try_connection().is_none());
+        assert_eq!(pair.open_connections(), 2);
+        drop(first);
+        assert!(pair.try_connection().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_returned_connection_wakes_a_waiter() {
+        let shaper = Shaper::new(vec![rule("*", Some(1), None)]);
+        let pair = shaper.pair(None, "mx.example.test");
+        let _held = pair.try_connection().unwrap();
+        pair.connection_returned();
+        assert!(pair.connection_or_returned().await.is_none());
+    }
+}
