@@ -8,7 +8,8 @@
 //! Recipients can ask for failures by their local part: `tempfail...` gets `451` at RCPT,
 //! `reject...` gets `550` at RCPT. That is enough to exercise per-recipient outcomes.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -63,6 +64,48 @@ struct Shared {
     rcpt_attempts: Mutex<Vec<RcptAttempt>>,
     connections: Mutex<Vec<SocketAddr>>,
     arrived: Notify,
+    /// Source IPs this sink refuses, and how.
+    refusals: Mutex<HashMap<IpAddr, Refusal>>,
+    /// Open connections per source IP: (now, most at once).
+    open: Mutex<HashMap<IpAddr, (u32, u32)>>,
+    /// Wait this long before the reply to the end of DATA (makes connections overlap).
+    final_reply_delay: Mutex<Duration>,
+}
+
+/// How the sink refuses a source IP, as a receiver refusing it for its reputation would.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Refuse the connection at the greeting (then close) instead of at each RCPT.
+    pub at_greeting: bool,
+    /// The whole reply line, e.g. `554 5.7.1 Client host blocked using zen.spamhaus.org`.
+    pub reply: String,
+}
+
+/// Counts a connection as open while it lives.
+struct OpenGuard {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl OpenGuard {
+    fn new(shared: Arc<Shared>, ip: IpAddr) -> Self {
+        {
+            let mut open = shared.open.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = open.entry(ip).or_default();
+            entry.0 += 1;
+            entry.1 = entry.1.max(entry.0);
+        }
+        Self { shared, ip }
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        let mut open = self.shared.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = open.get_mut(&self.ip) {
+            entry.0 = entry.0.saturating_sub(1);
+        }
+    }
 }
 
 /// Messages received, per source IP, and how many broke the CRLF rules.
@@ -155,6 +198,7 @@ impl Sink {
                 let shared = accept_shared.clone();
                 let stop = accept_stop.clone();
                 tokio::spawn(async move {
+                    let _open = OpenGuard::new(shared.clone(), peer.ip());
                     tokio::select! {
                         _ = stop.cancelled() => {}
                         _ = serve(stream, peer, shared) => {}
@@ -178,6 +222,39 @@ impl Sink {
         if !hold {
             self.shared.released.notify_waiters();
         }
+    }
+
+    /// Refuses mail from `source` (`None`: accepts it again).
+    pub fn refuse(&self, source: IpAddr, refusal: Option<Refusal>) {
+        let mut refusals = self
+            .shared
+            .refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match refusal {
+            Some(refusal) => refusals.insert(source, refusal),
+            None => refusals.remove(&source),
+        };
+    }
+
+    /// Delays every reply to the end of DATA by `delay`.
+    pub fn delay_final_replies(&self, delay: Duration) {
+        *self
+            .shared
+            .final_reply_delay
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = delay;
+    }
+
+    /// The most connections that were open at once, per source IP.
+    pub fn peak_connections(&self) -> std::collections::BTreeMap<IpAddr, u32> {
+        self.shared
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(ip, (_, peak))| (*ip, *peak))
+            .collect()
     }
 
     /// Counts of what arrived so far.
@@ -258,6 +335,18 @@ async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> std:
     let mut stream = SmtpStream::Plain(stream);
     let mut input = BytesMut::with_capacity(8192);
     let mut output = Vec::new();
+    let refusal = shared
+        .refusals
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&peer.ip())
+        .cloned();
+    if let Some(refusal) = refusal.as_ref().filter(|r| r.at_greeting) {
+        stream
+            .write_all(format!("{}\r\n", refusal.reply).as_bytes())
+            .await?;
+        return Ok(());
+    }
     Reply::new(220, "", "sink.poolrelay.test ESMTP recording sink").write_to(&mut output);
     stream.write_all(&output).await?;
     let mut helo = String::new();
@@ -314,7 +403,16 @@ async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> std:
                         .next()
                         .unwrap_or_default()
                         .to_ascii_lowercase();
-                    let reply = if local.starts_with("tempfail") {
+                    let refused = shared
+                        .refusals
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&peer.ip())
+                        .map(|r| r.reply.clone());
+                    let reply = if let Some(line) = refused {
+                        let code = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(554);
+                        Reply::new(code, "", line.get(4..).unwrap_or_default().to_string())
+                    } else if local.starts_with("tempfail") {
                         Reply::new(451, "4.2.0", "Mailbox temporarily unavailable")
                     } else if local.starts_with("reject") {
                         Reply::new(550, "5.1.1", "No such user")
@@ -423,6 +521,13 @@ async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> std:
                     .push(message);
             }
             shared.arrived.notify_waiters();
+            let delay = *shared
+                .final_reply_delay
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             loop {
                 let released = shared.released.notified();
                 if !shared

@@ -91,7 +91,7 @@ impl Outbound {
                     PoolMembers::HostDefault => None,
                     PoolMembers::Addresses(list) => {
                         let now = Instant::now();
-                        let mut suspended = 0;
+                        let (mut suspended, mut unbindable) = (0, 0);
                         let candidates: Vec<(IpAddr, u32)> = list
                             .iter()
                             .filter(|s| {
@@ -101,9 +101,15 @@ impl Outbound {
                                     && !capped.contains(&s.address)
                             })
                             .filter(|s| {
-                                let out = self.health.is_suspended(s.address, &site, now);
-                                suspended += usize::from(out);
-                                !out
+                                if self.health.is_unbindable(s.address) {
+                                    unbindable += 1;
+                                    false
+                                } else if self.health.is_suspended_for_site(s.address, &site, now) {
+                                    suspended += 1;
+                                    false
+                                } else {
+                                    true
+                                }
                             })
                             .map(|s| (s.address, s.weight))
                             .collect();
@@ -133,6 +139,10 @@ impl Outbound {
                             } else if suspended > 0 {
                                 last_error = format!(
                                     "4.7.0 every usable IP of pool {pool} is suspended for {site}"
+                                );
+                            } else if unbindable > 0 {
+                                last_error = format!(
+                                    "no usable dedicated IP in pool {pool}: its addresses cannot be bound on this host"
                                 );
                             }
                             break;

@@ -121,12 +121,21 @@ impl Health {
 
     /// True when `address` may not be used for `site` now.
     pub fn is_suspended(&self, address: IpAddr, site: &str, now: Instant) -> bool {
-        if self.unbindable().contains_key(&address) {
-            return true;
-        }
-        self.sites()
-            .get(&(address, site.to_string()))
-            .is_some_and(|s| s.until > now)
+        self.is_unbindable(address) || self.is_suspended_for_site(address, site, now)
+    }
+
+    /// True while `address` cannot be bound on this host.
+    pub fn is_unbindable(&self, address: IpAddr) -> bool {
+        self.unbindable().contains_key(&address)
+    }
+
+    /// True while `site` refuses `address`.
+    pub fn is_suspended_for_site(&self, address: IpAddr, site: &str, now: Instant) -> bool {
+        let sites = self.sites();
+        !sites.is_empty()
+            && sites
+                .get(&(address, site.to_string()))
+                .is_some_and(|s| s.until > now)
     }
 
     /// The site refused `address` for reputation reasons: suspends the pair, longer each time.

@@ -71,3 +71,28 @@ print(r.read().decode())
         serde_json::from_str(body.trim()).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// GET returning the body as text (for `/metrics`).
+pub async fn get_text(socket: &Path, path: &str) -> (u16, String) {
+    let mut stream = UnixStream::connect(socket)
+        .await
+        .expect("admin socket accepts");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: poolrelay\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("request written");
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
