@@ -201,6 +201,7 @@ async fn a_pool_refused_everywhere_waits_instead_of_bouncing_and_an_operator_can
 
     // The 5xx is about the IP: the message stays queued, deferred with a 4.7.0 reason.
     let queue = relay.relay.as_ref().expect("running").queue();
+    let deadline = tokio::time::Instant::now() + WAIT;
     let entry = loop {
         let list = queue.list().await.expect("queue lists");
         if let Some(entry) = list
@@ -209,6 +210,10 @@ async fn a_pool_refused_everywhere_waits_instead_of_bouncing_and_an_operator_can
         {
             break entry;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the message stays queued with a reason"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let reason = entry.last_error.clone().unwrap_or_default();
