@@ -519,3 +519,79 @@ async fn a_site_at_its_limit_does_not_starve_other_sites() {
     assert_eq!(slow.wait_for(6, WAIT).await.len(), 6);
     assert_eq!(slow.peak_connections().get(&ip("127.0.0.2")), Some(&1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domains_sharing_mx_hosts_are_one_site() {
+    use common::dns::{DnsStub, Entry};
+    use std::net::Ipv4Addr;
+    // Two domains hosted on the same MX ("google"), one elsewhere; same port, two addresses.
+    let google = sink_on("127.0.0.1").await;
+    let port = google.addr().port();
+    let elsewhere = Sink::start(format!("127.0.1.1:{port}").parse().expect("address"))
+        .await
+        .expect("sink on the same port");
+    google.refuse(
+        ip("127.0.0.2"),
+        Some(Refusal {
+            at_greeting: false,
+            reply: SPAMHAUS.into(),
+        }),
+    );
+    let dns = DnsStub::start(vec![
+        ("gmail.test", Entry::Mx(5, "mx.google.test.")),
+        ("hosted.test", Entry::Mx(10, "mx.google.test.")),
+        ("mx.google.test", Entry::A(Ipv4Addr::new(127, 0, 0, 1))),
+        ("other.test", Entry::Mx(10, "mx.other.test.")),
+        ("mx.other.test", Entry::A(Ipv4Addr::new(127, 0, 1, 1))),
+    ])
+    .await;
+    let config = format!(
+        "{}[dns]\nnameservers = [\"{}\"]\n[outbound]\nmx_port = {port}\n[admin]\nsocket = \"var/admin.sock\"
+[[pool]]\nname = \"p\"
+[[ip]]\naddress = \"127.0.0.2\"\npool = \"p\"
+[[ip]]\naddress = \"127.0.0.3\"\npool = \"p\"
+[[configuration_set]]\nname = \"s\"\nsending_pool = \"p\"\n",
+        smtp_section(""),
+        dns.addr
+    );
+    let relay = TestRelay::start(&config).await;
+    let socket = relay.dir.path().join("var/admin.sock");
+    // gmail.test meets the refusal; 127.0.0.2 is then suspended for the whole site.
+    send(relay.addr, "s", "user@gmail.test", 4).await;
+    google.wait_for(4, WAIT).await;
+    let state = wait_for_ip_state(&socket, "127.0.0.2", |s| {
+        s["Suspension"]["Status"] == "SITES"
+    })
+    .await;
+    assert_eq!(
+        state["Suspension"]["Sites"][0]["Site"], "mx.google.test",
+        "{state}"
+    );
+    let refused_before = google
+        .rcpt_attempts()
+        .iter()
+        .filter(|a| a.code == 554)
+        .count();
+    assert!(refused_before >= 1);
+
+    // hosted.test shares the MX: 127.0.0.2 is not even tried. other.test is another site.
+    send(relay.addr, "s", "user@hosted.test", 6).await;
+    send(relay.addr, "s", "user@other.test", 6).await;
+    let at_google = google.wait_for(10, WAIT).await;
+    let at_other = elsewhere.wait_for(6, WAIT).await;
+    assert!(at_google.iter().all(|m| m.peer.ip() == ip("127.0.0.3")));
+    let refused_after = google
+        .rcpt_attempts()
+        .iter()
+        .filter(|a| a.code == 554)
+        .count();
+    assert_eq!(
+        refused_after, refused_before,
+        "no new attempt from the suspended IP"
+    );
+    assert_eq!(
+        per_ip(&at_other),
+        BTreeMap::from([(ip("127.0.0.2"), 3), (ip("127.0.0.3"), 3)]),
+        "the other site still gets mail from both IPs"
+    );
+}

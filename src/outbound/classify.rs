@@ -52,7 +52,7 @@ impl ReplyRule {
 }
 
 /// The built-in table: blocklists, reputation and connection-limit refusals as the large
-/// receivers word them.
+/// receivers word them. The first match names the refusal, so the specific rules come first.
 pub fn default_rules() -> Vec<ReplyRule> {
     vec![
         ReplyRule::new(
@@ -72,8 +72,6 @@ pub fn default_rules() -> Vec<ReplyRule> {
             ],
             &[],
         ),
-        // "blocked" alone is also used for content and for mailboxes; only policy codes count.
-        ReplyRule::new("blocked", &["blocked"], &["421", "4.7", "5.7"]),
         ReplyRule::new(
             "reputation",
             &[
@@ -99,6 +97,21 @@ pub fn default_rules() -> Vec<ReplyRule> {
                 "throttl",
             ],
             &["4"],
+        ),
+        // "blocked" alone is also said of content and of mailboxes: only a policy refusal that
+        // names the sending host or address counts.
+        ReplyRule::new(
+            "ip-blocked",
+            &[
+                "client host",
+                "your ip",
+                "your address",
+                "ip address",
+                "sending ip",
+                "sender ip",
+                "blocked using",
+            ],
+            &["421", "554", "4.7", "5.7"],
         ),
     ]
 }
@@ -155,7 +168,13 @@ mod tests {
                 554,
                 Some("5.7.1"),
                 "Service unavailable, Client host blocked",
-                "blocked",
+                "ip-blocked",
+            ),
+            (
+                550,
+                Some("5.7.1"),
+                "Your IP has been temporarily blocked",
+                "ip-blocked",
             ),
             (
                 421,
@@ -186,6 +205,7 @@ mod tests {
             (452, Some("4.2.2"), "Mailbox full"),
             (550, Some("5.1.1"), "Recipient blocked the sender"), // a mailbox-level block
             (554, Some("5.6.0"), "Message blocked: content rejected"),
+            (554, Some("5.7.1"), "Message blocked due to spam content"),
             (250, Some("2.0.0"), "Ok: not blocklisted"),
             (550, Some("5.2.1"), "Too many connections to this mailbox"), // 5xx: not a throttle
         ];

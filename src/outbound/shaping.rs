@@ -283,11 +283,14 @@ impl Pair {
     }
 }
 
+/// (source IP, site); `None` is the host's default address.
+type PairKey = (Option<IpAddr>, String);
+
 /// Shaping state for every (source IP, site) pair seen.
 #[derive(Debug, Default)]
 pub struct Shaper {
     rules: Vec<ShapingRule>,
-    pairs: Mutex<HashMap<(Option<IpAddr>, String), Arc<Pair>>>,
+    pairs: Mutex<HashMap<PairKey, Arc<Pair>>>,
 }
 
 impl Shaper {
