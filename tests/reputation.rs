@@ -187,7 +187,7 @@ async fn a_pool_refused_everywhere_waits_instead_of_bouncing_and_an_operator_can
         }),
     );
     let config = format!(
-        "{}{}[admin]\nsocket = \"var/admin.sock\"\n[queue]\nretry_interval = \"1h\"
+        "{}{}[admin]\nsocket = \"var/admin.sock\"\n[queue]\nretry_interval = \"1h\"\n[events]\npath = \"var/events.jsonl\"
 [[pool]]\nname = \"solo\"\n[[ip]]\naddress = \"127.0.0.4\"\npool = \"solo\"
 [[configuration_set]]\nname = \"s\"\nsending_pool = \"solo\"\n",
         smtp_section(""),
@@ -225,6 +225,18 @@ async fn a_pool_refused_everywhere_waits_instead_of_bouncing_and_an_operator_can
         ip_state(&socket, "127.0.0.4").await["Suspension"]["Status"],
         "SITES"
     );
+    // The event log says why, in SES's words.
+    let events = relay.dir.path().join("var/events.jsonl");
+    let delay = eventually(|| {
+        std::fs::read_to_string(&events)
+            .ok()?
+            .lines()
+            .find(|l| l.contains("\"DeliveryDelay\""))
+            .map(str::to_string)
+    })
+    .await
+    .expect("a DeliveryDelay event");
+    assert!(delay.contains("\"delayType\":\"IPFailure\""), "{delay}");
 
     // The receiver delists the IP; the operator resumes it and retries the message.
     sink.refuse(ip("127.0.0.4"), None);
@@ -297,6 +309,10 @@ async fn an_operator_suspension_takes_the_ip_out_of_rotation_and_is_saved() {
     let (_, metrics) = get_text(&socket, "/metrics").await;
     assert!(
         metrics.contains("poolrelay_ip_operator_suspended{source_ip=\"127.0.0.2\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("poolrelay_ip_warmup_percentage{source_ip=\"127.0.0.2\"} 100"),
         "{metrics}"
     );
 

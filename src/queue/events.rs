@@ -157,7 +157,7 @@ impl EventLog {
             "mail": self.mail(envelope, first.outgoing_ip, None),
             "deliveryDelay": {
                 "timestamp": now(),
-                "delayType": "TransientCommunicationFailure",
+                "delayType": delay_type(&first.diagnostic),
                 "expirationTime": timestamp(envelope.expires_at),
                 "reportingMTA": self.reporting_mta,
                 "delayedRecipients": delayed.iter().map(|r| json!({
@@ -188,5 +188,45 @@ impl EventLog {
                 })).collect::<Vec<_>>(),
             }
         }));
+    }
+}
+
+/// SES `delayType` for a deferral: `IPFailure` when the receiver refused (or already refuses)
+/// the pool's IPs, `TransientCommunicationFailure` otherwise.
+fn delay_type(diagnostic: &str) -> &'static str {
+    if diagnostic.starts_with("451 4.7.0 ")
+        && (diagnostic.contains(" refuses the usable IPs ")
+            || diagnostic.contains(" is suspended for "))
+    {
+        "IPFailure"
+    } else {
+        "TransientCommunicationFailure"
+    }
+}
+
+#[cfg(test)]
+mod delay_type_tests {
+    use super::delay_type;
+
+    #[test]
+    fn refusals_of_the_ip_are_ip_failures() {
+        assert_eq!(
+            delay_type(
+                "451 4.7.0 127.0.0.1 refuses the usable IPs of pool p: 554 5.7.1 blocked using zen.spamhaus.org"
+            ),
+            "IPFailure"
+        );
+        assert_eq!(
+            delay_type("451 4.7.0 every usable IP of pool p is suspended for mx.google.test"),
+            "IPFailure"
+        );
+        assert_eq!(
+            delay_type("451 4.7.0 every IP of pool p is at its warm-up limit for today"),
+            "TransientCommunicationFailure"
+        );
+        assert_eq!(
+            delay_type("451 4.2.0 Mailbox busy"),
+            "TransientCommunicationFailure"
+        );
     }
 }
