@@ -4,7 +4,10 @@
 //! configuration sets (listening on a free loopback port, spooling to a temporary folder, every
 //! domain routed to the sink), sends mail through each configuration set (plus one message
 //! without the header and one naming a set that does not exist) and shows where each message
-//! left from. It fails if any message arrives from an address outside its pool.
+//! left from. Then the sink starts refusing one IP of a pool with a blocklist reply, as a
+//! receiver listing it would: that pool's mail moves to its other IPs, nothing bounces, the other
+//! pools carry on, and the IP shows as suspended for the sink's site. It fails if any message
+//! arrives from an address outside its pool, or if any of that does not hold.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -192,16 +195,6 @@ pub async fn run(config_path: &Path, per_set: usize) -> anyhow::Result<()> {
     let accepted = outcomes.values().filter(|o| o.accepted).count();
     let received = sink.wait_for(accepted, Duration::from_secs(60)).await;
     let elapsed = started.elapsed();
-    relay.shutdown().await;
-    let events = std::fs::read_to_string(spool.join("events.jsonl")).unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&spool);
-    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
-    for line in events.lines() {
-        if let Ok(event) = serde_json::from_str::<serde_json::Value>(line) {
-            let kind = event["eventType"].as_str().unwrap_or("?").to_string();
-            *kinds.entry(kind).or_default() += 1;
-        }
-    }
 
     let mut tls_of: BTreeMap<usize, bool> = BTreeMap::new();
     let mut source_of: BTreeMap<usize, (IpAddr, bool)> = BTreeMap::new();
@@ -298,8 +291,23 @@ pub async fn run(config_path: &Path, per_set: usize) -> anyhow::Result<()> {
         misrouted,
         missing
     );
-    if misrouted + missing + unexpected > 0 {
-        bail!("the demo found problems (see the table above)");
+    let isolation = if misrouted + missing + unexpected > 0 {
+        Err(anyhow::anyhow!(
+            "the demo found problems (see the table above)"
+        ))
+    } else {
+        blocklist_act(&relay, &sink, &registry, per_set, accepted).await
+    };
+    relay.shutdown().await;
+    let events = std::fs::read_to_string(spool.join("events.jsonl")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&spool);
+    isolation?;
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for line in events.lines() {
+        if let Ok(event) = serde_json::from_str::<serde_json::Value>(line) {
+            let kind = event["eventType"].as_str().unwrap_or("?").to_string();
+            *kinds.entry(kind).or_default() += 1;
+        }
     }
     let kinds: Vec<String> = kinds
         .iter()
@@ -307,5 +315,99 @@ pub async fn run(config_path: &Path, per_set: usize) -> anyhow::Result<()> {
         .collect();
     println!("event log: {}", kinds.join(", "));
     println!("every message left from an IP of its configuration set's pool");
+    Ok(())
+}
+
+/// The second act: the receiver blocklists one IP of a pool with two or more. Mail of that pool
+/// moves to its other IPs (nothing bounced), other pools carry on as before, and the relay shows
+/// the IP suspended for that site. Returns an error if any of that does not hold.
+async fn blocklist_act(
+    relay: &Relay,
+    sink: &Sink,
+    registry: &Registry,
+    per_set: usize,
+    already: usize,
+) -> anyhow::Result<()> {
+    let Some((pool, blocked)) = registry.pool_names().find_map(|pool| {
+        let addresses = pool_addresses(registry, pool);
+        (addresses.len() >= 2).then(|| (pool.to_string(), addresses[0]))
+    }) else {
+        return Ok(());
+    };
+    let reply = format!(
+        "554 5.7.1 Service unavailable; Client host [{blocked}] blocked using zen.spamhaus.org"
+    );
+    println!(
+        "
+the receiver now refuses {blocked} (pool {pool}): \"{reply}\""
+    );
+    sink.refuse(
+        blocked,
+        Some(crate::sink::Refusal {
+            at_greeting: false,
+            reply,
+        }),
+    );
+    let mut plans = Vec::new();
+    for set in registry.configuration_sets() {
+        let Ok(set_pool) = registry.pool_for(Some(&set.name)) else {
+            continue;
+        };
+        for _ in 0..per_set.max(3) {
+            plans.push(Planned {
+                number: 10_000 + plans.len(),
+                configuration_set: Some(set.name.clone()),
+                pool: Ok(set_pool.clone()),
+            });
+        }
+    }
+    let outcomes = send_all(relay.smtp_addrs()[0], &plans).await?;
+    let accepted = outcomes.values().filter(|o| o.accepted).count();
+    let received = sink
+        .wait_for(already + accepted, Duration::from_secs(60))
+        .await;
+    let mut per_set: BTreeMap<String, BTreeMap<IpAddr, usize>> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for message in &received {
+        if message.sender.is_empty() {
+            problems.push("a bounce was sent".to_string());
+        }
+        let Some(number) = demo_number(&message.content).filter(|n| *n >= 10_000) else {
+            continue;
+        };
+        let Some(plan) = plans.iter().find(|p| p.number == number) else {
+            continue;
+        };
+        let set = plan.configuration_set.clone().unwrap_or_default();
+        let pool = plan.pool.clone().unwrap_or_default();
+        let source = message.peer.ip();
+        if source == blocked || !pool_addresses(registry, &pool).contains(&source) {
+            problems.push(format!("{set} left from {source}"));
+        }
+        *per_set.entry(set).or_default().entry(source).or_default() += 1;
+    }
+    let delivered: usize = per_set.values().flat_map(|m| m.values()).sum();
+    if delivered != accepted {
+        problems.push(format!("{accepted} accepted, {delivered} delivered"));
+    }
+    println!("{:<16} messages per source IP", "configuration set");
+    for (set, sources) in &per_set {
+        let spread: Vec<String> = sources.iter().map(|(ip, n)| format!("{ip}: {n}")).collect();
+        println!("{set:<16} {}", spread.join(", "));
+    }
+    let health = relay.ip_health(blocked);
+    match health.sites.first() {
+        Some(site) => println!(
+            "{blocked} is suspended for site {} for {} s (rule {}); nothing bounced",
+            site.site,
+            site.until.saturating_sub(crate::spool::unix_now()),
+            site.rule
+        ),
+        None => problems.push(format!("{blocked} was not suspended")),
+    }
+    if !problems.is_empty() {
+        bail!("the blocklist act found problems: {}", problems.join("; "));
+    }
+    println!("the other pools did not notice: reputation stays isolated per pool");
     Ok(())
 }

@@ -234,6 +234,11 @@ impl Relay {
         self.admin.reload().await
     }
 
+    /// What the relay knows about a source IP's health now (suspensions).
+    pub fn ip_health(&self, address: std::net::IpAddr) -> crate::outbound::health::IpHealth {
+        self.admin.health.report(address)
+    }
+
     /// The addresses of the implicit-TLS listeners.
     pub fn tls_addrs(&self) -> &[SocketAddr] {
         &self.tls_addrs
