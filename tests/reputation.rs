@@ -611,3 +611,25 @@ async fn domains_sharing_mx_hosts_are_one_site() {
         "the other site still gets mail from both IPs"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_rate_holds() {
+    let sink = start_sink().await;
+    // One message per connection, so every message needs a new connection.
+    let config = format!(
+        "{}{}
+[[shaping]]\nsite = \"*\"\nmax_connection_rate = \"5/s\"\nmax_messages_per_connection = 1
+[[pool]]\nname = \"p\"\n[[ip]]\naddress = \"127.0.0.2\"\npool = \"p\"
+[[configuration_set]]\nname = \"s\"\nsending_pool = \"p\"\n",
+        smtp_section(""),
+        catch_all_route(sink.addr())
+    );
+    let relay = TestRelay::start(&config).await;
+    send(relay.addr, "s", "user@example.test", 12).await;
+    let attempts = sink.wait_for_rcpt_attempts(12, WAIT).await;
+    assert_eq!(attempts.len(), 12);
+    assert_eq!(sink.connections().len(), 12, "one connection per message");
+    // A burst of 5, then 5 per second: the 12th connection comes at least 7/5 s after the first.
+    let span = attempts[11].at.duration_since(attempts[0].at).as_secs_f64();
+    assert!(span >= 1.3, "12 connections at 5/s took only {span:.3}s");
+}
