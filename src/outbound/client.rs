@@ -4,7 +4,6 @@
 //! RFC 5321 §4.5.3.2 timeouts, a cap on reply size (a hostile server sending an endless `250-`
 //! costs at most [`MAX_REPLY_BYTES`]), PIPELINING, STARTTLS and dot-stuffed content.
 
-use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -21,6 +20,8 @@ use tokio_rustls::TlsConnector;
 
 use crate::smtp::dot_stuff::DotStuffer;
 use crate::smtp::stream::SmtpStream;
+
+pub use super::response::{Capabilities, RemoteReply};
 
 /// The most bytes one reply may take, all lines together.
 pub const MAX_REPLY_BYTES: usize = 64 * 1024;
@@ -49,48 +50,6 @@ impl Default for Timeouts {
     }
 }
 
-/// A reply from the remote server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteReply {
-    pub code: u16,
-    /// Enhanced status code (`5.1.1`) if the server sent one.
-    pub enhanced: Option<String>,
-    pub text: String,
-}
-
-impl RemoteReply {
-    pub fn is_positive(&self) -> bool {
-        (200..300).contains(&self.code)
-    }
-
-    pub fn is_permanent(&self) -> bool {
-        (500..600).contains(&self.code)
-    }
-}
-
-impl fmt::Display for RemoteReply {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.code)?;
-        if let Some(enhanced) = &self.enhanced {
-            write!(f, " {enhanced}")?;
-        }
-        let text: String = self
-            .text
-            .chars()
-            .map(|c| {
-                if c == '\n' {
-                    ' '
-                } else if c.is_control() {
-                    '?'
-                } else {
-                    c
-                }
-            })
-            .collect();
-        write!(f, " {}", text.trim())
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("I/O error: {0}")]
@@ -108,39 +67,6 @@ pub enum ClientError {
     },
     #[error("TLS handshake failed: {0}")]
     Tls(String),
-}
-
-/// What the server announced in its EHLO reply.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Capabilities {
-    pub esmtp: bool,
-    pub pipelining: bool,
-    pub starttls: bool,
-    pub eight_bit_mime: bool,
-    pub smtputf8: bool,
-    pub size: Option<u64>,
-}
-
-impl Capabilities {
-    fn parse(ehlo_text: &str) -> Self {
-        let mut caps = Self {
-            esmtp: true,
-            ..Self::default()
-        };
-        for line in ehlo_text.lines().skip(1) {
-            let mut words = line.split_ascii_whitespace();
-            let keyword = words.next().unwrap_or_default().to_ascii_uppercase();
-            match keyword.as_str() {
-                "PIPELINING" => caps.pipelining = true,
-                "STARTTLS" => caps.starttls = true,
-                "8BITMIME" => caps.eight_bit_mime = true,
-                "SMTPUTF8" => caps.smtputf8 = true,
-                "SIZE" => caps.size = words.next().and_then(|n| n.parse().ok()).filter(|&n| n > 0),
-                _ => {}
-            }
-        }
-        caps
-    }
 }
 
 /// The envelope of one transaction.
@@ -528,18 +454,5 @@ impl SmtpClient {
             let _ = self.stream.shutdown().await;
         })
         .await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn capabilities_from_ehlo() {
-        let caps =
-            Capabilities::parse("mx.example.test hello\nPIPELINING\nsize 1000\nSTARTTLS\n8BITMIME");
-        assert!(caps.pipelining && caps.starttls && caps.eight_bit_mime && !caps.smtputf8);
-        assert_eq!(caps.size, Some(1000));
     }
 }

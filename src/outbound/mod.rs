@@ -13,6 +13,7 @@ pub mod connect;
 mod deliver;
 pub mod health;
 pub mod next_hop;
+pub mod response;
 pub mod route;
 pub mod select;
 pub mod shaping;
