@@ -31,6 +31,24 @@ async fn send(relay: SocketAddr, set: &str, recipient: &str, count: usize) {
     }
 }
 
+/// A relay config: `[smtp]` on a free port, `sections` as written, a `[[route]]` per
+/// (domain, next hop), and configuration set "s" sending from pool "p" of `ips`.
+fn config_with_pool(sections: &str, routes: &[(&str, SocketAddr)], ips: &[&str]) -> String {
+    let mut config = smtp_section("");
+    config.push_str(sections);
+    for (domain, next_hop) in routes {
+        config.push_str(&format!(
+            "\n[[route]]\ndomain = \"{domain}\"\nnext_hop = \"{next_hop}\"\n"
+        ));
+    }
+    config.push_str("\n[[pool]]\nname = \"p\"\n");
+    for address in ips {
+        config.push_str(&format!("[[ip]]\naddress = \"{address}\"\npool = \"p\"\n"));
+    }
+    config.push_str("[[configuration_set]]\nname = \"s\"\nsending_pool = \"p\"\n");
+    config
+}
+
 async fn ip_state(socket: &Path, address: &str) -> Value {
     let (status, body) = call(
         socket,
@@ -88,17 +106,10 @@ async fn a_refused_ip_is_suspended_for_that_site_only_while_the_other_ip_deliver
             reply: TOO_MANY.into(),
         }),
     );
-    let config = format!(
-        "{}[admin]\nsocket = \"var/admin.sock\"\n[queue]\nretry_interval = \"1h\"\n
-[[route]]\ndomain = \"a.test\"\nnext_hop = \"{}\"
-[[route]]\ndomain = \"b.test\"\nnext_hop = \"{}\"
-[[pool]]\nname = \"p\"
-[[ip]]\naddress = \"127.0.0.2\"\npool = \"p\"
-[[ip]]\naddress = \"127.0.0.3\"\npool = \"p\"
-[[configuration_set]]\nname = \"s\"\nsending_pool = \"p\"\n",
-        smtp_section(""),
-        site_a.addr(),
-        site_b.addr()
+    let config = config_with_pool(
+        "[admin]\nsocket = \"var/admin.sock\"\n[queue]\nretry_interval = \"1h\"\n",
+        &[("a.test", site_a.addr()), ("b.test", site_b.addr())],
+        &["127.0.0.2", "127.0.0.3"],
     );
     let relay = TestRelay::start(&config).await;
     let socket = relay.dir.path().join("var/admin.sock");
@@ -186,12 +197,10 @@ async fn a_pool_refused_everywhere_waits_instead_of_bouncing_and_an_operator_can
             reply: SPAMHAUS.replace("127.0.0.2", "127.0.0.4"),
         }),
     );
-    let config = format!(
-        "{}{}[admin]\nsocket = \"var/admin.sock\"\n[queue]\nretry_interval = \"1h\"\n[events]\npath = \"var/events.jsonl\"
-[[pool]]\nname = \"solo\"\n[[ip]]\naddress = \"127.0.0.4\"\npool = \"solo\"
-[[configuration_set]]\nname = \"s\"\nsending_pool = \"solo\"\n",
-        smtp_section(""),
-        catch_all_route(sink.addr())
+    let config = config_with_pool(
+        "[admin]\nsocket = \"var/admin.sock\"\n[queue]\nretry_interval = \"1h\"\n[events]\npath = \"var/events.jsonl\"\n",
+        &[("*", sink.addr())],
+        &["127.0.0.4"],
     );
     let relay = TestRelay::start(&config).await;
     let socket = relay.dir.path().join("var/admin.sock");
@@ -264,14 +273,10 @@ async fn a_pool_refused_everywhere_waits_instead_of_bouncing_and_an_operator_can
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_suspension_takes_the_ip_out_of_rotation_and_is_saved() {
     let sink = start_sink().await;
-    let config = format!(
-        "{}{}[admin]\nsocket = \"var/admin.sock\"
-[[pool]]\nname = \"p\"
-[[ip]]\naddress = \"127.0.0.2\"\npool = \"p\"
-[[ip]]\naddress = \"127.0.0.3\"\npool = \"p\"
-[[configuration_set]]\nname = \"s\"\nsending_pool = \"p\"\n",
-        smtp_section(""),
-        catch_all_route(sink.addr())
+    let config = config_with_pool(
+        "[admin]\nsocket = \"var/admin.sock\"\n",
+        &[("*", sink.addr())],
+        &["127.0.0.2", "127.0.0.3"],
     );
     let relay = TestRelay::start(&config).await;
     let socket = relay.dir.path().join("var/admin.sock");
@@ -364,12 +369,10 @@ impl Drop for LoopbackAddress {
 async fn a_removed_address_is_suspended_and_comes_back_when_added() {
     let sink = start_sink().await;
     let address = unassigned_addresses(1)[0];
-    let config = format!(
-        "{}{}[admin]\nsocket = \"var/admin.sock\"\n[queue]\nretry_interval = \"1h\"\n[health]\nbind_recheck = \"100ms\"
-[[pool]]\nname = \"p\"\n[[ip]]\naddress = \"{address}\"\npool = \"p\"
-[[configuration_set]]\nname = \"s\"\nsending_pool = \"p\"\n",
-        smtp_section(""),
-        catch_all_route(sink.addr())
+    let config = config_with_pool(
+        "[admin]\nsocket = \"var/admin.sock\"\n[queue]\nretry_interval = \"1h\"\n[health]\nbind_recheck = \"100ms\"\n",
+        &[("*", sink.addr())],
+        &[&address.to_string()],
     );
     let relay = TestRelay::start(&config).await;
     let socket = relay.dir.path().join("var/admin.sock");
@@ -422,19 +425,11 @@ async fn connection_limits_hold_under_load_per_ip_and_per_site() {
     // Slow final replies make deliveries overlap, so an unenforced limit would show.
     site_a.delay_final_replies(Duration::from_millis(50));
     site_b.delay_final_replies(Duration::from_millis(50));
-    let config = format!(
-        "{}
-[[route]]\ndomain = \"a.test\"\nnext_hop = \"{}\"
-[[route]]\ndomain = \"b.test\"\nnext_hop = \"{}\"
-[[shaping]]\nsite = \"*\"\nmax_connections = 3\nmax_messages_per_connection = 4
-[[shaping]]\nsite = \"127.0.1.1\"\nmax_connections = 1
-[[pool]]\nname = \"p\"
-[[ip]]\naddress = \"127.0.0.2\"\npool = \"p\"
-[[ip]]\naddress = \"127.0.0.3\"\npool = \"p\"
-[[configuration_set]]\nname = \"s\"\nsending_pool = \"p\"\n",
-        smtp_section(""),
-        site_a.addr(),
-        site_b.addr()
+    let config = config_with_pool(
+        "[[shaping]]\nsite = \"*\"\nmax_connections = 3\nmax_messages_per_connection = 4
+[[shaping]]\nsite = \"127.0.1.1\"\nmax_connections = 1\n",
+        &[("a.test", site_a.addr()), ("b.test", site_b.addr())],
+        &["127.0.0.2", "127.0.0.3"],
     );
     let relay = TestRelay::start(&config).await;
     let mut senders = Vec::new();
@@ -474,13 +469,10 @@ async fn connection_limits_hold_under_load_per_ip_and_per_site() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_rate_holds() {
     let sink = start_sink().await;
-    let config = format!(
-        "{}{}
-[[shaping]]\nsite = \"*\"\nmax_message_rate = \"10/s\"
-[[pool]]\nname = \"p\"\n[[ip]]\naddress = \"127.0.0.2\"\npool = \"p\"
-[[configuration_set]]\nname = \"s\"\nsending_pool = \"p\"\n",
-        smtp_section(""),
-        catch_all_route(sink.addr())
+    let config = config_with_pool(
+        "[[shaping]]\nsite = \"*\"\nmax_message_rate = \"10/s\"\n",
+        &[("*", sink.addr())],
+        &["127.0.0.2"],
     );
     let relay = TestRelay::start(&config).await;
     send(relay.addr, "s", "user@example.test", 25).await;
@@ -512,16 +504,10 @@ async fn a_site_at_its_limit_does_not_starve_other_sites() {
     let fast = sink_on("127.0.1.1").await;
     // The slow site takes mail but never finishes a transaction until released.
     slow.hold_final_replies(true);
-    let config = format!(
-        "{}[queue]\nmax_concurrent_deliveries = 2
-[[route]]\ndomain = \"slow.test\"\nnext_hop = \"{}\"
-[[route]]\ndomain = \"fast.test\"\nnext_hop = \"{}\"
-[[shaping]]\nsite = \"127.0.0.1\"\nmax_connections = 1
-[[pool]]\nname = \"p\"\n[[ip]]\naddress = \"127.0.0.2\"\npool = \"p\"
-[[configuration_set]]\nname = \"s\"\nsending_pool = \"p\"\n",
-        smtp_section(""),
-        slow.addr(),
-        fast.addr()
+    let config = config_with_pool(
+        "[queue]\nmax_concurrent_deliveries = 2\n[[shaping]]\nsite = \"127.0.0.1\"\nmax_connections = 1\n",
+        &[("slow.test", slow.addr()), ("fast.test", fast.addr())],
+        &["127.0.0.2"],
     );
     let relay = TestRelay::start(&config).await;
     send(relay.addr, "s", "user@slow.test", 6).await;
@@ -561,14 +547,13 @@ async fn domains_sharing_mx_hosts_are_one_site() {
         ("mx.other.test", Entry::A(Ipv4Addr::new(127, 0, 1, 1))),
     ])
     .await;
-    let config = format!(
-        "{}[dns]\nnameservers = [\"{}\"]\n[outbound]\nmx_port = {port}\n[admin]\nsocket = \"var/admin.sock\"
-[[pool]]\nname = \"p\"
-[[ip]]\naddress = \"127.0.0.2\"\npool = \"p\"
-[[ip]]\naddress = \"127.0.0.3\"\npool = \"p\"
-[[configuration_set]]\nname = \"s\"\nsending_pool = \"p\"\n",
-        smtp_section(""),
-        dns.addr
+    let config = config_with_pool(
+        &format!(
+            "[dns]\nnameservers = [\"{}\"]\n[outbound]\nmx_port = {port}\n[admin]\nsocket = \"var/admin.sock\"\n",
+            dns.addr
+        ),
+        &[],
+        &["127.0.0.2", "127.0.0.3"],
     );
     let relay = TestRelay::start(&config).await;
     let socket = relay.dir.path().join("var/admin.sock");
@@ -616,13 +601,10 @@ async fn domains_sharing_mx_hosts_are_one_site() {
 async fn connection_rate_holds() {
     let sink = start_sink().await;
     // One message per connection, so every message needs a new connection.
-    let config = format!(
-        "{}{}
-[[shaping]]\nsite = \"*\"\nmax_connection_rate = \"5/s\"\nmax_messages_per_connection = 1
-[[pool]]\nname = \"p\"\n[[ip]]\naddress = \"127.0.0.2\"\npool = \"p\"
-[[configuration_set]]\nname = \"s\"\nsending_pool = \"p\"\n",
-        smtp_section(""),
-        catch_all_route(sink.addr())
+    let config = config_with_pool(
+        "[[shaping]]\nsite = \"*\"\nmax_connection_rate = \"5/s\"\nmax_messages_per_connection = 1\n",
+        &[("*", sink.addr())],
+        &["127.0.0.2"],
     );
     let relay = TestRelay::start(&config).await;
     send(relay.addr, "s", "user@example.test", 12).await;

@@ -6,8 +6,8 @@ use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-/// Sends raw bytes and returns the status code and the body parsed as JSON.
-pub async fn raw(socket: &Path, request: &[u8]) -> (u16, serde_json::Value) {
+/// Sends raw bytes and returns the status code and the body as text.
+async fn exchange(socket: &Path, request: &[u8]) -> (u16, String) {
     let mut stream = UnixStream::connect(socket)
         .await
         .expect("admin socket accepts");
@@ -22,11 +22,17 @@ pub async fn raw(socket: &Path, request: &[u8]) -> (u16, serde_json::Value) {
         .unwrap_or(0);
     let body = text
         .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
+        .map(|(_, b)| b.to_string())
         .unwrap_or_default();
+    (status, body)
+}
+
+/// Sends raw bytes and returns the status code and the body parsed as JSON.
+pub async fn raw(socket: &Path, request: &[u8]) -> (u16, serde_json::Value) {
+    let (status, body) = exchange(socket, request).await;
     (
         status,
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
     )
 }
 
@@ -74,25 +80,6 @@ print(r.read().decode())
 
 /// GET returning the body as text (for `/metrics`).
 pub async fn get_text(socket: &Path, path: &str) -> (u16, String) {
-    let mut stream = UnixStream::connect(socket)
-        .await
-        .expect("admin socket accepts");
     let request = format!("GET {path} HTTP/1.1\r\nHost: poolrelay\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("request written");
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response).await;
-    let text = String::from_utf8_lossy(&response);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    exchange(socket, request.as_bytes()).await
 }
