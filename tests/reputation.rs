@@ -447,6 +447,7 @@ async fn connection_limits_hold_under_load_per_ip_and_per_site() {
     assert_eq!((at_a.len(), at_b.len()), (60, 60));
     let peak_a = site_a.peak_connections();
     let peak_b = site_b.peak_connections();
+    eprintln!("peak connections per source IP: site A (limit 3) {peak_a:?}, site B (limit 1) {peak_b:?}");
     assert!(peak_a.values().all(|&n| n <= 3), "site A: {peak_a:?}");
     assert!(peak_b.values().all(|&n| n <= 1), "site B: {peak_b:?}");
     // The limits were reached (so the checks above measured something), from both IPs.
@@ -492,6 +493,7 @@ async fn message_rate_holds() {
         }
     }
     let total = times[24].duration_since(times[0]).as_secs_f64();
+    eprintln!("25 messages at max_message_rate 10/s: {total:.3}s from first to last");
     assert!(
         total >= 1.3,
         "25 messages at 10/s after a burst of 10 took only {total:.3}s"
@@ -613,5 +615,6 @@ async fn connection_rate_holds() {
     assert_eq!(sink.connections().len(), 12, "one connection per message");
     // A burst of 5, then 5 per second: the 12th connection comes at least 7/5 s after the first.
     let span = attempts[11].at.duration_since(attempts[0].at).as_secs_f64();
+    eprintln!("12 connections at max_connection_rate 5/s: {span:.3}s from first to last");
     assert!(span >= 1.3, "12 connections at 5/s took only {span:.3}s");
 }
