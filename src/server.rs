@@ -43,21 +43,24 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Warns about dedicated IPs that are not assigned to this host: their mail would wait.
-fn check_sources(registry: &Registry) {
+/// Warns about dedicated IPs that are not assigned to this host and suspends them at once (the
+/// periodic re-check puts them back when they can be bound), so the API shows them from the start.
+fn check_sources(registry: &Registry, health: &Health) {
     for ip in registry.ips() {
         if let Err(error) = source_available(ip.address) {
+            health.bind_failed(ip.address, &error.to_string());
             tracing::error!(
                 source_ip = %ip.address,
                 pool = ip.pool.as_deref().unwrap_or(DEFAULT_POOL),
                 %error,
-                "dedicated IP is not usable on this host; it will be skipped"
+                "dedicated IP cannot be bound on this host: suspended until it can"
             );
         }
     }
     for &address in registry.shared_pool() {
         if let Err(error) = source_available(address) {
-            tracing::error!(source_ip = %address, pool = registry::SHARED_POOL, %error, "shared-pool IP is not usable on this host");
+            health.bind_failed(address, &error.to_string());
+            tracing::error!(source_ip = %address, pool = registry::SHARED_POOL, %error, "shared-pool IP cannot be bound on this host: suspended until it can");
         }
     }
 }
@@ -77,10 +80,10 @@ impl Relay {
         }
         tracing::info!(messages = recovered.envelopes.len(), spool = %spool.root().display(), "spool recovered");
 
-        check_sources(&config.registry);
+        let health = Arc::new(Health::new(config.health.clone()));
+        check_sources(&config.registry, &health);
         let registry = Arc::new(ArcSwap::from_pointee(config.registry.clone()));
         let shutdown = CancellationToken::new();
-        let health = Arc::new(Health::new(config.health.clone()));
         let outbound = Arc::new(
             Outbound::new(&config, registry.clone(), spool.clone(), health.clone())
                 .map_err(|e| anyhow::anyhow!(e))?,

@@ -447,7 +447,9 @@ async fn connection_limits_hold_under_load_per_ip_and_per_site() {
     assert_eq!((at_a.len(), at_b.len()), (60, 60));
     let peak_a = site_a.peak_connections();
     let peak_b = site_b.peak_connections();
-    eprintln!("peak connections per source IP: site A (limit 3) {peak_a:?}, site B (limit 1) {peak_b:?}");
+    eprintln!(
+        "peak connections per source IP: site A (limit 3) {peak_a:?}, site B (limit 1) {peak_b:?}"
+    );
     assert!(peak_a.values().all(|&n| n <= 3), "site A: {peak_a:?}");
     assert!(peak_b.values().all(|&n| n <= 1), "site B: {peak_b:?}");
     // The limits were reached (so the checks above measured something), from both IPs.
