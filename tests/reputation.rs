@@ -620,3 +620,40 @@ async fn connection_rate_holds() {
     eprintln!("12 connections at max_connection_rate 5/s: {span:.3}s from first to last");
     assert!(span >= 1.3, "12 connections at 5/s took only {span:.3}s");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_connection_limit_an_idle_connection_to_another_mx_makes_room() {
+    use common::dns::{DnsStub, Entry};
+    use std::net::Ipv4Addr;
+    // The preferred MX is down at first, so the only allowed connection goes to the second one
+    // and stays idle in the cache (for 5 minutes).
+    let backup = sink_on("127.0.1.1").await;
+    let port = backup.addr().port();
+    let dns = DnsStub::start(vec![
+        ("site.test", Entry::Mx(10, "mx1.site.test.")),
+        ("site.test", Entry::Mx(20, "mx2.site.test.")),
+        ("mx1.site.test", Entry::A(Ipv4Addr::new(127, 0, 0, 1))),
+        ("mx2.site.test", Entry::A(Ipv4Addr::new(127, 0, 1, 1))),
+    ])
+    .await;
+    let config = config_with_pool(
+        &format!(
+            "[dns]\nnameservers = [\"{}\"]\n[outbound]\nmx_port = {port}\n[queue]\nconnection_idle_timeout = \"5m\"\n[[shaping]]\nsite = \"*\"\nmax_connections = 1\n",
+            dns.addr
+        ),
+        &[],
+        &["127.0.0.2"],
+    );
+    let relay = TestRelay::start(&config).await;
+    send(relay.addr, "s", "user@site.test", 1).await;
+    assert_eq!(backup.wait_for(1, WAIT).await.len(), 1);
+
+    // The preferred MX comes up: the next message goes there at once, the idle connection to the
+    // backup giving up its place instead of holding it until its idle timeout.
+    let preferred = Sink::start(format!("127.0.0.1:{port}").parse().expect("address"))
+        .await
+        .expect("sink on the preferred MX's address");
+    send(relay.addr, "s", "user@site.test", 1).await;
+    assert_eq!(preferred.wait_for(1, WAIT).await.len(), 1);
+    assert_eq!(backup.messages().len(), 1);
+}

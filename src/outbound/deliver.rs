@@ -162,7 +162,10 @@ impl Outbound {
                     }
                 };
                 last_source = source.or(last_source);
-                match self.session(envelope, source, target, &site, slot).await {
+                match self
+                    .session(envelope, source, target, targets, &site, slot)
+                    .await
+                {
                     Ok((client, reused)) => {
                         envelope.last_source_ip = source;
                         let refused = self
@@ -224,13 +227,15 @@ impl Outbound {
         );
     }
 
-    /// A ready session from `source` to `target`: an idle one from the cache or a new one, within
-    /// the (source, site) pair's limits. Waiting for a limit gives the scheduler slot back.
+    /// A ready session from `source` to `target` (one of `site_targets`): an idle one from the
+    /// cache or a new one, within the (source, site) pair's limits. Waiting for a limit gives the
+    /// scheduler slot back.
     async fn session(
         &self,
         envelope: &Envelope,
         source: Option<IpAddr>,
         target: &Target,
+        site_targets: &[Target],
         site: &str,
         slot: &mut DeliverySlot,
     ) -> Result<(SmtpClient, bool), NoSession> {
@@ -251,6 +256,12 @@ impl Outbound {
             }
             let permit = match pair.try_connection() {
                 Some(permit) => permit,
+                None if self
+                    .close_idle_elsewhere(source, target, site_targets)
+                    .await =>
+                {
+                    continue;
+                }
                 None => {
                     slot.release();
                     match pair.connection_or_returned().await {
@@ -266,6 +277,24 @@ impl Outbound {
                 .await
                 .map(|client| (client, false));
         }
+    }
+
+    /// At the pair's connection limit: closes one idle connection from `source` to another
+    /// address of the same site, so its place goes to `target` now instead of after its idle
+    /// timeout. Returns true if one was closed.
+    async fn close_idle_elsewhere(
+        &self,
+        source: Option<IpAddr>,
+        target: &Target,
+        site_targets: &[Target],
+    ) -> bool {
+        for other in site_targets.iter().filter(|t| t.addr != target.addr) {
+            if let Some(client) = self.cache.take((source, other.addr)) {
+                client.quit().await;
+                return true;
+            }
+        }
+        false
     }
 
     pub(super) async fn open_session(
