@@ -80,7 +80,10 @@ impl Relay {
         }
         tracing::info!(messages = recovered.envelopes.len(), spool = %spool.root().display(), "spool recovered");
 
-        let health = Arc::new(Health::new(config.health.clone()));
+        let health = Arc::new(Health::load(
+            config.health.clone(),
+            Some(spool.root().join("health.json")),
+        ));
         check_sources(&config.registry, &health);
         let registry = Arc::new(ArcSwap::from_pointee(config.registry.clone()));
         let shutdown = CancellationToken::new();
@@ -203,7 +206,15 @@ impl Relay {
                     _ = tick.tick() => {
                         reaper_outbound.close_idle(false).await;
                         let outbound = reaper_outbound.clone();
-                        let _ = tokio::task::spawn_blocking(move || outbound.warmup_ledger.save()).await;
+                        let _ = tokio::task::spawn_blocking(move || {
+                            if let Err(error) = outbound.warmup_ledger.save() {
+                                tracing::warn!(%error, "cannot save the warm-up counts");
+                            }
+                            if let Err(error) = outbound.health.save() {
+                                tracing::warn!(%error, "cannot save the site suspensions");
+                            }
+                        })
+                        .await;
                     }
                 }
             }

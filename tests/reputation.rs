@@ -657,3 +657,45 @@ async fn at_the_connection_limit_an_idle_connection_to_another_mx_makes_room() {
     assert_eq!(preferred.wait_for(1, WAIT).await.len(), 1);
     assert_eq!(backup.messages().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_suspension_survives_a_restart() {
+    let sink = start_sink().await;
+    sink.refuse(
+        ip("127.0.0.2"),
+        Some(Refusal {
+            at_greeting: false,
+            reply: SPAMHAUS.into(),
+        }),
+    );
+    let config = config_with_pool(
+        "[admin]\nsocket = \"var/admin.sock\"\n",
+        &[("*", sink.addr())],
+        &["127.0.0.2", "127.0.0.3"],
+    );
+    let relay = TestRelay::start(&config).await;
+    send(relay.addr, "s", "user@example.test", 4).await;
+    assert_eq!(sink.wait_for(4, WAIT).await.len(), 4);
+    let refused = || {
+        sink.rcpt_attempts()
+            .iter()
+            .filter(|a| a.peer.ip() == ip("127.0.0.2"))
+            .count()
+    };
+    let refused_before = refused();
+    assert!(refused_before >= 1);
+
+    let dir = relay.stop().await;
+    let relay = TestRelay::start_in(dir, &config).await;
+    let socket = relay.dir.path().join("var/admin.sock");
+    let state = ip_state(&socket, "127.0.0.2").await;
+    assert_eq!(state["Suspension"]["Status"], "SITES", "{state}");
+    send(relay.addr, "s", "user@example.test", 4).await;
+    let received = sink.wait_for(8, WAIT).await;
+    assert_eq!(per_ip(&received), BTreeMap::from([(ip("127.0.0.3"), 8)]));
+    assert_eq!(
+        refused(),
+        refused_before,
+        "the suspended IP was not tried again"
+    );
+}

@@ -8,11 +8,15 @@
 //!   from it succeeds, up to `max_suspension`. One success from the pair forgets the history.
 //!
 //! A third kind, the operator's suspension, is part of the configuration (`[[ip]] suspended`).
-//! Everything here is in memory: after a restart the first refusal suspends again.
+//! Site suspensions (with their backoff level) are saved to `spool/health.json`, so a restart
+//! neither forgets a blocklisting nor starts its backoff over; unbindable addresses are found
+//! again at start-up.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::classify::ReplyRule;
@@ -85,21 +89,97 @@ fn unix(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// One site suspension as saved in `health.json` (times in unix seconds).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Saved {
+    ip: IpAddr,
+    site: String,
+    until: u64,
+    level: u32,
+    rule: String,
+    reply: String,
+    since: u64,
+}
+
 /// Suspensions shared by all deliveries.
 #[derive(Debug)]
 pub struct Health {
     settings: HealthSettings,
     sites: Mutex<HashMap<(IpAddr, String), SiteSuspension>>,
     unbindable: Mutex<HashMap<IpAddr, Unbindable>>,
+    /// Where site suspensions are saved; `None`: nowhere.
+    path: Option<PathBuf>,
+    /// Site suspensions changed since the last save.
+    dirty: AtomicBool,
 }
 
 impl Health {
     pub fn new(settings: HealthSettings) -> Self {
+        Self::load(settings, None)
+    }
+
+    /// Health with the site suspensions saved in `path` (missing or unreadable: none).
+    pub fn load(settings: HealthSettings, path: Option<PathBuf>) -> Self {
+        let saved: Vec<Saved> = path
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let (now, wall) = (Instant::now(), unix(SystemTime::now()));
+        let sites = saved
+            .into_iter()
+            .map(|s| {
+                let remaining = Duration::from_secs(s.until.saturating_sub(wall));
+                let suspension = SiteSuspension {
+                    until: now + remaining,
+                    level: s.level,
+                    rule: s.rule,
+                    reply: s.reply,
+                    since: UNIX_EPOCH + Duration::from_secs(s.since),
+                };
+                ((s.ip, s.site), suspension)
+            })
+            .collect();
         Self {
             settings,
-            sites: Mutex::new(HashMap::new()),
+            sites: Mutex::new(sites),
             unbindable: Mutex::new(HashMap::new()),
+            path,
+            dirty: AtomicBool::new(false),
         }
+    }
+
+    /// Blocking: writes the site suspensions if they changed (temp file and rename).
+    pub fn save(&self) -> std::io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        if !self.dirty.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let saved: Vec<Saved> = self
+            .sites()
+            .iter()
+            .map(|((ip, site), s)| Saved {
+                ip: *ip,
+                site: site.clone(),
+                until: unix(wall + s.until.saturating_duration_since(now)),
+                level: s.level,
+                rule: s.rule.clone(),
+                reply: s.reply.clone(),
+                since: unix(s.since),
+            })
+            .collect();
+        let bytes = serde_json::to_vec(&saved)?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, bytes)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .inspect_err(|_| self.dirty.store(true, Ordering::SeqCst))
+    }
+
+    fn changed(&self) {
+        self.dirty.store(true, Ordering::SeqCst);
     }
 
     pub fn settings(&self) -> &HealthSettings {
@@ -179,6 +259,7 @@ impl Health {
                 since: SystemTime::now(),
             },
         );
+        self.changed();
         length
     }
 
@@ -189,6 +270,7 @@ impl Health {
             return;
         }
         if let Some(old) = sites.remove(&(address, site.to_string())) {
+            self.changed();
             tracing::info!(source_ip = %address, site, level = old.level, "IP delivers to this site again");
         }
     }
@@ -196,6 +278,7 @@ impl Health {
     /// Lifts every site suspension of `address` (an operator's resume).
     pub fn clear_sites(&self, address: IpAddr) {
         self.sites().retain(|(ip, _), _| *ip != address);
+        self.changed();
     }
 
     /// Binding `address` failed: it is suspended for every site until a re-check binds it.
@@ -253,8 +336,12 @@ impl Health {
     /// Drops remembered suspensions that ended long ago (their backoff no longer applies).
     pub fn forget_old(&self, now: Instant) {
         let keep = self.settings.max_suspension * 2;
-        self.sites()
-            .retain(|_, s| now.saturating_duration_since(s.until) < keep);
+        let mut sites = self.sites();
+        let before = sites.len();
+        sites.retain(|_, s| now.saturating_duration_since(s.until) < keep);
+        if sites.len() != before {
+            self.changed();
+        }
     }
 }
 
@@ -331,6 +418,32 @@ mod tests {
         assert!(health.bind_works(ip(9)));
         assert!(!health.is_suspended(ip(9), "any.site", now));
         assert!(!health.bind_works(ip(9)));
+    }
+
+    #[test]
+    fn site_suspensions_survive_a_save_and_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("health.json");
+        let saved = Health::load(HealthSettings::default(), Some(path.clone()));
+        let now = Instant::now();
+        saved.refused(ip(2), "mx.a.test", "blocklist", "554 blocked", now);
+        saved.refused(
+            ip(2),
+            "mx.a.test",
+            "blocklist",
+            "554 blocked",
+            now + Duration::from_secs(301),
+        );
+        saved.bind_failed(ip(9), "not here");
+        saved.save().unwrap();
+        let loaded = Health::load(HealthSettings::default(), Some(path));
+        let report = loaded.report(ip(2));
+        assert_eq!(report.sites.len(), 1);
+        assert_eq!(report.sites[0].level, 2);
+        assert_eq!(report.sites[0].rule, "blocklist");
+        assert!(loaded.is_suspended_for_site(ip(2), "mx.a.test", Instant::now()));
+        // Unbindable addresses are not saved: they are checked again at start-up.
+        assert!(!loaded.is_unbindable(ip(9)));
     }
 
     #[test]

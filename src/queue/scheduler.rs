@@ -128,10 +128,17 @@ impl Scheduler {
         tasks.abort_all();
         self.context.outbound.close_idle(true).await;
         let outbound = self.context.outbound.clone();
-        match tokio::task::spawn_blocking(move || outbound.warmup_ledger.save()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::error!(%error, "cannot save the warm-up counts"),
-            Err(error) => tracing::error!(%error, "cannot save the warm-up counts"),
+        let saved = tokio::task::spawn_blocking(move || {
+            if let Err(error) = outbound.warmup_ledger.save() {
+                tracing::error!(%error, "cannot save the warm-up counts");
+            }
+            if let Err(error) = outbound.health.save() {
+                tracing::error!(%error, "cannot save the site suspensions");
+            }
+        })
+        .await;
+        if let Err(error) = saved {
+            tracing::error!(%error, "cannot save the warm-up counts and site suspensions");
         }
     }
 
