@@ -699,3 +699,43 @@ async fn a_site_suspension_survives_a_restart() {
         "the suspended IP was not tried again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_deliveries_held_back_by_shaping() {
+    let sink = start_sink().await;
+    let limited = config_with_pool(
+        "[events]\npath = \"var/events.jsonl\"\n[[shaping]]\nsite = \"*\"\nmax_message_rate = \"1/min\"\n",
+        &[("*", sink.addr())],
+        &["127.0.0.2"],
+    );
+    let relay = TestRelay::start(&limited).await;
+    send(relay.addr, "s", "user@example.test", 4).await;
+    assert_eq!(sink.wait_for(1, WAIT).await.len(), 1);
+    let spool = relay.spool_dir();
+    let queued = || {
+        spool_files(&spool, "queue")
+            .iter()
+            .filter(|f| f.ends_with(".msg"))
+            .count()
+    };
+    eventually(|| (queued() == 3).then_some(()))
+        .await
+        .expect("the first message leaves the spool");
+
+    // Three deliveries wait about a minute for rate tokens. Shutdown stops them at once instead
+    // of waiting out its 10 s grace for deliveries in progress.
+    let dir = tokio::time::timeout(Duration::from_secs(8), relay.stop())
+        .await
+        .expect("shutdown does not wait for throttled deliveries");
+    assert_eq!(queued(), 3, "the waiting messages stay in the spool");
+    let events = std::fs::read_to_string(dir.path().join("var/events.jsonl")).unwrap_or_default();
+    assert!(
+        !events.contains("DeliveryDelay"),
+        "nothing was attempted, so nothing was delayed: {events}"
+    );
+
+    // Without the limit they all go after a restart.
+    let unlimited = config_with_pool("", &[("*", sink.addr())], &["127.0.0.2"]);
+    let _relay = TestRelay::start_in(dir, &unlimited).await;
+    assert_eq!(sink.wait_for(4, WAIT).await.len(), 4);
+}

@@ -20,13 +20,16 @@ pub(super) enum NoSession {
     NoSource,
     /// The next hop refused the source IP (greeting or EHLO) for reputation reasons.
     Refused(String),
+    /// The relay is shutting down while the delivery waited for a shaping limit.
+    Stopped,
     Failed(String),
 }
 
 impl Outbound {
     /// Tries every pending recipient once, updating their states in `envelope`. `slot` is given
-    /// back to the scheduler if the attempt has to wait for a shaping limit.
-    pub async fn deliver(&self, envelope: &mut Envelope, slot: &mut DeliverySlot) {
+    /// back to the scheduler if the attempt has to wait for a shaping limit. Returns the
+    /// recipients not attempted at all because the relay began shutting down meanwhile.
+    pub async fn deliver(&self, envelope: &mut Envelope, slot: &mut DeliverySlot) -> Vec<usize> {
         envelope.attempts += 1;
         let mut by_domain: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (index, recipient) in envelope.pending() {
@@ -54,9 +57,11 @@ impl Outbound {
                 }
             }
         }
+        let mut untouched = Vec::new();
         for (targets, indexes) in groups {
-            self.deliver_group(envelope, &targets, &indexes, slot).await;
+            untouched.extend(self.deliver_group(envelope, &targets, &indexes, slot).await);
         }
+        untouched
     }
 
     /// Delivers the recipients `indexes`, whose domains share the next hops `targets` (one site),
@@ -67,7 +72,7 @@ impl Outbound {
         targets: &[Target],
         indexes: &[usize],
         slot: &mut DeliverySlot,
-    ) {
+    ) -> Vec<usize> {
         let registry = self.registry.load_full();
         let today = warmup::today();
         let site = site_of(targets);
@@ -172,7 +177,7 @@ impl Outbound {
                             .transact(envelope, client, reused, target, &site, &pending)
                             .await;
                         if refused.is_empty() {
-                            return;
+                            return Vec::new();
                         }
                         // The site refused this IP: the same recipients go out from another IP
                         // of the pool now, or wait if there is none.
@@ -205,6 +210,8 @@ impl Outbound {
                             None => break,
                         };
                     }
+                    // Nothing was attempted: the recipients stay as they were.
+                    Err(NoSession::Stopped) => return pending,
                     Err(NoSession::Failed(error)) => {
                         last_error = error;
                         break;
@@ -225,6 +232,7 @@ impl Outbound {
                 format!("451 4.4.1 {last_error}")
             },
         );
+        Vec::new()
     }
 
     /// A ready session from `source` to `target` (one of `site_targets`): an idle one from the
@@ -240,7 +248,9 @@ impl Outbound {
         slot: &mut DeliverySlot,
     ) -> Result<(SmtpClient, bool), NoSession> {
         let pair = self.shaper.pair(source, site);
-        pair.message_allowed(slot).await;
+        pair.message_allowed(slot)
+            .await
+            .map_err(|_| NoSession::Stopped)?;
         loop {
             if let Some(client) = self.cache.take((source, target.addr)) {
                 let tls_ok = client.tls_version.is_some()
@@ -264,14 +274,17 @@ impl Outbound {
                 }
                 None => {
                     slot.release();
-                    match pair.connection_or_returned().await {
+                    let waited = slot.wait(pair.connection_or_returned()).await;
+                    match waited.map_err(|_| NoSession::Stopped)? {
                         Some(permit) => permit,
                         // A connection went back to the cache: take it from there.
                         None => continue,
                     }
                 }
             };
-            pair.connect_allowed(slot).await;
+            pair.connect_allowed(slot)
+                .await
+                .map_err(|_| NoSession::Stopped)?;
             return self
                 .open_session(envelope, source, target, (pair, permit))
                 .await

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::next_hop::Target;
 
@@ -178,17 +179,36 @@ impl Bucket {
 }
 
 /// A delivery's place among the scheduler's concurrent deliveries. A delivery that has to wait
-/// for a shaping limit gives it back, so the scheduler can start deliveries for other sites.
+/// for a shaping limit gives it back, so the scheduler can start deliveries for other sites; and
+/// it stops waiting when the relay shuts down (the message stays in the spool).
 #[derive(Debug, Default)]
-pub struct DeliverySlot(Option<OwnedSemaphorePermit>);
+pub struct DeliverySlot {
+    permit: Option<OwnedSemaphorePermit>,
+    stop: CancellationToken,
+}
+
+/// The relay is shutting down: a delivery waiting for a shaping limit gives up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped;
 
 impl DeliverySlot {
-    pub fn new(permit: OwnedSemaphorePermit) -> Self {
-        Self(Some(permit))
+    pub fn new(permit: OwnedSemaphorePermit, stop: CancellationToken) -> Self {
+        Self {
+            permit: Some(permit),
+            stop,
+        }
     }
 
     pub fn release(&mut self) {
-        self.0 = None;
+        self.permit = None;
+    }
+
+    /// Runs `wait` unless the relay shuts down first.
+    pub async fn wait<T>(&self, wait: impl Future<Output = T>) -> Result<T, Stopped> {
+        tokio::select! {
+            _ = self.stop.cancelled() => Err(Stopped),
+            value = wait => Ok(value),
+        }
     }
 }
 
@@ -211,20 +231,23 @@ pub struct ConnectionPermit {
     _permit: OwnedSemaphorePermit,
 }
 
-async fn wait_for_token(bucket: &Mutex<Option<Bucket>>, slot: &mut DeliverySlot) {
+async fn wait_for_token(
+    bucket: &Mutex<Option<Bucket>>,
+    slot: &mut DeliverySlot,
+) -> Result<(), Stopped> {
     loop {
         let wait = {
             let mut bucket = bucket.lock().unwrap_or_else(|p| p.into_inner());
             match bucket.as_mut() {
-                None => return,
+                None => return Ok(()),
                 Some(bucket) => match bucket.take(Instant::now()) {
-                    Ok(()) => return,
+                    Ok(()) => return Ok(()),
                     Err(wait) => wait,
                 },
             }
         };
         slot.release();
-        tokio::time::sleep(wait).await;
+        slot.wait(tokio::time::sleep(wait)).await?;
     }
 }
 
@@ -242,13 +265,13 @@ impl Pair {
     }
 
     /// Waits until `max_message_rate` allows one more message.
-    pub async fn message_allowed(&self, slot: &mut DeliverySlot) {
-        wait_for_token(&self.messages, slot).await;
+    pub async fn message_allowed(&self, slot: &mut DeliverySlot) -> Result<(), Stopped> {
+        wait_for_token(&self.messages, slot).await
     }
 
     /// Waits until `max_connection_rate` allows one more new connection.
-    pub async fn connect_allowed(&self, slot: &mut DeliverySlot) {
-        wait_for_token(&self.connects, slot).await;
+    pub async fn connect_allowed(&self, slot: &mut DeliverySlot) -> Result<(), Stopped> {
+        wait_for_token(&self.connects, slot).await
     }
 
     /// A connection permit if one is free now.

@@ -96,8 +96,19 @@ pub async fn attempt(
         .iter()
         .map(|r| r.state == RecipientState::Pending)
         .collect();
-    ctx.outbound.deliver(&mut envelope, &mut slot).await;
+    let untouched = ctx.outbound.deliver(&mut envelope, &mut slot).await;
     expire(&mut envelope, unix_now());
+    // Recipients not attempted (shutdown came while they waited for a shaping limit) and still
+    // pending are not reported as delayed; if nothing was attempted, the attempt does not count.
+    let mut was_pending = was_pending;
+    for &index in &untouched {
+        if envelope.recipients[index].state == RecipientState::Pending {
+            was_pending[index] = false;
+        }
+    }
+    if !untouched.is_empty() && !was_pending.iter().any(|was| *was) {
+        envelope.attempts = envelope.attempts.saturating_sub(1);
+    }
 
     // Metrics and events for what changed in this attempt.
     let now = unix_now();

@@ -149,7 +149,7 @@ impl Scheduler {
             tasks.spawn(attempt::attempt(
                 self.context.clone(),
                 envelope,
-                DeliverySlot::new(slot),
+                DeliverySlot::new(slot, self.shutdown.clone()),
             ));
         }
     }
