@@ -739,3 +739,51 @@ async fn shutdown_does_not_wait_for_deliveries_held_back_by_shaping() {
     let _relay = TestRelay::start_in(dir, &unlimited).await;
     assert_eq!(sink.wait_for(4, WAIT).await.len(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_waiting_for_shaping_can_be_deleted_or_held_at_once() {
+    use poolrelay::queue::operations::EntryState;
+    let sink = start_sink().await;
+    let config = config_with_pool(
+        "[[shaping]]\nsite = \"*\"\nmax_message_rate = \"1/min\"\n",
+        &[("*", sink.addr())],
+        &["127.0.0.2"],
+    );
+    let relay = TestRelay::start(&config).await;
+    send(relay.addr, "s", "user@example.test", 3).await;
+    assert_eq!(sink.wait_for(1, WAIT).await.len(), 1);
+    let queue = relay.relay.as_ref().expect("running").queue();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let waiting = loop {
+        let list = queue.list().await.expect("queue lists");
+        if list.len() == 2 && list.iter().all(|e| e.state == EntryState::InFlight) {
+            break list;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{list:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+
+    // Both wait about a minute for a rate token; the operator does not have to.
+    let quick = Duration::from_secs(5);
+    tokio::time::timeout(quick, queue.delete(&waiting[0].id))
+        .await
+        .expect("delete answers at once")
+        .expect("deleted");
+    tokio::time::timeout(quick, queue.hold(&waiting[1].id))
+        .await
+        .expect("hold answers at once")
+        .expect("held");
+    let list = queue.list().await.expect("queue lists");
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(
+        (list[0].id.as_str(), list[0].state),
+        (waiting[1].id.as_str(), EntryState::Held)
+    );
+    assert_eq!(list[0].attempts, 0, "the stopped wait is not an attempt");
+    let messages = spool_files(&relay.spool_dir(), "queue");
+    assert!(
+        !messages.iter().any(|f| f.starts_with(&waiting[0].id)),
+        "{messages:?}"
+    );
+    assert_eq!(sink.messages().len(), 1);
+}

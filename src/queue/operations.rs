@@ -1,9 +1,10 @@
 //! Queue operations for operators: list, retry now, delete, hold and release.
 //!
 //! They are messages to the scheduler (which owns the queue), answered over a oneshot channel, so
-//! they never race with deliveries. A message whose attempt is running cannot be deleted or held
-//! until the attempt ends (`QueueError::InFlight`: try again). Holds are stored in the envelope,
-//! so they survive restarts. Every change is logged as an audit line.
+//! they never race with deliveries. Deleting or holding a message whose attempt is running waits
+//! for the attempt to end (at once if it is only waiting for a shaping limit; a transaction in
+//! progress is never cut). Holds are stored in the envelope, so they survive restarts. Every
+//! change is logged as an audit line.
 
 use serde::Serialize;
 use tokio::sync::oneshot;

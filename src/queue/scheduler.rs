@@ -35,6 +35,10 @@ pub struct Scheduler {
     timers: BinaryHeap<Reverse<(Instant, String)>>,
     held: HashMap<String, Envelope>,
     in_flight: HashMap<String, Envelope>,
+    /// Per attempt running: its task and the token that stops it waiting for a shaping limit.
+    attempts: HashMap<String, (tokio::task::Id, CancellationToken)>,
+    /// Operator commands for messages whose attempt is running, applied when it ends.
+    after_attempt: HashMap<String, Vec<Command>>,
 }
 
 impl Scheduler {
@@ -54,6 +58,8 @@ impl Scheduler {
             timers: BinaryHeap::new(),
             held: HashMap::new(),
             in_flight: HashMap::new(),
+            attempts: HashMap::new(),
+            after_attempt: HashMap::new(),
         }
     }
 
@@ -95,14 +101,24 @@ impl Scheduler {
                     Ok(outcome) => {
                         self.ready.extend(outcome.created);
                         self.in_flight.remove(&outcome.id);
+                        self.attempts.remove(&outcome.id);
                         if let Some(envelope) = outcome.retry {
                             let until_expiry = Duration::from_secs(envelope.expires_at.saturating_sub(unix_now()));
                             let factor = rand::random_range(0.8..1.2);
                             let delay = jittered(retry_delay(&settings, envelope.attempts), factor, until_expiry);
                             self.wait(envelope, Instant::now() + delay);
                         }
+                        self.apply_after_attempt(&outcome.id).await;
                     }
-                    Err(error) => tracing::error!(%error, "delivery task failed; its message stays in the spool until restart"),
+                    Err(error) => {
+                        tracing::error!(%error, "delivery task failed; its message stays in the spool until restart");
+                        let task = error.id();
+                        if let Some(id) = self.attempts.iter().find(|(_, (t, _))| *t == task).map(|(id, _)| id.clone()) {
+                            self.attempts.remove(&id);
+                            self.in_flight.remove(&id);
+                            self.apply_after_attempt(&id).await;
+                        }
+                    }
                 },
                 _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {
                     let now = Instant::now();
@@ -145,16 +161,39 @@ impl Scheduler {
     /// Starts an attempt for the first ready message.
     fn start(&mut self, tasks: &mut JoinSet<Outcome>, slot: OwnedSemaphorePermit) {
         if let Some(envelope) = self.ready.pop_front() {
-            self.in_flight.insert(envelope.id.clone(), envelope.clone());
-            tasks.spawn(attempt::attempt(
+            let id = envelope.id.clone();
+            self.in_flight.insert(id.clone(), envelope.clone());
+            let stop = self.shutdown.child_token();
+            let task = tasks.spawn(attempt::attempt(
                 self.context.clone(),
                 envelope,
-                DeliverySlot::new(slot, self.shutdown.clone()),
+                DeliverySlot::new(slot, stop.clone()),
             ));
+            self.attempts.insert(id, (task.id(), stop));
+        }
+    }
+
+    /// Applies the operator commands that waited for `id`'s attempt to end.
+    async fn apply_after_attempt(&mut self, id: &str) {
+        for command in self.after_attempt.remove(id).unwrap_or_default() {
+            self.command(command).await;
         }
     }
 
     async fn command(&mut self, command: Command) {
+        // Delete or hold of a message being attempted: an attempt waiting for a shaping limit
+        // stops at once; the command is applied when the attempt has ended (a transaction in
+        // progress is never cut).
+        if let Command::Delete(id, _) | Command::Hold(id, _) = &command
+            && let Some((_, stop)) = self.attempts.get(id)
+        {
+            stop.cancel();
+            self.after_attempt
+                .entry(id.clone())
+                .or_default()
+                .push(command);
+            return;
+        }
         match command {
             Command::List(answer) => {
                 let _ = answer.send(Ok(self.list()));
