@@ -446,10 +446,22 @@ impl SmtpClient {
     }
 
     /// Says QUIT and closes, without waiting long for a well-behaved goodbye.
+    ///
+    /// After the 221 it waits (briefly) for the server to close its side, so the connection
+    /// stops counting against the (IP, site) limit only once the server no longer counts it.
     pub async fn quit(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            if self.stream.write_all(b"QUIT\r\n").await.is_ok() {
-                let _ = self.read_reply("QUIT", Duration::from_secs(5)).await;
+            if self.stream.write_all(b"QUIT\r\n").await.is_ok()
+                && self
+                    .read_reply("QUIT", Duration::from_secs(5))
+                    .await
+                    .is_ok()
+            {
+                let mut rest = [0u8; 512];
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    while matches!(self.stream.read(&mut rest).await, Ok(n) if n > 0) {}
+                })
+                .await;
             }
             let _ = self.stream.shutdown().await;
         })

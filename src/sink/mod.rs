@@ -78,7 +78,7 @@ pub struct Refusal {
 }
 
 /// Counts a connection as open while it lives.
-struct OpenGuard {
+pub(super) struct OpenGuard {
     shared: Arc<Shared>,
     ip: IpAddr,
 }
@@ -194,10 +194,10 @@ impl Sink {
                 let shared = accept_shared.clone();
                 let stop = accept_stop.clone();
                 tokio::spawn(async move {
-                    let _open = OpenGuard::new(shared.clone(), peer.ip());
+                    let open = OpenGuard::new(shared.clone(), peer.ip());
                     tokio::select! {
                         _ = stop.cancelled() => {}
-                        _ = serve(stream, peer, shared) => {}
+                        _ = serve(stream, peer, shared, open) => {}
                     }
                 });
             }

@@ -8,17 +8,20 @@ use smtp_proto::Request;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{RcptAttempt, Shared, SinkMessage};
+use super::{OpenGuard, RcptAttempt, Shared, SinkMessage};
 use crate::config::BareNewline;
 use crate::smtp::Reply;
 use crate::smtp::data::DataReader;
 use crate::smtp::line::{Framed, frame_command};
 use crate::smtp::stream::SmtpStream;
 
+/// `open` counts the connection as open; it is dropped before the connection is closed, so a
+/// client that waits for the close never sees it counted after that.
 pub(super) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
+    open: OpenGuard,
 ) -> std::io::Result<()> {
     let mut stream = SmtpStream::Plain(stream);
     let mut input = BytesMut::with_capacity(8192);
@@ -146,6 +149,7 @@ pub(super) async fn serve(
         }
         stream.write_all(&output).await?;
         if quit {
+            drop(open);
             return Ok(());
         }
         if start_tls {
