@@ -111,6 +111,10 @@ pub struct Health {
     path: Option<PathBuf>,
     /// Site suspensions changed since the last save.
     dirty: AtomicBool,
+    /// Addresses back in rotation (bindable again, or resumed by an operator) that the queue has
+    /// not yet heard of, and the signal that there are some.
+    returned: Mutex<Vec<IpAddr>>,
+    pub returned_signal: tokio::sync::Notify,
 }
 
 impl Health {
@@ -146,7 +150,23 @@ impl Health {
             unbindable: Mutex::new(HashMap::new()),
             path,
             dirty: AtomicBool::new(false),
+            returned: Mutex::new(Vec::new()),
+            returned_signal: tokio::sync::Notify::new(),
         }
+    }
+
+    /// `address` is back in rotation: the queue retries the mail waiting for its pools now.
+    pub fn back_in_rotation(&self, address: IpAddr) {
+        self.returned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(address);
+        self.returned_signal.notify_one();
+    }
+
+    /// The addresses back in rotation since the last call.
+    pub fn take_returned(&self) -> Vec<IpAddr> {
+        std::mem::take(&mut *self.returned.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Blocking: writes the site suspensions if they changed (temp file and rename).
@@ -279,6 +299,7 @@ impl Health {
     pub fn clear_sites(&self, address: IpAddr) {
         self.sites().retain(|(ip, _), _| *ip != address);
         self.changed();
+        self.back_in_rotation(address);
     }
 
     /// Binding `address` failed: it is suspended for every site until a re-check binds it.
@@ -305,7 +326,11 @@ impl Health {
 
     /// `address` can be bound again. Returns true if it was suspended.
     pub fn bind_works(&self, address: IpAddr) -> bool {
-        self.unbindable().remove(&address).is_some()
+        let was = self.unbindable().remove(&address).is_some();
+        if was {
+            self.back_in_rotation(address);
+        }
+        was
     }
 
     /// What is known about `address` now; expired site suspensions are not reported.

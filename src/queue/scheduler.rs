@@ -96,6 +96,7 @@ impl Scheduler {
                     self.start(&mut tasks, permit);
                 }
                 Some(envelope) = self.receiver.recv() => self.ready.push_back(envelope),
+                _ = self.context.outbound.health.returned_signal.notified() => self.retry_returned_pools(),
                 Some(command) = self.commands.recv() => self.command(command).await,
                 Some(finished) = tasks.join_next(), if !tasks.is_empty() => match finished {
                     Ok(outcome) => {
@@ -170,6 +171,31 @@ impl Scheduler {
                 DeliverySlot::new(slot, stop.clone()),
             ));
             self.attempts.insert(id, (task.id(), stop));
+        }
+    }
+
+    /// Source addresses came back into rotation: mail waiting for their pools goes now rather
+    /// than at its next retry time.
+    fn retry_returned_pools(&mut self) {
+        let returned = self.context.outbound.health.take_returned();
+        let registry = self.context.outbound.registry.load();
+        let pools: Vec<String> = returned
+            .iter()
+            .flat_map(|&address| registry.pools_of(address))
+            .collect();
+        let due: Vec<String> = self
+            .waiting
+            .iter()
+            .filter(|(_, (_, envelope))| pools.contains(&envelope.pool))
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !due.is_empty() {
+            tracing::info!(addresses = ?returned, messages = due.len(), "source IPs back in rotation; retrying their pools' mail now");
+        }
+        for id in due {
+            if let Some((_, envelope)) = self.waiting.remove(&id) {
+                self.ready.push_back(envelope);
+            }
         }
     }
 

@@ -313,6 +313,20 @@ impl Registry {
             .max_delivery_seconds
     }
 
+    /// The pools whose mail may leave from `address` (its own pool, or `ses-shared-pool`).
+    pub fn pools_of(&self, address: IpAddr) -> Vec<String> {
+        let mut pools: Vec<String> = self
+            .ips
+            .iter()
+            .filter(|ip| ip.address == address)
+            .map(|ip| ip.pool.clone().unwrap_or_else(|| DEFAULT_POOL.to_string()))
+            .collect();
+        if self.shared_pool.contains(&address) {
+            pools.push(SHARED_POOL.to_string());
+        }
+        pools
+    }
+
     /// The addresses a pool's mail may leave from. An unknown pool has no members, so its mail
     /// waits rather than leaving from somewhere else.
     pub fn pool_members(&self, pool: &str) -> PoolMembers {
@@ -387,6 +401,24 @@ mod tests {
             })
             .unwrap();
         registry
+    }
+
+    #[test]
+    fn pools_of_an_address() {
+        let registry = sample();
+        assert_eq!(
+            registry.pools_of("127.0.0.2".parse().unwrap()),
+            ["marketing"]
+        );
+        assert_eq!(
+            registry.pools_of("127.0.0.3".parse().unwrap()),
+            [DEFAULT_POOL]
+        );
+        assert_eq!(
+            registry.pools_of("127.0.0.9".parse().unwrap()),
+            [SHARED_POOL]
+        );
+        assert!(registry.pools_of("127.0.0.77".parse().unwrap()).is_empty());
     }
 
     fn addresses(members: PoolMembers) -> Vec<String> {
