@@ -25,15 +25,7 @@ fn socket(dir: &Path) -> PathBuf {
 
 async fn send_with_set(relay: &TestRelay, set: &str, subject: &str) {
     let (mut client, _) = RawClient::connect(relay.addr).await;
-    let content = format!("X-SES-CONFIGURATION-SET: {set}\r\nSubject: {subject}\r\n\r\nx\r\n.\r\n");
-    let reply = client
-        .send_message(
-            "app@example.test",
-            &["user@example.test"],
-            content.as_bytes(),
-        )
-        .await;
-    assert!(reply.starts_with("250"), "{reply}");
+    client.send_for_set(set, "user@example.test", subject).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

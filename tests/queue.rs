@@ -226,15 +226,7 @@ async fn max_delivery_seconds_overrides_max_age() {
     let relay = TestRelay::start_in(dir, &text).await;
     let (mut client, _) = RawClient::connect(relay.addr).await;
     for set in ["quick", "s"] {
-        let content = format!("X-SES-CONFIGURATION-SET: {set}\r\nSubject: {set}\r\n\r\nx\r\n.\r\n");
-        let reply = client
-            .send_message(
-                "app@example.test",
-                &["tempfail@example.test"],
-                content.as_bytes(),
-            )
-            .await;
-        assert!(reply.starts_with("250"), "{reply}");
+        client.send_for_set(set, "tempfail@example.test", set).await;
     }
     let spool = relay.spool_dir();
     let envelopes = eventually(|| {

@@ -154,15 +154,7 @@ async fn tls_policy_require_never_sends_in_plaintext() {
     let relay = TestRelay::start_in(dir, &text).await;
     let (mut client, _) = RawClient::connect(relay.addr).await;
     for set in ["strict", "relaxed"] {
-        let content = format!("X-SES-CONFIGURATION-SET: {set}\r\nSubject: {set}\r\n\r\nx\r\n.\r\n");
-        let reply = client
-            .send_message(
-                "app@example.test",
-                &["user@example.test"],
-                content.as_bytes(),
-            )
-            .await;
-        assert!(reply.starts_with("250"), "{reply}");
+        client.send_for_set(set, "user@example.test", set).await;
     }
     // OPTIONAL is delivered in plaintext; REQUIRE is deferred with 4.7.10 and never sent.
     let received = plain_sink.wait_for(1, WAIT).await;

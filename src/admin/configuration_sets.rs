@@ -90,12 +90,16 @@ pub fn list(state: &AdminState) -> Result<Value, ApiError> {
     Ok(json!({ "ConfigurationSets": names }))
 }
 
+/// The configuration set `name`, or SES's NotFoundException.
+fn existing<'a>(registry: &'a Registry, name: &str) -> Result<&'a ConfigurationSet, ApiError> {
+    registry
+        .configuration_set(name)
+        .ok_or_else(|| ApiError::NotFound(format!("Configuration set {name} does not exist")))
+}
+
 pub fn get(state: &AdminState, name: &str) -> Result<Value, ApiError> {
     let registry = state.registry.load();
-    let set = registry
-        .configuration_set(name)
-        .ok_or_else(|| ApiError::NotFound(format!("Configuration set {name} does not exist")))?;
-    Ok(describe(set))
+    Ok(describe(existing(&registry, name)?))
 }
 
 pub async fn create(state: &AdminState, body: Body) -> Result<Value, ApiError> {
@@ -129,11 +133,7 @@ pub async fn put_delivery_options(
     let name = name.to_string();
     state
         .change(move |document, registry| {
-            if registry.configuration_set(&name).is_none() {
-                return Err(ApiError::NotFound(format!(
-                    "Configuration set {name} does not exist"
-                )));
-            }
+            existing(registry, &name)?;
             apply(document, registry, &name, &options)
         })
         .await?;
@@ -144,11 +144,7 @@ pub async fn delete(state: &AdminState, name: &str) -> Result<Value, ApiError> {
     let name = name.to_string();
     state
         .change(move |document, registry| {
-            if registry.configuration_set(&name).is_none() {
-                return Err(ApiError::NotFound(format!(
-                    "Configuration set {name} does not exist"
-                )));
-            }
+            existing(registry, &name)?;
             Ok(document.remove_configuration_set(&name)?)
         })
         .await?;

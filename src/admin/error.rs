@@ -67,7 +67,7 @@ impl From<crate::queue::QueueError> for ApiError {
         use crate::queue::QueueError;
         match error {
             QueueError::NotFound(_) => Self::NotFound(error.to_string()),
-            QueueError::InFlight(_) | QueueError::Held(_) => Self::BadRequest(error.to_string()),
+            QueueError::Held(_) => Self::BadRequest(error.to_string()),
             QueueError::Spool(_) | QueueError::Stopped => Self::Internal(error.to_string()),
         }
     }

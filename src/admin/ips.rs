@@ -46,6 +46,15 @@ fn describe(registry: &Registry, health: &Health, ip: &DedicatedIp) -> Value {
     })
 }
 
+/// The dedicated IP `address`, or SES's NotFoundException.
+fn existing(registry: &Registry, address: IpAddr) -> Result<&DedicatedIp, ApiError> {
+    registry
+        .ips()
+        .iter()
+        .find(|known| known.address == address)
+        .ok_or_else(|| ApiError::NotFound(format!("Dedicated IP {address} does not exist")))
+}
+
 fn parse_ip(text: &str) -> Result<IpAddr, ApiError> {
     text.parse()
         .map_err(|_| ApiError::BadRequest(format!("{text:?} is not an IP address")))
@@ -73,11 +82,7 @@ pub fn list(state: &AdminState, pool: Option<String>) -> Result<Value, ApiError>
 pub fn get(state: &AdminState, ip: &str) -> Result<Value, ApiError> {
     let address = parse_ip(ip)?;
     let registry = state.registry.load();
-    let found = registry
-        .ips()
-        .iter()
-        .find(|known| known.address == address)
-        .ok_or_else(|| ApiError::NotFound(format!("Dedicated IP {address} does not exist")))?;
+    let found = existing(&registry, address)?;
     Ok(json!({ "DedicatedIp": describe(&registry, &state.health, found) }))
 }
 
@@ -91,11 +96,7 @@ pub async fn move_to_pool(state: &AdminState, ip: &str, body: Body) -> Result<Va
     }
     state
         .change(move |document, registry| {
-            if !registry.ips().iter().any(|known| known.address == address) {
-                return Err(ApiError::NotFound(format!(
-                    "Dedicated IP {address} does not exist"
-                )));
-            }
+            existing(registry, address)?;
             if !registry.pool_exists(&destination) {
                 return Err(ApiError::NotFound(format!(
                     "Pool {destination} does not exist"
@@ -149,11 +150,7 @@ pub async fn remove(state: &AdminState, ip: &str) -> Result<Value, ApiError> {
     let address = parse_ip(ip)?;
     state
         .change(move |document, registry| {
-            if !registry.ips().iter().any(|known| known.address == address) {
-                return Err(ApiError::NotFound(format!(
-                    "Dedicated IP {address} does not exist"
-                )));
-            }
+            existing(registry, address)?;
             Ok(document.remove_ip(address)?)
         })
         .await?;
@@ -174,11 +171,7 @@ pub async fn put_warmup(state: &AdminState, ip: &str, body: Body) -> Result<Valu
     }
     state
         .change(move |document, registry| {
-            if !registry.ips().iter().any(|known| known.address == address) {
-                return Err(ApiError::NotFound(format!(
-                    "Dedicated IP {address} does not exist"
-                )));
-            }
+            existing(registry, address)?;
             let days = registry.warmup().schedule.len() as u64;
             let started = (percentage < 100).then(|| {
                 let day_index = percentage * days / 100;
@@ -230,11 +223,7 @@ pub async fn put_suspension(state: &AdminState, ip: &str, body: Body) -> Result<
     };
     state
         .change(move |document, registry| {
-            if !registry.ips().iter().any(|known| known.address == address) {
-                return Err(ApiError::NotFound(format!(
-                    "Dedicated IP {address} does not exist"
-                )));
-            }
+            existing(registry, address)?;
             Ok(document.set_ip_key(address, "suspended", suspended.then(|| true.into()))?)
         })
         .await?;

@@ -31,23 +31,39 @@ impl ReplyRule {
     }
 
     pub fn matches(&self, reply: &RemoteReply) -> bool {
-        if reply.is_positive() {
-            return false;
-        }
-        let code = reply.code.to_string();
+        Prepared::of(reply).is_some_and(|prepared| self.matches_prepared(&prepared))
+    }
+
+    fn matches_prepared(&self, reply: &Prepared<'_>) -> bool {
         let code_matches = self.codes.is_empty()
             || self.codes.iter().any(|prefix| {
-                code.starts_with(prefix.as_str())
+                reply.code.starts_with(prefix.as_str())
                     || reply
                         .enhanced
-                        .as_deref()
                         .is_some_and(|e| e.starts_with(prefix.as_str()))
             });
-        if !code_matches {
-            return false;
-        }
-        let text = reply.text.to_ascii_lowercase();
-        self.contains.iter().any(|phrase| text.contains(phrase))
+        code_matches
+            && self
+                .contains
+                .iter()
+                .any(|phrase| reply.text.contains(phrase))
+    }
+}
+
+/// A non-2xx reply with its code as text and its text in lower case, made once for all rules.
+struct Prepared<'a> {
+    code: String,
+    enhanced: Option<&'a str>,
+    text: String,
+}
+
+impl<'a> Prepared<'a> {
+    fn of(reply: &'a RemoteReply) -> Option<Self> {
+        (!reply.is_positive()).then(|| Self {
+            code: reply.code.to_string(),
+            enhanced: reply.enhanced.as_deref(),
+            text: reply.text.to_ascii_lowercase(),
+        })
     }
 }
 
@@ -118,7 +134,8 @@ pub fn default_rules() -> Vec<ReplyRule> {
 
 /// The first rule `reply` matches.
 pub fn classify<'a>(rules: &'a [ReplyRule], reply: &RemoteReply) -> Option<&'a ReplyRule> {
-    rules.iter().find(|rule| rule.matches(reply))
+    let prepared = Prepared::of(reply)?;
+    rules.iter().find(|rule| rule.matches_prepared(&prepared))
 }
 
 #[cfg(test)]

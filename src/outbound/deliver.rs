@@ -353,28 +353,14 @@ impl Outbound {
         .await
         {
             Ok(client) => client,
-            Err(ClientError::Rejected { stage, reply })
-                if self.health.classify(&reply).is_some() =>
-            {
-                // Refused at the greeting or EHLO because of the source IP's reputation.
-                let rule = self
-                    .health
-                    .classify(&reply)
-                    .map(|r| r.name.clone())
-                    .unwrap_or_default();
-                if let Some(address) = source {
-                    self.health.refused(
-                        address,
-                        &shaping.0.site,
-                        &rule,
-                        &reply.to_string(),
-                        Instant::now(),
-                    );
-                }
-                tracing::warn!(id = %envelope.id, pool = %envelope.pool, source_ip = ?source, next_hop = %target.addr, stage, %reply, "refused because of the source IP");
-                return Err(NoSession::Refused(reply.to_string()));
-            }
             Err(error) => {
+                // Refused at the greeting or EHLO because of the source IP's reputation.
+                if let ClientError::Rejected { stage, reply } = &error
+                    && self.health.refusal(source, &shaping.0.site, reply)
+                {
+                    tracing::warn!(id = %envelope.id, pool = %envelope.pool, source_ip = ?source, next_hop = %target.addr, stage, %reply, "refused because of the source IP");
+                    return Err(NoSession::Refused(reply.to_string()));
+                }
                 tracing::warn!(id = %envelope.id, pool = %envelope.pool, source_ip = ?source, next_hop = %target.addr, %error, "session setup failed");
                 let tls_failed = matches!(error, ClientError::Tls(_));
                 let reason = format!("{} ({})", error, target.addr);

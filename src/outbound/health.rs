@@ -77,7 +77,7 @@ pub struct SiteReport {
 }
 
 /// An IP's health as reported by the API and metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IpHealth {
     /// Why the address cannot be bound, since when (unix seconds).
     pub unbindable: Option<(String, u64)>,
@@ -214,14 +214,27 @@ impl Health {
         self.unbindable.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The rule a refusal matches, if it is about the IP's reputation.
-    pub fn classify(&self, reply: &super::client::RemoteReply) -> Option<&ReplyRule> {
-        super::classify::classify(&self.settings.rules, reply)
-    }
-
-    /// True when `address` may not be used for `site` now.
-    pub fn is_suspended(&self, address: IpAddr, site: &str, now: Instant) -> bool {
-        self.is_unbindable(address) || self.is_suspended_for_site(address, site, now)
+    /// Whether `reply` refuses the source IP rather than the message or the recipient (see
+    /// [`super::classify`]). If it does, the (`source`, `site`) pair is suspended.
+    pub fn refusal(
+        &self,
+        source: Option<IpAddr>,
+        site: &str,
+        reply: &super::client::RemoteReply,
+    ) -> bool {
+        let Some(rule) = super::classify::classify(&self.settings.rules, reply) else {
+            return false;
+        };
+        if let Some(address) = source {
+            self.refused(
+                address,
+                site,
+                &rule.name,
+                &reply.to_string(),
+                Instant::now(),
+            );
+        }
+        true
     }
 
     /// True while `address` cannot be bound on this host.
@@ -391,10 +404,10 @@ mod tests {
         let health = health();
         let now = Instant::now();
         health.refused(ip(2), "mx.a.test", "blocklist", "554 5.7.1 blocked", now);
-        assert!(health.is_suspended(ip(2), "mx.a.test", now));
-        assert!(!health.is_suspended(ip(2), "mx.b.test", now));
-        assert!(!health.is_suspended(ip(3), "mx.a.test", now));
-        assert!(!health.is_suspended(ip(2), "mx.a.test", now + Duration::from_secs(61)));
+        assert!(health.is_suspended_for_site(ip(2), "mx.a.test", now));
+        assert!(!health.is_suspended_for_site(ip(2), "mx.b.test", now));
+        assert!(!health.is_suspended_for_site(ip(3), "mx.a.test", now));
+        assert!(!health.is_suspended_for_site(ip(2), "mx.a.test", now + Duration::from_secs(61)));
     }
 
     #[test]
@@ -434,15 +447,16 @@ mod tests {
     #[test]
     fn unbindable_address_is_suspended_everywhere_until_it_binds() {
         let health = health();
-        let now = Instant::now();
         assert!(health.bind_failed(ip(9), "not on this host"));
         assert!(!health.bind_failed(ip(9), "not on this host"));
-        assert!(health.is_suspended(ip(9), "any.site", now));
+        assert!(health.is_unbindable(ip(9)));
         assert_eq!(health.unbindable_addresses(), [ip(9)]);
         assert!(health.report(ip(9)).unbindable.is_some());
         assert!(health.bind_works(ip(9)));
-        assert!(!health.is_suspended(ip(9), "any.site", now));
+        assert!(!health.is_unbindable(ip(9)));
+        assert_eq!(health.take_returned(), [ip(9)], "the queue hears of it");
         assert!(!health.bind_works(ip(9)));
+        assert!(health.take_returned().is_empty());
     }
 
     #[test]

@@ -65,12 +65,6 @@ impl Rate {
     }
 }
 
-impl std::fmt::Display for Rate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}s", self.count, self.per.as_secs())
-    }
-}
-
 /// The limits for one (IP, site) pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -181,7 +175,7 @@ impl Bucket {
 /// A delivery's place among the scheduler's concurrent deliveries. A delivery that has to wait
 /// for a shaping limit gives it back, so the scheduler can start deliveries for other sites; and
 /// it stops waiting when the relay shuts down (the message stays in the spool).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DeliverySlot {
     permit: Option<OwnedSemaphorePermit>,
     stop: CancellationToken,

@@ -1,7 +1,6 @@
 //! One SMTP transaction on an open session, and recording what each recipient's reply means.
 
 use std::net::IpAddr;
-use std::time::Instant;
 
 use super::Outbound;
 use super::client::{ClientError, Content, MailRequest, RemoteReply, SmtpClient};
@@ -172,12 +171,7 @@ impl Outbound {
         reply: &RemoteReply,
     ) -> bool {
         let hop = format!("{} ({})", target.host, target.addr);
-        if let Some(rule) = self.health.classify(reply) {
-            let rule = rule.name.clone();
-            if let Some(address) = source {
-                self.health
-                    .refused(address, site, &rule, &reply.to_string(), Instant::now());
-            }
+        if self.health.refusal(source, site, reply) {
             envelope.recipients[index].remote_mta = Some(target.addr.ip().to_string());
             // Never a bounce: the refusal is about the IP, not the recipient.
             self.record(envelope, index, source, &hop, false, &reply.to_string());

@@ -16,8 +16,6 @@ use crate::spool::RecipientState;
 pub enum QueueError {
     #[error("message {0} is not in the queue")]
     NotFound(String),
-    #[error("message {0} is being delivered right now; try again in a moment")]
-    InFlight(String),
     #[error("message {0} is on hold; release it first")]
     Held(String),
     #[error("the spool could not be updated: {0}")]

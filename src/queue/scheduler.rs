@@ -24,6 +24,15 @@ use crate::spool::{Envelope, unix_now};
 /// stay in the spool and are attempted again after the next start).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// A message whose attempt is running.
+struct InFlight {
+    /// The envelope as it was when the attempt started (for listing).
+    envelope: Envelope,
+    task: tokio::task::Id,
+    /// Stops the attempt if it is waiting for a shaping limit (delete, hold, shutdown).
+    stop: CancellationToken,
+}
+
 pub struct Scheduler {
     receiver: mpsc::UnboundedReceiver<Envelope>,
     commands: mpsc::UnboundedReceiver<Command>,
@@ -34,9 +43,7 @@ pub struct Scheduler {
     /// Due times of `waiting` entries; an entry whose time no longer matches is stale.
     timers: BinaryHeap<Reverse<(Instant, String)>>,
     held: HashMap<String, Envelope>,
-    in_flight: HashMap<String, Envelope>,
-    /// Per attempt running: its task and the token that stops it waiting for a shaping limit.
-    attempts: HashMap<String, (tokio::task::Id, CancellationToken)>,
+    in_flight: HashMap<String, InFlight>,
     /// Operator commands for messages whose attempt is running, applied when it ends.
     after_attempt: HashMap<String, Vec<Command>>,
 }
@@ -58,7 +65,6 @@ impl Scheduler {
             timers: BinaryHeap::new(),
             held: HashMap::new(),
             in_flight: HashMap::new(),
-            attempts: HashMap::new(),
             after_attempt: HashMap::new(),
         }
     }
@@ -102,7 +108,6 @@ impl Scheduler {
                     Ok(outcome) => {
                         self.ready.extend(outcome.created);
                         self.in_flight.remove(&outcome.id);
-                        self.attempts.remove(&outcome.id);
                         if let Some(envelope) = outcome.retry {
                             let until_expiry = Duration::from_secs(envelope.expires_at.saturating_sub(unix_now()));
                             let factor = rand::random_range(0.8..1.2);
@@ -114,8 +119,7 @@ impl Scheduler {
                     Err(error) => {
                         tracing::error!(%error, "delivery task failed; its message stays in the spool until restart");
                         let task = error.id();
-                        if let Some(id) = self.attempts.iter().find(|(_, (t, _))| *t == task).map(|(id, _)| id.clone()) {
-                            self.attempts.remove(&id);
+                        if let Some(id) = self.in_flight.iter().find(|(_, running)| running.task == task).map(|(id, _)| id.clone()) {
                             self.in_flight.remove(&id);
                             self.apply_after_attempt(&id).await;
                         }
@@ -162,15 +166,21 @@ impl Scheduler {
     /// Starts an attempt for the first ready message.
     fn start(&mut self, tasks: &mut JoinSet<Outcome>, slot: OwnedSemaphorePermit) {
         if let Some(envelope) = self.ready.pop_front() {
-            let id = envelope.id.clone();
-            self.in_flight.insert(id.clone(), envelope.clone());
             let stop = self.shutdown.child_token();
+            let snapshot = envelope.clone();
             let task = tasks.spawn(attempt::attempt(
                 self.context.clone(),
                 envelope,
                 DeliverySlot::new(slot, stop.clone()),
             ));
-            self.attempts.insert(id, (task.id(), stop));
+            self.in_flight.insert(
+                snapshot.id.clone(),
+                InFlight {
+                    envelope: snapshot,
+                    task: task.id(),
+                    stop,
+                },
+            );
         }
     }
 
@@ -211,9 +221,9 @@ impl Scheduler {
         // stops at once; the command is applied when the attempt has ended (a transaction in
         // progress is never cut).
         if let Command::Delete(id, _) | Command::Hold(id, _) = &command
-            && let Some((_, stop)) = self.attempts.get(id)
+            && let Some(running) = self.in_flight.get(id)
         {
-            stop.cancel();
+            running.stop.cancel();
             self.after_attempt
                 .entry(id.clone())
                 .or_default()
@@ -287,11 +297,9 @@ impl Scheduler {
         }
     }
 
-    /// Removes a message that is not being attempted from wherever it is queued.
+    /// Removes a message that is not being attempted from wherever it is queued (commands for
+    /// a message being attempted wait in `after_attempt`).
     fn take_queued(&mut self, id: &str) -> Result<Envelope, QueueError> {
-        if self.in_flight.contains_key(id) {
-            return Err(QueueError::InFlight(id.to_string()));
-        }
         if let Some((_, envelope)) = self.waiting.remove(id) {
             return Ok(envelope);
         }
@@ -350,7 +358,7 @@ impl Scheduler {
             .chain(
                 self.in_flight
                     .values()
-                    .map(|e| entry(e, EntryState::InFlight, None)),
+                    .map(|running| entry(&running.envelope, EntryState::InFlight, None)),
             )
             .chain(
                 self.waiting

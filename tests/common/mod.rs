@@ -224,6 +224,17 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> RawClient<S> {
         self.send(raw_content).await;
         self.reply().await
     }
+
+    /// Sends a small message from app@example.test to `recipient` naming configuration set
+    /// `set`, with `subject`; panics unless it is accepted.
+    pub async fn send_for_set(&mut self, set: &str, recipient: &str, subject: &str) {
+        let content =
+            format!("X-SES-CONFIGURATION-SET: {set}\r\nSubject: {subject}\r\n\r\nx\r\n.\r\n");
+        let reply = self
+            .send_message("app@example.test", &[recipient], content.as_bytes())
+            .await;
+        assert!(reply.starts_with("250"), "{set}: {reply}");
+    }
 }
 
 /// Sends messages with Python's smtplib (a client poolrelay's code had no part in), one session
