@@ -6,10 +6,10 @@ use std::hint::black_box;
 use std::net::IpAddr;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use poolrelay::config::BareNewline;
 use poolrelay::inbound::HeaderFilter;
 use poolrelay::load::sample_message;
 use poolrelay::outbound::select::select_source_ip;
+use poolrelay::settings::BareNewline;
 use poolrelay::smtp::data::DataReader;
 use poolrelay::smtp::dot_stuff::dot_stuff;
 use poolrelay::smtp::line::{Framed, frame_command};

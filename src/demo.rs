@@ -20,9 +20,9 @@ use anyhow::{Context, bail};
 use crate::config;
 use crate::outbound::client::{Content, MailRequest, SmtpClient, Timeouts};
 use crate::outbound::connect::connect_from;
-use crate::outbound::route::{DomainPattern, HostPort, Route};
 use crate::registry::{PoolMembers, Registry};
 use crate::server::Relay;
+use crate::settings::route::{DomainPattern, HostPort, Route};
 use crate::sink::Sink;
 
 /// The name of a configuration set that is not in the config, to show the refusal.

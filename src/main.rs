@@ -316,9 +316,7 @@ fn main() -> ExitCode {
             eprintln!("poolrelay: give the password on standard input");
             return ExitCode::from(2);
         }
-        return match poolrelay::inbound::auth::hash_password(
-            password.trim_end_matches(['\r', '\n']),
-        ) {
+        return match poolrelay::password::hash(password.trim_end_matches(['\r', '\n'])) {
             Ok(hash) => {
                 println!("{hash}");
                 ExitCode::SUCCESS

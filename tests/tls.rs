@@ -252,7 +252,7 @@ fn b64(text: &str) -> String {
 async fn auth_only_inside_tls_with_every_failure_code_and_set_restrictions() {
     let sink = start_sink().await;
     let dir = tempfile::tempdir().unwrap();
-    let hash = poolrelay::inbound::auth::hash_password("right password").unwrap();
+    let hash = poolrelay::password::hash("right password").unwrap();
     let text = tls_config(sink.addr(), dir.path(), "relay_networks = [\"127.0.0.128/25\"]")
         .replace("[queue]", &format!("[[smtp.user]]\nusername = \"app1\"\npassword_hash = \"{hash}\"\nallowed_configuration_sets = [\"relaxed\"]\n[queue]"));
     let relay = TestRelay::start_in(dir, &text).await;

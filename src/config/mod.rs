@@ -5,8 +5,11 @@
 //! Relative paths in the file are relative to the file's folder, not to the working directory.
 
 pub mod edit;
+mod model;
+mod problems;
 mod raw;
 mod reputation;
+mod smtp;
 mod validate;
 
 use std::fmt;
@@ -16,17 +19,11 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::outbound::route::Route;
 use crate::registry::Registry;
-
-/// What to do with a bare LF or bare CR inside DATA.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BareNewline {
-    /// Refuse the message with 554 5.6.0 (Postfix `smtpd_forbid_bare_newline = reject`).
-    Reject,
-    /// Accept it as a line end, written out as CRLF; never as part of the end-of-data marker.
-    Normalize,
-}
+use crate::settings::health::HealthSettings;
+use crate::settings::route::Route;
+use crate::settings::shaping::ShapingRule;
+use crate::settings::{BareNewline, WarmupSettings};
 
 #[derive(Debug, Clone)]
 pub struct SmtpSettings {
@@ -84,35 +81,6 @@ pub struct OutboundSettings {
     pub ca_file: Option<PathBuf>,
 }
 
-/// Automatic IP warm-up (SES "standard auto warm-up", made explicit).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WarmupSettings {
-    /// SES `AutoWarmupEnabled`: with `false`, no IP is capped.
-    pub enabled: bool,
-    /// Messages per day for a warming IP, day 1 first; after the last day the IP is warm.
-    pub schedule: Vec<u64>,
-}
-
-impl Default for WarmupSettings {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            schedule: default_warmup_schedule(),
-        }
-    }
-}
-
-/// The default schedule: roughly doubling at first, then steady growth, reaching 50,000 a day on
-/// day 45, as SES's standard warm-up does.
-pub fn default_warmup_schedule() -> Vec<u64> {
-    let mut schedule = vec![50, 100, 200, 400, 700, 1000, 1500, 2000, 3000, 4000];
-    let (start, end, days) = (4000.0_f64, 50_000.0_f64, 35);
-    for day in 1..=days {
-        schedule.push((start * (end / start).powf(day as f64 / days as f64)).round() as u64);
-    }
-    schedule
-}
-
 /// The admin socket.
 #[derive(Debug, Clone, Default)]
 pub struct AdminSettings {
@@ -142,9 +110,9 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     pub warmup: WarmupSettings,
     /// `[health]`: suspensions of source IPs.
-    pub health: crate::outbound::health::HealthSettings,
+    pub health: HealthSettings,
     /// `[[shaping]]`: limits per (source IP, site).
-    pub shaping: Vec<crate::outbound::shaping::ShapingRule>,
+    pub shaping: Vec<ShapingRule>,
     pub routes: Vec<Route>,
     pub registry: Registry,
 }

@@ -2,11 +2,11 @@
 
 use toml::Spanned;
 
+use super::problems::{Problems, number_in, parse_duration};
 use super::raw::{RawHealth, RawShaping};
-use super::validate::{Problems, number_in, parse_duration};
-use crate::outbound::classify::ReplyRule;
-use crate::outbound::health::HealthSettings;
-use crate::outbound::shaping::{Rate, ShapingRule};
+use crate::settings::health::HealthSettings;
+use crate::settings::health::ReplyRule;
+use crate::settings::shaping::{Rate, ShapingRule};
 
 pub(super) fn health(raw: &RawHealth, problems: &mut Problems<'_>) -> HealthSettings {
     let defaults = HealthSettings::default();

@@ -4,11 +4,11 @@
 //! The pieces here are pure: decoding the SASL exchanges and checking a password. The session
 //! drives the exchange and offers AUTH only inside TLS.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::config::SmtpUser;
+use crate::password;
 
 /// Why a SASL response was not usable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +17,14 @@ pub enum SaslError {
     Cancelled,
     /// Not base64, not UTF-8, or not the mechanism's shape.
     Malformed,
+}
+
+/// Where a SASL exchange stands, waiting for the client's next line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaslStep {
+    PlainResponse,
+    LoginUsername,
+    LoginPassword { username: String },
 }
 
 /// Decodes one base64 SASL line.
@@ -53,33 +61,9 @@ pub fn challenge(text: &str) -> String {
 /// Blocking (argon2 is deliberately slow): the user, if the password is right.
 pub fn verify<'a>(users: &'a [SmtpUser], username: &str, password: &str) -> Option<&'a SmtpUser> {
     let user = users.iter().find(|u| u.username == username);
-    // Spend the same effort when the user does not exist, so timing does not reveal names.
-    let hash = user.map_or(DUMMY_HASH, |u| u.password_hash.as_str());
-    let parsed = PasswordHash::new(hash).ok()?;
-    let ok = argon2::Argon2::default()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok();
-    if ok { user } else { None }
-}
-
-/// A valid hash of a random password, used to equalize timing for unknown users.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Vv7Kqv8bXlRqG1JmV9oC6n7n4a3o3D3q5z0z7n4z4bM";
-
-/// An argon2id PHC string for `password`, with a random salt.
-pub fn hash_password(password: &str) -> Result<String, String> {
-    let salt_bytes: [u8; 16] = rand::random();
-    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| e.to_string())?;
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|e| e.to_string())
-}
-
-/// Checks that a configured hash is a PHC string argon2 can verify against.
-pub fn check_hash(hash: &str) -> Result<(), String> {
-    PasswordHash::new(hash)
-        .map(|_| ())
-        .map_err(|e| format!("not a PHC password hash: {e}"))
+    // An unknown user costs the same effort, so timing does not reveal names.
+    let matches = password::verify(user.map(|u| u.password_hash.as_str()), password);
+    if matches { user } else { None }
 }
 
 #[cfg(test)]
@@ -105,9 +89,7 @@ mod tests {
 
     #[test]
     fn hashes_verify() {
-        let hash = hash_password("correct horse").unwrap();
-        assert!(hash.starts_with("$argon2id$"));
-        check_hash(&hash).unwrap();
+        let hash = password::hash("correct horse").unwrap();
         let users = [SmtpUser {
             username: "app1".into(),
             password_hash: hash,

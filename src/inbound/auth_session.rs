@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use super::auth::{self, SaslError};
-use super::session::{Next, Session};
+use super::auth::{self, SaslError, SaslStep};
+use super::session::{Next, Phase, Session};
 use crate::smtp::Reply;
 
 /// Failures after which replies are delayed.
@@ -15,32 +15,27 @@ const SLOW_AFTER: u32 = 2;
 /// Failures after which the session is closed.
 const CLOSE_AFTER: u32 = 5;
 
-/// Where a SASL exchange stands, waiting for the client's next line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SaslStep {
-    PlainResponse,
-    LoginUsername,
-    LoginPassword { username: String },
-}
-
 impl Session {
     pub(super) fn auth_command(&mut self, mechanism: u64, initial_response: String) -> Next {
         if self.authenticated.is_some() {
             return self.error(Reply::new(503, "5.5.1", "Already authenticated"));
         }
-        if self.transaction.is_some() {
+        if self.transaction().is_some() {
             return self.error(Reply::new(
                 503,
                 "5.5.1",
                 "AUTH is not allowed during a mail transaction",
             ));
         }
-        if self.stream.tls_description().is_none() {
+        if self.tls.is_none() {
             return self.error(Reply::new(
                 538,
                 "5.7.11",
                 "Encryption required for requested authentication mechanism",
             ));
+        }
+        if self.greeting().is_none() {
+            return self.error(Reply::new(503, "5.5.1", "Send EHLO first"));
         }
         if self.ctx.settings.users.is_empty() {
             return self.error(Reply::new(504, "5.5.4", "Authentication is not enabled"));
@@ -48,7 +43,7 @@ impl Session {
         let initial = initial_response.trim();
         if mechanism == smtp_proto::AUTH_PLAIN {
             if initial.is_empty() {
-                self.sasl = Some(SaslStep::PlainResponse);
+                self.await_sasl(SaslStep::PlainResponse);
                 self.reply(Reply::new(334, "", ""));
                 return Next::ReadMore;
             }
@@ -56,7 +51,7 @@ impl Session {
         }
         if mechanism == smtp_proto::AUTH_LOGIN {
             if initial.is_empty() {
-                self.sasl = Some(SaslStep::LoginUsername);
+                self.await_sasl(SaslStep::LoginUsername);
                 self.reply(Reply::new(334, "", auth::challenge("Username:")));
                 return Next::ReadMore;
             }
@@ -67,6 +62,13 @@ impl Session {
             "5.5.4",
             "Unrecognized authentication type; use PLAIN or LOGIN",
         ))
+    }
+
+    /// The client's next line answers a 334.
+    fn await_sasl(&mut self, step: SaslStep) {
+        if let Phase::Ready(greeting) = std::mem::replace(&mut self.phase, Phase::Connected) {
+            self.phase = Phase::Sasl(greeting, step);
+        }
     }
 
     /// One client line of a SASL exchange.
@@ -82,7 +84,7 @@ impl Session {
             },
             SaslStep::LoginUsername => match auth::decode_line(line) {
                 Ok(username) => {
-                    self.sasl = Some(SaslStep::LoginPassword { username });
+                    self.await_sasl(SaslStep::LoginPassword { username });
                     self.reply(Reply::new(334, "", auth::challenge("Password:")));
                     Next::ReadMore
                 }

@@ -4,38 +4,41 @@
 
 use bytes::Buf;
 
+use super::connection::read_more;
 use super::headers::HeaderFilter;
 use super::received::{Trace, received_header, sanitize_name};
 use super::session::Session;
 use crate::metrics::{METRICS, ReasonLabels};
 use crate::smtp::Reply;
 use crate::smtp::data::{DataReader, Violation};
+use crate::smtp::stream::SmtpStream;
 use crate::spool::{Envelope, new_message_id, unix_now};
 
 impl Session {
     /// Reads the message after `354`, spools it and replies. `Ok(false)` ends the session.
-    pub(super) async fn receive_data(&mut self) -> std::io::Result<bool> {
-        let Some(transaction) = self.transaction.take() else {
+    pub(super) async fn receive_data(&mut self, stream: &mut SmtpStream) -> std::io::Result<bool> {
+        let helo = self.greeting().map(|g| g.helo.clone()).unwrap_or_default();
+        let esmtp = self.greeting().is_some_and(|g| g.esmtp);
+        let Some(transaction) = self.end_transaction() else {
             return Ok(true);
         };
         let ctx = self.ctx.clone();
         let settings = &ctx.settings;
         let id = new_message_id();
         let mut writer = ctx.spool.writer(&id);
-        let helo = self.helo.clone().unwrap_or_default();
         writer.buffer().extend_from_slice(
             received_header(&Trace {
                 helo: &helo,
                 client_ip: self.peer.ip(),
                 hostname: &settings.hostname,
-                esmtp: self.esmtp,
+                esmtp,
                 id: &id,
                 recipients: &transaction
                     .recipients
                     .iter()
                     .map(|r| r.address.clone())
                     .collect::<Vec<_>>(),
-                tls: self.stream.tls_description(),
+                tls: self.tls.clone(),
                 authenticated: self.authenticated.as_ref().map(|u| u.username.as_str()),
             })
             .as_bytes(),
@@ -67,7 +70,7 @@ impl Session {
                     break;
                 }
             }
-            if !self.read_more(data_timeout).await? {
+            if !read_more(stream, self, data_timeout).await? {
                 tracing::info!(client = %self.peer, id, "connection ended inside DATA; nothing was accepted");
                 return Ok(false);
             }

@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 use super::InboundContext;
-use super::session::Session;
+use super::connection;
 use crate::smtp::stream::SmtpStream;
 
 /// Accepts connections until shutdown. Past `max_connections` a client gets
@@ -57,7 +57,7 @@ pub async fn serve_listener(
                     } else {
                         SmtpStream::Plain(stream)
                     };
-                    if let Err(error) = Session::new(ctx, stream, peer).run().await {
+                    if let Err(error) = connection::run(ctx, stream, peer).await {
                         tracing::debug!(client = %peer, %error, "session ended with an I/O error");
                     }
                     drop(permit);

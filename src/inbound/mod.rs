@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod auth_session;
+mod connection;
 mod data_phase;
 mod headers;
 mod listener;

@@ -1,33 +1,32 @@
-//! One inbound SMTP session.
+//! One inbound SMTP session: the protocol, free of I/O.
 //!
-//! The session reads whatever the client sends into a buffer and works through every complete
-//! command in it before writing the replies out together; that is all PIPELINING (RFC 2920)
-//! needs, and one byte per packet works the same way. Command syntax is parsed by smtp-proto;
-//! line framing, DATA and header handling are the pure pieces in `smtp` and `inbound::headers`.
+//! The connection (see `connection`) reads whatever the client sends into [`Session::input`];
+//! [`Session::ingest`] works through every complete command in it and writes the replies into
+//! [`Session::output`], which the connection then sends together. That is all PIPELINING
+//! (RFC 2920) needs, and one byte per packet works the same way. Where the session stands is one
+//! [`Phase`]; command syntax is parsed by smtp-proto, line framing by `smtp::line`.
 //!
 //! A message is acknowledged with `250` only after the spool has made it durable.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use smtp_proto::{Error as ParseError, Request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::InboundContext;
-use super::auth_session::SaslStep;
+use super::auth::SaslStep;
 use super::received::sanitize_name;
 use crate::config::SmtpUser;
 use crate::smtp::Reply;
-use crate::smtp::line::{Framed, frame_command};
-use crate::smtp::stream::SmtpStream;
+use crate::smtp::line::{CommandLines, NextLine};
 use crate::spool::{Notify, Recipient};
 
 /// After this many errors in one session the client is disconnected (as Postfix's
 /// `smtpd_hard_error_limit`).
 const MAX_ERRORS: u32 = 20;
 
-/// What the command loop asks the I/O loop to do next.
+/// What the session asks its connection to do next.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Next {
     ReadMore,
@@ -39,6 +38,15 @@ pub(super) enum Next {
         password: String,
     },
     Close,
+}
+
+/// The client's EHLO or HELO.
+#[derive(Debug, Clone)]
+pub(super) struct Greeting {
+    /// The name as the client sent it (sanitized wherever it is shown).
+    pub(super) helo: String,
+    /// EHLO rather than HELO.
+    pub(super) esmtp: bool,
 }
 
 /// The mail transaction between MAIL and the end of DATA.
@@ -53,41 +61,88 @@ pub(super) struct Transaction {
     pub(super) recipients: Vec<Recipient>,
 }
 
+/// Where the session stands: what the client's next line means.
+#[derive(Debug)]
+pub(super) enum Phase {
+    /// Just connected, or just upgraded to TLS: EHLO or HELO comes next.
+    Connected,
+    /// Greeted, outside a mail transaction.
+    Ready(Greeting),
+    /// Between MAIL and the end of DATA.
+    Mail(Greeting, Transaction),
+    /// An AUTH exchange waiting for the client's next line (never inside a transaction).
+    Sasl(Greeting, SaslStep),
+}
+
 pub struct Session {
     pub(super) ctx: Arc<InboundContext>,
-    pub(super) stream: SmtpStream,
     pub(super) peer: SocketAddr,
+    /// What the client sent and the session has not used yet.
     pub(super) input: BytesMut,
+    /// Replies not yet sent.
     pub(super) output: Vec<u8>,
-    pub(super) helo: Option<String>,
-    pub(super) esmtp: bool,
-    pub(super) transaction: Option<Transaction>,
+    pub(super) phase: Phase,
+    lines: CommandLines,
+    /// The TLS version and cipher, once the connection is encrypted.
+    pub(super) tls: Option<(String, String)>,
     pub(super) errors: u32,
-    pub(super) skipping_long_line: bool,
     /// The user this session authenticated as.
     pub(super) authenticated: Option<SmtpUser>,
-    /// A SASL exchange waiting for the client's next line.
-    pub(super) sasl: Option<SaslStep>,
     pub(super) auth_failures: u32,
 }
 
 impl Session {
-    pub fn new(ctx: Arc<InboundContext>, stream: SmtpStream, peer: SocketAddr) -> Self {
+    pub fn new(ctx: Arc<InboundContext>, peer: SocketAddr, tls: Option<(String, String)>) -> Self {
         Self {
             ctx,
-            stream,
             peer,
             input: BytesMut::with_capacity(4096),
             output: Vec::with_capacity(512),
-            helo: None,
-            esmtp: false,
-            transaction: None,
+            phase: Phase::Connected,
+            lines: CommandLines::default(),
+            tls,
             errors: 0,
-            skipping_long_line: false,
             authenticated: None,
-            sasl: None,
             auth_failures: 0,
         }
+    }
+
+    /// The client's EHLO or HELO, once it has greeted.
+    pub(super) fn greeting(&self) -> Option<&Greeting> {
+        match &self.phase {
+            Phase::Connected => None,
+            Phase::Ready(greeting) | Phase::Mail(greeting, _) | Phase::Sasl(greeting, _) => {
+                Some(greeting)
+            }
+        }
+    }
+
+    /// The transaction in progress, if any.
+    pub(super) fn transaction(&self) -> Option<&Transaction> {
+        match &self.phase {
+            Phase::Mail(_, transaction) => Some(transaction),
+            _ => None,
+        }
+    }
+
+    /// Ends the transaction in progress (RSET, or DATA taking it over) and returns it.
+    pub(super) fn end_transaction(&mut self) -> Option<Transaction> {
+        match std::mem::replace(&mut self.phase, Phase::Connected) {
+            Phase::Mail(greeting, transaction) => {
+                self.phase = Phase::Ready(greeting);
+                Some(transaction)
+            }
+            other => {
+                self.phase = other;
+                None
+            }
+        }
+    }
+
+    /// The TLS handshake after STARTTLS succeeded: everything starts over, a new EHLO is needed.
+    pub(super) fn tls_started(&mut self, description: Option<(String, String)>) {
+        self.tls = description;
+        self.phase = Phase::Connected;
     }
 
     pub(super) fn reply(&mut self, reply: Reply) {
@@ -108,147 +163,24 @@ impl Session {
         Next::ReadMore
     }
 
-    async fn flush(&mut self) -> std::io::Result<()> {
-        if !self.output.is_empty() {
-            self.stream.write_all(&self.output).await?;
-            self.output.clear();
-        }
-        Ok(())
-    }
-
-    /// Reads more input. `Ok(false)` means the session is over (closed, timed out, shutting down);
-    /// any farewell reply has been sent.
-    pub(super) async fn read_more(
-        &mut self,
-        timeout: std::time::Duration,
-    ) -> std::io::Result<bool> {
-        let shutdown = self.ctx.shutdown.clone();
-        tokio::select! {
-            _ = shutdown.cancelled() => {
-                self.reply(Reply::new(421, "4.3.2", "Service shutting down, try again later"));
-                self.flush().await?;
-                Ok(false)
-            }
-            read = tokio::time::timeout(timeout, self.stream.read_buf(&mut self.input)) => match read {
-                Err(_) => {
-                    self.reply(Reply::new(421, "4.4.2", "Timeout, closing the connection"));
-                    self.flush().await?;
-                    Ok(false)
-                }
-                Ok(Ok(0)) => Ok(false),
-                Ok(Ok(_)) => Ok(true),
-                Ok(Err(error)) => Err(error),
-            }
-        }
-    }
-
-    /// Runs the session to its end.
-    pub async fn run(mut self) -> std::io::Result<()> {
-        let greeting = format!("{} ESMTP poolrelay", self.ctx.settings.hostname);
-        self.reply(Reply::new(220, "", greeting));
-        self.flush().await?;
+    /// Handles every complete command in the input buffer, writing the replies to `output`.
+    pub(super) fn ingest(&mut self) -> Next {
         loop {
-            let next = self.process_commands();
-            self.flush().await?;
-            match next {
-                Next::Close => return Ok(()),
-                Next::ReceiveData => {
-                    if !self.receive_data().await? {
-                        return Ok(());
-                    }
-                    continue;
-                }
-                Next::StartTls => {
-                    if !self.start_tls().await {
-                        return Ok(());
-                    }
-                    continue;
-                }
-                Next::Authenticate { username, password } => {
-                    if !self.authenticate(username, password).await {
-                        self.flush().await?;
-                        return Ok(());
-                    }
-                    continue;
-                }
-                Next::ReadMore => {}
-            }
-            if !self.read_more(self.ctx.settings.command_timeout).await? {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Upgrades the connection after `220 Ready to start TLS` (already flushed). Anything the
-    /// client sent after STARTTLS in plaintext is thrown away (CVE-2011-0411: it could have been
-    /// injected by someone on the path), and the session starts over: a new EHLO is needed.
-    /// Returns false if the session is over.
-    async fn start_tls(&mut self) -> bool {
-        self.input.clear();
-        let Some(tls) = &self.ctx.tls else {
-            return false;
-        };
-        let acceptor = tls.acceptor();
-        let SmtpStream::Plain(plain) = std::mem::replace(&mut self.stream, SmtpStream::Upgrading)
-        else {
-            return false;
-        };
-        match tokio::time::timeout(self.ctx.settings.command_timeout, acceptor.accept(plain)).await
-        {
-            Ok(Ok(stream)) => {
-                self.stream = SmtpStream::Tls(Box::new(tokio_rustls::TlsStream::Server(stream)));
-                self.helo = None;
-                self.esmtp = false;
-                self.transaction = None;
-                true
-            }
-            Ok(Err(error)) => {
-                tracing::info!(client = %self.peer, %error, "TLS handshake failed");
-                false
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// Handles every complete command in the input buffer.
-    fn process_commands(&mut self) -> Next {
-        loop {
-            if self.skipping_long_line {
-                match memchr::memchr(b'\n', &self.input) {
-                    Some(end) => {
-                        self.input.advance(end + 1);
-                        self.skipping_long_line = false;
-                        let next = self.error(Reply::new(500, "5.5.2", "Line too long"));
-                        if next != Next::ReadMore {
-                            return next;
+            let next = match self.lines.next(&mut self.input) {
+                NextLine::Incomplete => return Next::ReadMore,
+                NextLine::TooLong => self.error(Reply::new(500, "5.5.2", "Line too long")),
+                NextLine::Line(line) => {
+                    match std::mem::replace(&mut self.phase, Phase::Connected) {
+                        Phase::Sasl(greeting, step) => {
+                            self.phase = Phase::Ready(greeting);
+                            self.sasl_line(step, &line)
+                        }
+                        phase => {
+                            self.phase = phase;
+                            self.command(&line)
                         }
                     }
-                    None => {
-                        self.input.clear();
-                        return Next::ReadMore;
-                    }
                 }
-            }
-            let (line, used) = match frame_command(&self.input) {
-                Framed::Incomplete => return Next::ReadMore,
-                Framed::TooLong { consumed, finished } => {
-                    self.input.advance(consumed);
-                    if finished {
-                        let next = self.error(Reply::new(500, "5.5.2", "Line too long"));
-                        if next != Next::ReadMore {
-                            return next;
-                        }
-                    } else {
-                        self.skipping_long_line = true;
-                    }
-                    continue;
-                }
-                Framed::Line(line, used) => (line.to_vec(), used),
-            };
-            self.input.advance(used);
-            let next = match self.sasl.take() {
-                Some(step) => self.sasl_line(step, &line),
-                None => self.command(&line),
             };
             if next != Next::ReadMore {
                 return next;
@@ -274,7 +206,7 @@ impl Session {
             Request::Rcpt { to } => self.rcpt(to),
             Request::Data => self.data(),
             Request::Rset => {
-                self.transaction = None;
+                self.end_transaction();
                 self.reply(Reply::new(250, "2.0.0", "Ok"));
                 Next::ReadMore
             }
@@ -307,7 +239,7 @@ impl Session {
                 Next::ReadMore
             }
             Request::StartTls => {
-                if self.stream.tls_description().is_some() {
+                if self.tls.is_some() {
                     self.error(Reply::new(503, "5.5.1", "Already using TLS"))
                 } else if self.ctx.tls.is_none() {
                     self.error(Reply::new(454, "4.7.0", "TLS not available"))
@@ -353,15 +285,13 @@ impl Session {
 
     fn hello(&mut self, host: String, esmtp: bool) -> Next {
         let name = sanitize_name(&host);
-        self.helo = Some(host);
-        self.esmtp = esmtp;
-        self.transaction = None;
+        self.phase = Phase::Ready(Greeting { helo: host, esmtp });
         let hostname = &self.ctx.settings.hostname;
         if !esmtp {
             self.reply(Reply::new(250, "", format!("{hostname} Hello {name}")));
             return Next::ReadMore;
         }
-        let lines = vec![
+        let mut lines = vec![
             format!("{hostname} Hello {name} [{}]", self.peer.ip()),
             "PIPELINING".to_string(),
             format!("SIZE {}", self.ctx.settings.max_message_bytes),
@@ -371,11 +301,10 @@ impl Session {
             "DSN".to_string(),
             "HELP".to_string(),
         ];
-        let mut lines = lines;
-        if self.ctx.tls.is_some() && self.stream.tls_description().is_none() {
+        if self.ctx.tls.is_some() && self.tls.is_none() {
             lines.insert(lines.len() - 1, "STARTTLS".to_string());
         }
-        if self.stream.tls_description().is_some() && !self.ctx.settings.users.is_empty() {
+        if self.tls.is_some() && !self.ctx.settings.users.is_empty() {
             lines.insert(lines.len() - 1, "AUTH PLAIN LOGIN".to_string());
         }
         self.reply(Reply::multiline(250, lines));
@@ -395,15 +324,16 @@ impl Session {
     }
 
     fn mail(&mut self, from: smtp_proto::MailFrom<String>) -> Next {
-        if self.helo.is_none() {
-            return self.error(Reply::new(503, "5.5.1", "Send EHLO or HELO first"));
-        }
-        if !self.may_relay() {
-            return self.error(Reply::new(530, "5.7.0", "Authentication required"));
-        }
-        if self.transaction.is_some() {
-            return self.error(Reply::new(503, "5.5.1", "Nested MAIL command"));
-        }
+        let greeting = match &self.phase {
+            Phase::Connected => {
+                return self.error(Reply::new(503, "5.5.1", "Send EHLO or HELO first"));
+            }
+            _ if !self.may_relay() => {
+                return self.error(Reply::new(530, "5.7.0", "Authentication required"));
+            }
+            Phase::Mail(..) => return self.error(Reply::new(503, "5.5.1", "Nested MAIL command")),
+            Phase::Ready(greeting) | Phase::Sasl(greeting, _) => greeting.clone(),
+        };
         let limit = self.ctx.settings.max_message_bytes;
         if from.size as u64 > limit {
             return self.error(Reply::new(
@@ -416,20 +346,21 @@ impl Session {
         if !smtputf8 && !from.address.is_ascii() {
             return self.error(Reply::new(553, "5.6.7", "Non-ASCII address needs SMTPUTF8"));
         }
-        self.transaction = Some(Transaction {
+        let transaction = Transaction {
             sender: from.address,
             smtputf8,
             eight_bit_mime: from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
             envid: from.env_id,
             ret_full: from.flags & smtp_proto::MAIL_RET_FULL != 0,
             recipients: Vec::new(),
-        });
+        };
+        self.phase = Phase::Mail(greeting, transaction);
         self.reply(Reply::new(250, "2.1.0", "Ok"));
         Next::ReadMore
     }
 
     fn rcpt(&mut self, to: smtp_proto::RcptTo<String>) -> Next {
-        let Some(transaction) = &self.transaction else {
+        let Some(transaction) = self.transaction() else {
             return self.error(Reply::new(503, "5.5.1", "Need MAIL before RCPT"));
         };
         if !self.may_relay() {
@@ -449,7 +380,7 @@ impl Session {
             self.reply(Reply::new(452, "4.5.3", "Too many recipients"));
             return Next::ReadMore;
         }
-        if let Some(transaction) = &mut self.transaction {
+        if let Phase::Mail(_, transaction) = &mut self.phase {
             let mut recipient = Recipient::new(to.address);
             recipient.notify = Notify::from_flags(to.flags);
             recipient.orcpt = to.orcpt;
@@ -460,7 +391,7 @@ impl Session {
     }
 
     fn data(&mut self) -> Next {
-        match &self.transaction {
+        match self.transaction() {
             None => return self.error(Reply::new(503, "5.5.1", "Need MAIL command")),
             Some(t) if t.recipients.is_empty() => {
                 return self.error(Reply::new(554, "5.5.1", "No valid recipients"));

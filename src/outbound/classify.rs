@@ -10,44 +10,26 @@
 //! them (`"421"`, `"5.7"`, `"4"`). `[[health.rule]]` in the config replaces this table.
 
 use super::client::RemoteReply;
+pub use crate::settings::health::{ReplyRule, default_rules};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplyRule {
-    /// Shown in logs, the API and events.
-    pub name: String,
-    /// Lower-case phrases; any one matches.
-    pub contains: Vec<String>,
-    /// Code prefixes; empty: any non-2xx code.
-    pub codes: Vec<String>,
+/// Whether `rule` matches `reply`.
+pub fn matches(rule: &ReplyRule, reply: &RemoteReply) -> bool {
+    Prepared::of(reply).is_some_and(|prepared| matches_prepared(rule, &prepared))
 }
 
-impl ReplyRule {
-    pub fn new(name: &str, contains: &[&str], codes: &[&str]) -> Self {
-        Self {
-            name: name.to_string(),
-            contains: contains.iter().map(|c| c.to_ascii_lowercase()).collect(),
-            codes: codes.iter().map(|c| c.to_string()).collect(),
-        }
-    }
-
-    pub fn matches(&self, reply: &RemoteReply) -> bool {
-        Prepared::of(reply).is_some_and(|prepared| self.matches_prepared(&prepared))
-    }
-
-    fn matches_prepared(&self, reply: &Prepared<'_>) -> bool {
-        let code_matches = self.codes.is_empty()
-            || self.codes.iter().any(|prefix| {
-                reply.code.starts_with(prefix.as_str())
-                    || reply
-                        .enhanced
-                        .is_some_and(|e| e.starts_with(prefix.as_str()))
-            });
-        code_matches
-            && self
-                .contains
-                .iter()
-                .any(|phrase| reply.text.contains(phrase))
-    }
+fn matches_prepared(rule: &ReplyRule, reply: &Prepared<'_>) -> bool {
+    let code_matches = rule.codes.is_empty()
+        || rule.codes.iter().any(|prefix| {
+            reply.code.starts_with(prefix.as_str())
+                || reply
+                    .enhanced
+                    .is_some_and(|e| e.starts_with(prefix.as_str()))
+        });
+    code_matches
+        && rule
+            .contains
+            .iter()
+            .any(|phrase| reply.text.contains(phrase))
 }
 
 /// A non-2xx reply with its code as text and its text in lower case, made once for all rules.
@@ -67,75 +49,10 @@ impl<'a> Prepared<'a> {
     }
 }
 
-/// The built-in table: blocklists, reputation and connection-limit refusals as the large
-/// receivers word them. The first match names the refusal, so the specific rules come first.
-pub fn default_rules() -> Vec<ReplyRule> {
-    vec![
-        ReplyRule::new(
-            "blocklist",
-            &[
-                "blocklist",
-                "blacklist",
-                "block list",
-                "black list",
-                "spamhaus",
-                "spamcop",
-                "barracuda",
-                "dnsbl",
-                "rbl",
-                "listed at",
-                "listed on",
-            ],
-            &[],
-        ),
-        ReplyRule::new(
-            "reputation",
-            &[
-                "reputation",
-                "unusual rate",
-                "unsolicited mail originating",
-                "poor sending",
-                "temporarily deferred due to",
-            ],
-            &[],
-        ),
-        ReplyRule::new(
-            "too-many-connections",
-            &[
-                "too many connections",
-                "too many concurrent",
-                "too many simultaneous",
-                "connection limit",
-                "connection rate",
-                "rate limit",
-                "rate-limit",
-                "ratelimit",
-                "throttl",
-            ],
-            &["4"],
-        ),
-        // "blocked" alone is also said of content and of mailboxes: only a policy refusal that
-        // names the sending host or address counts.
-        ReplyRule::new(
-            "ip-blocked",
-            &[
-                "client host",
-                "your ip",
-                "your address",
-                "ip address",
-                "sending ip",
-                "sender ip",
-                "blocked using",
-            ],
-            &["421", "554", "4.7", "5.7"],
-        ),
-    ]
-}
-
 /// The first rule `reply` matches.
 pub fn classify<'a>(rules: &'a [ReplyRule], reply: &RemoteReply) -> Option<&'a ReplyRule> {
     let prepared = Prepared::of(reply)?;
-    rules.iter().find(|rule| rule.matches_prepared(&prepared))
+    rules.iter().find(|rule| matches_prepared(rule, &prepared))
 }
 
 #[cfg(test)]
@@ -234,8 +151,11 @@ mod tests {
     #[test]
     fn codes_match_basic_or_enhanced_prefixes_and_case_is_ignored() {
         let rule = ReplyRule::new("mine", &["GO AWAY"], &["5.7.26", "421"]);
-        assert!(rule.matches(&reply(550, Some("5.7.26"), "please go away")));
-        assert!(rule.matches(&reply(421, None, "Go Away")));
-        assert!(!rule.matches(&reply(550, Some("5.7.1"), "go away")));
+        assert!(matches(
+            &rule,
+            &reply(550, Some("5.7.26"), "please go away")
+        ));
+        assert!(matches(&rule, &reply(421, None, "Go Away")));
+        assert!(!matches(&rule, &reply(550, Some("5.7.1"), "go away")));
     }
 }

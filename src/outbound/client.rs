@@ -157,7 +157,7 @@ impl SmtpClient {
         if let Some(config) = tls
             && client.capabilities.starttls
         {
-            client.start_tls(config, server_name).await?;
+            client = client.start_tls(config, server_name).await?;
             client.hello(ehlo_name).await?;
         }
         Ok(client)
@@ -184,11 +184,12 @@ impl SmtpClient {
         Ok(())
     }
 
+    /// STARTTLS and the handshake; the client continues on the encrypted stream.
     async fn start_tls(
-        &mut self,
+        mut self,
         config: &Arc<ClientConfig>,
         server_name: &str,
-    ) -> Result<(), ClientError> {
+    ) -> Result<Self, ClientError> {
         self.write(b"STARTTLS\r\n").await?;
         let reply = self.read_reply("STARTTLS", self.timeouts.command).await?;
         if reply.code != 220 {
@@ -203,8 +204,7 @@ impl SmtpClient {
         let name = ServerName::try_from(server_name.to_string())
             .or_else(|_| ServerName::try_from(self.target.ip().to_string()))
             .map_err(|error| ClientError::Tls(error.to_string()))?;
-        let SmtpStream::Plain(plain) = std::mem::replace(&mut self.stream, SmtpStream::Upgrading)
-        else {
+        let SmtpStream::Plain(plain) = self.stream else {
             return Err(ClientError::Tls(
                 "the connection is already encrypted".into(),
             ));
@@ -222,7 +222,7 @@ impl SmtpClient {
             .protocol_version()
             .map(|v| format!("{v:?}").replace('_', "."));
         self.stream = SmtpStream::Tls(Box::new(tokio_rustls::TlsStream::Client(tls)));
-        Ok(())
+        Ok(self)
     }
 
     async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {

@@ -19,31 +19,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::classify::ReplyRule;
-
-/// `[health]` settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HealthSettings {
-    /// The first suspension of an (IP, site) pair.
-    pub suspension: Duration,
-    /// The longest one, however often the site refuses the IP.
-    pub max_suspension: Duration,
-    /// How often unbindable addresses are tried again.
-    pub bind_recheck: Duration,
-    /// Replies that suspend the (IP, site) pair instead of failing the recipient.
-    pub rules: Vec<ReplyRule>,
-}
-
-impl Default for HealthSettings {
-    fn default() -> Self {
-        Self {
-            suspension: Duration::from_secs(5 * 60),
-            max_suspension: Duration::from_secs(4 * 3600),
-            bind_recheck: Duration::from_secs(30),
-            rules: super::classify::default_rules(),
-        }
-    }
-}
+pub use crate::settings::health::HealthSettings;
 
 /// One (IP, site) suspension, current or remembered for its backoff level.
 #[derive(Debug, Clone)]

@@ -14,7 +14,6 @@ mod deliver;
 pub mod health;
 pub mod next_hop;
 pub mod response;
-pub mod route;
 pub mod select;
 pub mod shaping;
 pub mod tls;

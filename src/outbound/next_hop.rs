@@ -17,7 +17,7 @@ use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::RData;
 use rand::seq::SliceRandom;
 
-use super::route::{Route, find_route};
+use crate::settings::route::{Route, find_route};
 
 /// One address to try, with the name it was found under (for logs and TLS SNI).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -275,8 +275,8 @@ mod tests {
     #[tokio::test]
     async fn routes_and_literals_need_no_dns() {
         let routes = vec![Route {
-            domain: super::super::route::DomainPattern::parse("example.test").unwrap(),
-            next_hop: super::super::route::HostPort::parse("127.0.0.1:2526").unwrap(),
+            domain: crate::settings::route::DomainPattern::parse("example.test").unwrap(),
+            next_hop: crate::settings::route::HostPort::parse("127.0.0.1:2526").unwrap(),
             require_tls: true,
             verify_tls: false,
         }];

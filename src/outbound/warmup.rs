@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::config::WarmupSettings;
+use crate::settings::WarmupSettings;
 
 /// What the warm-up says about an IP today.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn the_default_schedule_reaches_50000_on_day_45() {
-        let schedule = crate::config::default_warmup_schedule();
+        let schedule = crate::settings::default_warmup_schedule();
         assert_eq!(schedule.len(), 45);
         assert_eq!(schedule[44], 50_000);
         assert!(schedule.windows(2).all(|w| w[0] < w[1]));

@@ -133,7 +133,7 @@ pub struct Registry {
     configuration_sets: BTreeMap<String, ConfigurationSet>,
     shared_pool: Vec<IpAddr>,
     /// Warm-up settings live here so a config change or reload swaps them with the IPs.
-    warmup: crate::config::WarmupSettings,
+    warmup: crate::settings::WarmupSettings,
 }
 
 /// `^[a-z0-9_-]{1,64}$`, as SES (CloudFormation) defines pool names.
@@ -245,11 +245,11 @@ impl Registry {
         self.pools.get(pool)?.as_deref()
     }
 
-    pub fn warmup(&self) -> &crate::config::WarmupSettings {
+    pub fn warmup(&self) -> &crate::settings::WarmupSettings {
         &self.warmup
     }
 
-    pub fn set_warmup(&mut self, warmup: crate::config::WarmupSettings) {
+    pub fn set_warmup(&mut self, warmup: crate::settings::WarmupSettings) {
         self.warmup = warmup;
     }
 

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{OpenGuard, RcptAttempt, Shared, SinkMessage};
-use crate::config::BareNewline;
+use crate::settings::BareNewline;
 use crate::smtp::Reply;
 use crate::smtp::data::DataReader;
 use crate::smtp::line::{Framed, frame_command};
@@ -154,10 +154,7 @@ pub(super) async fn serve(
         }
         if start_tls {
             input.clear();
-            let (Some(acceptor), SmtpStream::Plain(plain)) = (
-                shared.tls.clone(),
-                std::mem::replace(&mut stream, SmtpStream::Upgrading),
-            ) else {
+            let (Some(acceptor), SmtpStream::Plain(plain)) = (shared.tls.clone(), stream) else {
                 return Ok(());
             };
             let tls = acceptor.accept(plain).await?;

@@ -14,7 +14,7 @@
 //! smtp-proto has a DATA receiver, but it neither treats the first byte as a line start nor
 //! knows about bare line ends, so poolrelay keeps its own.
 
-use crate::config::BareNewline;
+use crate::settings::BareNewline;
 
 /// The longest text line, without its CRLF (RFC 5322 §2.1.1).
 pub const MAX_TEXT_LINE: usize = 998;

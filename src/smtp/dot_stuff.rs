@@ -84,7 +84,7 @@ pub fn dot_stuff(content: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::BareNewline;
+    use crate::settings::BareNewline;
     use crate::smtp::data::DataReader;
     use proptest::prelude::*;
 

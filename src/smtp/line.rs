@@ -4,6 +4,8 @@
 //! cut into pieces (the tail would be read as another command); it is skipped up to its end and
 //! answered with one `500 5.5.2`.
 
+use bytes::{Buf, BytesMut};
+
 /// The longest command line, CRLF included.
 pub const MAX_COMMAND_LINE: usize = 512;
 
@@ -40,6 +42,60 @@ pub fn frame_command(buf: &[u8]) -> Framed<'_> {
     }
 }
 
+/// What [`CommandLines::next`] found at the start of the input.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NextLine {
+    /// A whole command line, without its line ending.
+    Line(Vec<u8>),
+    /// An over-long line has been skipped to its end: answer it with one `500 5.5.2`.
+    TooLong,
+    /// Read more.
+    Incomplete,
+}
+
+/// Command lines out of a connection's input, across reads. Remembers when it is in the middle
+/// of skipping an over-long line, so the tail of that line is never read as a command.
+#[derive(Debug, Default)]
+pub struct CommandLines {
+    skipping: bool,
+}
+
+impl CommandLines {
+    /// Takes the next command line (or the end of an over-long one) off the front of `input`.
+    pub fn next(&mut self, input: &mut BytesMut) -> NextLine {
+        loop {
+            if self.skipping {
+                return match memchr::memchr(b'\n', input) {
+                    Some(end) => {
+                        input.advance(end + 1);
+                        self.skipping = false;
+                        NextLine::TooLong
+                    }
+                    None => {
+                        input.clear();
+                        NextLine::Incomplete
+                    }
+                };
+            }
+            match frame_command(input) {
+                Framed::Incomplete => return NextLine::Incomplete,
+                Framed::TooLong { consumed, finished } => {
+                    input.advance(consumed);
+                    if finished {
+                        return NextLine::TooLong;
+                    }
+                    self.skipping = true;
+                }
+                Framed::Line(line, used) => {
+                    let line = line.to_vec();
+                    input.advance(used);
+                    return NextLine::Line(line);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +123,16 @@ mod tests {
                 finished: false
             }
         );
+    }
+
+    #[test]
+    fn an_over_long_line_is_skipped_across_reads_and_reported_once() {
+        let mut lines = CommandLines::default();
+        let mut input = BytesMut::from(&[b'A'; 600][..]);
+        assert_eq!(lines.next(&mut input), NextLine::Incomplete);
+        input.extend_from_slice(b"AAAA\r\nNOOP\r\n");
+        assert_eq!(lines.next(&mut input), NextLine::TooLong);
+        assert_eq!(lines.next(&mut input), NextLine::Line(b"NOOP".to_vec()));
+        assert_eq!(lines.next(&mut input), NextLine::Incomplete);
     }
 }

@@ -12,8 +12,6 @@ use tokio_rustls::TlsStream;
 pub enum SmtpStream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
-    /// Only while STARTTLS swaps one for the other.
-    Upgrading,
 }
 
 impl SmtpStream {
@@ -40,7 +38,6 @@ impl AsyncRead for SmtpStream {
         match self.get_mut() {
             Self::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
             Self::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
-            Self::Upgrading => Poll::Ready(Err(io::Error::other("stream is being upgraded"))),
         }
     }
 }
@@ -54,7 +51,6 @@ impl AsyncWrite for SmtpStream {
         match self.get_mut() {
             Self::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
             Self::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
-            Self::Upgrading => Poll::Ready(Err(io::Error::other("stream is being upgraded"))),
         }
     }
 
@@ -62,7 +58,6 @@ impl AsyncWrite for SmtpStream {
         match self.get_mut() {
             Self::Plain(stream) => Pin::new(stream).poll_flush(cx),
             Self::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
-            Self::Upgrading => Poll::Ready(Ok(())),
         }
     }
 
@@ -70,7 +65,6 @@ impl AsyncWrite for SmtpStream {
         match self.get_mut() {
             Self::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
             Self::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
-            Self::Upgrading => Poll::Ready(Ok(())),
         }
     }
 }
