@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::{AdminState, bind_admin_socket};
 use crate::config::Config;
+use crate::events::EventLog;
 use crate::inbound::tls::InboundTls;
 use crate::inbound::{InboundContext, serve_listener};
 use crate::outbound::Outbound;
@@ -21,7 +22,6 @@ use crate::outbound::connect::source_available;
 use crate::outbound::health::Health;
 use crate::queue::QueueHandle;
 use crate::queue::attempt::AttemptContext;
-use crate::queue::events::EventLog;
 use crate::registry::{DEFAULT_POOL, Registry};
 use crate::spool::Spool;
 use crate::{queue, registry};
@@ -33,6 +33,7 @@ pub struct Relay {
     inbound_tls: Option<Arc<InboundTls>>,
     queue: QueueHandle,
     admin: Arc<AdminState>,
+    events: Arc<EventLog>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     sessions: TaskTracker,
@@ -159,7 +160,7 @@ impl Relay {
             queue: queue.clone(),
             shutdown: shutdown.clone(),
             max_age: config.queue.max_age,
-            events,
+            events: events.clone(),
             tls: inbound_tls.clone(),
         });
         let connections = Arc::new(Semaphore::new(config.smtp.max_connections));
@@ -206,15 +207,7 @@ impl Relay {
                     _ = tick.tick() => {
                         reaper_outbound.close_idle(false).await;
                         let outbound = reaper_outbound.clone();
-                        let _ = tokio::task::spawn_blocking(move || {
-                            if let Err(error) = outbound.warmup_ledger.save() {
-                                tracing::warn!(%error, "cannot save the warm-up counts");
-                            }
-                            if let Err(error) = outbound.health.save() {
-                                tracing::warn!(%error, "cannot save the site suspensions");
-                            }
-                        })
-                        .await;
+                        let _ = tokio::task::spawn_blocking(move || outbound.save_state()).await;
                     }
                 }
             }
@@ -226,6 +219,7 @@ impl Relay {
             inbound_tls,
             queue,
             admin,
+            events,
             shutdown,
             tasks,
             sessions,
@@ -272,6 +266,7 @@ impl Relay {
         self.sessions.close();
         self.tasks.wait().await;
         self.sessions.wait().await;
+        self.events.flush().await;
         tracing::info!("stopped");
     }
 }

@@ -9,6 +9,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::Value;
 
+use super::body::Body;
 use super::error::ApiError;
 use super::{AdminState, configuration_sets, ips, pools, queue, status};
 
@@ -21,42 +22,6 @@ pub struct Peer {
     pub uid: u32,
     pub pid: Option<i32>,
     pub allowed: bool,
-}
-
-/// A parsed request body: a JSON object (empty when there was no body).
-pub struct Body(pub serde_json::Map<String, Value>);
-
-impl Body {
-    /// An optional string field; present but not a string is an error.
-    pub fn string(&self, key: &str) -> Result<Option<String>, ApiError> {
-        match self.0.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(text)) => Ok(Some(text.clone())),
-            Some(_) => Err(ApiError::BadRequest(format!("{key} must be a string"))),
-        }
-    }
-
-    pub fn required(&self, key: &str) -> Result<String, ApiError> {
-        self.string(key)?
-            .ok_or_else(|| ApiError::BadRequest(format!("{key} is required")))
-    }
-
-    pub fn number(&self, key: &str) -> Result<Option<u64>, ApiError> {
-        match self.0.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(value) => value.as_u64().map(Some).ok_or_else(|| {
-                ApiError::BadRequest(format!("{key} must be a non-negative integer"))
-            }),
-        }
-    }
-
-    pub fn object(&self, key: &str) -> Result<Body, ApiError> {
-        match self.0.get(key) {
-            None | Some(Value::Null) => Ok(Body(Default::default())),
-            Some(Value::Object(map)) => Ok(Body(map.clone())),
-            Some(_) => Err(ApiError::BadRequest(format!("{key} must be an object"))),
-        }
-    }
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {

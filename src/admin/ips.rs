@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use serde_json::{Value, json};
 
 use super::AdminState;
+use super::body::Body;
 use super::error::ApiError;
-use super::http::Body;
 use crate::outbound::connect::source_available;
 use crate::outbound::health::Health;
 use crate::outbound::warmup::{WarmupState, today};

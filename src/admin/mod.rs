@@ -6,6 +6,7 @@
 //! API last reported. Writes are serialized; reads see the current registry snapshot. One file per
 //! resource: `pools`, `ips`, `configuration_sets`, `queue`, `status`.
 
+mod body;
 pub mod client;
 mod configuration_sets;
 mod error;

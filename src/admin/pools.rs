@@ -4,8 +4,8 @@
 use serde_json::{Value, json};
 
 use super::AdminState;
+use super::body::Body;
 use super::error::ApiError;
-use super::http::Body;
 use crate::registry::{DEFAULT_POOL, SHARED_POOL, is_valid_pool_name};
 
 pub fn list(state: &AdminState) -> Result<Value, ApiError> {

@@ -21,8 +21,8 @@ pub use listener::serve_listener;
 pub use received::sanitize_name;
 
 use crate::config::SmtpSettings;
+use crate::events::EventLog;
 use crate::queue::QueueHandle;
-use crate::queue::events::EventLog;
 use crate::registry::Registry;
 use crate::spool::Spool;
 

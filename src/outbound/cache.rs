@@ -5,16 +5,13 @@
 //! have been sent from the same source to the same destination, so reuse cannot move mail between
 //! pools.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::client::SmtpClient;
 
-/// By default a connection is closed after this many transactions, so one long-lived session
-/// does not pin all traffic to one remote process (`[[shaping]] max_messages_per_connection`).
-pub const MAX_TRANSACTIONS_PER_CONNECTION: u32 = 100;
 /// Idle connections kept per (source, destination).
 const MAX_IDLE_PER_KEY: usize = 32;
 
@@ -33,10 +30,8 @@ impl ConnectionCache {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Vec<(SmtpClient, Instant)>>> {
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<CacheKey, Vec<(SmtpClient, Instant)>>> {
+        self.idle.lock()
     }
 
     /// The most recently used idle connection for `key` that has not expired.

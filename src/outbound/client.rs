@@ -23,6 +23,10 @@ use crate::smtp::stream::SmtpStream;
 
 pub use super::response::{Capabilities, RemoteReply};
 
+/// By default a connection is closed after this many transactions, so one long-lived session
+/// does not pin all traffic to one remote process (`[[shaping]] max_messages_per_connection`).
+pub const MAX_TRANSACTIONS_PER_CONNECTION: u32 = 100;
+
 /// The most bytes one reply may take, all lines together.
 pub const MAX_REPLY_BYTES: usize = 64 * 1024;
 
@@ -140,7 +144,7 @@ impl SmtpClient {
             tls_version: None,
             verified: false,
             transactions: 0,
-            max_transactions: super::cache::MAX_TRANSACTIONS_PER_CONNECTION,
+            max_transactions: MAX_TRANSACTIONS_PER_CONNECTION,
             closing: false,
             shaping: None,
             timeouts,

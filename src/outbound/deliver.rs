@@ -1,36 +1,60 @@
-//! One delivery attempt for one message.
+//! One delivery attempt for one message: its recipients grouped by site, a source IP picked
+//! for each site ([`SourcePicker`]), a session opened or reused within the site's limits, and
+//! every recipient's outcome recorded in an [`AttemptReport`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::Outbound;
 use super::client::{ClientError, SmtpClient};
 use super::connect::{ConnectError, connect_from};
 use super::next_hop::{ResolveError, Target};
-use super::shaping::{ConnectionPermit, DeliverySlot, Pair, site_of};
-use super::warmup::{self, WarmupState};
-use crate::registry::{PoolMembers, TlsPolicy};
+use super::report::{AttemptReport, Deferral, Failure, Outcome, RecipientOutcome};
+use super::select::{NoPick, Picked, PickerContext, SourcePicker};
+use super::shaping::{ConnectionPermit, Pair, ReleasableSlot, site_of, unless_stopped};
+use super::transaction::Hop;
+use super::warmup;
+use crate::registry::TlsPolicy;
 use crate::spool::Envelope;
 
-/// Why no session could be had with any address of a next hop.
+/// Why no session could be had from a source to a next-hop address.
 pub(super) enum NoSession {
-    /// Every usable source of the pool was tried or none exists for this address family.
+    /// The source address cannot be bound on this host.
     NoSource,
     /// The next hop refused the source IP (greeting or EHLO) for reputation reasons.
     Refused(String),
-    /// The relay is shutting down while the delivery waited for a shaping limit.
+    /// The delivery was told to stop while it waited for a shaping limit.
     Stopped,
-    Failed(String),
+    /// Anything else: the recipients are deferred for this reason.
+    Failed(Deferral),
+}
+
+/// Why the recipients of a site are deferred when no source is left, given why the picker has
+/// none; `None` keeps the reason found so far (the last failure).
+fn deferral_for(none: NoPick, pool: &str, site: &str) -> Option<Deferral> {
+    let pool = pool.to_string();
+    match none {
+        NoPick::WarmupCapped => Some(Deferral::WarmupCap { pool }),
+        NoPick::Suspended => Some(Deferral::SiteSuspended {
+            pool,
+            site: site.to_string(),
+        }),
+        NoPick::Unbindable => Some(Deferral::Unbindable { pool }),
+        NoPick::Exhausted => None,
+    }
 }
 
 impl Outbound {
-    /// Tries every pending recipient once, updating their states in `envelope`. `slot` is given
-    /// back to the scheduler if the attempt has to wait for a shaping limit. Returns the
-    /// recipients not attempted at all because the relay began shutting down meanwhile.
-    pub async fn deliver(&self, envelope: &mut Envelope, slot: &mut DeliverySlot) -> Vec<usize> {
-        envelope.attempts += 1;
+    /// Tries every pending recipient of `envelope` once. `slot` is given back to the scheduler
+    /// while the attempt waits for a shaping limit. Recipients the attempt never got to (it was
+    /// told to stop while waiting) have no outcome in the report.
+    pub async fn deliver(
+        &self,
+        envelope: &Envelope,
+        slot: &mut dyn ReleasableSlot,
+    ) -> AttemptReport {
+        let mut report = AttemptReport::new(envelope.recipients.len());
         let mut by_domain: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (index, recipient) in envelope.pending() {
             by_domain.entry(recipient.domain()).or_default().push(index);
@@ -43,196 +67,128 @@ impl Outbound {
                     None => groups.push((targets, indexes)),
                 },
                 Err(error) => {
-                    let permanent = matches!(error, ResolveError::Permanent(_));
+                    let result = match error {
+                        ResolveError::Permanent(reason) => {
+                            Outcome::Failed(Failure::NoSuchDomain(reason))
+                        }
+                        ResolveError::Temporary(detail) => {
+                            Outcome::Deferred(Deferral::Dns { detail })
+                        }
+                    };
                     for index in indexes {
-                        self.record(
-                            envelope,
-                            index,
-                            None,
-                            &domain,
-                            permanent,
-                            &error.reply_text(),
-                        );
+                        let outcome = RecipientOutcome::local(result.clone(), None, &domain);
+                        report.record(index, outcome);
                     }
                 }
             }
         }
-        let mut untouched = Vec::new();
         for (targets, indexes) in groups {
-            untouched.extend(self.deliver_group(envelope, &targets, &indexes, slot).await);
+            self.deliver_group(envelope, &targets, &indexes, slot, &mut report)
+                .await;
         }
-        untouched
+        report
     }
 
     /// Delivers the recipients `indexes`, whose domains share the next hops `targets` (one site),
-    /// from a source IP of the message's pool.
+    /// from a source IP of the message's pool, trying the pool's next IP when the site refuses
+    /// one. What cannot be delivered now is deferred with the last reason found.
     async fn deliver_group(
         &self,
-        envelope: &mut Envelope,
+        envelope: &Envelope,
         targets: &[Target],
         indexes: &[usize],
-        slot: &mut DeliverySlot,
-    ) -> Vec<usize> {
+        slot: &mut dyn ReleasableSlot,
+        report: &mut AttemptReport,
+    ) {
         let registry = self.registry.load_full();
-        let today = warmup::today();
         let site = site_of(targets);
-        // The pool sources come from; it becomes the overflow pool when warm-up caps are used up.
-        let mut pool = envelope.pool.clone();
-        let mut members = registry.pool_members(&pool);
+        let context = PickerContext {
+            registry: &registry,
+            health: &self.health,
+            ledger: &self.warmup_ledger,
+            selector: &self.selector,
+            site: &site,
+            today: warmup::today(),
+        };
+        let mut picker = SourcePicker::new(&registry, &envelope.pool, envelope.last_source_ip);
         let mut pending: Vec<usize> = indexes.to_vec();
-        // Sources tried in this attempt that cannot be used again now.
-        let mut unusable: HashSet<IpAddr> = HashSet::new();
-        let mut capped: HashSet<IpAddr> = HashSet::new();
         let mut last_source = None;
-        let mut last_error = match &members {
-            PoolMembers::Addresses(list) if list.iter().all(|s| s.weight == 0) => {
-                format!("pool {pool} has no dedicated IP in rotation")
+        let mut refused_by = None;
+        let mut why = if picker.none_in_rotation() {
+            Deferral::NotInRotation {
+                pool: envelope.pool.clone(),
             }
-            _ => "no next-hop address could be reached".to_string(),
+        } else {
+            Deferral::Unreachable {
+                detail: "no next-hop address could be reached".into(),
+            }
+        };
+        let refused = |pool: &str, reply: String| Deferral::SiteRefused {
+            pool: pool.to_string(),
+            site: site.clone(),
+            reply,
         };
         for target in targets {
             loop {
-                let source = match &members {
-                    PoolMembers::HostDefault => None,
-                    PoolMembers::Addresses(list) => {
-                        let now = Instant::now();
-                        let (mut suspended, mut unbindable) = (0, 0);
-                        let candidates: Vec<(IpAddr, u32)> = list
-                            .iter()
-                            .filter(|s| {
-                                s.weight > 0
-                                    && s.address.is_ipv4() == target.addr.is_ipv4()
-                                    && !unusable.contains(&s.address)
-                                    && !capped.contains(&s.address)
-                            })
-                            .filter(|s| {
-                                if self.health.is_unbindable(s.address) {
-                                    unbindable += 1;
-                                    false
-                                } else if self.health.is_suspended_for_site(s.address, &site, now) {
-                                    suspended += 1;
-                                    false
-                                } else {
-                                    true
-                                }
-                            })
-                            .map(|s| (s.address, s.weight))
-                            .collect();
-                        let Some(address) =
-                            self.selector
-                                .select(&pool, &candidates, envelope.last_source_ip)
-                        else {
-                            // Every IP is capped for today: overflow (once), or wait.
-                            let all_capped = list.iter().all(|s| {
-                                s.weight == 0
-                                    || capped.contains(&s.address)
-                                    || unusable.contains(&s.address)
-                            }) && !capped.is_empty();
-                            if all_capped {
-                                if let Some(overflow) = registry
-                                    .overflow_pool(&pool)
-                                    .filter(|_| pool == envelope.pool)
-                                {
-                                    tracing::info!(id = %envelope.id, pool = %envelope.pool, overflow, "warm-up caps reached; using the overflow pool");
-                                    pool = overflow.to_string();
-                                    members = registry.pool_members(&pool);
-                                    continue;
-                                }
-                                last_error = format!(
-                                    "4.7.0 every IP of pool {pool} is at its warm-up limit for today"
-                                );
-                            } else if suspended > 0 {
-                                last_error = format!(
-                                    "4.7.0 every usable IP of pool {pool} is suspended for {site}"
-                                );
-                            } else if unbindable > 0 {
-                                last_error = format!(
-                                    "no usable dedicated IP in pool {pool}: its addresses cannot be bound on this host"
-                                );
-                            }
-                            break;
-                        };
-                        let started = list
-                            .iter()
-                            .find(|s| s.address == address)
-                            .and_then(|s| s.warmup_started);
-                        if let WarmupState::Warming { cap, .. } =
-                            WarmupState::of(registry.warmup(), started, today)
-                            && !self.warmup_ledger.try_take(address, today, cap)
-                        {
-                            capped.insert(address);
-                            continue;
-                        }
-                        Some(address)
-                    }
-                };
-                last_source = source.or(last_source);
-                match self
-                    .session(envelope, source, target, targets, &site, slot)
-                    .await
-                {
-                    Ok((client, reused)) => {
-                        envelope.last_source_ip = source;
-                        let refused = self
-                            .transact(envelope, client, reused, target, &site, &pending)
-                            .await;
-                        if refused.is_empty() {
-                            return Vec::new();
-                        }
-                        // The site refused this IP: the same recipients go out from another IP
-                        // of the pool now, or wait if there is none.
-                        let reply = envelope.recipients[refused[0]]
-                            .last_reply
-                            .clone()
-                            .unwrap_or_default();
-                        pending = refused;
-                        last_error =
-                            format!("4.7.0 {site} refuses the usable IPs of pool {pool}: {reply}");
-                        match source {
-                            Some(address) => unusable.insert(address),
-                            None => break,
-                        };
-                    }
-                    Err(NoSession::NoSource) => {
-                        if let Some(address) = source {
-                            unusable.insert(address);
-                        }
-                        last_error = format!("no usable dedicated IP in pool {pool}");
-                        if source.is_none() {
-                            break;
-                        }
-                    }
-                    Err(NoSession::Refused(reason)) => {
-                        last_error =
-                            format!("4.7.0 {site} refuses the usable IPs of pool {pool}: {reason}");
-                        match source {
-                            Some(address) => unusable.insert(address),
-                            None => break,
-                        };
-                    }
-                    // Nothing was attempted: the recipients stay as they were.
-                    Err(NoSession::Stopped) => return pending,
-                    Err(NoSession::Failed(error)) => {
-                        last_error = error;
+                let picked = match picker.next(target.addr.is_ipv4(), &context) {
+                    Ok(picked) => picked,
+                    Err(none) => {
+                        why = deferral_for(none, picker.pool(), &site).unwrap_or(why);
                         break;
                     }
+                };
+                let source = picked.address;
+                last_source = source.or(last_source);
+                let session = self
+                    .session(envelope, &picked, target, targets, &site, slot)
+                    .await;
+                match session {
+                    Ok((client, reused)) => {
+                        report.last_source_ip = source;
+                        let hop = Hop {
+                            picked: &picked,
+                            target,
+                            site: &site,
+                        };
+                        let Some(refusal) = self
+                            .transact(envelope, (client, reused), hop, &pending, report)
+                            .await
+                        else {
+                            return;
+                        };
+                        // The site refused this IP: the same recipients go out from another IP
+                        // of the pool now, or wait if there is none.
+                        pending = refusal.recipients;
+                        refused_by = Some(refusal.remote_mta);
+                        why = refused(picker.pool(), refusal.reply);
+                    }
+                    Err(NoSession::NoSource) => {
+                        why = Deferral::NoUsableSource {
+                            pool: picker.pool().to_string(),
+                        }
+                    }
+                    Err(NoSession::Refused(reason)) => why = refused(picker.pool(), reason),
+                    // Nothing was attempted: the recipients stay as they were.
+                    Err(NoSession::Stopped) => return,
+                    Err(NoSession::Failed(deferral)) => {
+                        why = deferral;
+                        break;
+                    }
+                }
+                // Whatever went wrong was about this source: try the pool's next one.
+                match source {
+                    Some(address) => picker.exclude(address),
+                    None => break,
                 }
             }
         }
         let hop = targets.first().map(|t| t.host.as_str()).unwrap_or("-");
-        self.record_all(
-            envelope,
-            &pending,
-            last_source,
-            hop,
-            false,
-            &if last_error.starts_with("4.7.10 ") || last_error.starts_with("4.7.0 ") {
-                format!("451 {last_error}")
-            } else {
-                format!("451 4.4.1 {last_error}")
-            },
-        );
-        Vec::new()
+        for &index in &pending {
+            let mut outcome =
+                RecipientOutcome::local(Outcome::Deferred(why.clone()), last_source, hop);
+            outcome.remote_mta = refused_by;
+            report.record(index, outcome);
+        }
     }
 
     /// A ready session from `source` to `target` (one of `site_targets`): an idle one from the
@@ -241,12 +197,13 @@ impl Outbound {
     async fn session(
         &self,
         envelope: &Envelope,
-        source: Option<IpAddr>,
+        picked: &Picked,
         target: &Target,
         site_targets: &[Target],
         site: &str,
-        slot: &mut DeliverySlot,
+        slot: &mut dyn ReleasableSlot,
     ) -> Result<(SmtpClient, bool), NoSession> {
+        let source = picked.address;
         let pair = self.shaper.pair(source, site);
         pair.message_allowed(slot)
             .await
@@ -274,7 +231,7 @@ impl Outbound {
                 }
                 None => {
                     slot.release();
-                    let waited = slot.wait(pair.connection_or_returned()).await;
+                    let waited = unless_stopped(slot, pair.connection_or_returned()).await;
                     match waited.map_err(|_| NoSession::Stopped)? {
                         Some(permit) => permit,
                         // A connection went back to the cache: take it from there.
@@ -286,7 +243,7 @@ impl Outbound {
                 .await
                 .map_err(|_| NoSession::Stopped)?;
             return self
-                .open_session(envelope, source, target, (pair, permit))
+                .open_session(envelope, picked, target, (pair, permit))
                 .await
                 .map(|client| (client, false));
         }
@@ -310,13 +267,16 @@ impl Outbound {
         false
     }
 
+    /// Connects from `picked` to `target` and sets the session up (greeting, EHLO, STARTTLS),
+    /// holding one of the pair's connection permits for as long as the connection lives.
     pub(super) async fn open_session(
         &self,
         envelope: &Envelope,
-        source: Option<IpAddr>,
+        picked: &Picked,
         target: &Target,
         shaping: (Arc<Pair>, ConnectionPermit),
     ) -> Result<SmtpClient, NoSession> {
+        let source = picked.address;
         let stream = match connect_from(source, target.addr, self.timeouts.connect).await {
             Ok(stream) => stream,
             Err(error @ (ConnectError::AddressNotAvailable(_) | ConnectError::Bind { .. })) => {
@@ -333,10 +293,13 @@ impl Outbound {
             }
             Err(error) => {
                 tracing::warn!(id = %envelope.id, pool = %envelope.pool, source_ip = ?source, next_hop = %target.addr, %error, "connect failed");
-                return Err(NoSession::Failed(error.to_string()));
+                return Err(NoSession::Failed(Deferral::Unreachable {
+                    detail: error.to_string(),
+                }));
             }
         };
-        let ehlo_name = self.ehlo_name(&envelope.pool, source);
+        // The IP's own name, whichever pool it was picked from (the overflow pool included).
+        let ehlo_name = picked.ehlo_hostname.as_deref().unwrap_or(&self.hostname);
         let tls = if target.verify_tls {
             &self.verifying_tls
         } else {
@@ -345,7 +308,7 @@ impl Outbound {
         let mut client = match SmtpClient::open(
             stream,
             source,
-            &ehlo_name,
+            ehlo_name,
             &target.host,
             Some(tls),
             self.timeouts,
@@ -356,19 +319,16 @@ impl Outbound {
             Err(error) => {
                 // Refused at the greeting or EHLO because of the source IP's reputation.
                 if let ClientError::Rejected { stage, reply } = &error
-                    && self.health.refusal(source, &shaping.0.site, reply)
+                    && self.refuses_source(source, &shaping.0.site, reply)
                 {
                     tracing::warn!(id = %envelope.id, pool = %envelope.pool, source_ip = ?source, next_hop = %target.addr, stage, %reply, "refused because of the source IP");
                     return Err(NoSession::Refused(reply.to_string()));
                 }
                 tracing::warn!(id = %envelope.id, pool = %envelope.pool, source_ip = ?source, next_hop = %target.addr, %error, "session setup failed");
-                let tls_failed = matches!(error, ClientError::Tls(_));
-                let reason = format!("{} ({})", error, target.addr);
-                // 4.7.10 is "encryption needed" (RFC 5248): the failure is about TLS, not the host.
-                return Err(NoSession::Failed(if tls_failed {
-                    format!("4.7.10 {reason}")
-                } else {
-                    reason
+                let detail = format!("{} ({})", error, target.addr);
+                return Err(NoSession::Failed(match error {
+                    ClientError::Tls(_) => Deferral::TlsRequired { detail },
+                    _ => Deferral::Unreachable { detail },
                 }));
             }
         };
@@ -378,12 +338,33 @@ impl Outbound {
         if client.tls_version.is_none() && (target.require_tls || self.requires_tls(envelope)) {
             tracing::warn!(id = %envelope.id, pool = %envelope.pool, next_hop = %target.addr, "TLS required but not offered; not sending in plaintext");
             client.quit().await;
-            return Err(NoSession::Failed(format!(
-                "4.7.10 TLS is required for this message but {} does not offer STARTTLS",
-                target.addr
-            )));
+            return Err(NoSession::Failed(Deferral::TlsRequired {
+                detail: format!(
+                    "TLS is required for this message but {} does not offer STARTTLS",
+                    target.addr
+                ),
+            }));
         }
         Ok(client)
+    }
+
+    /// Whether `reply` refuses the source IP rather than the message or the recipient (see
+    /// [`super::classify`]); if it does, the (source, site) pair is suspended.
+    pub(super) fn refuses_source(
+        &self,
+        source: Option<IpAddr>,
+        site: &str,
+        reply: &super::client::RemoteReply,
+    ) -> bool {
+        let Some(rule) = self.health.ip_refusal(reply) else {
+            return false;
+        };
+        if let Some(address) = source {
+            let reply = reply.to_string();
+            self.health
+                .refused(address, site, &rule.name, &reply, std::time::Instant::now());
+        }
+        true
     }
 
     /// The message's configuration set has `tls_policy = "REQUIRE"`.
@@ -395,17 +376,5 @@ impl Outbound {
             .and_then(|name| registry.configuration_set(name))
             .and_then(|set| set.tls_policy)
             == Some(TlsPolicy::Require)
-    }
-
-    fn ehlo_name(&self, pool: &str, source: Option<IpAddr>) -> String {
-        let registry = self.registry.load();
-        let configured = match (registry.pool_members(pool), source) {
-            (PoolMembers::Addresses(list), Some(address)) => list
-                .into_iter()
-                .find(|s| s.address == address)
-                .and_then(|s| s.ehlo_hostname),
-            _ => None,
-        };
-        configured.unwrap_or_else(|| self.hostname.clone())
     }
 }

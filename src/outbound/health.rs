@@ -15,11 +15,13 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use crate::settings::health::HealthSettings;
+use crate::settings::health::ReplyRule;
+use crate::spool::state_file::StateFile;
 
 /// One (IP, site) suspension, current or remembered for its backoff level.
 #[derive(Debug, Clone)]
@@ -83,10 +85,8 @@ pub struct Health {
     settings: HealthSettings,
     sites: Mutex<HashMap<(IpAddr, String), SiteSuspension>>,
     unbindable: Mutex<HashMap<IpAddr, Unbindable>>,
-    /// Where site suspensions are saved; `None`: nowhere.
-    path: Option<PathBuf>,
-    /// Site suspensions changed since the last save.
-    dirty: AtomicBool,
+    /// Where site suspensions are saved.
+    file: StateFile,
     /// Addresses back in rotation (bindable again, or resumed by an operator) that the queue has
     /// not yet heard of, and the signal that there are some.
     returned: Mutex<Vec<IpAddr>>,
@@ -100,11 +100,8 @@ impl Health {
 
     /// Health with the site suspensions saved in `path` (missing or unreadable: none).
     pub fn load(settings: HealthSettings, path: Option<PathBuf>) -> Self {
-        let saved: Vec<Saved> = path
-            .as_ref()
-            .and_then(|p| std::fs::read(p).ok())
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
+        let file = StateFile::new(path);
+        let saved: Vec<Saved> = file.load().unwrap_or_default();
         let (now, wall) = (Instant::now(), unix(SystemTime::now()));
         let sites = saved
             .into_iter()
@@ -124,8 +121,7 @@ impl Health {
             settings,
             sites: Mutex::new(sites),
             unbindable: Mutex::new(HashMap::new()),
-            path,
-            dirty: AtomicBool::new(false),
+            file,
             returned: Mutex::new(Vec::new()),
             returned_signal: tokio::sync::Notify::new(),
         }
@@ -133,84 +129,54 @@ impl Health {
 
     /// `address` is back in rotation: the queue retries the mail waiting for its pools now.
     pub fn back_in_rotation(&self, address: IpAddr) {
-        self.returned
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(address);
+        self.returned.lock().push(address);
         self.returned_signal.notify_one();
     }
 
     /// The addresses back in rotation since the last call.
     pub fn take_returned(&self) -> Vec<IpAddr> {
-        std::mem::take(&mut *self.returned.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut *self.returned.lock())
     }
 
-    /// Blocking: writes the site suspensions if they changed (temp file and rename).
+    /// Blocking: writes the site suspensions if they changed.
     pub fn save(&self) -> std::io::Result<()> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        if !self.dirty.swap(false, Ordering::SeqCst) {
-            return Ok(());
-        }
-        let (now, wall) = (Instant::now(), SystemTime::now());
-        let saved: Vec<Saved> = self
-            .sites()
-            .iter()
-            .map(|((ip, site), s)| Saved {
-                ip: *ip,
-                site: site.clone(),
-                until: unix(wall + s.until.saturating_duration_since(now)),
-                level: s.level,
-                rule: s.rule.clone(),
-                reply: s.reply.clone(),
-                since: unix(s.since),
-            })
-            .collect();
-        let bytes = serde_json::to_vec(&saved)?;
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, bytes)
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .inspect_err(|_| self.dirty.store(true, Ordering::SeqCst))
+        self.file.save(|| {
+            let (now, wall) = (Instant::now(), SystemTime::now());
+            self.sites()
+                .iter()
+                .map(|((ip, site), s)| Saved {
+                    ip: *ip,
+                    site: site.clone(),
+                    until: unix(wall + s.until.saturating_duration_since(now)),
+                    level: s.level,
+                    rule: s.rule.clone(),
+                    reply: s.reply.clone(),
+                    since: unix(s.since),
+                })
+                .collect::<Vec<Saved>>()
+        })
     }
 
     fn changed(&self) {
-        self.dirty.store(true, Ordering::SeqCst);
+        self.file.changed();
     }
 
     pub fn settings(&self) -> &HealthSettings {
         &self.settings
     }
 
-    fn sites(&self) -> std::sync::MutexGuard<'_, HashMap<(IpAddr, String), SiteSuspension>> {
-        self.sites.lock().unwrap_or_else(|p| p.into_inner())
+    fn sites(&self) -> MutexGuard<'_, HashMap<(IpAddr, String), SiteSuspension>> {
+        self.sites.lock()
     }
 
-    fn unbindable(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Unbindable>> {
-        self.unbindable.lock().unwrap_or_else(|p| p.into_inner())
+    fn unbindable(&self) -> MutexGuard<'_, HashMap<IpAddr, Unbindable>> {
+        self.unbindable.lock()
     }
 
-    /// Whether `reply` refuses the source IP rather than the message or the recipient (see
-    /// [`super::classify`]). If it does, the (`source`, `site`) pair is suspended.
-    pub fn refusal(
-        &self,
-        source: Option<IpAddr>,
-        site: &str,
-        reply: &super::client::RemoteReply,
-    ) -> bool {
-        let Some(rule) = super::classify::classify(&self.settings.rules, reply) else {
-            return false;
-        };
-        if let Some(address) = source {
-            self.refused(
-                address,
-                site,
-                &rule.name,
-                &reply.to_string(),
-                Instant::now(),
-            );
-        }
-        true
+    /// The rule `reply` matches if it refuses the source IP rather than the message or the
+    /// recipient (see [`super::classify`]). Only a question: [`Health::refused`] suspends.
+    pub fn ip_refusal(&self, reply: &super::client::RemoteReply) -> Option<&ReplyRule> {
+        super::classify::classify(&self.settings.rules, reply)
     }
 
     /// True while `address` cannot be bound on this host.

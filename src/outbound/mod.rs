@@ -13,6 +13,7 @@ pub mod connect;
 mod deliver;
 pub mod health;
 pub mod next_hop;
+pub mod report;
 pub mod response;
 pub mod select;
 pub mod shaping;
@@ -34,24 +35,33 @@ use client::Timeouts;
 use next_hop::NextHopResolver;
 use select::SourceSelector;
 
-/// Everything deliveries share.
+/// Everything deliveries share. The queue sees only its methods: [`Outbound::deliver`], and the
+/// narrow handles [`Outbound::pools_back_in_rotation`], [`Outbound::save_state`] and
+/// [`Outbound::close_idle`].
 pub struct Outbound {
-    pub registry: Arc<ArcSwap<Registry>>,
-    pub resolver: NextHopResolver,
-    pub selector: SourceSelector,
-    pub cache: ConnectionCache,
-    pub tls: Arc<ClientConfig>,
+    registry: Arc<ArcSwap<Registry>>,
+    resolver: NextHopResolver,
+    selector: SourceSelector,
+    cache: ConnectionCache,
+    tls: Arc<ClientConfig>,
     /// For routes with `tls_verify`.
-    pub verifying_tls: Arc<ClientConfig>,
+    verifying_tls: Arc<ClientConfig>,
     /// Default EHLO name (`smtp.hostname`).
-    pub hostname: String,
-    pub spool: Spool,
-    pub timeouts: Timeouts,
-    pub warmup_ledger: warmup::WarmupLedger,
+    hostname: String,
+    spool: Spool,
+    timeouts: Timeouts,
+    warmup_ledger: warmup::WarmupLedger,
     /// Suspended IPs (unbindable, or refused by a site); shared with the admin API.
-    pub health: Arc<health::Health>,
+    health: Arc<health::Health>,
     /// Limits per (source IP, site).
-    pub shaper: shaping::Shaper,
+    shaper: shaping::Shaper,
+}
+
+/// Source IPs back in rotation, and the pools whose waiting mail can go now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackInRotation {
+    pub addresses: Vec<IpAddr>,
+    pub pools: Vec<String>,
 }
 
 impl Outbound {
@@ -124,6 +134,29 @@ impl Outbound {
             let _ = tokio::task::spawn_blocking(move || this.recheck_unbindable()).await;
             self.health.forget_old(std::time::Instant::now());
             self.shaper.forget_idle();
+        }
+    }
+
+    /// Waits until source IPs come back into rotation (bindable again, or resumed by an
+    /// operator).
+    pub async fn pools_back_in_rotation(&self) -> BackInRotation {
+        self.health.returned_signal.notified().await;
+        let addresses = self.health.take_returned();
+        let registry = self.registry.load();
+        let pools = addresses
+            .iter()
+            .flat_map(|&address| registry.pools_of(address))
+            .collect();
+        BackInRotation { addresses, pools }
+    }
+
+    /// Blocking: saves the warm-up counts and site suspensions that changed since the last save.
+    pub fn save_state(&self) {
+        if let Err(error) = self.warmup_ledger.save() {
+            tracing::error!(%error, "cannot save the warm-up counts");
+        }
+        if let Err(error) = self.health.save() {
+            tracing::error!(%error, "cannot save the site suspensions");
         }
     }
 

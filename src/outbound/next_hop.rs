@@ -39,16 +39,6 @@ pub enum ResolveError {
     Permanent(String),
 }
 
-impl ResolveError {
-    /// The SMTP-style reply recorded for the recipients concerned.
-    pub fn reply_text(&self) -> String {
-        match self {
-            Self::Temporary(reason) => format!("451 4.4.3 {reason}"),
-            Self::Permanent(reason) => format!("550 5.1.2 {reason}"),
-        }
-    }
-}
-
 /// At most this many addresses are tried per domain and attempt.
 const MAX_TARGETS: usize = 10;
 

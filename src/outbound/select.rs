@@ -3,10 +3,21 @@
 //! Smooth WRR (as in nginx) spreads picks evenly instead of in bursts: with weights 5/2/3 the
 //! sequence is a a c b a c a b c a ..., and every 10 picks hold exactly 5, 2 and 3.
 //! The state (one running score per IP) is kept per pool; the pick itself is a pure function.
+//!
+//! [`SourcePicker`] is the whole choice for one delivery to one site: which of the pool's IPs
+//! may be used now (weight, address family, health, warm-up cap), the overflow pool when every IP
+//! is capped, and, when nothing is left, why.
 
-use std::collections::HashMap;
+use parking_lot::Mutex;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::time::Instant;
+
+use chrono::NaiveDate;
+
+use super::health::Health;
+use super::warmup::{WarmupLedger, WarmupState};
+use crate::registry::{PoolMembers, Registry, Source};
 
 /// Picks one of `candidates` (address, weight), updating the running scores in `current`.
 /// Weight 0 never wins. When `avoid` is set and another candidate exists, `avoid` is skipped:
@@ -52,12 +63,172 @@ impl SourceSelector {
         candidates: &[(IpAddr, u32)],
         avoid: Option<IpAddr>,
     ) -> Option<IpAddr> {
-        let mut scores = self
-            .scores
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut scores = self.scores.lock();
         let current = scores.entry(pool.to_string()).or_default();
         select_source_ip(candidates, current, avoid)
+    }
+}
+
+/// The source a delivery binds to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Picked {
+    /// `None`: the host's default address (`ses-shared-pool` configured empty).
+    pub address: Option<IpAddr>,
+    /// The IP's own EHLO name, if it has one.
+    pub ehlo_hostname: Option<String>,
+}
+
+/// Why no source can be picked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoPick {
+    /// Every IP left is at its warm-up cap for today, and there is no overflow pool (left).
+    WarmupCapped,
+    /// The IPs left are suspended for this site.
+    Suspended,
+    /// The IPs left cannot be bound on this host.
+    Unbindable,
+    /// Nothing left to try: every IP was tried in this attempt, is out of rotation or of the
+    /// other address family.
+    Exhausted,
+}
+
+/// What the picker consults: shared health, warm-up counts and selector state.
+pub struct PickerContext<'a> {
+    pub registry: &'a Registry,
+    pub health: &'a Health,
+    pub ledger: &'a WarmupLedger,
+    pub selector: &'a SourceSelector,
+    pub site: &'a str,
+    pub today: NaiveDate,
+}
+
+/// Picks source IPs for one site within one attempt, never the same one twice after it failed
+/// ([`SourcePicker::exclude`]).
+pub struct SourcePicker {
+    /// The message's pool.
+    home_pool: String,
+    /// The pool sources come from now: the home pool, or its overflow pool once every home IP
+    /// is capped.
+    pool: String,
+    members: PoolMembers,
+    /// The IP the message's previous attempt used (avoided if another one is usable).
+    avoid: Option<IpAddr>,
+    unusable: HashSet<IpAddr>,
+    capped: HashSet<IpAddr>,
+}
+
+impl SourcePicker {
+    pub fn new(registry: &Registry, pool: &str, avoid: Option<IpAddr>) -> Self {
+        Self {
+            home_pool: pool.to_string(),
+            pool: pool.to_string(),
+            members: registry.pool_members(pool),
+            avoid,
+            unusable: HashSet::new(),
+            capped: HashSet::new(),
+        }
+    }
+
+    /// The pool sources come from now.
+    pub fn pool(&self) -> &str {
+        &self.pool
+    }
+
+    /// True when the pool has addresses but none in rotation (every weight is 0).
+    pub fn none_in_rotation(&self) -> bool {
+        matches!(&self.members, PoolMembers::Addresses(list) if list.iter().all(|s| s.weight == 0))
+    }
+
+    /// This source failed for the site in this attempt: do not pick it again.
+    pub fn exclude(&mut self, address: IpAddr) {
+        self.unusable.insert(address);
+    }
+
+    /// The next source for a next hop of the given address family.
+    pub fn next(&mut self, ipv4: bool, ctx: &PickerContext<'_>) -> Result<Picked, NoPick> {
+        loop {
+            let PoolMembers::Addresses(list) = &self.members else {
+                return Ok(Picked {
+                    address: None,
+                    ehlo_hostname: None,
+                });
+            };
+            let (candidates, why_none) = self.candidates(list, ipv4, ctx);
+            let Some(address) = ctx.selector.select(&self.pool, &candidates, self.avoid) else {
+                if why_none == NoPick::WarmupCapped
+                    && self.pool == self.home_pool
+                    && let Some(overflow) = ctx.registry.overflow_pool(&self.pool)
+                {
+                    tracing::info!(pool = %self.home_pool, overflow, "warm-up caps reached; using the overflow pool");
+                    self.pool = overflow.to_string();
+                    self.members = ctx.registry.pool_members(overflow);
+                    continue;
+                }
+                return Err(why_none);
+            };
+            let Some(source) = list.iter().find(|s| s.address == address) else {
+                return Err(NoPick::Exhausted);
+            };
+            if let WarmupState::Warming { cap, .. } =
+                WarmupState::of(ctx.registry.warmup(), source.warmup_started, ctx.today)
+                && !ctx.ledger.try_take(address, ctx.today, cap)
+            {
+                self.capped.insert(address);
+                continue;
+            }
+            return Ok(Picked {
+                address: Some(address),
+                ehlo_hostname: source.ehlo_hostname.clone(),
+            });
+        }
+    }
+
+    /// The usable (address, weight) pairs now, and what to say if there are none.
+    fn candidates(
+        &self,
+        list: &[Source],
+        ipv4: bool,
+        ctx: &PickerContext<'_>,
+    ) -> (Vec<(IpAddr, u32)>, NoPick) {
+        let now = Instant::now();
+        let (mut suspended, mut unbindable) = (0, 0);
+        let candidates = list
+            .iter()
+            .filter(|s| {
+                s.weight > 0
+                    && s.address.is_ipv4() == ipv4
+                    && !self.unusable.contains(&s.address)
+                    && !self.capped.contains(&s.address)
+            })
+            .filter(|s| {
+                if ctx.health.is_unbindable(s.address) {
+                    unbindable += 1;
+                    false
+                } else if ctx.health.is_suspended_for_site(s.address, ctx.site, now) {
+                    suspended += 1;
+                    false
+                } else {
+                    true
+                }
+            })
+            .map(|s| (s.address, s.weight))
+            .collect();
+        let all_capped = !self.capped.is_empty()
+            && list.iter().all(|s| {
+                s.weight == 0
+                    || self.capped.contains(&s.address)
+                    || self.unusable.contains(&s.address)
+            });
+        let why_none = if all_capped {
+            NoPick::WarmupCapped
+        } else if suspended > 0 {
+            NoPick::Suspended
+        } else if unbindable > 0 {
+            NoPick::Unbindable
+        } else {
+            NoPick::Exhausted
+        };
+        (candidates, why_none)
     }
 }
 

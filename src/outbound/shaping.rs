@@ -8,12 +8,14 @@
 //! exact host name beats both. Each limit is taken from the most specific entry that sets it.
 //!
 //! A delivery that must wait for a limit gives its scheduler slot back first (see
-//! [`DeliverySlot`]), so a slow site never holds up other sites or pools. Waiters for a
+//! [`ReleasableSlot`]), so a slow site never holds up other sites or pools. Waiters for a
 //! connection are served in order (tokio's semaphore is fair).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -66,37 +68,29 @@ impl Bucket {
     }
 }
 
-/// A delivery's place among the scheduler's concurrent deliveries. A delivery that has to wait
-/// for a shaping limit gives it back, so the scheduler can start deliveries for other sites; and
-/// it stops waiting when the relay shuts down (the message stays in the spool).
-#[derive(Debug)]
-pub struct DeliverySlot {
-    permit: Option<OwnedSemaphorePermit>,
-    stop: CancellationToken,
+/// A delivery's place among the scheduler's concurrent deliveries, as outbound sees it (the
+/// scheduler's `DeliverySlot` implements it). A delivery that has to wait for a shaping limit
+/// gives it back, so the scheduler can start deliveries for other sites; and it stops waiting when
+/// told to (shutdown, or the message deleted or held): the message stays in the spool.
+pub trait ReleasableSlot: Send + Sync {
+    /// Gives the place back to the scheduler (a no-op when already given back).
+    fn release(&mut self);
+    /// Cancelled when a waiting delivery must give up.
+    fn stop(&self) -> &CancellationToken;
 }
 
-/// The relay is shutting down: a delivery waiting for a shaping limit gives up.
+/// The delivery was told to stop while it waited for a shaping limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stopped;
 
-impl DeliverySlot {
-    pub fn new(permit: OwnedSemaphorePermit, stop: CancellationToken) -> Self {
-        Self {
-            permit: Some(permit),
-            stop,
-        }
-    }
-
-    pub fn release(&mut self) {
-        self.permit = None;
-    }
-
-    /// Runs `wait` unless the relay shuts down first.
-    pub async fn wait<T>(&self, wait: impl Future<Output = T>) -> Result<T, Stopped> {
-        tokio::select! {
-            _ = self.stop.cancelled() => Err(Stopped),
-            value = wait => Ok(value),
-        }
+/// Runs `wait` unless the delivery is told to stop first.
+pub async fn unless_stopped<T>(
+    slot: &dyn ReleasableSlot,
+    wait: impl Future<Output = T>,
+) -> Result<T, Stopped> {
+    tokio::select! {
+        _ = slot.stop().cancelled() => Err(Stopped),
+        value = wait => Ok(value),
     }
 }
 
@@ -121,11 +115,11 @@ pub struct ConnectionPermit {
 
 async fn wait_for_token(
     bucket: &Mutex<Option<Bucket>>,
-    slot: &mut DeliverySlot,
+    slot: &mut dyn ReleasableSlot,
 ) -> Result<(), Stopped> {
     loop {
         let wait = {
-            let mut bucket = bucket.lock().unwrap_or_else(|p| p.into_inner());
+            let mut bucket = bucket.lock();
             match bucket.as_mut() {
                 None => return Ok(()),
                 Some(bucket) => match bucket.take(Instant::now()) {
@@ -135,7 +129,7 @@ async fn wait_for_token(
             }
         };
         slot.release();
-        slot.wait(tokio::time::sleep(wait)).await?;
+        unless_stopped(slot, tokio::time::sleep(wait)).await?;
     }
 }
 
@@ -153,12 +147,12 @@ impl Pair {
     }
 
     /// Waits until `max_message_rate` allows one more message.
-    pub async fn message_allowed(&self, slot: &mut DeliverySlot) -> Result<(), Stopped> {
+    pub async fn message_allowed(&self, slot: &mut dyn ReleasableSlot) -> Result<(), Stopped> {
         wait_for_token(&self.messages, slot).await
     }
 
     /// Waits until `max_connection_rate` allows one more new connection.
-    pub async fn connect_allowed(&self, slot: &mut DeliverySlot) -> Result<(), Stopped> {
+    pub async fn connect_allowed(&self, slot: &mut dyn ReleasableSlot) -> Result<(), Stopped> {
         wait_for_token(&self.connects, slot).await
     }
 
@@ -214,7 +208,7 @@ impl Shaper {
 
     /// The pair's state, created with the site's limits on first use.
     pub fn pair(&self, source: Option<IpAddr>, site: &str) -> Arc<Pair> {
-        let mut pairs = self.pairs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pairs = self.pairs.lock();
         if let Some(pair) = pairs.get(&(source, site.to_string())) {
             return pair.clone();
         }
@@ -228,21 +222,18 @@ impl Shaper {
     pub fn forget_idle(&self) {
         let now = Instant::now();
         let full = |bucket: &Mutex<Option<Bucket>>| {
-            let mut bucket = bucket.lock().unwrap_or_else(|p| p.into_inner());
+            let mut bucket = bucket.lock();
             bucket.as_mut().is_none_or(|b| {
                 let refilled = now.saturating_duration_since(b.last) >= b.rate.per;
                 refilled || b.tokens >= f64::from(b.rate.count)
             })
         };
-        self.pairs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, pair| {
-                Arc::strong_count(pair) > 1
-                    || pair.open_connections() > 0
-                    || !full(&pair.messages)
-                    || !full(&pair.connects)
-            });
+        self.pairs.lock().retain(|_, pair| {
+            Arc::strong_count(pair) > 1
+                || pair.open_connections() > 0
+                || !full(&pair.messages)
+                || !full(&pair.connects)
+        });
     }
 }
 

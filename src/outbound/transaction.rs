@@ -1,11 +1,28 @@
-//! One SMTP transaction on an open session, and recording what each recipient's reply means.
+//! One SMTP transaction on an open session, and what each recipient's reply means.
 
 use std::net::IpAddr;
 
 use super::Outbound;
 use super::client::{ClientError, Content, MailRequest, RemoteReply, SmtpClient};
 use super::next_hop::Target;
-use crate::spool::{Envelope, RecipientState};
+use super::report::{AttemptReport, Deferral, Failure, Outcome, RecipientOutcome};
+use super::select::Picked;
+use crate::spool::Envelope;
+
+/// Recipients the site refused because of the source IP's reputation: they are still pending
+/// and should go out from another IP of the pool.
+pub(super) struct Refusal {
+    pub(super) recipients: Vec<usize>,
+    pub(super) reply: String,
+    pub(super) remote_mta: IpAddr,
+}
+
+/// Where a transaction runs: the source it was picked from, the next hop and its site.
+pub(super) struct Hop<'a> {
+    pub(super) picked: &'a Picked,
+    pub(super) target: &'a Target,
+    pub(super) site: &'a str,
+}
 
 /// Content up to this size is read from the spool in one piece; larger content is streamed.
 const IN_MEMORY_CONTENT: u64 = 4 * 1024 * 1024;
@@ -33,117 +50,117 @@ fn read_content(path: &std::path::Path, size: u64) -> std::io::Result<Vec<u8>> {
 }
 
 impl Outbound {
-    /// Runs one transaction; a stale reused connection is replaced once by a fresh one.
-    ///
-    /// Returns the recipients the site refused because of the source IP's reputation: they are
-    /// still pending and should go out from another IP of the pool.
+    /// Runs one transaction for `indexes` and records each recipient's outcome in `report`; a
+    /// stale reused connection is replaced once by a fresh one. Returns the recipients the site
+    /// refused because of the source IP (not recorded: the caller tries another IP).
     pub(super) async fn transact(
         &self,
-        envelope: &mut Envelope,
-        mut client: SmtpClient,
-        mut reused: bool,
-        target: &Target,
-        site: &str,
+        envelope: &Envelope,
+        (mut client, mut reused): (SmtpClient, bool),
+        hop: Hop<'_>,
         indexes: &[usize],
-    ) -> Vec<usize> {
+        report: &mut AttemptReport,
+    ) -> Option<Refusal> {
+        let source = hop.picked.address;
+        let host = &hop.target.host;
+        let all = |report: &mut AttemptReport, result: Outcome| {
+            for &index in indexes {
+                report.record(index, RecipientOutcome::local(result.clone(), source, host));
+            }
+        };
+        if envelope.smtputf8 && !client.capabilities.smtputf8 {
+            all(report, Outcome::Failed(Failure::Smtputf8Unsupported));
+            self.give_back(client).await;
+            return None;
+        }
         let recipients: Vec<String> = indexes
             .iter()
             .map(|&i| envelope.recipients[i].address.clone())
             .collect();
-        let source = client.source;
-        if envelope.smtputf8 && !client.capabilities.smtputf8 {
-            self.record_all(
-                envelope,
-                indexes,
-                source,
-                &target.host,
-                true,
-                "553 5.6.7 the next hop does not support SMTPUTF8",
-            );
-            self.give_back(client).await;
-            return Vec::new();
-        }
+        let request = MailRequest {
+            sender: &envelope.sender,
+            recipients: &recipients,
+            size: envelope.size,
+            eight_bit_mime: envelope.eight_bit_mime,
+            smtputf8: envelope.smtputf8,
+        };
         loop {
-            let request = MailRequest {
-                sender: &envelope.sender,
-                recipients: &recipients,
-                size: envelope.size,
-                eight_bit_mime: envelope.eight_bit_mime,
-                smtputf8: envelope.smtputf8,
-            };
-            let path = self.spool.content_path(&envelope.id);
-            let loaded = if envelope.size <= IN_MEMORY_CONTENT {
-                let path = path.clone();
-                let size = envelope.size;
-                tokio::task::spawn_blocking(move || read_content(&path, size))
-                    .await
-                    .unwrap_or_else(|error| Err(std::io::Error::other(error)))
-                    .map(Loaded::Memory)
-            } else {
-                tokio::fs::File::open(&path).await.map(|file| {
-                    // The file holds the envelope after the content: read only the content.
-                    Loaded::File(tokio::io::AsyncReadExt::take(
-                        tokio::io::BufReader::with_capacity(64 * 1024, file),
-                        envelope.size,
-                    ))
-                })
-            };
-            let mut loaded = match loaded {
+            let mut loaded = match self.load_content(envelope).await {
                 Ok(loaded) => loaded,
-                Err(error) => {
-                    tracing::error!(id = %envelope.id, path = %path.display(), %error, "cannot read the spooled content");
-                    let reply = format!("451 4.3.0 cannot read the spooled content: {error}");
-                    self.record_all(envelope, indexes, source, &target.host, false, &reply);
+                Err(detail) => {
+                    all(report, Outcome::Deferred(Deferral::Spool { detail }));
                     self.give_back(client).await;
-                    return Vec::new();
+                    return None;
                 }
             };
             let content = match &mut loaded {
                 Loaded::Memory(bytes) => Content::Memory(bytes),
                 Loaded::File(reader) => Content::Stream(reader),
             };
-            match client.send(&request, content).await {
-                Ok(outcome) => {
-                    let mut refused = Vec::new();
-                    for (&index, reply) in indexes.iter().zip(&outcome.replies) {
-                        if self.record_reply(envelope, index, source, target, site, reply) {
-                            refused.push(index);
-                        }
-                        envelope.recipients[index].tls_version = client.tls_version.clone();
-                    }
+            let error = match client.send(&request, content).await {
+                Ok(sent) => {
+                    let refusal =
+                        self.record_replies(indexes, &sent.replies, &client, &hop, report);
                     self.give_back(client).await;
-                    return refused;
+                    return refusal;
                 }
-                Err(error @ (ClientError::Io(_) | ClientError::Closed)) if reused => {
+                Err(error) => error,
+            };
+            let stale = reused && matches!(error, ClientError::Io(_) | ClientError::Closed);
+            let shaping = client.shaping.take();
+            drop(client);
+            let fresh = match shaping {
+                Some(shaping) if stale => {
                     tracing::debug!(id = %envelope.id, %error, "reused connection was stale; opening a new one");
-                    reused = false;
                     // The fresh connection takes over the stale one's place in the pair's limit.
-                    let Some(shaping) = client.shaping.take() else {
-                        return Vec::new();
-                    };
-                    drop(client);
-                    match self.open_session(envelope, source, target, shaping).await {
-                        Ok(fresh) => client = fresh,
-                        Err(_) => {
-                            let reply = format!("451 4.4.2 {error}");
-                            self.record_all(envelope, indexes, source, &target.host, false, &reply);
-                            return Vec::new();
-                        }
-                    }
+                    self.open_session(envelope, hop.picked, hop.target, shaping)
+                        .await
+                        .ok()
                 }
-                Err(error) => {
-                    self.record_all(
-                        envelope,
-                        indexes,
-                        source,
-                        &target.host,
-                        false,
-                        &format!("451 4.4.2 {error} ({})", target.addr),
+                _ => None,
+            };
+            match fresh {
+                Some(fresh) => (client, reused) = (fresh, false),
+                None => {
+                    let detail = if stale {
+                        error.to_string()
+                    } else {
+                        format!("{error} ({})", hop.target.addr)
+                    };
+                    all(
+                        report,
+                        Outcome::Deferred(Deferral::ConnectionLost { detail }),
                     );
-                    return Vec::new();
+                    return None;
                 }
             }
         }
+    }
+
+    /// The message's content for one attempt: in memory up to [`IN_MEMORY_CONTENT`], streamed
+    /// from the spool file beyond.
+    async fn load_content(&self, envelope: &Envelope) -> Result<Loaded, String> {
+        let path = self.spool.content_path(&envelope.id);
+        let loaded = if envelope.size <= IN_MEMORY_CONTENT {
+            let path = path.clone();
+            let size = envelope.size;
+            tokio::task::spawn_blocking(move || read_content(&path, size))
+                .await
+                .unwrap_or_else(|error| Err(std::io::Error::other(error)))
+                .map(Loaded::Memory)
+        } else {
+            tokio::fs::File::open(&path).await.map(|file| {
+                // The file holds the envelope after the content: read only the content.
+                Loaded::File(tokio::io::AsyncReadExt::take(
+                    tokio::io::BufReader::with_capacity(64 * 1024, file),
+                    envelope.size,
+                ))
+            })
+        };
+        loaded.map_err(|error| {
+            tracing::error!(id = %envelope.id, path = %path.display(), %error, "cannot read the spooled content");
+            format!("cannot read the spooled content: {error}")
+        })
     }
 
     /// Puts a connection back for reuse (waking one delivery waiting for its pair) or closes it.
@@ -159,93 +176,51 @@ impl Outbound {
         }
     }
 
-    /// Records one recipient's reply. Returns true when the site refused the source IP (see
-    /// [`super::classify`]): the recipient stays pending, and the pair is suspended.
-    fn record_reply(
+    /// Records what each recipient's reply means. A reply that refuses the source IP (see
+    /// [`super::classify`]) suspends the pair and is never a bounce: those recipients are
+    /// returned, still pending.
+    fn record_replies(
         &self,
-        envelope: &mut Envelope,
-        index: usize,
-        source: Option<IpAddr>,
-        target: &Target,
-        site: &str,
-        reply: &RemoteReply,
-    ) -> bool {
-        let hop = format!("{} ({})", target.host, target.addr);
-        if self.health.refusal(source, site, reply) {
-            envelope.recipients[index].remote_mta = Some(target.addr.ip().to_string());
-            // Never a bounce: the refusal is about the IP, not the recipient.
-            self.record(envelope, index, source, &hop, false, &reply.to_string());
-            return true;
-        }
-        if reply.is_positive() {
-            if let Some(address) = source {
-                self.health.delivered(address, site);
-            }
-            let recipient = &mut envelope.recipients[index];
-            recipient.state = RecipientState::Delivered;
-            recipient.last_reply = Some(reply.to_string());
-            recipient.remote_mta = Some(target.addr.ip().to_string());
-            recipient.source_ip = source;
-            tracing::info!(
-                id = %envelope.id,
-                configuration_set = envelope.configuration_set.as_deref().unwrap_or("-"),
-                pool = %envelope.pool,
-                source_ip = %source.map_or("host-default".to_string(), |s| s.to_string()),
-                next_hop = %hop,
-                recipient = %recipient.address,
-                reply = %reply,
-                "delivered"
-            );
-            false
-        } else {
-            envelope.recipients[index].remote_mta = Some(target.addr.ip().to_string());
-            self.record(
-                envelope,
-                index,
-                source,
-                &hop,
-                reply.is_permanent(),
-                &reply.to_string(),
-            );
-            false
-        }
-    }
-
-    /// [`Outbound::record`] for every recipient of a transaction.
-    pub(super) fn record_all(
-        &self,
-        envelope: &mut Envelope,
         indexes: &[usize],
-        source: Option<IpAddr>,
-        hop: &str,
-        permanent: bool,
-        reply: &str,
-    ) {
-        for &index in indexes {
-            self.record(envelope, index, source, hop, permanent, reply);
+        replies: &[RemoteReply],
+        client: &SmtpClient,
+        hop: &Hop<'_>,
+        report: &mut AttemptReport,
+    ) -> Option<Refusal> {
+        let source = hop.picked.address;
+        let remote_mta = hop.target.addr.ip();
+        let mut refusal: Option<Refusal> = None;
+        for (&index, reply) in indexes.iter().zip(replies) {
+            if self.refuses_source(source, hop.site, reply) {
+                let refused = refusal.get_or_insert_with(|| Refusal {
+                    recipients: Vec::new(),
+                    reply: reply.to_string(),
+                    remote_mta,
+                });
+                refused.recipients.push(index);
+                continue;
+            }
+            let result = if reply.is_positive() {
+                if let Some(address) = source {
+                    self.health.delivered(address, hop.site);
+                }
+                Outcome::Delivered(reply.clone())
+            } else if reply.is_permanent() {
+                Outcome::Failed(Failure::Remote(reply.clone()))
+            } else {
+                Outcome::Deferred(Deferral::Remote(reply.clone()))
+            };
+            report.record(
+                index,
+                RecipientOutcome {
+                    result,
+                    source_ip: source,
+                    next_hop: format!("{} ({})", hop.target.host, hop.target.addr),
+                    remote_mta: Some(remote_mta),
+                    tls_version: client.tls_version.clone(),
+                },
+            );
         }
-    }
-
-    /// Records a deferral or a permanent failure and logs it with everything an operator needs.
-    pub(super) fn record(
-        &self,
-        envelope: &mut Envelope,
-        index: usize,
-        source: Option<IpAddr>,
-        hop: &str,
-        permanent: bool,
-        reply: &str,
-    ) {
-        let recipient = &mut envelope.recipients[index];
-        recipient.last_reply = Some(reply.to_string());
-        recipient.source_ip = source;
-        let source_ip = source.map_or("-".to_string(), |s| s.to_string());
-        let configuration_set = envelope.configuration_set.as_deref().unwrap_or("-");
-        if permanent {
-            recipient.state = RecipientState::Failed;
-            tracing::warn!(id = %envelope.id, configuration_set, pool = %envelope.pool, source_ip, next_hop = hop, recipient = %recipient.address, reply, "failed permanently");
-        } else {
-            tracing::warn!(id = %envelope.id, configuration_set, pool = %envelope.pool, source_ip, next_hop = hop, recipient = %recipient.address, reply, attempt = envelope.attempts, "deferred");
-        }
+        refusal
     }
 }

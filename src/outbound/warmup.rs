@@ -3,18 +3,20 @@
 //! An IP with `warmup_started` is on day `today - warmup_started + 1` of the schedule; while the
 //! schedule runs, each message attempt from it takes one unit of that day's cap. When every IP of
 //! a pool is capped, its mail goes to the pool's `overflow_pool` or waits for the caps to reset at
-//! midnight UTC. The day's counts are saved in the spool folder (`warmup.json`) about once a
-//! second, so a restart does not hand out a day's cap twice.
+//! midnight UTC. The day's counts are saved in the spool folder (`warmup.json`) by the relay's
+//! periodic upkeep and at shutdown, so a restart does not hand out a day's cap twice.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::Mutex;
+
+use parking_lot::Mutex;
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::settings::WarmupSettings;
+use crate::spool::state_file::StateFile;
 
 /// What the warm-up says about an IP today.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +52,7 @@ impl WarmupState {
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct DayCounts {
     day: Option<NaiveDate>,
     counts: HashMap<IpAddr, u64>,
@@ -58,28 +60,24 @@ struct DayCounts {
 
 /// Today's sends per warming IP.
 pub struct WarmupLedger {
-    path: Option<PathBuf>,
-    state: Mutex<(DayCounts, bool)>,
+    file: StateFile,
+    counts: Mutex<DayCounts>,
 }
 
 impl WarmupLedger {
     /// Loads the counts saved in `path` (missing or unreadable: start from zero).
     pub fn load(path: Option<PathBuf>) -> Self {
-        let counts = path
-            .as_ref()
-            .and_then(|p| std::fs::read(p).ok())
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
+        let file = StateFile::new(path);
+        let counts = file.load().unwrap_or_default();
         Self {
-            path,
-            state: Mutex::new((counts, false)),
+            file,
+            counts: Mutex::new(counts),
         }
     }
 
     /// Takes one message from `ip`'s cap for `today`; false when the cap is used up.
     pub fn try_take(&self, ip: IpAddr, today: NaiveDate, cap: u64) -> bool {
-        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (counts, dirty) = &mut *guard;
+        let mut counts = self.counts.lock();
         if counts.day != Some(today) {
             counts.day = Some(today);
             counts.counts.clear();
@@ -89,26 +87,13 @@ impl WarmupLedger {
             return false;
         }
         *used += 1;
-        *dirty = true;
+        self.file.changed();
         true
     }
 
-    /// Blocking: writes the counts if they changed (temp file and rename).
+    /// Blocking: writes the counts if they changed.
     pub fn save(&self) -> std::io::Result<()> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        let bytes = {
-            let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            if !guard.1 {
-                return Ok(());
-            }
-            guard.1 = false;
-            serde_json::to_vec(&guard.0)?
-        };
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, path)
+        self.file.save(|| self.counts.lock().clone())
     }
 }
 

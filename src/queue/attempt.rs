@@ -1,19 +1,18 @@
-//! One delivery attempt of one message, and everything that follows from its outcome:
-//! expiry, events, bounces (DSN), and recording the new state in the spool.
+//! One delivery attempt of one message, and everything that follows from its outcome: the
+//! recipients' new states, expiry, logs, metrics, events, bounces (DSN), and recording the new
+//! state in the spool.
 
 use std::sync::Arc;
 
-use super::dsn::{self, DsnRequest, Reported};
-use super::events::{EventLog, RecipientOutcome};
+use super::bounce;
+use super::dsn;
+use super::slot::DeliverySlot;
 use crate::config::QueueSettings;
+use crate::events::{DelayType, EventLog, RecipientOutcome};
 use crate::metrics::{self, METRICS};
 use crate::outbound::Outbound;
-use crate::spool::{Envelope, Recipient, RecipientState, Spool, new_message_id, unix_now};
-
-/// The most of the original message a DSN carries with `RET=FULL`; larger ones get the headers.
-const MAX_RETURNED_MESSAGE: u64 = 1024 * 1024;
-/// The most of the original headers a DSN carries.
-const MAX_RETURNED_HEADERS: usize = 64 * 1024;
+use crate::outbound::report::{AttemptReport, Outcome};
+use crate::spool::{Envelope, Recipient, RecipientState, Spool, unix_now};
 
 /// What attempts share.
 pub struct AttemptContext {
@@ -25,15 +24,15 @@ pub struct AttemptContext {
     pub hostname: String,
 }
 
-/// After an attempt: the message to retry (if any recipient is pending) and new messages to queue
-/// (a bounce).
-pub struct Outcome {
+/// After an attempt: the message to retry (if any recipient is pending) and new messages to
+/// queue (a bounce).
+pub struct Finished {
     pub id: String,
     pub retry: Option<Envelope>,
     pub created: Vec<Envelope>,
 }
 
-fn outcome_of(recipient: &Recipient, default_status: &str) -> RecipientOutcome {
+pub(super) fn outcome_of(recipient: &Recipient, default_status: &str) -> RecipientOutcome {
     let diagnostic = recipient.last_reply.clone().unwrap_or_default();
     let status = if diagnostic.is_empty() {
         default_status.to_string()
@@ -59,17 +58,17 @@ pub fn expiry_for(envelope: &Envelope, settings: &QueueSettings) -> u64 {
     }
 }
 
-/// Fails every pending recipient of an expired message.
-fn expire(envelope: &mut Envelope, now: u64) -> bool {
+/// Fails every pending recipient of an expired message; returns their indexes.
+fn expire(envelope: &mut Envelope, now: u64) -> Vec<usize> {
     if envelope.is_finished() || now < envelope.expires_at {
-        return false;
+        return Vec::new();
     }
     let minutes = envelope.expires_at.saturating_sub(envelope.received_at) / 60;
-    for recipient in envelope
-        .recipients
-        .iter_mut()
-        .filter(|r| r.state == RecipientState::Pending)
-    {
+    let mut expired = Vec::new();
+    for (index, recipient) in envelope.recipients.iter_mut().enumerate() {
+        if recipient.state != RecipientState::Pending {
+            continue;
+        }
         let last = recipient
             .last_reply
             .take()
@@ -78,69 +77,83 @@ fn expire(envelope: &mut Envelope, now: u64) -> bool {
             "550 4.4.7 Message expired: unable to deliver in {minutes} minutes (last error: {last})"
         ));
         recipient.state = RecipientState::Failed;
+        expired.push(index);
     }
     tracing::warn!(id = %envelope.id, pool = %envelope.pool, minutes, "message expired");
-    true
+    expired
 }
 
-/// One attempt. `slot` is the scheduler's delivery slot, held until the attempt ends or waits for
-/// a shaping limit.
-pub async fn attempt(
-    ctx: Arc<AttemptContext>,
-    mut envelope: Envelope,
-    mut slot: crate::outbound::shaping::DeliverySlot,
-) -> Outcome {
-    envelope.expires_at = expiry_for(&envelope, &ctx.settings);
-    let was_pending: Vec<bool> = envelope
-        .recipients
-        .iter()
-        .map(|r| r.state == RecipientState::Pending)
-        .collect();
-    let untouched = ctx.outbound.deliver(&mut envelope, &mut slot).await;
-    expire(&mut envelope, unix_now());
-    // Recipients not attempted (shutdown came while they waited for a shaping limit) and still
-    // pending are not reported as delayed; if nothing was attempted, the attempt does not count.
-    let mut was_pending = was_pending;
-    for &index in &untouched {
-        if envelope.recipients[index].state == RecipientState::Pending {
-            was_pending[index] = false;
+/// Writes the attempt's outcomes into the envelope and logs each one with everything an
+/// operator needs. Returns which recipients the attempt changed. The attempt counts only if it
+/// attempted something.
+fn apply(envelope: &mut Envelope, report: &AttemptReport) -> Vec<bool> {
+    let mut changed = vec![false; envelope.recipients.len()];
+    if report.attempted_any() {
+        envelope.attempts += 1;
+    }
+    if let Some(address) = report.last_source_ip {
+        envelope.last_source_ip = Some(address);
+    }
+    let configuration_set = envelope.configuration_set.as_deref().unwrap_or("-");
+    for (index, outcome) in report.outcomes() {
+        changed[index] = true;
+        let recipient = &mut envelope.recipients[index];
+        let reply = outcome.result.reply();
+        recipient.last_reply = Some(reply.clone());
+        recipient.source_ip = outcome.source_ip;
+        recipient.tls_version = outcome.tls_version.clone();
+        if let Some(remote) = outcome.remote_mta {
+            recipient.remote_mta = Some(remote.to_string());
+        }
+        let source_ip = outcome
+            .source_ip
+            .map_or_else(|| "-".to_string(), |ip| ip.to_string());
+        let (id, pool, next_hop) = (&envelope.id, &envelope.pool, &outcome.next_hop);
+        let address = &recipient.address;
+        match &outcome.result {
+            Outcome::Delivered(_) => {
+                recipient.state = RecipientState::Delivered;
+                tracing::info!(%id, configuration_set, %pool, source_ip, next_hop, recipient = %address, reply, "delivered");
+            }
+            Outcome::Failed(_) => {
+                recipient.state = RecipientState::Failed;
+                tracing::warn!(%id, configuration_set, %pool, source_ip, next_hop, recipient = %address, reply, "failed permanently");
+            }
+            Outcome::Deferred(_) => {
+                tracing::warn!(%id, configuration_set, %pool, source_ip, next_hop, recipient = %address, reply, attempt = envelope.attempts, "deferred");
+            }
         }
     }
-    if !untouched.is_empty() && !was_pending.iter().any(|was| *was) {
-        envelope.attempts = envelope.attempts.saturating_sub(1);
-    }
+    changed
+}
 
-    // Metrics and events for what changed in this attempt.
+/// Metrics and events for the recipients this attempt changed, by their new state.
+fn publish(events: &EventLog, envelope: &Envelope, changed: &[bool], report: &AttemptReport) {
     let now = unix_now();
-    for (recipient, was) in envelope.recipients.iter().zip(&was_pending) {
-        if !*was {
-            continue;
-        }
-        let labels = metrics::outcome(&envelope.pool, recipient.source_ip);
-        match recipient.state {
-            RecipientState::Delivered => {
-                METRICS.delivered.get_or_create(&labels).inc();
-                METRICS
-                    .delivery_seconds
-                    .observe(now.saturating_sub(envelope.received_at) as f64);
-            }
-            RecipientState::Pending => {
-                METRICS.deferred.get_or_create(&labels).inc();
-            }
-            RecipientState::Failed => {
-                METRICS.bounced.get_or_create(&labels).inc();
-            }
-        }
-    }
-    let changed = |state: RecipientState| {
+    let changed_in = |state: RecipientState| {
         envelope
             .recipients
             .iter()
-            .zip(&was_pending)
-            .filter(move |(r, was)| **was && r.state == state)
+            .zip(changed)
+            .filter(move |(r, changed)| **changed && r.state == state)
             .map(|(r, _)| r)
     };
-    let mut delivered: Vec<RecipientOutcome> = changed(RecipientState::Delivered)
+    for recipient in changed_in(RecipientState::Delivered) {
+        let labels = metrics::outcome(&envelope.pool, recipient.source_ip);
+        METRICS.delivered.get_or_create(&labels).inc();
+        METRICS
+            .delivery_seconds
+            .observe(now.saturating_sub(envelope.received_at) as f64);
+    }
+    for recipient in changed_in(RecipientState::Pending) {
+        let labels = metrics::outcome(&envelope.pool, recipient.source_ip);
+        METRICS.deferred.get_or_create(&labels).inc();
+    }
+    for recipient in changed_in(RecipientState::Failed) {
+        let labels = metrics::outcome(&envelope.pool, recipient.source_ip);
+        METRICS.bounced.get_or_create(&labels).inc();
+    }
+    let mut delivered: Vec<RecipientOutcome> = changed_in(RecipientState::Delivered)
         .map(|r| outcome_of(r, "2.0.0"))
         .collect();
     while !delivered.is_empty() {
@@ -148,52 +161,67 @@ pub async fn attempt(
         let first = delivered[0].diagnostic.clone();
         let (same, rest): (Vec<_>, Vec<_>) =
             delivered.into_iter().partition(|r| r.diagnostic == first);
-        ctx.events.delivery(&envelope, &same);
+        events.delivery(envelope, &same);
         delivered = rest;
     }
-    let bounced: Vec<RecipientOutcome> = changed(RecipientState::Failed)
+    let bounced: Vec<RecipientOutcome> = changed_in(RecipientState::Failed)
         .map(|r| outcome_of(r, "5.0.0"))
         .collect();
-    ctx.events.bounce(&envelope, &bounced);
-    let delayed: Vec<RecipientOutcome> = changed(RecipientState::Pending)
+    events.bounce(envelope, &bounced);
+    let delayed: Vec<RecipientOutcome> = changed_in(RecipientState::Pending)
         .map(|r| outcome_of(r, "4.0.0"))
         .collect();
-    ctx.events.delivery_delay(&envelope, &delayed);
+    events.delivery_delay(envelope, delay_type(report), &delayed);
+}
 
-    // A bounce for final recipients not yet reported that asked for one (including any whose
-    // bounce could not be spooled on an earlier attempt).
-    let mut created = Vec::new();
-    let wants_report = |r: &Recipient| match r.state {
-        RecipientState::Failed => r.notify.on_failure(),
-        RecipientState::Delivered => r.notify.on_success(),
-        RecipientState::Pending => false,
+/// SES `delayType` of the attempt's deferrals: that of the first deferred recipient.
+fn delay_type(report: &AttemptReport) -> DelayType {
+    let first = report
+        .outcomes()
+        .find_map(|(_, outcome)| match &outcome.result {
+            Outcome::Deferred(deferral) => Some(deferral),
+            _ => None,
+        });
+    match first {
+        Some(deferral) if deferral.is_ip_failure() => DelayType::IpFailure,
+        _ => DelayType::TransientCommunicationFailure,
+    }
+}
+
+/// One attempt. `slot` is the scheduler's delivery slot, held until the attempt ends or waits
+/// for a shaping limit.
+pub async fn attempt(
+    ctx: Arc<AttemptContext>,
+    mut envelope: Envelope,
+    mut slot: DeliverySlot,
+) -> Finished {
+    envelope.expires_at = expiry_for(&envelope, &ctx.settings);
+    let report = ctx.outbound.deliver(&envelope, &mut slot).await;
+    let mut changed = apply(&mut envelope, &report);
+    for index in expire(&mut envelope, unix_now()) {
+        changed[index] = true;
+    }
+    publish(&ctx.events, &envelope, &changed, &report);
+    let (created, report_done) = match bounce::report_final(&ctx, &mut envelope).await {
+        Ok(created) => (created.into_iter().collect(), true),
+        Err(error) => {
+            tracing::error!(id = %envelope.id, %error, "cannot spool the bounce; the message is kept and it is tried again");
+            (Vec::new(), false)
+        }
     };
-    let reportable: Vec<usize> = (0..envelope.recipients.len())
-        .filter(|&i| !envelope.recipients[i].reported && wants_report(&envelope.recipients[i]))
-        .collect();
-    let mut report_done = true;
-    if !reportable.is_empty() && !envelope.sender.is_empty() && !envelope.is_dsn {
-        match send_dsn(&ctx, &envelope, &reportable).await {
-            Ok(dsn) => created.push(dsn),
-            Err(error) => {
-                report_done = false;
-                tracing::error!(id = %envelope.id, %error, "cannot spool the bounce; the message is kept and it is tried again");
-            }
-        }
-    }
-    if report_done {
-        for recipient in envelope
-            .recipients
-            .iter_mut()
-            .filter(|r| r.state != RecipientState::Pending)
-        {
-            recipient.reported = true;
-        }
-    }
-
     let finished = envelope.is_finished() && report_done;
+    persist(&ctx.spool, &envelope, finished).await;
+    Finished {
+        id: envelope.id.clone(),
+        retry: (!finished).then_some(envelope),
+        created,
+    }
+}
+
+/// Records the message's new state, or removes it when it is finished.
+async fn persist(spool: &Spool, envelope: &Envelope, finished: bool) {
     let snapshot = envelope.clone();
-    let spool = ctx.spool.clone();
+    let spool = spool.clone();
     let persisted = tokio::task::spawn_blocking(move || {
         if finished {
             spool.remove(&snapshot.id)
@@ -209,98 +237,6 @@ pub async fn attempt(
         }
         Err(error) => tracing::error!(id = %envelope.id, %error, "spool update task failed"),
     }
-    Outcome {
-        id: envelope.id.clone(),
-        retry: (!finished).then_some(envelope),
-        created,
-    }
-}
-
-/// Builds the DSN for `indexes` of `envelope`, spools it durably and returns its envelope.
-async fn send_dsn(
-    ctx: &AttemptContext,
-    envelope: &Envelope,
-    indexes: &[usize],
-) -> std::io::Result<Envelope> {
-    let path = ctx.spool.content_path(&envelope.id);
-    let full = envelope.ret_full && envelope.size <= MAX_RETURNED_MESSAGE;
-    let size = envelope.size;
-    let original = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        use std::io::Read;
-        let limit = if full {
-            size
-        } else {
-            (MAX_RETURNED_HEADERS as u64).min(size)
-        };
-        let mut bytes = Vec::with_capacity(limit as usize);
-        std::fs::File::open(path)?
-            .take(limit)
-            .read_to_end(&mut bytes)?;
-        Ok(bytes)
-    })
-    .await
-    .map_err(std::io::Error::other)??;
-    let original = if full {
-        &original[..]
-    } else {
-        dsn::header_block(&original, MAX_RETURNED_HEADERS)
-    };
-    let reported: Vec<Reported> = indexes
-        .iter()
-        .map(|&i| {
-            let r = &envelope.recipients[i];
-            let failed = r.state == RecipientState::Failed;
-            let outcome = outcome_of(r, if failed { "5.0.0" } else { "2.0.0" });
-            Reported {
-                address: r.address.clone(),
-                // smtp-proto keeps the address of `ORCPT=rfc822;addr`, without its type.
-                original_recipient: r.orcpt.as_ref().map(|address| format!("rfc822;{address}")),
-                action: if failed { "failed" } else { "delivered" },
-                status: outcome.status,
-                remote_mta: r.remote_mta.clone(),
-                diagnostic: outcome.diagnostic,
-            }
-        })
-        .collect();
-    let id = new_message_id();
-    let content = dsn::build(&DsnRequest {
-        reporting_mta: &ctx.hostname,
-        original_sender: &envelope.sender,
-        original_id: &envelope.id,
-        envid: envelope.envid.as_deref(),
-        arrival: envelope.received_at,
-        recipients: &reported,
-        original,
-        full,
-        token: &id,
-    });
-    let now = unix_now();
-    let dsn_envelope = Envelope {
-        id: id.clone(),
-        received_at: now,
-        sender: String::new(),
-        recipients: vec![Recipient::new(envelope.sender.clone())],
-        configuration_set: envelope.configuration_set.clone(),
-        pool: envelope.pool.clone(),
-        client_ip: envelope.client_ip,
-        client_helo: ctx.hostname.clone(),
-        size: content.len() as u64,
-        smtputf8: envelope.smtputf8,
-        eight_bit_mime: false,
-        attempts: 0,
-        last_source_ip: None,
-        expires_at: now + ctx.settings.max_age.as_secs(),
-        is_dsn: true,
-        held: false,
-        envid: None,
-        ret_full: false,
-        tags: envelope.tags.clone(),
-    };
-    let mut writer = ctx.spool.writer(&id);
-    writer.buffer().extend_from_slice(&content);
-    writer.commit(dsn_envelope.clone()).await?;
-    tracing::info!(id = %envelope.id, dsn = %id, recipients = indexes.len(), to = %envelope.sender, "bounce queued");
-    Ok(dsn_envelope)
 }
 
 #[cfg(test)]
@@ -319,8 +255,8 @@ mod tests {
             "size": 1, "expires_at": 1600
         }))
         .unwrap();
-        assert!(!expire(&mut envelope, 1599));
-        assert!(expire(&mut envelope, 1600));
+        assert!(expire(&mut envelope, 1599).is_empty());
+        assert_eq!(expire(&mut envelope, 1600), vec![1]);
         assert_eq!(envelope.recipients[0].state, RecipientState::Delivered);
         assert_eq!(envelope.recipients[1].state, RecipientState::Failed);
         let reply = envelope.recipients[1].last_reply.clone().unwrap();

@@ -18,10 +18,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub mod attempt;
+mod bounce;
 pub mod dsn;
-pub mod events;
 pub mod operations;
 mod scheduler;
+mod slot;
 
 pub use operations::{QueueEntry, QueueError};
 pub use scheduler::Scheduler;

@@ -14,10 +14,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::attempt::{self, AttemptContext, Outcome};
+use super::attempt::{self, AttemptContext, Finished};
 use super::operations::{Command, EntryRecipient, EntryState, QueueEntry, QueueError};
+use super::slot::DeliverySlot;
 use super::{jittered, retry_delay};
-use crate::outbound::shaping::DeliverySlot;
+use crate::outbound::BackInRotation;
 use crate::spool::{Envelope, unix_now};
 
 /// How long shutdown waits for deliveries in progress before abandoning them (their messages
@@ -84,7 +85,7 @@ impl Scheduler {
             }
         }
         let settings = self.context.settings.clone();
-        let mut tasks: JoinSet<Outcome> = JoinSet::new();
+        let mut tasks: JoinSet<Finished> = JoinSet::new();
         // A delivery holds a slot while it works; one waiting for a shaping limit gives it back,
         // so deliveries for other sites and pools keep going.
         let slots = Arc::new(Semaphore::new(settings.max_concurrent_deliveries));
@@ -102,7 +103,7 @@ impl Scheduler {
                     self.start(&mut tasks, permit);
                 }
                 Some(envelope) = self.receiver.recv() => self.ready.push_back(envelope),
-                _ = self.context.outbound.health.returned_signal.notified() => self.retry_returned_pools(),
+                back = self.context.outbound.pools_back_in_rotation() => self.retry_pools(back),
                 Some(command) = self.commands.recv() => self.command(command).await,
                 Some(finished) = tasks.join_next(), if !tasks.is_empty() => match finished {
                     Ok(outcome) => {
@@ -149,22 +150,14 @@ impl Scheduler {
         tasks.abort_all();
         self.context.outbound.close_idle(true).await;
         let outbound = self.context.outbound.clone();
-        let saved = tokio::task::spawn_blocking(move || {
-            if let Err(error) = outbound.warmup_ledger.save() {
-                tracing::error!(%error, "cannot save the warm-up counts");
-            }
-            if let Err(error) = outbound.health.save() {
-                tracing::error!(%error, "cannot save the site suspensions");
-            }
-        })
-        .await;
+        let saved = tokio::task::spawn_blocking(move || outbound.save_state()).await;
         if let Err(error) = saved {
             tracing::error!(%error, "cannot save the warm-up counts and site suspensions");
         }
     }
 
     /// Starts an attempt for the first ready message.
-    fn start(&mut self, tasks: &mut JoinSet<Outcome>, slot: OwnedSemaphorePermit) {
+    fn start(&mut self, tasks: &mut JoinSet<Finished>, slot: OwnedSemaphorePermit) {
         if let Some(envelope) = self.ready.pop_front() {
             let stop = self.shutdown.child_token();
             let snapshot = envelope.clone();
@@ -186,21 +179,15 @@ impl Scheduler {
 
     /// Source addresses came back into rotation: mail waiting for their pools goes now rather
     /// than at its next retry time.
-    fn retry_returned_pools(&mut self) {
-        let returned = self.context.outbound.health.take_returned();
-        let registry = self.context.outbound.registry.load();
-        let pools: Vec<String> = returned
-            .iter()
-            .flat_map(|&address| registry.pools_of(address))
-            .collect();
+    fn retry_pools(&mut self, back: BackInRotation) {
         let due: Vec<String> = self
             .waiting
             .iter()
-            .filter(|(_, (_, envelope))| pools.contains(&envelope.pool))
+            .filter(|(_, (_, envelope))| back.pools.contains(&envelope.pool))
             .map(|(id, _)| id.clone())
             .collect();
         if !due.is_empty() {
-            tracing::info!(addresses = ?returned, messages = due.len(), "source IPs back in rotation; retrying their pools' mail now");
+            tracing::info!(addresses = ?back.addresses, messages = due.len(), "source IPs back in rotation; retrying their pools' mail now");
         }
         for id in due {
             if let Some((_, envelope)) = self.waiting.remove(&id) {

@@ -10,7 +10,9 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -86,7 +88,7 @@ pub(super) struct OpenGuard {
 impl OpenGuard {
     fn new(shared: Arc<Shared>, ip: IpAddr) -> Self {
         {
-            let mut open = shared.open.lock().unwrap_or_else(|p| p.into_inner());
+            let mut open = shared.open.lock();
             let entry = open.entry(ip).or_default();
             entry.0 += 1;
             entry.1 = entry.1.max(entry.0);
@@ -97,7 +99,7 @@ impl OpenGuard {
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        let mut open = self.shared.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self.shared.open.lock();
         if let Some(entry) = open.get_mut(&self.ip) {
             entry.0 = entry.0.saturating_sub(1);
         }
@@ -186,11 +188,7 @@ impl Sink {
                 let Ok((stream, peer)) = accepted else {
                     continue;
                 };
-                accept_shared
-                    .connections
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(peer);
+                accept_shared.connections.lock().push(peer);
                 let shared = accept_shared.clone();
                 let stop = accept_stop.clone();
                 tokio::spawn(async move {
@@ -222,11 +220,7 @@ impl Sink {
 
     /// Refuses mail from `source` (`None`: accepts it again).
     pub fn refuse(&self, source: IpAddr, refusal: Option<Refusal>) {
-        let mut refusals = self
-            .shared
-            .refusals
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut refusals = self.shared.refusals.lock();
         match refusal {
             Some(refusal) => refusals.insert(source, refusal),
             None => refusals.remove(&source),
@@ -235,11 +229,7 @@ impl Sink {
 
     /// Delays every reply to the end of DATA by `delay`.
     pub fn delay_final_replies(&self, delay: Duration) {
-        *self
-            .shared
-            .final_reply_delay
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = delay;
+        *self.shared.final_reply_delay.lock() = delay;
     }
 
     /// The most connections that were open at once, per source IP.
@@ -247,7 +237,6 @@ impl Sink {
         self.shared
             .open
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .iter()
             .map(|(ip, (_, peak))| (*ip, *peak))
             .collect()
@@ -255,38 +244,22 @@ impl Sink {
 
     /// Counts of what arrived so far.
     pub fn counts(&self) -> SinkCounts {
-        self.shared
-            .counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.shared.counts.lock().clone()
     }
 
     /// Every message received so far.
     pub fn messages(&self) -> Vec<SinkMessage> {
-        self.shared
-            .messages
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.shared.messages.lock().clone()
     }
 
     /// Peer addresses of every connection accepted so far.
     pub fn connections(&self) -> Vec<SocketAddr> {
-        self.shared
-            .connections
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.shared.connections.lock().clone()
     }
 
     /// Every RCPT command seen so far, with the code the sink answered.
     pub fn rcpt_attempts(&self) -> Vec<RcptAttempt> {
-        self.shared
-            .rcpt_attempts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.shared.rcpt_attempts.lock().clone()
     }
 
     /// Waits until at least `count` RCPT commands have been answered, or `timeout` passes.

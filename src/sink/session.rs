@@ -26,12 +26,7 @@ pub(super) async fn serve(
     let mut stream = SmtpStream::Plain(stream);
     let mut input = BytesMut::with_capacity(8192);
     let mut output = Vec::new();
-    let refusal = shared
-        .refusals
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&peer.ip())
-        .cloned();
+    let refusal = shared.refusals.lock().get(&peer.ip()).cloned();
     if let Some(refusal) = refusal.as_ref().filter(|r| r.at_greeting) {
         stream
             .write_all(format!("{}\r\n", refusal.reply).as_bytes())
@@ -97,7 +92,6 @@ pub(super) async fn serve(
                     let refused = shared
                         .refusals
                         .lock()
-                        .unwrap_or_else(|p| p.into_inner())
                         .get(&peer.ip())
                         .map(|r| r.reply.clone());
                     let reply = if let Some(line) = refused {
@@ -117,11 +111,7 @@ pub(super) async fn serve(
                         code: reply.code,
                         at: std::time::Instant::now(),
                     };
-                    shared
-                        .rcpt_attempts
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(attempt);
+                    shared.rcpt_attempts.lock().push(attempt);
                     shared.arrived.notify_waiters();
                     reply
                 }
@@ -197,23 +187,16 @@ pub(super) async fn serve(
                 tls: stream.tls_description().is_some(),
             };
             {
-                let mut counts = shared.counts.lock().unwrap_or_else(|p| p.into_inner());
+                let mut counts = shared.counts.lock();
                 counts.messages += 1;
                 *counts.per_ip.entry(peer.ip()).or_default() += 1;
                 counts.not_clean += u64::from(message.violation.is_some());
             }
             if shared.keep_messages {
-                shared
-                    .messages
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(message);
+                shared.messages.lock().push(message);
             }
             shared.arrived.notify_waiters();
-            let delay = *shared
-                .final_reply_delay
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let delay = *shared.final_reply_delay.lock();
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }

@@ -15,11 +15,16 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex};
 
 use tokio::sync::oneshot;
 
-type Waiter = oneshot::Sender<Result<(), String>>;
+/// A flush's result as every waiter sees it: the OS error itself, shared, so its kind (ENOSPC,
+/// EDQUOT) reaches the session that decides between 452 and 451.
+type Flushed = Result<(), Arc<io::Error>>;
+type Waiter = oneshot::Sender<Flushed>;
 
 #[derive(Default)]
 struct State {
@@ -62,13 +67,13 @@ impl GroupSync {
     pub async fn sync(&self) -> io::Result<()> {
         let (sender, receiver) = oneshot::channel();
         {
-            let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut state = self.shared.state.lock();
             state.waiting.push(sender);
         }
         self.shared.wake.notify_one();
         match receiver.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(io::Error::other(message)),
+            Ok(Err(error)) => Err(copy_error(&error)),
             Err(_) => Err(io::Error::other("the spool sync thread stopped")),
         }
     }
@@ -76,21 +81,26 @@ impl GroupSync {
 
 impl Drop for GroupSync {
     fn drop(&mut self) {
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .closed = true;
+        self.shared.state.lock().closed = true;
         self.shared.wake.notify_one();
+    }
+}
+
+/// One waiter's own copy of a shared flush error: the same OS error code (so ENOSPC stays
+/// ENOSPC), or the same kind and text.
+fn copy_error(error: &io::Error) -> io::Error {
+    match error.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(error.kind(), format!("syncfs failed: {error}")),
     }
 }
 
 fn run(handle: File, shared: Arc<Shared>) {
     loop {
         let batch = {
-            let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut state = shared.state.lock();
             while state.waiting.is_empty() && !state.closed {
-                state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+                shared.wake.wait(&mut state);
             }
             if state.waiting.is_empty() {
                 return;
@@ -98,10 +108,10 @@ fn run(handle: File, shared: Arc<Shared>) {
             std::mem::take(&mut state.waiting)
         };
         // SAFETY: syncfs on a descriptor this thread owns for its whole life.
-        let result = if unsafe { libc::syncfs(handle.as_raw_fd()) } == 0 {
+        let result: Flushed = if unsafe { libc::syncfs(handle.as_raw_fd()) } == 0 {
             Ok(())
         } else {
-            Err(format!("syncfs failed: {}", io::Error::last_os_error()))
+            Err(Arc::new(io::Error::last_os_error()))
         };
         for waiter in batch {
             let _ = waiter.send(result.clone());
@@ -112,6 +122,15 @@ fn run(handle: File, shared: Arc<Shared>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flush_error_keeps_its_os_error_code() {
+        let full = copy_error(&io::Error::from_raw_os_error(libc::ENOSPC));
+        assert_eq!(full.raw_os_error(), Some(libc::ENOSPC));
+        let other = copy_error(&io::Error::other("odd"));
+        assert_eq!(other.raw_os_error(), None);
+        assert!(other.to_string().contains("odd"));
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn many_waiters_are_all_answered() {

@@ -26,6 +26,7 @@
 mod envelope;
 mod group_sync;
 mod id;
+pub mod state_file;
 pub mod trailer;
 mod writer;
 

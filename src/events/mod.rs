@@ -5,16 +5,17 @@
 //! `ses:configuration-set`, `ses:source-ip` (the client), `ses:outgoing-ip` (the address the
 //! message actually left from) and the message's `X-SES-MESSAGE-TAGS` pairs.
 //!
-//! The file is opened in append mode and each event is one `write`, so lines from concurrent
-//! deliveries never interleave. It is not fsynced: events describe what happened, the spool is
-//! what keeps mail safe.
+//! Sessions and deliveries hand each event, as one line, to the log's writer thread (see
+//! `writer`), which appends them in batches: a slow disk never stalls an SMTP session, and lines
+//! never interleave. The file is not fsynced: events describe what happened, the spool is what
+//! keeps mail safe.
+
+mod writer;
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Mutex;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
@@ -34,8 +35,26 @@ pub struct RecipientOutcome {
     pub tls_version: Option<String>,
 }
 
+/// SES `delayType` of a DeliveryDelay event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DelayType {
+    /// The receiver refuses (or already refuses) the pool's IPs.
+    IpFailure,
+    /// Anything else temporary.
+    TransientCommunicationFailure,
+}
+
+impl DelayType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::IpFailure => "IPFailure",
+            Self::TransientCommunicationFailure => "TransientCommunicationFailure",
+        }
+    }
+}
+
 pub struct EventLog {
-    file: Option<Mutex<File>>,
+    writer: Option<writer::Writer>,
     reporting_mta: String,
 }
 
@@ -52,37 +71,35 @@ fn now() -> String {
 impl EventLog {
     /// Opens (creating) the log at `path`; `None` gives a log that writes nothing.
     pub fn open(path: Option<&Path>, reporting_mta: &str) -> io::Result<Self> {
-        let file = match path {
-            Some(path) => {
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)?;
-                }
-                Some(Mutex::new(
-                    OpenOptions::new().create(true).append(true).open(path)?,
-                ))
-            }
+        let writer = match path {
+            Some(path) => Some(writer::Writer::start(path)?),
             None => None,
         };
         Ok(Self {
-            file,
+            writer,
             reporting_mta: reporting_mta.to_string(),
         })
     }
 
     pub fn disabled() -> Self {
         Self {
-            file: None,
+            writer: None,
             reporting_mta: String::new(),
         }
     }
 
+    /// Returns once every event handed over so far is written to the file.
+    pub async fn flush(&self) {
+        if let Some(writer) = &self.writer {
+            writer.flush().await;
+        }
+    }
+
     fn write(&self, event: Value) {
-        let Some(file) = &self.file else { return };
-        let mut line = event.to_string();
-        line.push('\n');
-        let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(error) = file.write_all(line.as_bytes()) {
-            tracing::error!(%error, "cannot write to the event log");
+        if let Some(writer) = &self.writer {
+            let mut line = event.to_string();
+            line.push('\n');
+            writer.append(line);
         }
     }
 
@@ -150,14 +167,19 @@ impl EventLog {
     }
 
     /// Recipients deferred after an attempt.
-    pub fn delivery_delay(&self, envelope: &Envelope, delayed: &[RecipientOutcome]) {
+    pub fn delivery_delay(
+        &self,
+        envelope: &Envelope,
+        delay_type: DelayType,
+        delayed: &[RecipientOutcome],
+    ) {
         let Some(first) = delayed.first() else { return };
         self.write(json!({
             "eventType": "DeliveryDelay",
             "mail": self.mail(envelope, first.outgoing_ip, None),
             "deliveryDelay": {
                 "timestamp": now(),
-                "delayType": delay_type(&first.diagnostic),
+                "delayType": delay_type.as_str(),
                 "expirationTime": timestamp(envelope.expires_at),
                 "reportingMTA": self.reporting_mta,
                 "delayedRecipients": delayed.iter().map(|r| json!({
@@ -188,45 +210,5 @@ impl EventLog {
                 })).collect::<Vec<_>>(),
             }
         }));
-    }
-}
-
-/// SES `delayType` for a deferral: `IPFailure` when the receiver refused (or already refuses)
-/// the pool's IPs, `TransientCommunicationFailure` otherwise.
-fn delay_type(diagnostic: &str) -> &'static str {
-    if diagnostic.starts_with("451 4.7.0 ")
-        && (diagnostic.contains(" refuses the usable IPs ")
-            || diagnostic.contains(" is suspended for "))
-    {
-        "IPFailure"
-    } else {
-        "TransientCommunicationFailure"
-    }
-}
-
-#[cfg(test)]
-mod delay_type_tests {
-    use super::delay_type;
-
-    #[test]
-    fn refusals_of_the_ip_are_ip_failures() {
-        assert_eq!(
-            delay_type(
-                "451 4.7.0 127.0.0.1 refuses the usable IPs of pool p: 554 5.7.1 blocked using zen.spamhaus.org"
-            ),
-            "IPFailure"
-        );
-        assert_eq!(
-            delay_type("451 4.7.0 every usable IP of pool p is suspended for mx.google.test"),
-            "IPFailure"
-        );
-        assert_eq!(
-            delay_type("451 4.7.0 every IP of pool p is at its warm-up limit for today"),
-            "TransientCommunicationFailure"
-        );
-        assert_eq!(
-            delay_type("451 4.2.0 Mailbox busy"),
-            "TransientCommunicationFailure"
-        );
     }
 }

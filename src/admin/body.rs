@@ -1,0 +1,42 @@
+//! A request body as the operation handlers read it: a JSON object with typed accessors that
+//! turn a wrong type into a 400 naming the field.
+
+use serde_json::Value;
+
+use super::error::ApiError;
+
+/// A parsed request body: a JSON object (empty when there was no body).
+pub struct Body(pub serde_json::Map<String, Value>);
+
+impl Body {
+    /// An optional string field; present but not a string is an error.
+    pub fn string(&self, key: &str) -> Result<Option<String>, ApiError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.clone())),
+            Some(_) => Err(ApiError::BadRequest(format!("{key} must be a string"))),
+        }
+    }
+
+    pub fn required(&self, key: &str) -> Result<String, ApiError> {
+        self.string(key)?
+            .ok_or_else(|| ApiError::BadRequest(format!("{key} is required")))
+    }
+
+    pub fn number(&self, key: &str) -> Result<Option<u64>, ApiError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => value.as_u64().map(Some).ok_or_else(|| {
+                ApiError::BadRequest(format!("{key} must be a non-negative integer"))
+            }),
+        }
+    }
+
+    pub fn object(&self, key: &str) -> Result<Body, ApiError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(Body(Default::default())),
+            Some(Value::Object(map)) => Ok(Body(map.clone())),
+            Some(_) => Err(ApiError::BadRequest(format!("{key} must be an object"))),
+        }
+    }
+}

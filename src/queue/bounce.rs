@@ -1,0 +1,128 @@
+//! Bounces: the DSN (RFC 3464) for recipients that failed, or asked to hear of success,
+//! spooled like any other message and sent from `<>`.
+
+use super::attempt::{AttemptContext, outcome_of};
+use super::dsn::{self, DsnRequest, Reported};
+use crate::spool::{Envelope, Recipient, RecipientState, new_message_id, unix_now};
+
+/// The most of the original message a DSN carries with `RET=FULL`; larger ones get the headers.
+const MAX_RETURNED_MESSAGE: u64 = 1024 * 1024;
+/// The most of the original headers a DSN carries.
+const MAX_RETURNED_HEADERS: usize = 64 * 1024;
+
+/// Spools one bounce for the final recipients not yet reported that asked for one (including
+/// any whose bounce could not be spooled on an earlier attempt) and marks every final recipient
+/// reported. Returns the bounce to queue, if one was made. On a spool error nothing is marked,
+/// so the next attempt tries again.
+pub(super) async fn report_final(
+    ctx: &AttemptContext,
+    envelope: &mut Envelope,
+) -> Result<Option<Envelope>, std::io::Error> {
+    let wants_report = |r: &Recipient| match r.state {
+        RecipientState::Failed => r.notify.on_failure(),
+        RecipientState::Delivered => r.notify.on_success(),
+        RecipientState::Pending => false,
+    };
+    let reportable: Vec<usize> = (0..envelope.recipients.len())
+        .filter(|&i| !envelope.recipients[i].reported && wants_report(&envelope.recipients[i]))
+        .collect();
+    let mut created = None;
+    if !reportable.is_empty() && !envelope.sender.is_empty() && !envelope.is_dsn {
+        created = Some(send_dsn(ctx, envelope, &reportable).await?);
+    }
+    for recipient in envelope
+        .recipients
+        .iter_mut()
+        .filter(|r| r.state != RecipientState::Pending)
+    {
+        recipient.reported = true;
+    }
+    Ok(created)
+}
+
+/// Builds the DSN for `indexes` of `envelope`, spools it durably and returns its envelope.
+async fn send_dsn(
+    ctx: &AttemptContext,
+    envelope: &Envelope,
+    indexes: &[usize],
+) -> std::io::Result<Envelope> {
+    let path = ctx.spool.content_path(&envelope.id);
+    let full = envelope.ret_full && envelope.size <= MAX_RETURNED_MESSAGE;
+    let size = envelope.size;
+    let original = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        use std::io::Read;
+        let limit = if full {
+            size
+        } else {
+            (MAX_RETURNED_HEADERS as u64).min(size)
+        };
+        let mut bytes = Vec::with_capacity(limit as usize);
+        std::fs::File::open(path)?
+            .take(limit)
+            .read_to_end(&mut bytes)?;
+        Ok(bytes)
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    let original = if full {
+        &original[..]
+    } else {
+        dsn::header_block(&original, MAX_RETURNED_HEADERS)
+    };
+    let reported: Vec<Reported> = indexes
+        .iter()
+        .map(|&i| {
+            let r = &envelope.recipients[i];
+            let failed = r.state == RecipientState::Failed;
+            let outcome = outcome_of(r, if failed { "5.0.0" } else { "2.0.0" });
+            Reported {
+                address: r.address.clone(),
+                // smtp-proto keeps the address of `ORCPT=rfc822;addr`, without its type.
+                original_recipient: r.orcpt.as_ref().map(|address| format!("rfc822;{address}")),
+                action: if failed { "failed" } else { "delivered" },
+                status: outcome.status,
+                remote_mta: r.remote_mta.clone(),
+                diagnostic: outcome.diagnostic,
+            }
+        })
+        .collect();
+    let id = new_message_id();
+    let content = dsn::build(&DsnRequest {
+        reporting_mta: &ctx.hostname,
+        original_sender: &envelope.sender,
+        original_id: &envelope.id,
+        envid: envelope.envid.as_deref(),
+        arrival: envelope.received_at,
+        recipients: &reported,
+        original,
+        full,
+        token: &id,
+    });
+    let now = unix_now();
+    let dsn_envelope = Envelope {
+        id: id.clone(),
+        received_at: now,
+        sender: String::new(),
+        recipients: vec![Recipient::new(envelope.sender.clone())],
+        configuration_set: envelope.configuration_set.clone(),
+        pool: envelope.pool.clone(),
+        client_ip: envelope.client_ip,
+        client_helo: ctx.hostname.clone(),
+        size: content.len() as u64,
+        smtputf8: envelope.smtputf8,
+        eight_bit_mime: false,
+        attempts: 0,
+        last_source_ip: None,
+        expires_at: now + ctx.settings.max_age.as_secs(),
+        is_dsn: true,
+        held: false,
+        envid: None,
+        ret_full: false,
+        tags: envelope.tags.clone(),
+    };
+    let mut writer = ctx.spool.writer(&id);
+    writer.buffer().extend_from_slice(&content);
+    writer.commit(dsn_envelope.clone()).await?;
+    tracing::info!(id = %envelope.id, dsn = %id, recipients = indexes.len(), to = %envelope.sender, "bounce queued");
+    Ok(dsn_envelope)
+}
