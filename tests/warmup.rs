@@ -206,3 +206,69 @@ async fn warming_ips_send_exactly_their_cap_then_overflow_or_wait() {
     .unwrap();
     assert_eq!(saved["counts"]["127.0.0.3"], 3);
 }
+
+/// Mail that overflows to another pool leaves with the overflow IP's own EHLO name, not the
+/// relay's default name (the name is looked up with the IP it belongs to, not in the message's
+/// own pool).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overflow_mail_greets_with_the_overflow_ips_own_name() {
+    let sink = start_sink().await;
+    let today = chrono::Utc::now().date_naive();
+    let config = format!(
+        r#"{}{}[queue]
+retry_interval = "1h"
+[warmup]
+schedule = [1, 1000]
+
+[[pool]]
+name = "home"
+overflow_pool = "spill"
+[[pool]]
+name = "spill"
+
+[[ip]]
+address = "127.0.0.6"
+pool = "home"
+ehlo_hostname = "home.example.test"
+warmup_started = "{today}"
+[[ip]]
+address = "127.0.0.7"
+pool = "spill"
+ehlo_hostname = "spill.example.test"
+
+[[configuration_set]]
+name = "campaign"
+sending_pool = "home"
+"#,
+        smtp_section(""),
+        catch_all_route(sink.addr())
+    );
+    let relay = TestRelay::start(&config).await;
+    let (mut client, _) = RawClient::connect(relay.addr).await;
+    for n in 0..3 {
+        client
+            .send_for_set("campaign", "user@example.test", &format!("c-{n}"))
+            .await;
+    }
+    let received = sink.wait_for(3, WAIT).await;
+    let greetings: BTreeMap<String, (String, usize)> =
+        received.iter().fold(BTreeMap::new(), |mut seen, message| {
+            let entry = seen
+                .entry(message.peer.ip().to_string())
+                .or_insert((message.helo.clone(), 0));
+            assert_eq!(entry.0, message.helo, "one name per source IP");
+            entry.1 += 1;
+            seen
+        });
+    assert_eq!(
+        greetings.get("127.0.0.6"),
+        Some(&("home.example.test".to_string(), 1)),
+        "{greetings:?}"
+    );
+    assert_eq!(
+        greetings.get("127.0.0.7"),
+        Some(&("spill.example.test".to_string(), 2)),
+        "the overflow IP greets with its own name: {greetings:?}"
+    );
+    relay.stop().await;
+}

@@ -7,12 +7,19 @@ use bytes::Buf;
 use super::connection::read_more;
 use super::headers::HeaderFilter;
 use super::received::{Trace, received_header, sanitize_name};
-use super::session::Session;
+use super::refusal::Refusal;
+use super::session::{Session, Transaction};
 use crate::metrics::{METRICS, ReasonLabels};
 use crate::smtp::Reply;
-use crate::smtp::data::{DataReader, Violation};
+use crate::smtp::data::DataReader;
 use crate::smtp::stream::SmtpStream;
-use crate::spool::{Envelope, new_message_id, unix_now};
+use crate::spool::{Envelope, MessageWriter, new_message_id, unix_now};
+
+/// A message read to its end: its headers as filtered, and its pool or why it is refused.
+struct Received {
+    filter: HeaderFilter,
+    pool: Result<String, Refusal>,
+}
 
 impl Session {
     /// Reads the message after `354`, spools it and replies. `Ok(false)` ends the session.
@@ -22,33 +29,72 @@ impl Session {
         let Some(transaction) = self.end_transaction() else {
             return Ok(true);
         };
-        let ctx = self.ctx.clone();
-        let settings = &ctx.settings;
         let id = new_message_id();
-        let mut writer = ctx.spool.writer(&id);
-        writer.buffer().extend_from_slice(
-            received_header(&Trace {
-                helo: &helo,
-                client_ip: self.peer.ip(),
-                hostname: &settings.hostname,
-                esmtp,
-                id: &id,
-                recipients: &transaction
-                    .recipients
-                    .iter()
-                    .map(|r| r.address.clone())
-                    .collect::<Vec<_>>(),
-                tls: self.tls.clone(),
-                authenticated: self.authenticated.as_ref().map(|u| u.username.as_str()),
-            })
-            .as_bytes(),
-        );
-        let mut reader = DataReader::new(settings.bare_newline, settings.max_message_bytes);
+        let mut writer = self.ctx.spool.writer(&id);
+        let trace = Trace {
+            helo: &helo,
+            client_ip: self.peer.ip(),
+            hostname: &self.ctx.settings.hostname,
+            esmtp,
+            id: &id,
+            recipients: &transaction
+                .recipients
+                .iter()
+                .map(|r| r.address.clone())
+                .collect::<Vec<_>>(),
+            tls: self.tls.clone(),
+            authenticated: self.authenticated.as_ref().map(|u| u.username.as_str()),
+        };
+        writer
+            .buffer()
+            .extend_from_slice(received_header(&trace).as_bytes());
+        let Some(received) = self.read_message(stream, &id, &mut writer).await? else {
+            tracing::info!(client = %self.peer, id, "connection ended inside DATA; nothing was accepted");
+            return Ok(false);
+        };
+        let result = match received.pool {
+            Err(refusal) => Err(refusal),
+            Ok(pool) => {
+                let envelope = self.envelope(&id, &helo, transaction, pool, &received.filter);
+                self.accept(writer, envelope).await
+            }
+        };
+        let reply = match result {
+            Ok(reply) => {
+                METRICS.accepted.inc();
+                reply
+            }
+            Err(refusal) => {
+                let reply = refusal.reply();
+                tracing::info!(id, client = %self.peer.ip(), reply = %reply, "message refused");
+                let reason = refusal.metric_label().to_string();
+                METRICS
+                    .rejected
+                    .get_or_create(&ReasonLabels { reason })
+                    .inc();
+                reply
+            }
+        };
+        self.reply(reply);
+        Ok(true)
+    }
+
+    /// Reads the message to its end marker into `writer`, classifying it once its header block
+    /// is complete. After the first problem the rest is read and thrown away, so the reply comes
+    /// at the end of the message as SMTP requires. `None`: the client went away.
+    async fn read_message(
+        &mut self,
+        stream: &mut SmtpStream,
+        id: &str,
+        writer: &mut MessageWriter,
+    ) -> std::io::Result<Option<Received>> {
+        let settings = &self.ctx.settings;
+        let (limit, data_timeout) = (settings.max_message_bytes, settings.data_timeout);
+        let mut reader = DataReader::new(settings.bare_newline, limit);
         let mut filter = HeaderFilter::new();
         let mut content = Vec::with_capacity(16 * 1024);
-        let mut pool: Option<Result<String, Reply>> = None;
-        let mut spool_error: Option<std::io::Error> = None;
-        let data_timeout = settings.data_timeout;
+        let mut pool: Option<Result<String, Refusal>> = None;
+        let mut spool_error: Option<Refusal> = None;
         loop {
             if !self.input.is_empty() {
                 content.clear();
@@ -63,7 +109,7 @@ impl Session {
                         pool = Some(self.classify(filter.configuration_set()));
                     }
                     if let Err(error) = writer.flush_if_large().await {
-                        spool_error = Some(error);
+                        spool_error = Some(Refusal::spool(id, &error));
                     }
                 }
                 if fed.finished {
@@ -71,90 +117,90 @@ impl Session {
                 }
             }
             if !read_more(stream, self, data_timeout).await? {
-                tracing::info!(client = %self.peer, id, "connection ended inside DATA; nothing was accepted");
-                return Ok(false);
+                return Ok(None);
             }
         }
         filter.finish(writer.buffer());
         let pool = pool.unwrap_or_else(|| self.classify(filter.configuration_set()));
-        let reply = match (reader.violation(), pool, spool_error) {
-            (Some(violation), _, _) => violation_reply(violation, settings.max_message_bytes),
-            (None, Err(refusal), _) => refusal,
-            (None, Ok(_), Some(error)) => spool_failure(&id, &error),
-            (None, Ok(pool), None) => {
-                let received_at = unix_now();
-                let configuration_set = filter.configuration_set().map(str::to_string);
-                let lifetime = ctx
-                    .registry
-                    .load()
-                    .max_delivery_seconds(configuration_set.as_deref())
-                    .unwrap_or(ctx.max_age.as_secs());
-                let envelope = Envelope {
-                    id: id.clone(),
-                    received_at,
-                    sender: transaction.sender,
-                    recipients: transaction.recipients,
-                    configuration_set,
-                    pool,
-                    client_ip: self.peer.ip(),
-                    client_helo: sanitize_name(&helo),
-                    size: writer.size(),
-                    smtputf8: transaction.smtputf8,
-                    eight_bit_mime: transaction.eight_bit_mime,
-                    attempts: 0,
-                    last_source_ip: None,
-                    expires_at: received_at + lifetime,
-                    is_dsn: false,
-                    held: false,
-                    envid: transaction.envid,
-                    ret_full: transaction.ret_full,
-                    tags: filter.tags().to_vec(),
-                };
-                let queued = envelope.clone();
-                match writer.commit(envelope).await {
-                    Ok(()) => {
-                        tracing::info!(
-                            id,
-                            client = %self.peer.ip(),
-                            sender = %queued.sender,
-                            recipients = queued.recipients.len(),
-                            configuration_set = queued.configuration_set.as_deref().unwrap_or("-"),
-                            pool = %queued.pool,
-                            "accepted"
-                        );
-                        ctx.events.send(&queued);
-                        ctx.queue.enqueue(queued);
-                        Reply::new(250, "2.0.0", format!("Ok {id}"))
-                    }
-                    Err(error) => spool_failure(&id, &error),
-                }
-            }
+        // The first problem wins: the content, then the configuration set, then the spool.
+        let pool = match (reader.violation(), pool, spool_error) {
+            (Some(violation), _, _) => Err(Refusal::Content(violation, limit)),
+            (None, Err(refusal), _) => Err(refusal),
+            (None, Ok(_), Some(refusal)) => Err(refusal),
+            (None, Ok(pool), None) => Ok(pool),
         };
-        if reply.is_positive() {
-            METRICS.accepted.inc();
-        } else {
-            tracing::info!(id, client = %self.peer.ip(), reply = %reply, "message refused");
-            let reason = match reply.status {
-                "5.3.0" => "unknown_configuration_set",
-                "5.7.1" => "configuration_set_not_allowed",
-                "5.3.4" => "too_big",
-                "5.6.0" => "malformed_content",
-                "4.3.0" | "4.3.1" => "spool_unavailable",
-                other => other,
-            };
-            METRICS
-                .rejected
-                .get_or_create(&ReasonLabels {
-                    reason: reason.to_string(),
-                })
-                .inc();
-        }
-        self.reply(reply);
-        Ok(true)
+        Ok(Some(Received { filter, pool }))
     }
 
-    /// The pool for a message, or the refusal for an unknown configuration set.
-    fn classify(&self, configuration_set: Option<&str>) -> Result<String, Reply> {
+    /// The envelope of an accepted message.
+    fn envelope(
+        &self,
+        id: &str,
+        helo: &str,
+        transaction: Transaction,
+        pool: String,
+        filter: &HeaderFilter,
+    ) -> Envelope {
+        let received_at = unix_now();
+        let configuration_set = filter.configuration_set().map(str::to_string);
+        let lifetime = self
+            .ctx
+            .registry
+            .load()
+            .max_delivery_seconds(configuration_set.as_deref())
+            .unwrap_or(self.ctx.max_age.as_secs());
+        Envelope {
+            id: id.to_string(),
+            received_at,
+            sender: transaction.sender,
+            recipients: transaction.recipients,
+            configuration_set,
+            pool,
+            client_ip: self.peer.ip(),
+            client_helo: sanitize_name(helo),
+            size: 0,
+            smtputf8: transaction.smtputf8,
+            eight_bit_mime: transaction.eight_bit_mime,
+            attempts: 0,
+            last_source_ip: None,
+            expires_at: received_at + lifetime,
+            is_dsn: false,
+            held: false,
+            envid: transaction.envid,
+            ret_full: transaction.ret_full,
+            tags: filter.tags().to_vec(),
+        }
+    }
+
+    /// Makes the message durable, then queues it: the `250` comes only after the commit.
+    async fn accept(
+        &self,
+        writer: MessageWriter,
+        mut envelope: Envelope,
+    ) -> Result<Reply, Refusal> {
+        envelope.size = writer.size();
+        let queued = envelope.clone();
+        let id = envelope.id.clone();
+        if let Err(error) = writer.commit(envelope).await {
+            return Err(Refusal::spool(&id, &error));
+        }
+        tracing::info!(
+            id,
+            client = %self.peer.ip(),
+            sender = %queued.sender,
+            recipients = queued.recipients.len(),
+            configuration_set = queued.configuration_set.as_deref().unwrap_or("-"),
+            pool = %queued.pool,
+            "accepted"
+        );
+        self.ctx.events.send(&queued);
+        self.ctx.queue.enqueue(queued);
+        Ok(Reply::new(250, "2.0.0", format!("Ok {id}")))
+    }
+
+    /// The pool for a message, or the refusal for a configuration set that does not exist or
+    /// that the authenticated user may not use (no header: the default pool).
+    fn classify(&self, configuration_set: Option<&str>) -> Result<String, Refusal> {
         let printable = || -> String {
             configuration_set
                 .unwrap_or_default()
@@ -163,64 +209,19 @@ impl Session {
                 .map(|c| if c.is_control() || c == '"' { '_' } else { c })
                 .collect()
         };
-        // A user tied to configuration sets may only name those (no header: the default pool).
         if let (Some(user), Some(name)) = (&self.authenticated, configuration_set)
             && let Some(allowed) = &user.allowed_configuration_sets
             && !allowed.iter().any(|a| a == name)
         {
-            return Err(Reply::new(
-                554,
-                "5.7.1",
-                format!(
-                    "Configuration set \"{}\" is not allowed for user {}",
-                    printable(),
-                    user.username
-                ),
-            ));
+            return Err(Refusal::ConfigurationSetNotAllowed {
+                set: printable(),
+                user: user.username.clone(),
+            });
         }
         self.ctx
             .registry
             .load()
             .pool_for(configuration_set)
-            .map_err(|_| {
-                Reply::new(
-                    554,
-                    "5.3.0",
-                    format!("Configuration set \"{}\" does not exist", printable()),
-                )
-            })
-    }
-}
-
-fn violation_reply(violation: Violation, limit: u64) -> Reply {
-    match violation {
-        Violation::BareNewline => Reply::new(
-            554,
-            "5.6.0",
-            "Message refused: bare CR or LF found; lines must end with CRLF",
-        ),
-        Violation::LineTooLong => Reply::new(
-            554,
-            "5.6.0",
-            "Message refused: a line is longer than 998 octets",
-        ),
-        Violation::TooBig => Reply::new(
-            552,
-            "5.3.4",
-            format!("Message size exceeds the limit of {limit} bytes"),
-        ),
-    }
-}
-
-fn spool_failure(id: &str, error: &std::io::Error) -> Reply {
-    tracing::error!(id, %error, "cannot write the message to the spool");
-    if error.raw_os_error() == Some(libc::ENOSPC) || error.raw_os_error() == Some(libc::EDQUOT) {
-        Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
-    } else {
-        Reply::new(
-            451,
-            "4.3.0",
-            "Local error writing the message, try again later",
-        )
+            .map_err(|_| Refusal::UnknownConfigurationSet(printable()))
     }
 }

@@ -8,6 +8,7 @@ mod data_phase;
 mod headers;
 mod listener;
 mod received;
+mod refusal;
 mod session;
 pub mod tls;
 

@@ -1,0 +1,119 @@
+//! Why a message was refused after DATA: each reason gives the SMTP reply the client sees and
+//! the label `poolrelay_messages_rejected_total` counts it under.
+
+use crate::smtp::Reply;
+use crate::smtp::data::Violation;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// `X-SES-CONFIGURATION-SET` names a set that does not exist (the name made printable).
+    UnknownConfigurationSet(String),
+    /// The authenticated user may not use that configuration set.
+    ConfigurationSetNotAllowed { set: String, user: String },
+    /// Bare CR or LF, a line over 998 octets, or more than the size limit.
+    Content(Violation, u64),
+    /// The spool could not take the message; `full`: no space or quota left.
+    SpoolUnavailable { full: bool },
+}
+
+impl Refusal {
+    /// The reply to the client.
+    pub(super) fn reply(&self) -> Reply {
+        match self {
+            Self::UnknownConfigurationSet(set) => Reply::new(
+                554,
+                "5.3.0",
+                format!("Configuration set \"{set}\" does not exist"),
+            ),
+            Self::ConfigurationSetNotAllowed { set, user } => Reply::new(
+                554,
+                "5.7.1",
+                format!("Configuration set \"{set}\" is not allowed for user {user}"),
+            ),
+            Self::Content(Violation::BareNewline, _) => Reply::new(
+                554,
+                "5.6.0",
+                "Message refused: bare CR or LF found; lines must end with CRLF",
+            ),
+            Self::Content(Violation::LineTooLong, _) => Reply::new(
+                554,
+                "5.6.0",
+                "Message refused: a line is longer than 998 octets",
+            ),
+            Self::Content(Violation::TooBig, limit) => Reply::new(
+                552,
+                "5.3.4",
+                format!("Message size exceeds the limit of {limit} bytes"),
+            ),
+            Self::SpoolUnavailable { full: true } => {
+                Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
+            }
+            Self::SpoolUnavailable { full: false } => Reply::new(
+                451,
+                "4.3.0",
+                "Local error writing the message, try again later",
+            ),
+        }
+    }
+
+    /// The `reason` label of the rejected-messages counter.
+    pub(super) fn metric_label(&self) -> &'static str {
+        match self {
+            Self::UnknownConfigurationSet(_) => "unknown_configuration_set",
+            Self::ConfigurationSetNotAllowed { .. } => "configuration_set_not_allowed",
+            Self::Content(Violation::TooBig, _) => "too_big",
+            Self::Content(..) => "malformed_content",
+            Self::SpoolUnavailable { .. } => "spool_unavailable",
+        }
+    }
+
+    /// A spool write error: 452 when the disk or quota is full, 451 otherwise.
+    pub(super) fn spool(id: &str, error: &std::io::Error) -> Self {
+        tracing::error!(id, %error, "cannot write the message to the spool");
+        let code = error.raw_os_error();
+        Self::SpoolUnavailable {
+            full: code == Some(libc::ENOSPC) || code == Some(libc::EDQUOT),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_refusal_has_its_code_and_label() {
+        let cases = [
+            (
+                Refusal::UnknownConfigurationSet("x".into()),
+                "554 5.3.0",
+                "unknown_configuration_set",
+            ),
+            (
+                Refusal::Content(Violation::TooBig, 1024),
+                "552 5.3.4",
+                "too_big",
+            ),
+            (
+                Refusal::Content(Violation::BareNewline, 1024),
+                "554 5.6.0",
+                "malformed_content",
+            ),
+            (
+                Refusal::spool("id", &std::io::Error::from_raw_os_error(libc::ENOSPC)),
+                "452 4.3.1",
+                "spool_unavailable",
+            ),
+            (
+                Refusal::spool("id", &std::io::Error::other("broken")),
+                "451 4.3.0",
+                "spool_unavailable",
+            ),
+        ];
+        for (refusal, reply, label) in cases {
+            let text = refusal.reply().to_string();
+            assert!(text.starts_with(reply), "{text}");
+            assert_eq!(refusal.metric_label(), label);
+        }
+    }
+}
