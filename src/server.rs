@@ -21,7 +21,7 @@ use crate::outbound::Outbound;
 use crate::outbound::connect::source_available;
 use crate::outbound::health::Health;
 use crate::queue::QueueHandle;
-use crate::queue::attempt::AttemptContext;
+use crate::queue::context::AttemptContext;
 use crate::registry::{DEFAULT_POOL, Registry};
 use crate::spool::Spool;
 use crate::{queue, registry};

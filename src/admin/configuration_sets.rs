@@ -3,9 +3,9 @@
 
 use serde_json::{Value, json};
 
-use super::AdminState;
 use super::body::Body;
 use super::error::ApiError;
+use super::state::AdminState;
 use crate::config::edit::ConfigDocument;
 use crate::registry::{
     ConfigurationSet, DEFAULT_POOL, Registry, TlsPolicy, is_valid_configuration_set_name,

@@ -11,7 +11,8 @@ use serde_json::Value;
 
 use super::body::Body;
 use super::error::ApiError;
-use super::{AdminState, configuration_sets, ips, pools, queue, status};
+use super::state::AdminState;
+use super::{configuration_sets, ips, pools, queue, status};
 
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 64 * 1024;

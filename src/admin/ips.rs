@@ -5,9 +5,9 @@ use std::net::IpAddr;
 
 use serde_json::{Value, json};
 
-use super::AdminState;
 use super::body::Body;
 use super::error::ApiError;
+use super::state::AdminState;
 use crate::outbound::connect::source_available;
 use crate::outbound::health::Health;
 use crate::outbound::warmup::{WarmupState, today};

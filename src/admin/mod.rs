@@ -15,97 +15,9 @@ mod ips;
 mod pools;
 mod queue;
 mod socket;
+mod state;
 mod status;
-
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Instant;
-
-use arc_swap::ArcSwap;
 
 pub use error::ApiError;
 pub use socket::{bind_admin_socket, serve, serve_metrics};
-
-use crate::config::Config;
-use crate::config::edit::ConfigDocument;
-use crate::outbound::health::Health;
-use crate::queue::QueueHandle;
-use crate::registry::Registry;
-
-/// What the admin endpoints work on.
-pub struct AdminState {
-    pub config_path: PathBuf,
-    pub registry: Arc<ArcSwap<Registry>>,
-    pub queue: QueueHandle,
-    pub started: Instant,
-    pub listeners: Vec<SocketAddr>,
-    /// Peer uids allowed in (the relay's own uid and root unless configured).
-    pub allowed_uids: Vec<u32>,
-    /// Suspensions the outbound side keeps (unbindable addresses, refusing sites).
-    pub health: Arc<Health>,
-    writes: tokio::sync::Mutex<()>,
-}
-
-impl AdminState {
-    pub fn new(
-        config: &Config,
-        registry: Arc<ArcSwap<Registry>>,
-        queue: QueueHandle,
-        listeners: Vec<SocketAddr>,
-        health: Arc<Health>,
-    ) -> Self {
-        // SAFETY: getuid has no preconditions and cannot fail.
-        let own = unsafe { libc::getuid() };
-        let allowed_uids = config
-            .admin
-            .allowed_uids
-            .clone()
-            .unwrap_or_else(|| vec![own, 0]);
-        Self {
-            config_path: config.path.clone(),
-            registry,
-            queue,
-            started: Instant::now(),
-            listeners,
-            allowed_uids,
-            health,
-            writes: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    /// Applies `edit` to the config file under the write lock: the edit sees the current registry
-    /// (to refuse with SES's error types), the result is validated and saved, then applied.
-    pub async fn change(
-        &self,
-        edit: impl FnOnce(&mut ConfigDocument, &Registry) -> Result<(), ApiError> + Send + 'static,
-    ) -> Result<(), ApiError> {
-        let _serialized = self.writes.lock().await;
-        let path = self.config_path.clone();
-        let registry = self.registry.load_full();
-        let config = tokio::task::spawn_blocking(move || -> Result<Config, ApiError> {
-            let mut document = ConfigDocument::read(&path)?;
-            edit(&mut document, &registry)?;
-            Ok(document.save(&path)?)
-        })
-        .await
-        .map_err(|error| ApiError::Internal(error.to_string()))??;
-        self.registry.store(Arc::new(config.registry));
-        Ok(())
-    }
-
-    /// Re-reads the config file (SIGHUP, `POST /v2/email/reload`). An invalid file changes
-    /// nothing and its errors are returned. Pools, IPs and configuration sets take effect at once;
-    /// other settings need a restart.
-    pub async fn reload(&self) -> Result<(), ApiError> {
-        let _serialized = self.writes.lock().await;
-        let path = self.config_path.clone();
-        let config = tokio::task::spawn_blocking(move || crate::config::load(&path))
-            .await
-            .map_err(|error| ApiError::Internal(error.to_string()))?
-            .map_err(|errors| ApiError::BadRequest(errors.to_string().trim().to_string()))?;
-        self.registry.store(Arc::new(config.registry));
-        tracing::info!(path = %self.config_path.display(), "configuration reloaded");
-        Ok(())
-    }
-}
+pub use state::AdminState;

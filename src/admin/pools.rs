@@ -3,9 +3,9 @@
 
 use serde_json::{Value, json};
 
-use super::AdminState;
 use super::body::Body;
 use super::error::ApiError;
+use super::state::AdminState;
 use crate::registry::{DEFAULT_POOL, SHARED_POOL, is_valid_pool_name};
 
 pub fn list(state: &AdminState) -> Result<Value, ApiError> {

@@ -2,8 +2,8 @@
 
 use serde_json::{Value, json};
 
-use super::AdminState;
 use super::error::ApiError;
+use super::state::AdminState;
 
 pub async fn list(state: &AdminState) -> Result<Value, ApiError> {
     let entries = state.queue.list().await?;

@@ -11,8 +11,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
-use super::AdminState;
 use super::http::{Peer, handle};
+use super::state::AdminState;
 
 /// Headers and request line together may not exceed this.
 const MAX_HEADER_BYTES: usize = 16 * 1024;

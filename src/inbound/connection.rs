@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::InboundContext;
+use super::context::InboundContext;
 use super::session::{Next, Session};
 use crate::smtp::Reply;
 use crate::smtp::stream::SmtpStream;

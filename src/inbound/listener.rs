@@ -8,8 +8,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
-use super::InboundContext;
 use super::connection;
+use super::context::InboundContext;
 use crate::smtp::stream::SmtpStream;
 
 /// Accepts connections until shutdown. Past `max_connections` a client gets

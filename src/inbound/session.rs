@@ -14,8 +14,8 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use smtp_proto::{Error as ParseError, Request};
 
-use super::InboundContext;
 use super::auth::SaslStep;
+use super::context::InboundContext;
 use super::received::sanitize_name;
 use crate::config::SmtpUser;
 use crate::smtp::Reply;

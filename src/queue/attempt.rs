@@ -4,25 +4,14 @@
 
 use std::sync::Arc;
 
-use super::bounce;
-use super::dsn;
+use super::bounce::{self, outcome_of};
+use super::context::AttemptContext;
 use super::slot::DeliverySlot;
 use crate::config::QueueSettings;
 use crate::events::{DelayType, EventLog, RecipientOutcome};
 use crate::metrics::{self, METRICS};
-use crate::outbound::Outbound;
 use crate::outbound::report::{AttemptReport, Outcome};
-use crate::spool::{Envelope, Recipient, RecipientState, Spool, unix_now};
-
-/// What attempts share.
-pub struct AttemptContext {
-    pub outbound: Arc<Outbound>,
-    pub spool: Spool,
-    pub settings: QueueSettings,
-    pub events: Arc<EventLog>,
-    /// `smtp.hostname`: the Reporting-MTA of bounces.
-    pub hostname: String,
-}
+use crate::spool::{Envelope, RecipientState, Spool, unix_now};
 
 /// After an attempt: the message to retry (if any recipient is pending) and new messages to
 /// queue (a bounce).
@@ -30,23 +19,6 @@ pub struct Finished {
     pub id: String,
     pub retry: Option<Envelope>,
     pub created: Vec<Envelope>,
-}
-
-pub(super) fn outcome_of(recipient: &Recipient, default_status: &str) -> RecipientOutcome {
-    let diagnostic = recipient.last_reply.clone().unwrap_or_default();
-    let status = if diagnostic.is_empty() {
-        default_status.to_string()
-    } else {
-        dsn::status_of(&diagnostic)
-    };
-    RecipientOutcome {
-        address: recipient.address.clone(),
-        diagnostic,
-        status,
-        remote_mta: recipient.remote_mta.clone(),
-        outgoing_ip: recipient.source_ip,
-        tls_version: recipient.tls_version.clone(),
-    }
 }
 
 /// The expiry time of a message without one recorded (spooled before expiry existed).
@@ -265,6 +237,6 @@ mod tests {
             "{reply}"
         );
         assert!(reply.contains("connection refused"));
-        assert_eq!(dsn::status_of(&reply), "4.4.7");
+        assert_eq!(crate::queue::dsn::status_of(&reply), "4.4.7");
     }
 }

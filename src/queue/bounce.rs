@@ -1,14 +1,33 @@
 //! Bounces: the DSN (RFC 3464) for recipients that failed, or asked to hear of success,
 //! spooled like any other message and sent from `<>`.
 
-use super::attempt::{AttemptContext, outcome_of};
+use super::context::AttemptContext;
 use super::dsn::{self, DsnRequest, Reported};
+use crate::events::RecipientOutcome;
 use crate::spool::{Envelope, Recipient, RecipientState, new_message_id, unix_now};
 
 /// The most of the original message a DSN carries with `RET=FULL`; larger ones get the headers.
 const MAX_RETURNED_MESSAGE: u64 = 1024 * 1024;
 /// The most of the original headers a DSN carries.
 const MAX_RETURNED_HEADERS: usize = 64 * 1024;
+
+/// A recipient as events and bounces report it: its last reply and the status code in it.
+pub(super) fn outcome_of(recipient: &Recipient, default_status: &str) -> RecipientOutcome {
+    let diagnostic = recipient.last_reply.clone().unwrap_or_default();
+    let status = if diagnostic.is_empty() {
+        default_status.to_string()
+    } else {
+        dsn::status_of(&diagnostic)
+    };
+    RecipientOutcome {
+        address: recipient.address.clone(),
+        diagnostic,
+        status,
+        remote_mta: recipient.remote_mta.clone(),
+        outgoing_ip: recipient.source_ip,
+        tls_version: recipient.tls_version.clone(),
+    }
+}
 
 /// Spools one bounce for the final recipients not yet reported that asked for one (including
 /// any whose bounce could not be spooled on an earlier attempt) and marks every final recipient

@@ -7,9 +7,9 @@
 //! change is logged as an audit line.
 
 use serde::Serialize;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
-use super::QueueHandle;
+use crate::spool::Envelope;
 use crate::spool::RecipientState;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +65,29 @@ pub(super) enum Command {
     Delete(String, Answer<()>),
     Hold(String, Answer<()>),
     Release(String, Answer<()>),
+}
+
+/// Hands newly accepted messages to the scheduler, and carries operator commands to it.
+#[derive(Clone)]
+pub struct QueueHandle {
+    sender: mpsc::UnboundedSender<Envelope>,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl QueueHandle {
+    pub(super) fn new(
+        sender: mpsc::UnboundedSender<Envelope>,
+        commands: mpsc::UnboundedSender<Command>,
+    ) -> Self {
+        Self { sender, commands }
+    }
+
+    pub fn enqueue(&self, envelope: Envelope) {
+        if let Err(error) = self.sender.send(envelope) {
+            // Only during shutdown: the message is in the spool and is picked up at the next start.
+            tracing::debug!(id = %error.0.id, "scheduler stopped; message stays in the spool");
+        }
+    }
 }
 
 impl QueueHandle {

@@ -14,10 +14,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::attempt::{self, AttemptContext, Finished};
+use super::attempt::{self, Finished};
+use super::backoff::{jittered, retry_delay};
+use super::context::AttemptContext;
 use super::operations::{Command, EntryRecipient, EntryState, QueueEntry, QueueError};
 use super::slot::DeliverySlot;
-use super::{jittered, retry_delay};
 use crate::outbound::BackInRotation;
 use crate::spool::{Envelope, unix_now};
 

@@ -8,111 +8,20 @@
 //! Recipients can ask for failures by their local part: `tempfail...` gets `451` at RCPT,
 //! `reject...` gets `550` at RCPT. That is enough to exercise per-recipient outcomes.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::smtp::data::Violation;
-
 mod session;
+mod shared;
+
 use session::serve;
-
-/// One message as the sink received it.
-#[derive(Debug, Clone)]
-pub struct SinkMessage {
-    /// The connection's peer address: its IP is the source address the relay used.
-    pub peer: SocketAddr,
-    pub helo: String,
-    pub sender: String,
-    pub recipients: Vec<String>,
-    pub content: Vec<u8>,
-    /// Set when the content broke the CRLF rules (the message is recorded anyway).
-    pub violation: Option<Violation>,
-    /// The message came over TLS (STARTTLS).
-    pub tls: bool,
-}
-
-/// One RCPT command as the sink answered it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RcptAttempt {
-    pub peer: SocketAddr,
-    pub recipient: String,
-    pub code: u16,
-    pub at: std::time::Instant,
-}
-
-#[derive(Default)]
-struct Shared {
-    /// False for benchmarks: only the counts are kept.
-    keep_messages: bool,
-    /// With a TLS identity the sink offers STARTTLS.
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    /// While set, the reply to the end of DATA is held back (the message is recorded first).
-    hold_replies: std::sync::atomic::AtomicBool,
-    released: Notify,
-    counts: Mutex<SinkCounts>,
-    messages: Mutex<Vec<SinkMessage>>,
-    rcpt_attempts: Mutex<Vec<RcptAttempt>>,
-    connections: Mutex<Vec<SocketAddr>>,
-    arrived: Notify,
-    /// Source IPs this sink refuses, and how.
-    refusals: Mutex<HashMap<IpAddr, Refusal>>,
-    /// Open connections per source IP: (now, most at once).
-    open: Mutex<HashMap<IpAddr, (u32, u32)>>,
-    /// Wait this long before the reply to the end of DATA (makes connections overlap).
-    final_reply_delay: Mutex<Duration>,
-}
-
-/// How the sink refuses a source IP, as a receiver refusing it for its reputation would.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// Refuse the connection at the greeting (then close) instead of at each RCPT.
-    pub at_greeting: bool,
-    /// The whole reply line, e.g. `554 5.7.1 Client host blocked using zen.spamhaus.org`.
-    pub reply: String,
-}
-
-/// Counts a connection as open while it lives.
-pub(super) struct OpenGuard {
-    shared: Arc<Shared>,
-    ip: IpAddr,
-}
-
-impl OpenGuard {
-    fn new(shared: Arc<Shared>, ip: IpAddr) -> Self {
-        {
-            let mut open = shared.open.lock();
-            let entry = open.entry(ip).or_default();
-            entry.0 += 1;
-            entry.1 = entry.1.max(entry.0);
-        }
-        Self { shared, ip }
-    }
-}
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        let mut open = self.shared.open.lock();
-        if let Some(entry) = open.get_mut(&self.ip) {
-            entry.0 = entry.0.saturating_sub(1);
-        }
-    }
-}
-
-/// Messages received, per source IP, and how many broke the CRLF rules.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct SinkCounts {
-    pub messages: u64,
-    pub per_ip: std::collections::BTreeMap<std::net::IpAddr, u64>,
-    pub not_clean: u64,
-}
+use shared::{OpenGuard, Shared};
+pub use shared::{RcptAttempt, Refusal, SinkCounts, SinkMessage};
 
 /// A running sink; stops when dropped.
 pub struct Sink {

@@ -8,7 +8,7 @@ use smtp_proto::Request;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{OpenGuard, RcptAttempt, Shared, SinkMessage};
+use super::shared::{OpenGuard, RcptAttempt, Shared, SinkMessage};
 use crate::settings::BareNewline;
 use crate::smtp::Reply;
 use crate::smtp::data::DataReader;

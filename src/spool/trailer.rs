@@ -11,7 +11,7 @@
 //! whose checksums or sizes do not match means damage, and the file is quarantined rather than
 //! delivered, so a partial message is never sent.
 
-use super::Envelope;
+use super::envelope::Envelope;
 
 pub const MAGIC: &[u8; 8] = b"PRQ1\0\0\0\0";
 pub const FOOTER_LEN: usize = 24;

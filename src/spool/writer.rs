@@ -3,8 +3,11 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use super::{Envelope, Spool, trailer};
+use super::envelope::Envelope;
+use super::group_sync::GroupSync;
+use super::trailer;
 
 /// Content is written to disk in pieces of about this size; a message smaller than this is
 /// written in one go at commit time.
@@ -14,7 +17,8 @@ const FLUSH_THRESHOLD: usize = 256 * 1024;
 /// footer, the file is not a message (start-up removes it); dropping the writer without
 /// committing removes it at once.
 pub struct MessageWriter {
-    spool: Spool,
+    /// The group commit that makes the file durable.
+    sync: Arc<GroupSync>,
     path: PathBuf,
     file: Option<File>,
     buffer: Vec<u8>,
@@ -24,10 +28,9 @@ pub struct MessageWriter {
 }
 
 impl MessageWriter {
-    pub(super) fn new(spool: Spool, id: String) -> Self {
-        let path = spool.content_path(&id);
+    pub(super) fn new(sync: Arc<GroupSync>, path: PathBuf) -> Self {
         Self {
-            spool,
+            sync,
             path,
             file: None,
             buffer: Vec::with_capacity(8 * 1024),
@@ -101,7 +104,7 @@ impl MessageWriter {
         })
         .await
         .map_err(io::Error::other)??;
-        self.spool.sync().await?;
+        self.sync.sync().await?;
         self.committed = true;
         Ok(())
     }

@@ -1,0 +1,27 @@
+//! What every inbound session shares.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+
+use super::tls;
+use crate::config::SmtpSettings;
+use crate::events::EventLog;
+use crate::queue::QueueHandle;
+use crate::registry::Registry;
+use crate::spool::Spool;
+
+pub struct InboundContext {
+    pub settings: SmtpSettings,
+    pub registry: Arc<ArcSwap<Registry>>,
+    pub spool: Spool,
+    pub queue: QueueHandle,
+    /// Cancelled when the relay shuts down: sessions say 421 and close.
+    pub shutdown: CancellationToken,
+    /// `queue.max_age`: how long mail of sets without `max_delivery_seconds` may take.
+    pub max_age: std::time::Duration,
+    pub events: Arc<EventLog>,
+    /// The TLS identity, when `[smtp.tls]` is configured.
+    pub tls: Option<Arc<tls::InboundTls>>,
+}
