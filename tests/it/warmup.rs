@@ -1,29 +1,58 @@
 //! Warm-up: a warming IP sends exactly its cap for the day; the rest goes to the pool's other
 //! IPs, to its overflow pool, or waits.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use common::http::call;
-use common::*;
+use crate::common::http::call;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warming_ips_send_exactly_their_cap_then_overflow_or_wait() {
     let sink = start_sink().await;
     let today = chrono::Utc::now().date_naive();
     let config = format!(
-        "{}{}[queue]\nretry_interval = \"1h\"\n[warmup]\nschedule = [3, 1000]\n[admin]\nsocket = \"var/admin.sock\"\n
-[[pool]]\nname = \"p\"\n[[pool]]\nname = \"q\"\noverflow_pool = \"ses-shared-pool\"\n[[pool]]\nname = \"r\"
-[[ip]]\naddress = \"127.0.0.2\"\npool = \"p\"
-[[ip]]\naddress = \"127.0.0.3\"\npool = \"p\"\nwarmup_started = \"{today}\"
-[[ip]]\naddress = \"127.0.0.4\"\npool = \"q\"\nwarmup_started = \"{today}\"
-[[ip]]\naddress = \"127.0.0.5\"\npool = \"r\"\nwarmup_started = \"{today}\"
-[shared_pool]\nips = [\"127.0.0.9\"]
-[[configuration_set]]\nname = \"sp\"\nsending_pool = \"p\"
-[[configuration_set]]\nname = \"sq\"\nsending_pool = \"q\"
-[[configuration_set]]\nname = \"sr\"\nsending_pool = \"r\"\n",
+        r#"{}{}[queue]
+retry_interval = "1h"
+[warmup]
+schedule = [3, 1000]
+[admin]
+socket = "var/admin.sock"
+
+[[pool]]
+name = "p"
+[[pool]]
+name = "q"
+overflow_pool = "ses-shared-pool"
+[[pool]]
+name = "r"
+[[ip]]
+address = "127.0.0.2"
+pool = "p"
+[[ip]]
+address = "127.0.0.3"
+pool = "p"
+warmup_started = "{today}"
+[[ip]]
+address = "127.0.0.4"
+pool = "q"
+warmup_started = "{today}"
+[[ip]]
+address = "127.0.0.5"
+pool = "r"
+warmup_started = "{today}"
+[shared_pool]
+ips = ["127.0.0.9"]
+[[configuration_set]]
+name = "sp"
+sending_pool = "p"
+[[configuration_set]]
+name = "sq"
+sending_pool = "q"
+[[configuration_set]]
+name = "sr"
+sending_pool = "r"
+"#,
         smtp_section(""),
         catch_all_route(sink.addr())
     );

@@ -1,12 +1,10 @@
 //! TLS with real certificates (made with rcgen): STARTTLS and implicit TLS inbound, the STARTTLS
 //! injection defence, and the configuration set's TLS policy outbound.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use poolrelay::config::TlsFiles;
 use poolrelay::sink::Sink;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,7 +25,22 @@ fn certificate(dir: &Path, name: &str) -> TlsFiles {
 fn tls_config(sink: std::net::SocketAddr, dir: &Path, extra: &str) -> String {
     let files = certificate(dir, "relay.test");
     format!(
-        "{}[smtp.tls]\ncert = \"{}\"\nkey = \"{}\"\n{}[queue]\nretry_interval = \"1h\"\n[events]\npath = \"var/events.jsonl\"\n[[ip]]\naddress = \"127.0.0.2\"\n[[configuration_set]]\nname = \"strict\"\ntls_policy = \"REQUIRE\"\n[[configuration_set]]\nname = \"relaxed\"\ntls_policy = \"OPTIONAL\"\n",
+        r#"{}[smtp.tls]
+cert = "{}"
+key = "{}"
+{}[queue]
+retry_interval = "1h"
+[events]
+path = "var/events.jsonl"
+[[ip]]
+address = "127.0.0.2"
+[[configuration_set]]
+name = "strict"
+tls_policy = "REQUIRE"
+[[configuration_set]]
+name = "relaxed"
+tls_policy = "OPTIONAL"
+"#,
         smtp_section(extra),
         files.cert.display(),
         files.key.display(),
@@ -253,8 +266,21 @@ async fn auth_only_inside_tls_with_every_failure_code_and_set_restrictions() {
     let sink = start_sink().await;
     let dir = tempfile::tempdir().unwrap();
     let hash = poolrelay::password::hash("right password").unwrap();
-    let text = tls_config(sink.addr(), dir.path(), "relay_networks = [\"127.0.0.128/25\"]")
-        .replace("[queue]", &format!("[[smtp.user]]\nusername = \"app1\"\npassword_hash = \"{hash}\"\nallowed_configuration_sets = [\"relaxed\"]\n[queue]"));
+    let text = tls_config(
+        sink.addr(),
+        dir.path(),
+        "relay_networks = [\"127.0.0.128/25\"]",
+    )
+    .replace(
+        "[queue]",
+        &format!(
+            r#"[[smtp.user]]
+username = "app1"
+password_hash = "{hash}"
+allowed_configuration_sets = ["relaxed"]
+[queue]"#
+        ),
+    );
     let relay = TestRelay::start_in(dir, &text).await;
 
     // In plaintext: no AUTH offered, AUTH refused with 538, no relaying.
@@ -378,14 +404,23 @@ async fn routes_can_require_tls_and_verify_the_certificate() {
     let plain_sink = start_sink().await;
     let route = |domain: &str, sink: std::net::SocketAddr, options: &str| {
         format!(
-            "[[route]]\ndomain = \"{domain}\"\nnext_hop = \"[{}]:{}\"\n{options}\n",
+            r#"[[route]]
+domain = "{domain}"
+next_hop = "[{}]:{}"
+{options}
+"#,
             sink.ip(),
             sink.port()
         )
     };
     let config = |ca: Option<&Path>| {
         format!(
-            "{}[queue]\nretry_interval = \"1h\"\n{}\n{}{}{}[[ip]]\naddress = \"127.0.0.2\"\n",
+            r#"{}[queue]
+retry_interval = "1h"
+{}
+{}{}{}[[ip]]
+address = "127.0.0.2"
+"#,
             smtp_section(""),
             ca.map(|p| format!("[outbound]\nca_file = \"{}\"\n", p.display()))
                 .unwrap_or_default(),
@@ -528,7 +563,11 @@ async fn a_reply_injected_before_the_outbound_handshake_is_discarded() {
     let files = certificate(dir.path(), "hostile.test");
     let (hop, server) = injecting_next_hop(&files).await;
     let relay = TestRelay::start(&format!(
-        "{}{}[queue]\nretry_interval = \"1h\"\n[[ip]]\naddress = \"127.0.0.2\"\n",
+        r#"{}{}[queue]
+retry_interval = "1h"
+[[ip]]
+address = "127.0.0.2"
+"#,
         smtp_section(""),
         catch_all_route(hop)
     ))
@@ -582,15 +621,17 @@ async fn sighup_reloads_the_certificate() {
     certificate(dir.path(), "relay.test"); // new key and certificate in the same files
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(relay.id() as libc::pid_t, libc::SIGHUP) };
-    let mut after = before.clone();
-    for _ in 0..200 {
-        after = served_certificate().await;
-        if after != before {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_ne!(after, before, "the new certificate is served after SIGHUP");
+    let before = &before;
+    let served_certificate = &served_certificate;
+    let after = eventually_async(move || async move {
+        let now = served_certificate().await;
+        (now != *before).then_some(now)
+    })
+    .await;
+    assert!(
+        after.is_some(),
+        "the new certificate is served after SIGHUP"
+    );
     relay.kill().unwrap();
     relay.wait().unwrap();
 }

@@ -2,15 +2,13 @@
 //! IPs deliver; an unbindable address is suspended until it can be bound; operators suspend and
 //! resume by API; shaping limits hold under load without starving other sites.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use common::http::{call, get_text};
-use common::*;
+use crate::common::http::{call, get_text};
+use crate::common::*;
 use poolrelay::sink::{Refusal, Sink};
 use serde_json::{Value, json};
 
@@ -35,14 +33,33 @@ fn config_with_pool(sections: &str, routes: &[(&str, SocketAddr)], ips: &[&str])
     config.push_str(sections);
     for (domain, next_hop) in routes {
         config.push_str(&format!(
-            "\n[[route]]\ndomain = \"{domain}\"\nnext_hop = \"{next_hop}\"\n"
+            r#"
+[[route]]
+domain = "{domain}"
+next_hop = "{next_hop}"
+"#
         ));
     }
-    config.push_str("\n[[pool]]\nname = \"p\"\n");
+    config.push_str(
+        r#"
+[[pool]]
+name = "p"
+"#,
+    );
     for address in ips {
-        config.push_str(&format!("[[ip]]\naddress = \"{address}\"\npool = \"p\"\n"));
+        config.push_str(&format!(
+            r#"[[ip]]
+address = "{address}"
+pool = "p"
+"#
+        ));
     }
-    config.push_str("[[configuration_set]]\nname = \"s\"\nsending_pool = \"p\"\n");
+    config.push_str(
+        r#"[[configuration_set]]
+name = "s"
+sending_pool = "p"
+"#,
+    );
     config
 }
 
@@ -60,13 +77,15 @@ async fn ip_state(socket: &Path, address: &str) -> Value {
 
 /// Polls the API until `check` accepts the IP's state (or `WAIT` passes).
 async fn wait_for_ip_state(socket: &Path, address: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    let check = &check;
+    let accepted = eventually_async(move || async move {
         let state = ip_state(socket, address).await;
-        if check(&state) || tokio::time::Instant::now() > deadline {
-            return state;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        check(&state).then_some(state)
+    })
+    .await;
+    match accepted {
+        Some(state) => state,
+        None => ip_state(socket, address).await,
     }
 }
 
@@ -104,7 +123,11 @@ async fn a_refused_ip_is_suspended_for_that_site_only_while_the_other_ip_deliver
         }),
     );
     let config = config_with_pool(
-        "[admin]\nsocket = \"var/admin.sock\"\n[queue]\nretry_interval = \"1h\"\n",
+        r#"[admin]
+socket = "var/admin.sock"
+[queue]
+retry_interval = "1h"
+"#,
         &[("a.test", site_a.addr()), ("b.test", site_b.addr())],
         &["127.0.0.2", "127.0.0.3"],
     );
@@ -195,7 +218,13 @@ async fn a_pool_refused_everywhere_waits_instead_of_bouncing_and_an_operator_can
         }),
     );
     let config = config_with_pool(
-        "[admin]\nsocket = \"var/admin.sock\"\n[queue]\nretry_interval = \"1h\"\n[events]\npath = \"var/events.jsonl\"\n",
+        r#"[admin]
+socket = "var/admin.sock"
+[queue]
+retry_interval = "1h"
+[events]
+path = "var/events.jsonl"
+"#,
         &[("*", sink.addr())],
         &["127.0.0.4"],
     );
@@ -207,21 +236,13 @@ async fn a_pool_refused_everywhere_waits_instead_of_bouncing_and_an_operator_can
 
     // The 5xx is about the IP: the message stays queued, deferred with a 4.7.0 reason.
     let queue = relay.relay.as_ref().expect("running").queue();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let entry = loop {
+    let entry = eventually_async(move || async move {
         let list = queue.list().await.expect("queue lists");
-        if let Some(entry) = list
-            .into_iter()
+        list.into_iter()
             .find(|e| e.attempts >= 1 && e.last_error.is_some())
-        {
-            break entry;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the message stays queued with a reason"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    })
+    .await
+    .expect("the message stays queued with a reason");
     let reason = entry.last_error.clone().unwrap_or_default();
     assert!(
         reason.starts_with("451 4.7.0") && reason.contains("blocked using zen.spamhaus.org"),
@@ -367,7 +388,13 @@ async fn a_removed_address_is_suspended_and_comes_back_when_added() {
     let sink = start_sink().await;
     let address = unassigned_addresses(1)[0];
     let config = config_with_pool(
-        "[admin]\nsocket = \"var/admin.sock\"\n[queue]\nretry_interval = \"1h\"\n[health]\nbind_recheck = \"100ms\"\n",
+        r#"[admin]
+socket = "var/admin.sock"
+[queue]
+retry_interval = "1h"
+[health]
+bind_recheck = "100ms"
+"#,
         &[("*", sink.addr())],
         &[&address.to_string()],
     );
@@ -399,8 +426,8 @@ async fn a_removed_address_is_suspended_and_comes_back_when_added() {
     );
 
     let Some(_added) = LoopbackAddress::add(address) else {
-        eprintln!(
-            "skipped the second half: cannot add an address to lo here (needs CAP_NET_ADMIN and iproute2)"
+        privilege_missing(
+            "add an address to lo for the second half (needs CAP_NET_ADMIN and iproute2)",
         );
         return;
     };
@@ -420,8 +447,14 @@ async fn connection_limits_hold_under_load_per_ip_and_per_site() {
     site_a.delay_final_replies(Duration::from_millis(50));
     site_b.delay_final_replies(Duration::from_millis(50));
     let config = config_with_pool(
-        "[[shaping]]\nsite = \"*\"\nmax_connections = 3\nmax_messages_per_connection = 4
-[[shaping]]\nsite = \"127.0.1.1\"\nmax_connections = 1\n",
+        r#"[[shaping]]
+site = "*"
+max_connections = 3
+max_messages_per_connection = 4
+[[shaping]]
+site = "127.0.1.1"
+max_connections = 1
+"#,
         &[("a.test", site_a.addr()), ("b.test", site_b.addr())],
         &["127.0.0.2", "127.0.0.3"],
     );
@@ -467,7 +500,10 @@ async fn connection_limits_hold_under_load_per_ip_and_per_site() {
 async fn message_rate_holds() {
     let sink = start_sink().await;
     let config = config_with_pool(
-        "[[shaping]]\nsite = \"*\"\nmax_message_rate = \"10/s\"\n",
+        r#"[[shaping]]
+site = "*"
+max_message_rate = "10/s"
+"#,
         &[("*", sink.addr())],
         &["127.0.0.2"],
     );
@@ -503,7 +539,12 @@ async fn a_site_at_its_limit_does_not_starve_other_sites() {
     // The slow site takes mail but never finishes a transaction until released.
     slow.hold_final_replies(true);
     let config = config_with_pool(
-        "[queue]\nmax_concurrent_deliveries = 2\n[[shaping]]\nsite = \"127.0.0.1\"\nmax_connections = 1\n",
+        r#"[queue]
+max_concurrent_deliveries = 2
+[[shaping]]
+site = "127.0.0.1"
+max_connections = 1
+"#,
         &[("slow.test", slow.addr()), ("fast.test", fast.addr())],
         &["127.0.0.2"],
     );
@@ -522,7 +563,7 @@ async fn a_site_at_its_limit_does_not_starve_other_sites() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn domains_sharing_mx_hosts_are_one_site() {
-    use common::dns::{DnsStub, Entry};
+    use crate::common::dns::{DnsStub, Entry};
     use std::net::Ipv4Addr;
     // Two domains hosted on the same MX ("google"), one elsewhere; same port, two addresses.
     let google = sink_on("127.0.0.1").await;
@@ -547,7 +588,13 @@ async fn domains_sharing_mx_hosts_are_one_site() {
     .await;
     let config = config_with_pool(
         &format!(
-            "[dns]\nnameservers = [\"{}\"]\n[outbound]\nmx_port = {port}\n[admin]\nsocket = \"var/admin.sock\"\n",
+            r#"[dns]
+nameservers = ["{}"]
+[outbound]
+mx_port = {port}
+[admin]
+socket = "var/admin.sock"
+"#,
             dns.addr
         ),
         &[],
@@ -600,7 +647,11 @@ async fn connection_rate_holds() {
     let sink = start_sink().await;
     // One message per connection, so every message needs a new connection.
     let config = config_with_pool(
-        "[[shaping]]\nsite = \"*\"\nmax_connection_rate = \"5/s\"\nmax_messages_per_connection = 1\n",
+        r#"[[shaping]]
+site = "*"
+max_connection_rate = "5/s"
+max_messages_per_connection = 1
+"#,
         &[("*", sink.addr())],
         &["127.0.0.2"],
     );
@@ -617,7 +668,7 @@ async fn connection_rate_holds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_the_connection_limit_an_idle_connection_to_another_mx_makes_room() {
-    use common::dns::{DnsStub, Entry};
+    use crate::common::dns::{DnsStub, Entry};
     use std::net::Ipv4Addr;
     // The preferred MX is down at first, so the only allowed connection goes to the second one
     // and stays idle in the cache (for 5 minutes).
@@ -632,7 +683,16 @@ async fn at_the_connection_limit_an_idle_connection_to_another_mx_makes_room() {
     .await;
     let config = config_with_pool(
         &format!(
-            "[dns]\nnameservers = [\"{}\"]\n[outbound]\nmx_port = {port}\n[queue]\nconnection_idle_timeout = \"5m\"\n[[shaping]]\nsite = \"*\"\nmax_connections = 1\n",
+            r#"[dns]
+nameservers = ["{}"]
+[outbound]
+mx_port = {port}
+[queue]
+connection_idle_timeout = "5m"
+[[shaping]]
+site = "*"
+max_connections = 1
+"#,
             dns.addr
         ),
         &[],
@@ -698,7 +758,12 @@ async fn a_site_suspension_survives_a_restart() {
 async fn shutdown_does_not_wait_for_deliveries_held_back_by_shaping() {
     let sink = start_sink().await;
     let limited = config_with_pool(
-        "[events]\npath = \"var/events.jsonl\"\n[[shaping]]\nsite = \"*\"\nmax_message_rate = \"1/min\"\n",
+        r#"[events]
+path = "var/events.jsonl"
+[[shaping]]
+site = "*"
+max_message_rate = "1/min"
+"#,
         &[("*", sink.addr())],
         &["127.0.0.2"],
     );
@@ -739,7 +804,10 @@ async fn a_message_waiting_for_shaping_can_be_deleted_or_held_at_once() {
     use poolrelay::queue::operations::EntryState;
     let sink = start_sink().await;
     let config = config_with_pool(
-        "[[shaping]]\nsite = \"*\"\nmax_message_rate = \"1/min\"\n",
+        r#"[[shaping]]
+site = "*"
+max_message_rate = "1/min"
+"#,
         &[("*", sink.addr())],
         &["127.0.0.2"],
     );
@@ -747,15 +815,13 @@ async fn a_message_waiting_for_shaping_can_be_deleted_or_held_at_once() {
     send(relay.addr, "s", "user@example.test", 3).await;
     assert_eq!(sink.wait_for(1, WAIT).await.len(), 1);
     let queue = relay.relay.as_ref().expect("running").queue();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let waiting = loop {
+    let waiting = eventually_async(move || async move {
         let list = queue.list().await.expect("queue lists");
-        if list.len() == 2 && list.iter().all(|e| e.state == EntryState::InFlight) {
-            break list;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{list:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        let in_flight = list.iter().all(|e| e.state == EntryState::InFlight);
+        (list.len() == 2 && in_flight).then_some(list)
+    })
+    .await
+    .expect("both remaining messages wait for a rate token");
 
     // Both wait about a minute for a rate token; the operator does not have to.
     let quick = Duration::from_secs(5);

@@ -1,15 +1,13 @@
 //! Crash safety with the real binary: SIGKILL while clients send, SIGKILL between the next hop's
 //! acceptance and the relay's record of it, and a spool that cannot be written.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Child;
 use std::sync::{Arc, Mutex};
 
-use common::*;
+use crate::common::*;
 
 fn kill(child: &mut Child) {
     // SIGKILL: no shutdown code runs.
@@ -21,7 +19,12 @@ fn write_config(dir: &Path, sink: SocketAddr) {
     std::fs::write(
         dir.join("poolrelay.toml"),
         format!(
-            "{}{}[queue]\nretry_interval = \"200ms\"\nmax_retry_interval = \"200ms\"\n[[ip]]\naddress = \"127.0.0.2\"\n",
+            r#"{}{}[queue]
+retry_interval = "200ms"
+max_retry_interval = "200ms"
+[[ip]]
+address = "127.0.0.2"
+"#,
             smtp_section(""),
             catch_all_route(sink)
         ),
@@ -291,7 +294,7 @@ async fn a_full_disk_gets_452_and_never_250() {
     let dir = tempfile::tempdir().unwrap();
     // Needs permission to mount (root in CI); without it there is no full disk to test against.
     let Some(_disk) = SmallDisk::mount(&dir.path().join("var/spool"), "512k") else {
-        eprintln!("skipped: cannot mount a small file system here");
+        privilege_missing("mount a small file system (needs root)");
         return;
     };
     let text = format!(

@@ -2,18 +2,35 @@
 //! effect for the next message, persistence that keeps the operator's comments, and the socket's
 //! permission and peer-credential checks.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use common::http::{call, python_get, raw};
-use common::*;
+use crate::common::http::{call, python_get, raw};
+use crate::common::*;
 use serde_json::json;
 
 fn admin_config(sink: std::net::SocketAddr, admin_extra: &str) -> String {
     format!(
-        "# operator notes: do not remove\n{}{}[admin]\nsocket = \"var/admin.sock\"\n{admin_extra}\n\n# pool a serves the reset mail\n[[pool]]\nname = \"a\"\n[[pool]]\nname = \"b\"\n[[ip]]\naddress = \"127.0.0.2\" # the first address\npool = \"a\"\n[[ip]]\naddress = \"127.0.0.3\"\npool = \"b\"\n[[configuration_set]]\nname = \"sa\"\nsending_pool = \"a\"\n",
+        r#"# operator notes: do not remove
+{}{}[admin]
+socket = "var/admin.sock"
+{admin_extra}
+
+# pool a serves the reset mail
+[[pool]]
+name = "a"
+[[pool]]
+name = "b"
+[[ip]]
+address = "127.0.0.2" # the first address
+pool = "a"
+[[ip]]
+address = "127.0.0.3"
+pool = "b"
+[[configuration_set]]
+name = "sa"
+sending_pool = "a"
+"#,
         smtp_section(""),
         catch_all_route(sink)
     )
@@ -648,24 +665,21 @@ async fn queue_endpoints_hold_release_retry_and_delete() {
         .await;
     let id = reply.trim_end().rsplit(' ').next().unwrap().to_string();
     // Wait until the first attempt has been made and the message waits for its retry.
-    let mut waiting = false;
-    for _ in 0..500 {
-        let (_, body) = call(&sock, "GET", "/v2/email/queue", None).await;
-        if body["Messages"][0]["state"] == "waiting" {
-            assert_eq!(body["Messages"][0]["id"], id.as_str());
-            assert_eq!(body["Messages"][0]["pool"], "a");
-            assert!(
-                body["Messages"][0]["last_error"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with("451")
-            );
-            waiting = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert!(waiting);
+    let socket = &sock;
+    let body = eventually_async(move || async move {
+        let (_, body) = call(socket, "GET", "/v2/email/queue", None).await;
+        (body["Messages"][0]["state"] == "waiting").then_some(body)
+    })
+    .await
+    .expect("the message waits for its retry");
+    assert_eq!(body["Messages"][0]["id"], id.as_str());
+    assert_eq!(body["Messages"][0]["pool"], "a");
+    assert!(
+        body["Messages"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("451")
+    );
     assert_eq!(
         call(&sock, "POST", &format!("/v2/email/queue/{id}/hold"), None)
             .await
@@ -700,17 +714,14 @@ async fn queue_endpoints_hold_release_retry_and_delete() {
         .0,
         404
     );
-    let mut deleted = 0;
-    for _ in 0..500 {
-        deleted = call(&sock, "DELETE", &format!("/v2/email/queue/{id}"), None)
-            .await
-            .0;
-        if deleted == 200 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert_eq!(deleted, 200);
+    let path = format!("/v2/email/queue/{id}");
+    let path = &path;
+    let deleted = eventually_async(move || async move {
+        let status = call(socket, "DELETE", path, None).await.0;
+        (status == 200).then_some(status)
+    })
+    .await;
+    assert_eq!(deleted, Some(200), "deleted once its attempt is over");
     let (_, body) = call(&sock, "GET", "/v2/email/queue", None).await;
     assert_eq!(body["Messages"], json!([]));
     relay.stop().await;

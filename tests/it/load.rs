@@ -1,8 +1,6 @@
 //! The load generator against a real relay: counts, both connection modes, refusals.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use poolrelay::load::{LoadPlan, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -11,7 +9,15 @@ async fn load_generator_counts_what_the_relay_accepts_and_refuses() {
         .await
         .unwrap();
     let relay = TestRelay::start(&format!(
-        "{}{}[[pool]]\nname = \"a\"\n[[ip]]\naddress = \"127.0.0.2\"\npool = \"a\"\n[[configuration_set]]\nname = \"set-a\"\nsending_pool = \"a\"\n",
+        r#"{}{}[[pool]]
+name = "a"
+[[ip]]
+address = "127.0.0.2"
+pool = "a"
+[[configuration_set]]
+name = "set-a"
+sending_pool = "a"
+"#,
         smtp_section(""),
         catch_all_route(sink.addr())
     ))

@@ -1,11 +1,9 @@
 //! Mail leaves from the IPs of its configuration set's pool, and from nowhere else.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use common::*;
+use crate::common::*;
 
 fn pools_config(sink: std::net::SocketAddr) -> String {
     format!(

@@ -1,14 +1,27 @@
 //! Retries, expiry, bounces and events, with time scaled down through the config.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use poolrelay::sink::Sink;
 
 fn config(sink: &Sink, queue: &str, extra: &str) -> (String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "{}{}[queue]\n{queue}\n[events]\npath = \"var/events.jsonl\"\n[[pool]]\nname = \"p\"\n[[ip]]\naddress = \"127.0.0.2\"\npool = \"p\"\n[[ip]]\naddress = \"127.0.0.3\"\npool = \"p\"\n[[configuration_set]]\nname = \"s\"\nsending_pool = \"p\"\n{extra}",
+        r#"{}{}[queue]
+{queue}
+[events]
+path = "var/events.jsonl"
+[[pool]]
+name = "p"
+[[ip]]
+address = "127.0.0.2"
+pool = "p"
+[[ip]]
+address = "127.0.0.3"
+pool = "p"
+[[configuration_set]]
+name = "s"
+sending_pool = "p"
+{extra}"#,
         smtp_section(""),
         catch_all_route(sink.addr())
     );
@@ -221,7 +234,11 @@ async fn max_delivery_seconds_overrides_max_age() {
     let (text, dir) = config(
         &sink,
         "retry_interval = \"1h\"\nmax_age = \"5d\"",
-        "[[configuration_set]]\nname = \"quick\"\nsending_pool = \"p\"\nmax_delivery_seconds = 300\n",
+        r#"[[configuration_set]]
+name = "quick"
+sending_pool = "p"
+max_delivery_seconds = 300
+"#,
     );
     let relay = TestRelay::start_in(dir, &text).await;
     let (mut client, _) = RawClient::connect(relay.addr).await;
@@ -271,20 +288,16 @@ async fn operators_can_list_retry_hold_release_and_delete() {
     let queue = relay.relay.as_ref().unwrap().queue().clone();
     // Both deferred and waiting an hour, with the remote reply as the last error (polled: the
     // first attempts finish in the background).
-    let mut listed = Vec::new();
-    for _ in 0..500 {
-        listed = queue.list().await.unwrap();
-        if listed.len() == 2
-            && listed
-                .iter()
-                .all(|e| e.state == poolrelay::queue::operations::EntryState::Waiting)
-        {
-            break;
-        }
-        tokio::task::yield_now().await;
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert_eq!(listed.len(), 2, "{listed:?}");
+    let handle = &queue;
+    let listed = eventually_async(move || async move {
+        let listed = handle.list().await.unwrap();
+        let waiting = listed
+            .iter()
+            .all(|e| e.state == poolrelay::queue::operations::EntryState::Waiting);
+        (listed.len() == 2 && waiting).then_some(listed)
+    })
+    .await
+    .expect("both messages wait for their retry");
     for entry in &listed {
         assert_eq!(
             entry.state,
@@ -327,15 +340,9 @@ async fn operators_can_list_retry_hold_release_and_delete() {
     assert!(envelope.held);
     queue.release(&ids[1]).await.unwrap();
     // Released messages are attempted again; once back to waiting they can be deleted.
-    let mut deleted = Err(poolrelay::queue::QueueError::Stopped);
-    for _ in 0..500 {
-        deleted = queue.delete(&ids[1]).await;
-        if deleted.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert_eq!(deleted, Ok(()));
+    let second = &ids[1];
+    let deleted = eventually_async(move || async move { handle.delete(second).await.ok() }).await;
+    assert_eq!(deleted, Some(()), "deleted once its attempt is over");
     assert!(
         !relay
             .spool_files("queue")

@@ -1,9 +1,7 @@
 //! SMTP smuggling: a fake end-of-data inside DATA followed by a pipelined second transaction must
 //! never become a second message, in either bare-newline mode.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const PAYLOADS: [&[u8]; 10] = [
     b"\n.\n",

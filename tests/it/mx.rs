@@ -2,10 +2,8 @@
 //! permanent failures (null MX, a domain that does not exist). DNS comes from a stub server on
 //! loopback; the MX hosts are loopback addresses on the sink's port (`outbound.mx_port`).
 
-mod common;
-
-use common::dns::{DnsStub, Entry};
-use common::*;
+use crate::common::dns::{DnsStub, Entry};
+use crate::common::*;
 use std::net::Ipv4Addr;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,7 +22,13 @@ async fn mx_records_are_followed_in_preference_order() {
     ])
     .await;
     let relay = TestRelay::start(&format!(
-        "{}[dns]\nnameservers = [\"{}\"]\n[outbound]\nmx_port = {}\n[[ip]]\naddress = \"127.0.0.2\"\n",
+        r#"{}[dns]
+nameservers = ["{}"]
+[outbound]
+mx_port = {}
+[[ip]]
+address = "127.0.0.2"
+"#,
         smtp_section(""),
         dns.addr,
         sink.addr().port()

@@ -1,9 +1,7 @@
 //! What the relay finds in its spool at start-up: good messages are delivered, bad files are
 //! quarantined (never deleted, never crash the relay), unacknowledged leftovers are removed.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use poolrelay::spool::trailer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,7 +115,11 @@ async fn an_accepted_message_is_in_the_spool_before_its_250() {
         probe.addr()
     };
     let relay = TestRelay::start(&format!(
-        "{}{}[queue]\nretry_interval = \"1h\"\n[[ip]]\naddress = \"127.0.0.2\"\n",
+        r#"{}{}[queue]
+retry_interval = "1h"
+[[ip]]
+address = "127.0.0.2"
+"#,
         smtp_section(""),
         catch_all_route(never)
     ))

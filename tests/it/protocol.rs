@@ -1,8 +1,6 @@
 //! The inbound SMTP dialogue: replies, sequencing, limits, line rules, dot-stuffing.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 async fn relay_with(extra_smtp: &str, sink: &poolrelay::sink::Sink) -> TestRelay {
     TestRelay::start(&format!(

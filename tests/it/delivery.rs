@@ -1,10 +1,8 @@
 //! Deferral, retries and restarts: mail waits rather than leaks, and the spool survives restarts.
 
-mod common;
-
 use std::net::SocketAddr;
 
-use common::*;
+use crate::common::*;
 use poolrelay::spool::{Envelope, RecipientState};
 
 fn read_envelopes(spool: &std::path::Path) -> Vec<Envelope> {
@@ -26,15 +24,34 @@ async fn an_ip_not_on_the_host_defers_and_never_leaks() {
     let missing = unassigned_addresses(2);
     let (missing_a, missing_b) = (missing[0], missing[1]);
     let config = format!(
-        "{}{}[queue]\nretry_interval = \"50ms\"\nmax_retry_interval = \"100ms\"\n
-[[pool]]\nname = \"ghost\"\n[[pool]]\nname = \"mixed\"
-[[ip]]\naddress = \"{missing_a}\"\npool = \"ghost\"
-[[ip]]\naddress = \"{missing_b}\"\npool = \"mixed\"
-[[ip]]\naddress = \"127.0.0.3\"\npool = \"mixed\"
-[[ip]]\naddress = \"127.0.0.5\"
-[shared_pool]\nips = []
-[[configuration_set]]\nname = \"ghostly\"\nsending_pool = \"ghost\"
-[[configuration_set]]\nname = \"half\"\nsending_pool = \"mixed\"\n",
+        r#"{}{}[queue]
+retry_interval = "50ms"
+max_retry_interval = "100ms"
+
+[[pool]]
+name = "ghost"
+[[pool]]
+name = "mixed"
+[[ip]]
+address = "{missing_a}"
+pool = "ghost"
+[[ip]]
+address = "{missing_b}"
+pool = "mixed"
+[[ip]]
+address = "127.0.0.3"
+pool = "mixed"
+[[ip]]
+address = "127.0.0.5"
+[shared_pool]
+ips = []
+[[configuration_set]]
+name = "ghostly"
+sending_pool = "ghost"
+[[configuration_set]]
+name = "half"
+sending_pool = "mixed"
+"#,
         smtp_section(""),
         catch_all_route(sink.addr())
     );
@@ -93,7 +110,11 @@ async fn a_restarted_relay_delivers_what_is_in_its_spool() {
         probe.addr()
     };
     let config = format!(
-        "{}{}[queue]\nretry_interval = \"1h\"\n[[ip]]\naddress = \"127.0.0.2\"\n",
+        r#"{}{}[queue]
+retry_interval = "1h"
+[[ip]]
+address = "127.0.0.2"
+"#,
         smtp_section(""),
         catch_all_route(sink_addr)
     );
@@ -139,8 +160,15 @@ async fn a_restarted_relay_delivers_what_is_in_its_spool() {
 async fn only_the_deferred_recipient_is_retried_and_from_another_ip() {
     let sink = start_sink().await;
     let config = format!(
-        "{}{}[queue]\nretry_interval = \"20ms\"\nmax_retry_interval = \"40ms\"\n
-[[ip]]\naddress = \"127.0.0.2\"\n[[ip]]\naddress = \"127.0.0.3\"\n",
+        r#"{}{}[queue]
+retry_interval = "20ms"
+max_retry_interval = "40ms"
+
+[[ip]]
+address = "127.0.0.2"
+[[ip]]
+address = "127.0.0.3"
+"#,
         smtp_section(""),
         catch_all_route(sink.addr())
     );
@@ -231,7 +259,18 @@ async fn only_the_deferred_recipient_is_retried_and_from_another_ip() {
 async fn connections_are_reused_per_source_ip_and_next_hop() {
     let sink = start_sink().await;
     let config = format!(
-        "{}{}[[pool]]\nname = \"two\"\n[[ip]]\naddress = \"127.0.0.2\"\npool = \"two\"\n[[ip]]\naddress = \"127.0.0.3\"\npool = \"two\"\n[[configuration_set]]\nname = \"s\"\nsending_pool = \"two\"\n",
+        r#"{}{}[[pool]]
+name = "two"
+[[ip]]
+address = "127.0.0.2"
+pool = "two"
+[[ip]]
+address = "127.0.0.3"
+pool = "two"
+[[configuration_set]]
+name = "s"
+sending_pool = "two"
+"#,
         smtp_section(""),
         catch_all_route(sink.addr())
     );

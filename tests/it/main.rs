@@ -1,0 +1,20 @@
+//! poolrelay's black-box tests, in one binary (one build and link instead of one per area):
+//! a real relay on loopback with a real config file and spool, real SMTP clients and a
+//! recording sink. One module per area; `common` holds the shared pieces.
+
+mod common;
+
+mod admin;
+mod crash;
+mod delivery;
+mod demo;
+mod load;
+mod mx;
+mod pools;
+mod protocol;
+mod queue;
+mod reputation;
+mod smuggling;
+mod spool;
+mod tls;
+mod warmup;
