@@ -222,7 +222,7 @@ async fn pool_in_use(sock: &Path) {
 
 /// A step of the scenario above. Mail for "sa" leaves from pool a (127.0.0.2) ... then the IPs swap pools, live.
 async fn live_changes(relay: &TestRelay, sink: &Sink, sock: &Path) {
-    send_with_set(&relay, "sa", "before").await;
+    send_with_set(relay, "sa", "before").await;
     assert_eq!(sink.wait_for(1, WAIT).await[0].peer.ip(), ip("127.0.0.2"));
     assert_eq!(
         call(
@@ -268,7 +268,7 @@ async fn live_changes(relay: &TestRelay, sink: &Sink, sock: &Path) {
         .0,
         404
     );
-    send_with_set(&relay, "sa", "after").await;
+    send_with_set(relay, "sa", "after").await;
     let received = sink.wait_for(2, WAIT).await;
     assert_eq!(
         received[1].peer.ip(),
