@@ -41,14 +41,13 @@ address = "127.0.0.2"
         "c@null.test",
         "d@missing.test",
     ] {
-        let reply = client
-            .send_message(
+        client
+            .send_accepted(
                 "app@example.test",
                 &[rcpt],
                 format!("Subject: {rcpt}\r\n\r\nx\r\n.\r\n").as_bytes(),
             )
             .await;
-        assert!(reply.starts_with("250"), "{reply}");
     }
     let received = sink.wait_for(2, WAIT).await;
     let mut recipients: Vec<String> = received.iter().flat_map(|m| m.recipients.clone()).collect();

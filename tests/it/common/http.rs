@@ -83,3 +83,21 @@ pub async fn get_text(socket: &Path, path: &str) -> (u16, String) {
     let request = format!("GET {path} HTTP/1.1\r\nHost: poolrelay\r\nConnection: close\r\n\r\n");
     exchange(socket, request.as_bytes()).await
 }
+
+/// Calls the API and checks that it answers `status` with SES error type `error_type`; returns
+/// the body for further checks.
+pub async fn call_expecting_error(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+    (status, error_type): (u16, &str),
+) -> serde_json::Value {
+    let (got, answer) = call(socket, method, path, body).await;
+    assert_eq!(
+        (got, answer["__type"].as_str()),
+        (status, Some(error_type)),
+        "{method} {path}: {answer}"
+    );
+    answer
+}

@@ -241,6 +241,18 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> RawClient<S> {
         self.reply().await
     }
 
+    /// [`RawClient::send_message`] that must be accepted (`250`); returns the reply.
+    pub async fn send_accepted(
+        &mut self,
+        sender: &str,
+        recipients: &[&str],
+        raw_content: &[u8],
+    ) -> String {
+        let reply = self.send_message(sender, recipients, raw_content).await;
+        assert!(reply.starts_with("250"), "{reply}");
+        reply
+    }
+
     /// Sends a small message from app@example.test to `recipient` naming configuration set
     /// `set`, with `subject`; panics unless it is accepted.
     pub async fn send_for_set(&mut self, set: &str, recipient: &str, subject: &str) {
