@@ -23,7 +23,7 @@ use crate::outbound::health::Health;
 use crate::queue::QueueHandle;
 use crate::queue::context::AttemptContext;
 use crate::registry::{DEFAULT_POOL, Registry};
-use crate::spool::Spool;
+use crate::spool::{Envelope, Spool};
 use crate::{queue, registry};
 
 /// A running relay.
@@ -66,21 +66,98 @@ fn check_sources(registry: &Registry, health: &Health) {
     }
 }
 
+/// Everything the relay listens on, bound before any task starts (so a busy port or a bad
+/// socket path refuses start-up cleanly).
+struct Listeners {
+    admin: Option<tokio::net::UnixListener>,
+    metrics: Option<TcpListener>,
+    /// SMTP listeners; `true` for implicit TLS.
+    smtp: Vec<(TcpListener, bool)>,
+    smtp_addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
+}
+
+impl Listeners {
+    async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let admin = match &config.admin.socket {
+            Some(path) => {
+                let listener = bind_admin_socket(path, config.admin.group.as_deref())
+                    .with_context(|| {
+                        format!("cannot create the admin socket {}", path.display())
+                    })?;
+                tracing::info!(socket = %path.display(), "admin socket ready");
+                Some(listener)
+            }
+            None => None,
+        };
+        let metrics = match config.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for metrics on {addr}"))?,
+            ),
+            None => None,
+        };
+        let mut listeners = Self {
+            admin,
+            metrics,
+            smtp: Vec::new(),
+            smtp_addrs: Vec::new(),
+            tls_addrs: Vec::new(),
+        };
+        let plain = config.smtp.listen.iter().map(|a| (a, false));
+        let implicit = config.smtp.tls_listen.iter().map(|a| (a, true));
+        for (addr, implicit_tls) in plain.chain(implicit) {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            let local = listener.local_addr()?;
+            match implicit_tls {
+                true => listeners.tls_addrs.push(local),
+                false => listeners.smtp_addrs.push(local),
+            }
+            listeners.smtp.push((listener, implicit_tls));
+        }
+        Ok(listeners)
+    }
+}
+
+/// Opens the spool and reads back what it holds (quarantining what cannot be read).
+async fn recover_spool(config: &Config) -> anyhow::Result<(Spool, Vec<Envelope>)> {
+    let spool = Spool::open(&config.spool_dir)
+        .with_context(|| format!("cannot open the spool at {}", config.spool_dir.display()))?;
+    let recovery_spool = spool.clone();
+    let recovered = tokio::task::spawn_blocking(move || recovery_spool.recover())
+        .await?
+        .context("cannot read the spool")?;
+    for (path, reason) in &recovered.quarantined {
+        tracing::error!(path = %path.display(), reason, "spool file quarantined");
+    }
+    tracing::info!(messages = recovered.envelopes.len(), spool = %spool.root().display(), "spool recovered");
+    Ok((spool, recovered.envelopes))
+}
+
+/// Until shutdown, every `every`: closes expired idle connections and saves the warm-up counts
+/// and site suspensions that changed.
+async fn reap_and_save(outbound: Arc<Outbound>, shutdown: CancellationToken, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {
+                outbound.close_idle(false).await;
+                let saving = outbound.clone();
+                let _ = tokio::task::spawn_blocking(move || saving.save_state()).await;
+            }
+        }
+    }
+}
+
 impl Relay {
     /// Recovers the spool, binds the listeners and starts delivering.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
         install_crypto_provider();
-        let spool = Spool::open(&config.spool_dir)
-            .with_context(|| format!("cannot open the spool at {}", config.spool_dir.display()))?;
-        let recovery_spool = spool.clone();
-        let recovered = tokio::task::spawn_blocking(move || recovery_spool.recover())
-            .await?
-            .context("cannot read the spool")?;
-        for (path, reason) in &recovered.quarantined {
-            tracing::error!(path = %path.display(), reason, "spool file quarantined");
-        }
-        tracing::info!(messages = recovered.envelopes.len(), spool = %spool.root().display(), "spool recovered");
-
+        let (spool, recovered) = recover_spool(&config).await?;
         let health = Arc::new(Health::load(
             config.health.clone(),
             Some(spool.root().join("health.json")),
@@ -106,56 +183,20 @@ impl Relay {
             },
             shutdown.clone(),
         );
-
         // Everything that can refuse start-up happens before any task is spawned.
-        let admin_listener = match &config.admin.socket {
-            Some(path) => {
-                let listener = bind_admin_socket(path, config.admin.group.as_deref())
-                    .with_context(|| {
-                        format!("cannot create the admin socket {}", path.display())
-                    })?;
-                tracing::info!(socket = %path.display(), "admin socket ready");
-                Some(listener)
-            }
-            None => None,
-        };
-        let metrics_listener = match config.metrics_listen {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen for metrics on {addr}"))?,
-            ),
-            None => None,
-        };
+        let listeners = Listeners::bind(&config).await?;
         let inbound_tls = match &config.smtp.tls {
             Some(files) => Some(Arc::new(
                 InboundTls::load(files).map_err(|e| anyhow::anyhow!(e))?,
             )),
             None => None,
         };
-        let mut listeners = Vec::new();
-        let mut smtp_addrs = Vec::new();
-        let mut tls_addrs = Vec::new();
-        let plain = config.smtp.listen.iter().map(|a| (a, false));
-        let implicit = config.smtp.tls_listen.iter().map(|a| (a, true));
-        for (addr, implicit_tls) in plain.chain(implicit) {
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr}"))?;
-            if implicit_tls {
-                tls_addrs.push(listener.local_addr()?);
-            } else {
-                smtp_addrs.push(listener.local_addr()?);
-            }
-            listeners.push((listener, implicit_tls));
-        }
 
         let tasks = TaskTracker::new();
         let sessions = TaskTracker::new();
-        let registry_handle = registry.clone();
         let ctx = Arc::new(InboundContext {
             settings: config.smtp.clone(),
-            registry,
+            registry: registry.clone(),
             spool,
             queue: queue.clone(),
             shutdown: shutdown.clone(),
@@ -164,58 +205,42 @@ impl Relay {
             tls: inbound_tls.clone(),
         });
         let connections = Arc::new(Semaphore::new(config.smtp.max_connections));
-        for (listener, implicit_tls) in listeners {
+        for (listener, implicit_tls) in listeners.smtp {
+            let (ctx, connections) = (ctx.clone(), connections.clone());
             tasks.spawn(serve_listener(
                 listener,
-                ctx.clone(),
-                connections.clone(),
+                ctx,
+                connections,
                 sessions.clone(),
                 implicit_tls,
             ));
         }
-        tasks.spawn(scheduler.run(recovered.envelopes));
+        tasks.spawn(scheduler.run(recovered));
         let admin = Arc::new(AdminState::new(
             &config,
-            registry_handle,
+            registry,
             queue.clone(),
-            smtp_addrs.clone(),
+            listeners.smtp_addrs.clone(),
             health,
         ));
         tasks.spawn(outbound.clone().upkeep(shutdown.clone()));
-        if let Some(listener) = metrics_listener {
-            tasks.spawn(crate::admin::serve_metrics(
-                listener,
-                admin.clone(),
-                shutdown.clone(),
-            ));
+        if let Some(listener) = listeners.metrics {
+            let serve = crate::admin::serve_metrics(listener, admin.clone(), shutdown.clone());
+            tasks.spawn(serve);
         }
-        if let Some(listener) = admin_listener {
+        if let Some(listener) = listeners.admin {
             tasks.spawn(crate::admin::serve(
                 listener,
                 admin.clone(),
                 shutdown.clone(),
             ));
         }
-        let reaper_outbound = outbound.clone();
-        let reaper_shutdown = shutdown.clone();
         let reap_every = (config.queue.connection_idle_timeout / 2).max(Duration::from_millis(100));
-        tasks.spawn(async move {
-            let mut tick = tokio::time::interval(reap_every);
-            loop {
-                tokio::select! {
-                    _ = reaper_shutdown.cancelled() => break,
-                    _ = tick.tick() => {
-                        reaper_outbound.close_idle(false).await;
-                        let outbound = reaper_outbound.clone();
-                        let _ = tokio::task::spawn_blocking(move || outbound.save_state()).await;
-                    }
-                }
-            }
-        });
-        tracing::info!(listen = ?smtp_addrs, "poolrelay is accepting mail");
+        tasks.spawn(reap_and_save(outbound, shutdown.clone(), reap_every));
+        tracing::info!(listen = ?listeners.smtp_addrs, "poolrelay is accepting mail");
         Ok(Self {
-            smtp_addrs,
-            tls_addrs,
+            smtp_addrs: listeners.smtp_addrs,
+            tls_addrs: listeners.tls_addrs,
             inbound_tls,
             queue,
             admin,

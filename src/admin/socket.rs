@@ -17,18 +17,36 @@ use super::state::AdminState;
 /// Headers and request line together may not exceed this.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
-/// The group id of a group name.
+/// The group id of a group name. Uses the reentrant `getgrnam_r`: several relays (tests) may
+/// start at once in one process, and `getgrnam`'s static buffer would be shared between them.
 fn group_id(name: &str) -> io::Result<libc::gid_t> {
     let cname =
         std::ffi::CString::new(name).map_err(|_| io::Error::other("group name contains NUL"))?;
-    // SAFETY: getgrnam is given a valid C string; the result is read at once, before any other
-    // call could reuse its static buffer (this runs once, at start-up).
-    let entry = unsafe { libc::getgrnam(cname.as_ptr()) };
-    if entry.is_null() {
-        return Err(io::Error::other(format!("no group named {name}")));
+    let mut size = 16 * 1024;
+    loop {
+        // SAFETY: `group` is plain data that getgrnam_r fills in; all-zero is a valid value.
+        let mut group: libc::group = unsafe { std::mem::zeroed() };
+        let mut buffer: Vec<libc::c_char> = vec![0; size];
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: every pointer is to memory this function owns, `buffer.len()` is its real
+        // size, and `cname` is NUL-terminated; the strings in `group` point into `buffer`, which
+        // outlives the only field read (`gr_gid`, a plain integer).
+        let code = unsafe {
+            libc::getgrnam_r(
+                cname.as_ptr(),
+                &mut group,
+                buffer.as_mut_ptr(),
+                buffer.len(),
+                &mut found,
+            )
+        };
+        match code {
+            0 if found.is_null() => return Err(io::Error::other(format!("no group named {name}"))),
+            0 => return Ok(group.gr_gid),
+            libc::ERANGE if size < 1024 * 1024 => size *= 4,
+            code => return Err(io::Error::from_raw_os_error(code)),
+        }
     }
-    // SAFETY: non-null pointer returned by getgrnam.
-    Ok(unsafe { (*entry).gr_gid })
 }
 
 /// Binds the admin socket at `path` with mode 0600 (0660 and the given group with `group`).

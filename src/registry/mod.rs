@@ -65,8 +65,9 @@ pub struct DedicatedIp {
     pub suspended: bool,
 }
 
-/// SES `TlsPolicy` of a configuration set. Stored and reported now; enforced on the outbound side
-/// with the TLS work (until then every delivery uses opportunistic STARTTLS).
+/// SES `TlsPolicy` of a configuration set. `Require`: the set's mail is never delivered in
+/// plaintext (it is deferred with 4.7.10 when the next hop offers no STARTTLS or the handshake
+/// fails); `Optional`: STARTTLS when the next hop offers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsPolicy {
     Optional,

@@ -1,0 +1,290 @@
+//! The command line's shape: subcommands, their options and their one-line help (shown by
+//! `poolrelay --help` and `poolrelay SUBCOMMAND --help`).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use poolrelay::admin::client::Action;
+use poolrelay::config;
+
+#[derive(Parser)]
+#[command(
+    name = "poolrelay",
+    version,
+    about = "SMTP relay with SES-style dedicated IP pools"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the relay in the foreground (logs to stderr; RUST_LOG sets the level).
+    Serve {
+        #[arg(long, default_value = "config/poolrelay.toml")]
+        config: PathBuf,
+    },
+    /// Check a config file and print a summary of its pools and configuration sets.
+    CheckConfig {
+        #[arg(long, default_value = "config/poolrelay.toml")]
+        config: PathBuf,
+    },
+    /// Start a sink and the relay on the example config, send mail through every configuration
+    /// set, and show which source IP each message left from.
+    Demo {
+        #[arg(long, default_value = "config/poolrelay.toml")]
+        config: PathBuf,
+        /// Messages per configuration set (more than 1 prints a summary instead of a row each).
+        #[arg(long, default_value_t = 1)]
+        per_set: usize,
+    },
+    /// Send load to an SMTP relay and report messages per second and latency.
+    Load {
+        /// The relay to send to.
+        #[arg(long, default_value = "127.0.0.1:2525")]
+        target: std::net::SocketAddr,
+        /// Concurrent SMTP sessions.
+        #[arg(long, default_value_t = 20)]
+        connections: usize,
+        /// Messages in all.
+        #[arg(long, default_value_t = 10_000)]
+        messages: usize,
+        /// Message size in bytes.
+        #[arg(long, default_value_t = 2048)]
+        size: usize,
+        /// Configuration set names, used in turn (comma-separated); none: no header.
+        #[arg(long, value_delimiter = ',')]
+        configuration_sets: Vec<String>,
+        /// Open a new connection for every message instead of reusing sessions.
+        #[arg(long)]
+        connection_per_message: bool,
+        /// Domain of the generated recipients.
+        #[arg(long, default_value = "example.test")]
+        recipient_domain: String,
+        /// Print the report as one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read a password from standard input and print its argon2 hash for `[[smtp.user]]`.
+    HashPassword,
+    /// Dedicated IP pools, through the admin socket.
+    Pools {
+        #[command(flatten)]
+        target: AdminTarget,
+        #[command(subcommand)]
+        command: PoolsCommand,
+    },
+    /// Dedicated IPs, through the admin socket.
+    Ips {
+        #[command(flatten)]
+        target: AdminTarget,
+        #[command(subcommand)]
+        command: IpsCommand,
+    },
+    /// Configuration sets, through the admin socket.
+    ConfigSets {
+        #[command(flatten)]
+        target: AdminTarget,
+        #[command(subcommand)]
+        command: SetsCommand,
+    },
+    /// The queue, through the admin socket.
+    Queue {
+        #[command(flatten)]
+        target: AdminTarget,
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
+    /// Version, uptime, listeners and queue size of a running relay.
+    Status {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Make a running relay re-read its config file (as SIGHUP).
+    Reload {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Run a recording SMTP sink that logs the source address of every message it receives.
+    Sink {
+        #[arg(long, default_value = "127.0.0.1:2526")]
+        listen: std::net::SocketAddr,
+        /// Keep only counts (per source IP), not content, and write them as JSON to this file
+        /// about ten times a second (for benchmarks).
+        #[arg(long)]
+        stats: Option<PathBuf>,
+    },
+}
+
+/// Which relay an admin command talks to.
+#[derive(clap::Args)]
+pub struct AdminTarget {
+    /// The relay's config file: its `[admin] socket` is used.
+    #[arg(long, global = true, default_value = "config/poolrelay.toml")]
+    config: PathBuf,
+    /// The admin socket, instead of reading it from the config.
+    #[arg(long, global = true)]
+    socket: Option<PathBuf>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl AdminTarget {
+    /// The admin socket to use: `--socket`, or the config file's `[admin] socket`.
+    pub fn socket(&self) -> anyhow::Result<PathBuf> {
+        if let Some(socket) = &self.socket {
+            return Ok(socket.clone());
+        }
+        let config = config::load(&self.config).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+        config.admin.socket.ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} has no [admin] socket; give --socket",
+                self.config.display()
+            )
+        })
+    }
+}
+
+#[derive(Subcommand)]
+pub enum PoolsCommand {
+    /// List the pools (with the two reserved ones).
+    List,
+    /// Create an empty pool.
+    Create { name: String },
+    /// Delete a pool that holds no IPs and that no configuration set sends from.
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum IpsCommand {
+    /// List the dedicated IPs with their pool, weight, warm-up and suspensions.
+    List {
+        #[arg(long)]
+        pool: Option<String>,
+    },
+    /// Add a dedicated IP (it must be an address of this host).
+    Add {
+        ip: String,
+        #[arg(long)]
+        pool: Option<String>,
+        #[arg(long)]
+        ehlo_hostname: Option<String>,
+        #[arg(long)]
+        weight: Option<u32>,
+    },
+    /// Move an IP to another pool (ses-default-dedicated-pool takes it out of its pool).
+    Move { ip: String, pool: String },
+    /// Remove a dedicated IP.
+    Remove { ip: String },
+    /// Take an IP out of rotation for every destination (saved in the config).
+    Suspend { ip: String },
+    /// Put a suspended IP back into rotation (also lifts its site suspensions).
+    Resume { ip: String },
+}
+
+#[derive(Subcommand)]
+pub enum SetsCommand {
+    /// List the configuration sets and their sending pools.
+    List,
+    /// Create a configuration set, sending from `--pool` (default: ses-default-dedicated-pool).
+    Create {
+        name: String,
+        #[arg(long)]
+        pool: Option<String>,
+    },
+    /// Delete a configuration set.
+    Delete { name: String },
+    /// Change the pool a configuration set sends from.
+    SetPool { name: String, pool: String },
+}
+
+#[derive(Subcommand)]
+pub enum QueueCommand {
+    /// List the queued messages with their state, attempts and last error.
+    List,
+    /// Attempt a waiting message now.
+    Retry { id: String },
+    /// Keep a message from being attempted until it is released (survives restarts).
+    Hold { id: String },
+    /// Release a held message.
+    Release { id: String },
+    /// Delete a message from the queue (no bounce is sent).
+    Delete { id: String },
+}
+
+impl Command {
+    /// The admin socket command this is, with where to send it; `None` for the other commands.
+    pub fn admin_action(self) -> Option<(AdminTarget, Action)> {
+        let (target, action) = match self {
+            Command::Pools { target, command } => (
+                target,
+                match command {
+                    PoolsCommand::List => Action::PoolsList,
+                    PoolsCommand::Create { name } => Action::PoolsCreate(name),
+                    PoolsCommand::Delete { name } => Action::PoolsDelete(name),
+                },
+            ),
+            Command::Ips { target, command } => (
+                target,
+                match command {
+                    IpsCommand::List { pool } => Action::IpsList(pool),
+                    IpsCommand::Add {
+                        ip,
+                        pool,
+                        ehlo_hostname,
+                        weight,
+                    } => Action::IpsAdd {
+                        ip,
+                        pool,
+                        ehlo_hostname,
+                        weight,
+                    },
+                    IpsCommand::Move { ip, pool } => Action::IpsMove { ip, pool },
+                    IpsCommand::Remove { ip } => Action::IpsRemove(ip),
+                    IpsCommand::Suspend { ip } => Action::IpsSuspend {
+                        ip,
+                        suspended: true,
+                    },
+                    IpsCommand::Resume { ip } => Action::IpsSuspend {
+                        ip,
+                        suspended: false,
+                    },
+                },
+            ),
+            Command::ConfigSets { target, command } => (
+                target,
+                match command {
+                    SetsCommand::List => Action::SetsList,
+                    SetsCommand::Create { name, pool } => Action::SetsCreate { name, pool },
+                    SetsCommand::Delete { name } => Action::SetsDelete(name),
+                    SetsCommand::SetPool { name, pool } => Action::SetsSetPool { name, pool },
+                },
+            ),
+            Command::Queue { target, command } => (
+                target,
+                match command {
+                    QueueCommand::List => Action::QueueList,
+                    QueueCommand::Retry { id } => Action::QueueAct {
+                        id,
+                        action: "retry".into(),
+                    },
+                    QueueCommand::Hold { id } => Action::QueueAct {
+                        id,
+                        action: "hold".into(),
+                    },
+                    QueueCommand::Release { id } => Action::QueueAct {
+                        id,
+                        action: "release".into(),
+                    },
+                    QueueCommand::Delete { id } => Action::QueueDelete(id),
+                },
+            ),
+            Command::Status { target } => (target, Action::Status),
+            Command::Reload { target } => (target, Action::Reload),
+            _ => return None,
+        };
+        Some((target, action))
+    }
+}
