@@ -77,90 +77,105 @@ impl Metrics {
             registry: Registry::with_prefix("poolrelay"),
         };
         let mut registry = Registry::with_prefix("poolrelay");
-        registry.register(
-            "messages_accepted",
-            "Messages accepted (250 after DATA)",
-            metrics.accepted.clone(),
-        );
-        registry.register(
-            "messages_rejected",
-            "Messages refused after DATA, by reason",
-            metrics.rejected.clone(),
-        );
-        registry.register(
-            "recipients_delivered",
-            "Recipients delivered, by pool and source IP",
-            metrics.delivered.clone(),
-        );
-        registry.register(
-            "recipients_deferred",
-            "Recipient attempts deferred, by pool and source IP",
-            metrics.deferred.clone(),
-        );
-        registry.register(
-            "recipients_bounced",
-            "Recipients failed permanently, by pool and source IP",
-            metrics.bounced.clone(),
-        );
-        registry.register(
-            "bind_failures",
-            "Outbound binds that failed, by source IP",
-            metrics.bind_failures.clone(),
-        );
-        registry.register(
-            "site_suspensions",
-            "Times a site's reputation refusal suspended the IP for that site",
-            metrics.site_suspensions.clone(),
-        );
-        registry.register(
-            "ip_unbindable",
-            "1 while the dedicated IP cannot be bound on this host (suspended for every site)",
-            metrics.ip_unbindable.clone(),
-        );
-        registry.register(
-            "ip_operator_suspended",
-            "1 while an operator has suspended the dedicated IP",
-            metrics.ip_operator_suspended.clone(),
-        );
-        registry.register(
-            "ip_suspended_sites",
-            "Sites for which the dedicated IP is suspended now",
-            metrics.ip_suspended_sites.clone(),
-        );
-        registry.register(
-            "ip_warmup_percentage",
-            "Warm-up progress of the dedicated IP (SES WarmupPercentage)",
-            metrics.ip_warmup_percentage.clone(),
-        );
-        registry.register(
-            "connections_in",
-            "Open inbound SMTP sessions",
-            metrics.connections_in.clone(),
-        );
-        registry.register(
-            "connections_out",
-            "Open outbound SMTP sessions",
-            metrics.connections_out.clone(),
-        );
-        registry.register(
-            "delivery_seconds",
-            "Time from acceptance to delivery",
-            metrics.delivery_seconds.clone(),
-        );
-        registry.register(
-            "queue_messages",
-            "Messages in the queue",
-            metrics.queue_messages.clone(),
-        );
-        registry.register(
-            "queue_oldest_seconds",
-            "Age of the oldest queued message",
-            metrics.queue_oldest_seconds.clone(),
-        );
+        metrics.register_outcomes(&mut registry);
+        metrics.register_ip_health(&mut registry);
+        metrics.register_load(&mut registry);
         Self {
             registry,
             ..metrics
         }
+    }
+
+    /// Messages accepted and refused, recipients delivered, deferred and bounced, failed binds.
+    fn register_outcomes(&self, registry: &mut Registry) {
+        registry.register(
+            "messages_accepted",
+            "Messages accepted (250 after DATA)",
+            self.accepted.clone(),
+        );
+        registry.register(
+            "messages_rejected",
+            "Messages refused after DATA, by reason",
+            self.rejected.clone(),
+        );
+        registry.register(
+            "recipients_delivered",
+            "Recipients delivered, by pool and source IP",
+            self.delivered.clone(),
+        );
+        registry.register(
+            "recipients_deferred",
+            "Recipient attempts deferred, by pool and source IP",
+            self.deferred.clone(),
+        );
+        registry.register(
+            "recipients_bounced",
+            "Recipients failed permanently, by pool and source IP",
+            self.bounced.clone(),
+        );
+        registry.register(
+            "bind_failures",
+            "Outbound binds that failed, by source IP",
+            self.bind_failures.clone(),
+        );
+    }
+
+    /// Per dedicated IP: suspensions, bindability and warm-up.
+    fn register_ip_health(&self, registry: &mut Registry) {
+        registry.register(
+            "site_suspensions",
+            "Times a site's reputation refusal suspended the IP for that site",
+            self.site_suspensions.clone(),
+        );
+        registry.register(
+            "ip_unbindable",
+            "1 while the dedicated IP cannot be bound on this host (suspended for every site)",
+            self.ip_unbindable.clone(),
+        );
+        registry.register(
+            "ip_operator_suspended",
+            "1 while an operator has suspended the dedicated IP",
+            self.ip_operator_suspended.clone(),
+        );
+        registry.register(
+            "ip_suspended_sites",
+            "Sites for which the dedicated IP is suspended now",
+            self.ip_suspended_sites.clone(),
+        );
+        registry.register(
+            "ip_warmup_percentage",
+            "Warm-up progress of the dedicated IP (SES WarmupPercentage)",
+            self.ip_warmup_percentage.clone(),
+        );
+    }
+
+    /// Open connections, delivery time and the queue.
+    fn register_load(&self, registry: &mut Registry) {
+        registry.register(
+            "connections_in",
+            "Open inbound SMTP sessions",
+            self.connections_in.clone(),
+        );
+        registry.register(
+            "connections_out",
+            "Open outbound SMTP sessions",
+            self.connections_out.clone(),
+        );
+        registry.register(
+            "delivery_seconds",
+            "Time from acceptance to delivery",
+            self.delivery_seconds.clone(),
+        );
+        registry.register(
+            "queue_messages",
+            "Messages in the queue",
+            self.queue_messages.clone(),
+        );
+        registry.register(
+            "queue_oldest_seconds",
+            "Age of the oldest queued message",
+            self.queue_oldest_seconds.clone(),
+        );
     }
 
     /// The Prometheus text exposition.

@@ -122,6 +122,47 @@ impl Listeners {
     }
 }
 
+/// One accept loop per SMTP listener; all share the connection limit and the session tracker.
+fn spawn_smtp(
+    tasks: &TaskTracker,
+    sessions: &TaskTracker,
+    ctx: Arc<InboundContext>,
+    listeners: Vec<(TcpListener, bool)>,
+    max_connections: usize,
+) {
+    let connections = Arc::new(Semaphore::new(max_connections));
+    for (listener, implicit_tls) in listeners {
+        let (ctx, connections) = (ctx.clone(), connections.clone());
+        tasks.spawn(serve_listener(
+            listener,
+            ctx,
+            connections,
+            sessions.clone(),
+            implicit_tls,
+        ));
+    }
+}
+
+/// The admin socket and the metrics listener, when configured.
+fn spawn_admin(
+    tasks: &TaskTracker,
+    listeners: &mut Listeners,
+    admin: &Arc<AdminState>,
+    shutdown: &CancellationToken,
+) {
+    if let Some(listener) = listeners.metrics.take() {
+        let serve = crate::admin::serve_metrics(listener, admin.clone(), shutdown.clone());
+        tasks.spawn(serve);
+    }
+    if let Some(listener) = listeners.admin.take() {
+        tasks.spawn(crate::admin::serve(
+            listener,
+            admin.clone(),
+            shutdown.clone(),
+        ));
+    }
+}
+
 /// Opens the spool and reads back what it holds (quarantining what cannot be read).
 async fn recover_spool(config: &Config) -> anyhow::Result<(Spool, Vec<Envelope>)> {
     let spool = Spool::open(&config.spool_dir)
@@ -184,7 +225,7 @@ impl Relay {
             shutdown.clone(),
         );
         // Everything that can refuse start-up happens before any task is spawned.
-        let listeners = Listeners::bind(&config).await?;
+        let mut listeners = Listeners::bind(&config).await?;
         let inbound_tls = match &config.smtp.tls {
             Some(files) => Some(Arc::new(
                 InboundTls::load(files).map_err(|e| anyhow::anyhow!(e))?,
@@ -204,17 +245,8 @@ impl Relay {
             events: events.clone(),
             tls: inbound_tls.clone(),
         });
-        let connections = Arc::new(Semaphore::new(config.smtp.max_connections));
-        for (listener, implicit_tls) in listeners.smtp {
-            let (ctx, connections) = (ctx.clone(), connections.clone());
-            tasks.spawn(serve_listener(
-                listener,
-                ctx,
-                connections,
-                sessions.clone(),
-                implicit_tls,
-            ));
-        }
+        let smtp = std::mem::take(&mut listeners.smtp);
+        spawn_smtp(&tasks, &sessions, ctx, smtp, config.smtp.max_connections);
         tasks.spawn(scheduler.run(recovered));
         let admin = Arc::new(AdminState::new(
             &config,
@@ -224,17 +256,7 @@ impl Relay {
             health,
         ));
         tasks.spawn(outbound.clone().upkeep(shutdown.clone()));
-        if let Some(listener) = listeners.metrics {
-            let serve = crate::admin::serve_metrics(listener, admin.clone(), shutdown.clone());
-            tasks.spawn(serve);
-        }
-        if let Some(listener) = listeners.admin {
-            tasks.spawn(crate::admin::serve(
-                listener,
-                admin.clone(),
-                shutdown.clone(),
-            ));
-        }
+        spawn_admin(&tasks, &mut listeners, &admin, &shutdown);
         let reap_every = (config.queue.connection_idle_timeout / 2).max(Duration::from_millis(100));
         tasks.spawn(reap_and_save(outbound, shutdown.clone(), reap_every));
         tracing::info!(listen = ?listeners.smtp_addrs, "poolrelay is accepting mail");

@@ -18,6 +18,29 @@ use super::warmup;
 use crate::registry::TlsPolicy;
 use crate::spool::Envelope;
 
+/// The recipients of one site in one attempt, and why they would be deferred now.
+struct Group<'a> {
+    envelope: &'a Envelope,
+    /// The site's next-hop addresses, in order.
+    targets: &'a [Target],
+    site: &'a str,
+    /// Recipients not yet delivered, failed or refused for good.
+    pending: Vec<usize>,
+    last_source: Option<IpAddr>,
+    /// The server that refused the last source, if one did.
+    refused_by: Option<IpAddr>,
+    why: Deferral,
+}
+
+/// After trying one next-hop address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// Every recipient has its outcome (or the attempt was told to stop).
+    Finished,
+    /// Try the site's next address.
+    NextTarget,
+}
+
 /// Why no session could be had from a source to a next-hop address.
 pub(super) enum NoSession {
     /// The source address cannot be bound on this host.
@@ -111,10 +134,7 @@ impl Outbound {
             today: warmup::today(),
         };
         let mut picker = SourcePicker::new(&registry, &envelope.pool, envelope.last_source_ip);
-        let mut pending: Vec<usize> = indexes.to_vec();
-        let mut last_source = None;
-        let mut refused_by = None;
-        let mut why = if picker.none_in_rotation() {
+        let why = if picker.none_in_rotation() {
             Deferral::NotInRotation {
                 pool: envelope.pool.clone(),
             }
@@ -123,71 +143,103 @@ impl Outbound {
                 detail: "no next-hop address could be reached".into(),
             }
         };
-        let refused = |pool: &str, reply: String| Deferral::SiteRefused {
-            pool: pool.to_string(),
-            site: site.clone(),
-            reply,
+        let mut group = Group {
+            envelope,
+            targets,
+            site: &site,
+            pending: indexes.to_vec(),
+            last_source: None,
+            refused_by: None,
+            why,
         };
         for target in targets {
-            loop {
-                let picked = match picker.next(target.addr.is_ipv4(), &context) {
-                    Ok(picked) => picked,
-                    Err(none) => {
-                        why = deferral_for(none, picker.pool(), &site).unwrap_or(why);
-                        break;
-                    }
-                };
-                let source = picked.address;
-                last_source = source.or(last_source);
-                let session = self
-                    .session(envelope, &picked, target, targets, &site, slot)
-                    .await;
-                match session {
-                    Ok((client, reused)) => {
-                        report.last_source_ip = source;
-                        let hop = Hop {
-                            picked: &picked,
-                            target,
-                            site: &site,
-                        };
-                        let Some(refusal) = self
-                            .transact(envelope, (client, reused), hop, &pending, report)
-                            .await
-                        else {
-                            return;
-                        };
-                        // The site refused this IP: the same recipients go out from another IP
-                        // of the pool now, or wait if there is none.
-                        pending = refusal.recipients;
-                        refused_by = Some(refusal.remote_mta);
-                        why = refused(picker.pool(), refusal.reply);
-                    }
-                    Err(NoSession::NoSource) => {
-                        why = Deferral::NoUsableSource {
-                            pool: picker.pool().to_string(),
-                        }
-                    }
-                    Err(NoSession::Refused(reason)) => why = refused(picker.pool(), reason),
-                    // Nothing was attempted: the recipients stay as they were.
-                    Err(NoSession::Stopped) => return,
-                    Err(NoSession::Failed(deferral)) => {
-                        why = deferral;
-                        break;
-                    }
-                }
-                // Whatever went wrong was about this source: try the pool's next one.
-                match source {
-                    Some(address) => picker.exclude(address),
-                    None => break,
-                }
+            let flow = self
+                .try_target(&mut group, target, &mut picker, &context, slot, report)
+                .await;
+            if flow == Flow::Finished {
+                return;
             }
         }
         let hop = targets.first().map(|t| t.host.as_str()).unwrap_or("-");
-        for &index in &pending {
-            let mut outcome =
-                RecipientOutcome::local(Outcome::Deferred(why.clone()), last_source, hop);
-            outcome.remote_mta = refused_by;
+        for &index in &group.pending {
+            let deferred = Outcome::Deferred(group.why.clone());
+            let mut outcome = RecipientOutcome::local(deferred, group.last_source, hop);
+            outcome.remote_mta = group.refused_by;
             report.record(index, outcome);
+        }
+    }
+
+    /// Tries the group's pending recipients at one next-hop address, from one source after
+    /// another while the site refuses them. `Finished` when nothing is left to do for the group.
+    async fn try_target(
+        &self,
+        group: &mut Group<'_>,
+        target: &Target,
+        picker: &mut SourcePicker,
+        context: &PickerContext<'_>,
+        slot: &mut dyn ReleasableSlot,
+        report: &mut AttemptReport,
+    ) -> Flow {
+        let site = group.site;
+        let refused = |pool: &str, reply: String| Deferral::SiteRefused {
+            pool: pool.to_string(),
+            site: site.to_string(),
+            reply,
+        };
+        loop {
+            let picked = match picker.next(target.addr.is_ipv4(), context) {
+                Ok(picked) => picked,
+                Err(none) => {
+                    if let Some(why) = deferral_for(none, picker.pool(), site) {
+                        group.why = why;
+                    }
+                    return Flow::NextTarget;
+                }
+            };
+            let source = picked.address;
+            group.last_source = source.or(group.last_source);
+            let session = self
+                .session(group.envelope, &picked, target, group.targets, site, slot)
+                .await;
+            match session {
+                Ok((client, reused)) => {
+                    report.last_source_ip = source;
+                    let hop = Hop {
+                        picked: &picked,
+                        target,
+                        site,
+                    };
+                    let pending = &group.pending;
+                    let Some(refusal) = self
+                        .transact(group.envelope, (client, reused), hop, pending, report)
+                        .await
+                    else {
+                        return Flow::Finished;
+                    };
+                    // The site refused this IP: the same recipients go out from another IP of
+                    // the pool now, or wait if there is none.
+                    group.pending = refusal.recipients;
+                    group.refused_by = Some(refusal.remote_mta);
+                    group.why = refused(picker.pool(), refusal.reply);
+                }
+                Err(NoSession::NoSource) => {
+                    group.why = Deferral::NoUsableSource {
+                        pool: picker.pool().to_string(),
+                    }
+                }
+                Err(NoSession::Refused(reason)) => group.why = refused(picker.pool(), reason),
+                // Nothing was attempted: the recipients stay as they were.
+                Err(NoSession::Stopped) => return Flow::Finished,
+                Err(NoSession::Failed(deferral)) => {
+                    group.why = deferral;
+                    return Flow::NextTarget;
+                }
+            }
+            // Whatever went wrong was about this source: try the pool's next one.
+            match source {
+                Some(address) => picker.exclude(address),
+                None => return Flow::NextTarget,
+            }
         }
     }
 

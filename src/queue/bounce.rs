@@ -59,16 +59,16 @@ pub(super) async fn report_final(
     Ok(created)
 }
 
-/// Builds the DSN for `indexes` of `envelope`, spools it durably and returns its envelope.
-async fn send_dsn(
+/// The start of the original message a DSN returns: all of it with `full`, else enough for its
+/// header block.
+async fn read_original(
     ctx: &AttemptContext,
     envelope: &Envelope,
-    indexes: &[usize],
-) -> std::io::Result<Envelope> {
+    full: bool,
+) -> std::io::Result<Vec<u8>> {
     let path = ctx.spool.content_path(&envelope.id);
-    let full = envelope.ret_full && envelope.size <= MAX_RETURNED_MESSAGE;
     let size = envelope.size;
-    let original = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+    tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
         use std::io::Read;
         let limit = if full {
             size
@@ -82,7 +82,17 @@ async fn send_dsn(
         Ok(bytes)
     })
     .await
-    .map_err(std::io::Error::other)??;
+    .map_err(std::io::Error::other)?
+}
+
+/// Builds the DSN for `indexes` of `envelope`, spools it durably and returns its envelope.
+async fn send_dsn(
+    ctx: &AttemptContext,
+    envelope: &Envelope,
+    indexes: &[usize],
+) -> std::io::Result<Envelope> {
+    let full = envelope.ret_full && envelope.size <= MAX_RETURNED_MESSAGE;
+    let original = read_original(ctx, envelope, full).await?;
     let original = if full {
         &original[..]
     } else {

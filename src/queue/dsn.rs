@@ -80,12 +80,34 @@ fn rfc5322_date(unix: u64) -> String {
 pub fn build(request: &DsnRequest<'_>) -> Vec<u8> {
     let boundary = format!("poolrelay-dsn-{}", request.token);
     let failed = request.recipients.iter().any(|r| r.action == "failed");
+    let mut out = String::new();
+    headers(&mut out, request, failed, &boundary);
+    notification(&mut out, request, failed, &boundary);
+    delivery_status(&mut out, request, &boundary);
+    let (description, content_type) = if request.full {
+        ("Undelivered Message", "message/rfc822")
+    } else {
+        ("Undelivered Message Headers", "text/rfc822-headers")
+    };
+    out.push_str(&format!(
+        "--{boundary}\r\nContent-Description: {description}\r\nContent-Type: {content_type}\r\n\r\n"
+    ));
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(request.original);
+    if !request.original.ends_with(b"\r\n") {
+        bytes.extend_from_slice(b"\r\n");
+    }
+    bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    bytes
+}
+
+/// The DSN's own header block, from the postmaster to the original sender.
+fn headers(out: &mut String, request: &DsnRequest<'_>, failed: bool, boundary: &str) {
     let subject = if failed {
         "Undelivered Mail Returned to Sender"
     } else {
         "Successful Mail Delivery Report"
     };
-    let mut out = String::new();
     out.push_str(&format!(
         "From: Mail Delivery System <MAILER-DAEMON@{}>\r\n",
         request.reporting_mta
@@ -103,7 +125,10 @@ pub fn build(request: &DsnRequest<'_>) -> Vec<u8> {
         "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n\r\n"
     ));
     out.push_str("This is a MIME-encapsulated message.\r\n\r\n");
+}
 
+/// The first part: the explanation a person reads.
+fn notification(out: &mut String, request: &DsnRequest<'_>, failed: bool, boundary: &str) {
     out.push_str(&format!("--{boundary}\r\nContent-Description: Notification\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"));
     out.push_str(&format!(
         "This is the mail system at host {}.\r\n\r\n",
@@ -124,7 +149,10 @@ pub fn build(request: &DsnRequest<'_>) -> Vec<u8> {
         ));
     }
     out.push_str("\r\n");
+}
 
+/// The second part: `message/delivery-status` (RFC 3464), one block per recipient.
+fn delivery_status(out: &mut String, request: &DsnRequest<'_>, boundary: &str) {
     out.push_str(&format!("--{boundary}\r\nContent-Description: Delivery report\r\nContent-Type: message/delivery-status\r\n\r\n"));
     out.push_str(&format!(
         "Reporting-MTA: dns; {}\r\n",
@@ -161,22 +189,6 @@ pub fn build(request: &DsnRequest<'_>) -> Vec<u8> {
         ));
     }
     out.push_str("\r\n");
-
-    let (description, content_type) = if request.full {
-        ("Undelivered Message", "message/rfc822")
-    } else {
-        ("Undelivered Message Headers", "text/rfc822-headers")
-    };
-    out.push_str(&format!(
-        "--{boundary}\r\nContent-Description: {description}\r\nContent-Type: {content_type}\r\n\r\n"
-    ));
-    let mut bytes = out.into_bytes();
-    bytes.extend_from_slice(request.original);
-    if !request.original.ends_with(b"\r\n") {
-        bytes.extend_from_slice(b"\r\n");
-    }
-    bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    bytes
 }
 
 /// The header block of a message (up to and including the blank line), at most `limit` bytes.

@@ -18,8 +18,9 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
-use crate::smtp::dot_stuff::DotStuffer;
 use crate::smtp::stream::SmtpStream;
+
+mod send;
 
 pub use super::response::{Capabilities, RemoteReply};
 
@@ -282,150 +283,6 @@ impl SmtpClient {
                 Ok(Err(error)) => return Err(error.into()),
             }
         }
-    }
-
-    /// Sends one message: MAIL, RCPT for each recipient, DATA and the dot-stuffed content.
-    /// With PIPELINING the envelope commands go in one write. A recipient refused at RCPT keeps
-    /// its RCPT reply; accepted recipients share the reply to the end of DATA.
-    ///
-    /// Errors mean the connection is unusable; the caller treats every recipient as deferred.
-    pub async fn send(
-        &mut self,
-        request: &MailRequest<'_>,
-        content: Content<'_>,
-    ) -> Result<TransactionOutcome, ClientError> {
-        let mut mail = format!("MAIL FROM:<{}>", request.sender);
-        if self.capabilities.size.is_some() {
-            mail.push_str(&format!(" SIZE={}", request.size));
-        }
-        if request.eight_bit_mime && self.capabilities.eight_bit_mime {
-            mail.push_str(" BODY=8BITMIME");
-        }
-        if request.smtputf8 && self.capabilities.smtputf8 {
-            mail.push_str(" SMTPUTF8");
-        }
-        mail.push_str("\r\n");
-        let rcpts: Vec<String> = request
-            .recipients
-            .iter()
-            .map(|r| format!("RCPT TO:<{r}>\r\n"))
-            .collect();
-        let timeout = self.timeouts.command;
-
-        let (mail_reply, rcpt_replies, data_reply) = if self.capabilities.pipelining {
-            let mut batch = mail.into_bytes();
-            for rcpt in &rcpts {
-                batch.extend_from_slice(rcpt.as_bytes());
-            }
-            batch.extend_from_slice(b"DATA\r\n");
-            self.write(&batch).await?;
-            let mail_reply = self.read_reply("MAIL", timeout).await?;
-            let mut rcpt_replies = Vec::with_capacity(rcpts.len());
-            for _ in &rcpts {
-                rcpt_replies.push(self.read_reply("RCPT", timeout).await?);
-            }
-            let data_reply = self.read_reply("DATA", self.timeouts.data_start).await?;
-            (mail_reply, rcpt_replies, Some(data_reply))
-        } else {
-            self.write(mail.as_bytes()).await?;
-            let mail_reply = self.read_reply("MAIL", timeout).await?;
-            let mut rcpt_replies = Vec::with_capacity(rcpts.len());
-            if mail_reply.is_positive() {
-                for rcpt in &rcpts {
-                    self.write(rcpt.as_bytes()).await?;
-                    rcpt_replies.push(self.read_reply("RCPT", timeout).await?);
-                }
-            }
-            let data_reply = if rcpt_replies.iter().any(RemoteReply::is_positive) {
-                self.write(b"DATA\r\n").await?;
-                Some(self.read_reply("DATA", self.timeouts.data_start).await?)
-            } else {
-                None
-            };
-            (mail_reply, rcpt_replies, data_reply)
-        };
-
-        let any_accepted =
-            mail_reply.is_positive() && rcpt_replies.iter().any(RemoteReply::is_positive);
-        let data_ready = data_reply.as_ref().is_some_and(|r| r.code == 354);
-        if !any_accepted || !data_ready {
-            if data_ready {
-                // The server wants content although nothing was accepted: end it empty.
-                self.write(b".\r\n").await?;
-                self.read_reply("end of DATA", self.timeouts.data_end)
-                    .await?;
-            }
-            // 421 means the server is closing the connection: nothing more can be said on it.
-            let closing = mail_reply.code == 421
-                || rcpt_replies.iter().any(|r| r.code == 421)
-                || data_reply.as_ref().is_some_and(|r| r.code == 421);
-            if closing {
-                self.closing = true;
-            } else {
-                self.reset().await?;
-            }
-            let replies = request
-                .recipients
-                .iter()
-                .enumerate()
-                .map(|(i, _)| {
-                    if !mail_reply.is_positive() {
-                        mail_reply.clone()
-                    } else {
-                        match (rcpt_replies.get(i), &data_reply) {
-                            (Some(r), _) if !r.is_positive() => r.clone(),
-                            (_, Some(data)) => data.clone(),
-                            (Some(r), None) => r.clone(),
-                            (None, None) => mail_reply.clone(),
-                        }
-                    }
-                })
-                .collect();
-            return Ok(TransactionOutcome { replies });
-        }
-
-        self.send_content(content).await?;
-        let final_reply = self
-            .read_reply("end of DATA", self.timeouts.data_end)
-            .await?;
-        self.transactions += 1;
-        let replies = rcpt_replies
-            .into_iter()
-            .map(|r| {
-                if r.is_positive() {
-                    final_reply.clone()
-                } else {
-                    r
-                }
-            })
-            .collect();
-        Ok(TransactionOutcome { replies })
-    }
-
-    async fn send_content(&mut self, content: Content<'_>) -> Result<(), ClientError> {
-        let mut stuffer = DotStuffer::new();
-        let mut wire;
-        match content {
-            Content::Memory(bytes) => {
-                wire = Vec::with_capacity(bytes.len() + bytes.len() / 32 + 8);
-                stuffer.stuff(bytes, &mut wire);
-            }
-            Content::Stream(reader) => {
-                let mut chunk = vec![0u8; 64 * 1024];
-                wire = Vec::with_capacity(66 * 1024);
-                loop {
-                    let read = reader.read(&mut chunk).await?;
-                    if read == 0 {
-                        break;
-                    }
-                    stuffer.stuff(&chunk[..read], &mut wire);
-                    self.write_block(&wire).await?;
-                    wire.clear();
-                }
-            }
-        }
-        stuffer.finish(&mut wire);
-        self.write_block(&wire).await
     }
 
     async fn write_block(&mut self, bytes: &[u8]) -> Result<(), ClientError> {

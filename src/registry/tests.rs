@@ -1,0 +1,164 @@
+//! The registry's rules, one test per rule.
+
+use super::*;
+
+fn ip(address: &str, pool: Option<&str>) -> DedicatedIp {
+    DedicatedIp {
+        address: address.parse().unwrap(),
+        pool: pool.map(str::to_string),
+        ehlo_hostname: None,
+        weight: 1,
+        warmup_started: None,
+        suspended: false,
+    }
+}
+
+fn sample() -> Registry {
+    let mut registry = Registry::default();
+    registry.add_pool("marketing").unwrap();
+    registry.add_ip(ip("127.0.0.2", Some("marketing"))).unwrap();
+    registry.add_ip(ip("127.0.0.3", None)).unwrap();
+    registry
+        .add_shared_ip("127.0.0.9".parse().unwrap())
+        .unwrap();
+    registry
+        .add_configuration_set(ConfigurationSet {
+            name: "promo".into(),
+            sending_pool: Some("marketing".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    registry
+        .add_configuration_set(ConfigurationSet {
+            name: "plain".into(),
+            sending_pool: None,
+            ..Default::default()
+        })
+        .unwrap();
+    registry
+}
+
+#[test]
+fn pools_of_an_address() {
+    let registry = sample();
+    assert_eq!(
+        registry.pools_of("127.0.0.2".parse().unwrap()),
+        ["marketing"]
+    );
+    assert_eq!(
+        registry.pools_of("127.0.0.3".parse().unwrap()),
+        [DEFAULT_POOL]
+    );
+    assert_eq!(
+        registry.pools_of("127.0.0.9".parse().unwrap()),
+        [SHARED_POOL]
+    );
+    assert!(registry.pools_of("127.0.0.77".parse().unwrap()).is_empty());
+}
+
+fn addresses(members: PoolMembers) -> Vec<String> {
+    match members {
+        PoolMembers::Addresses(list) => list.iter().map(|s| s.address.to_string()).collect(),
+        PoolMembers::HostDefault => vec!["host-default".into()],
+    }
+}
+
+#[test]
+fn configuration_set_selects_its_pool() {
+    let registry = sample();
+    assert_eq!(registry.pool_for(Some("promo")).unwrap(), "marketing");
+    assert_eq!(registry.pool_for(Some("plain")).unwrap(), DEFAULT_POOL);
+    assert_eq!(registry.pool_for(None).unwrap(), DEFAULT_POOL);
+    assert_eq!(
+        registry.pool_for(Some("PROMO")),
+        Err(RegistryError::UnknownConfigurationSet("PROMO".into()))
+    );
+}
+
+#[test]
+fn default_pool_is_every_ip_without_a_named_pool() {
+    let registry = sample();
+    assert_eq!(
+        addresses(registry.pool_members(DEFAULT_POOL)),
+        ["127.0.0.3"]
+    );
+    assert_eq!(addresses(registry.pool_members("marketing")), ["127.0.0.2"]);
+    assert_eq!(addresses(registry.pool_members(SHARED_POOL)), ["127.0.0.9"]);
+    assert!(addresses(registry.pool_members("nope")).is_empty());
+}
+
+#[test]
+fn empty_shared_pool_means_host_default() {
+    let registry = Registry::default();
+    assert_eq!(registry.pool_members(SHARED_POOL), PoolMembers::HostDefault);
+    // ...but an empty default pool stays empty: mail waits instead of leaking.
+    assert_eq!(
+        registry.pool_members(DEFAULT_POOL),
+        PoolMembers::Addresses(vec![])
+    );
+}
+
+#[test]
+fn rules_are_enforced() {
+    let mut registry = sample();
+    assert_eq!(
+        registry.add_pool(DEFAULT_POOL),
+        Err(RegistryError::ReservedPoolName(DEFAULT_POOL.into()))
+    );
+    assert_eq!(
+        registry.add_pool("Bad Name"),
+        Err(RegistryError::InvalidPoolName("Bad Name".into()))
+    );
+    assert_eq!(
+        registry.add_pool("marketing"),
+        Err(RegistryError::DuplicatePool("marketing".into()))
+    );
+    assert!(matches!(
+        registry.add_ip(ip("127.0.0.2", None)),
+        Err(RegistryError::DuplicateIp(_))
+    ));
+    assert!(matches!(
+        registry.add_ip(ip("127.0.0.9", None)),
+        Err(RegistryError::SharedAndDedicated(_))
+    ));
+    assert_eq!(
+        registry.add_ip(ip("127.0.0.4", Some("ghost"))),
+        Err(RegistryError::UnknownPool("ghost".into()))
+    );
+    assert_eq!(
+        registry.add_configuration_set(ConfigurationSet {
+            name: "x".into(),
+            sending_pool: Some("ghost".into()),
+            ..Default::default()
+        }),
+        Err(RegistryError::UnknownPool("ghost".into()))
+    );
+    assert!(matches!(
+        registry.add_configuration_set(ConfigurationSet {
+            name: "bad name".into(),
+            sending_pool: None,
+            ..Default::default()
+        }),
+        Err(RegistryError::InvalidConfigurationSetName(_))
+    ));
+    assert!(
+        registry
+            .add_configuration_set(ConfigurationSet {
+                name: "shared".into(),
+                sending_pool: Some(SHARED_POOL.into()),
+                max_delivery_seconds: Some(300),
+                tls_policy: None,
+            })
+            .is_ok()
+    );
+}
+
+#[test]
+fn name_rules() {
+    assert!(is_valid_pool_name("a-b_9"));
+    assert!(!is_valid_pool_name(""));
+    assert!(!is_valid_pool_name(&"a".repeat(65)));
+    assert!(!is_valid_pool_name("Upper"));
+    assert!(is_valid_configuration_set_name("Upper_ok-1"));
+    assert!(!is_valid_configuration_set_name("dot.no"));
+}
