@@ -16,5 +16,6 @@ mod queue;
 mod reputation;
 mod smuggling;
 mod spool;
+mod structure;
 mod tls;
 mod warmup;
