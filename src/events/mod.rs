@@ -88,6 +88,11 @@ impl EventLog {
         }
     }
 
+    /// Whether events go anywhere (`[events] path` is set); without it none is even built.
+    pub fn enabled(&self) -> bool {
+        self.writer.is_some()
+    }
+
     /// Returns once every event handed over so far is written to the file.
     pub async fn flush(&self) {
         if let Some(writer) = &self.writer {
@@ -140,6 +145,9 @@ impl EventLog {
 
     /// The message was accepted.
     pub fn send(&self, envelope: &Envelope) {
+        if !self.enabled() {
+            return;
+        }
         self.write(
             json!({ "eventType": "Send", "mail": self.mail(envelope, None, None), "send": {} }),
         );
@@ -147,7 +155,7 @@ impl EventLog {
 
     /// Recipients accepted by the next hop (one event per reply).
     pub fn delivery(&self, envelope: &Envelope, delivered: &[RecipientOutcome]) {
-        let Some(first) = delivered.first() else {
+        let Some(first) = delivered.first().filter(|_| self.enabled()) else {
             return;
         };
         let processing =
@@ -173,7 +181,9 @@ impl EventLog {
         delay_type: DelayType,
         delayed: &[RecipientOutcome],
     ) {
-        let Some(first) = delayed.first() else { return };
+        let Some(first) = delayed.first().filter(|_| self.enabled()) else {
+            return;
+        };
         self.write(json!({
             "eventType": "DeliveryDelay",
             "mail": self.mail(envelope, first.outgoing_ip, None),
@@ -193,7 +203,9 @@ impl EventLog {
 
     /// Recipients that failed permanently (refused, or expired).
     pub fn bounce(&self, envelope: &Envelope, bounced: &[RecipientOutcome]) {
-        let Some(first) = bounced.first() else { return };
+        let Some(first) = bounced.first().filter(|_| self.enabled()) else {
+            return;
+        };
         self.write(json!({
             "eventType": "Bounce",
             "mail": self.mail(envelope, first.outgoing_ip, None),

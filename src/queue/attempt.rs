@@ -55,6 +55,18 @@ fn expire(envelope: &mut Envelope, now: u64) -> Vec<usize> {
     expired
 }
 
+/// A source IP in a log line: the address, or `-` for none (or the host's default address).
+struct SourceIp(Option<std::net::IpAddr>);
+
+impl std::fmt::Display for SourceIp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(address) => address.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
 /// Writes the attempt's outcomes into the envelope and logs each one with everything an
 /// operator needs. Returns which recipients the attempt changed. The attempt counts only if it
 /// attempted something.
@@ -71,30 +83,29 @@ fn apply(envelope: &mut Envelope, report: &AttemptReport) -> Vec<bool> {
         changed[index] = true;
         let recipient = &mut envelope.recipients[index];
         let reply = outcome.result.reply();
-        recipient.last_reply = Some(reply.clone());
         recipient.source_ip = outcome.source_ip;
         recipient.tls_version = outcome.tls_version.clone();
         if let Some(remote) = outcome.remote_mta {
             recipient.remote_mta = Some(remote.to_string());
         }
-        let source_ip = outcome
-            .source_ip
-            .map_or_else(|| "-".to_string(), |ip| ip.to_string());
+        // Formatted only if the line is logged.
+        let source_ip = SourceIp(outcome.source_ip);
         let (id, pool, next_hop) = (&envelope.id, &envelope.pool, &outcome.next_hop);
         let address = &recipient.address;
         match &outcome.result {
             Outcome::Delivered(_) => {
                 recipient.state = RecipientState::Delivered;
-                tracing::info!(%id, configuration_set, %pool, source_ip, next_hop, recipient = %address, reply, "delivered");
+                tracing::info!(%id, configuration_set, %pool, %source_ip, next_hop, recipient = %address, reply, "delivered");
             }
             Outcome::Failed(_) => {
                 recipient.state = RecipientState::Failed;
-                tracing::warn!(%id, configuration_set, %pool, source_ip, next_hop, recipient = %address, reply, "failed permanently");
+                tracing::warn!(%id, configuration_set, %pool, %source_ip, next_hop, recipient = %address, reply, "failed permanently");
             }
             Outcome::Deferred(_) => {
-                tracing::warn!(%id, configuration_set, %pool, source_ip, next_hop, recipient = %address, reply, attempt = envelope.attempts, "deferred");
+                tracing::warn!(%id, configuration_set, %pool, %source_ip, next_hop, recipient = %address, reply, attempt = envelope.attempts, "deferred");
             }
         }
+        recipient.last_reply = Some(reply);
     }
     changed
 }
@@ -124,6 +135,9 @@ fn publish(events: &EventLog, envelope: &Envelope, changed: &[bool], report: &At
     for recipient in changed_in(RecipientState::Failed) {
         let labels = metrics::outcome(&envelope.pool, recipient.source_ip);
         METRICS.bounced.get_or_create(&labels).inc();
+    }
+    if !events.enabled() {
+        return;
     }
     let mut delivered: Vec<RecipientOutcome> = changed_in(RecipientState::Delivered)
         .map(|r| outcome_of(r, "2.0.0"))
