@@ -5,9 +5,15 @@
 //! Spamhaus" says nothing about the mailbox. Everything else keeps its usual meaning (4xx
 //! retried, 5xx bounced).
 //!
-//! A rule matches a non-2xx reply when the reply text contains one of its phrases (ASCII case
-//! ignored) and, if the rule lists codes, the reply's basic or enhanced code starts with one of
-//! them (`"421"`, `"5.7"`, `"4"`). `[[health.rule]]` in the config replaces this table.
+//! A rule matches a non-2xx reply when the reply text contains one of its phrases as whole words
+//! (ASCII case ignored: `rbl` does not match "garbled") and, if the rule lists codes, the reply's
+//! basic or enhanced code starts with one of them (`"421"`, `"5.7"`, `"4"`). `[[health.rule]]` in
+//! the config replaces this table.
+//!
+//! Two things are never read as a verdict on the IP, because whoever controls a signup form
+//! controls them: a reply about the mailbox or address (enhanced status `x.1.y` or `x.2.y`, such
+//! as 5.1.1 "user unknown" or 4.2.2 "mailbox full"), and text inside `<...>`, where servers echo
+//! the address back (`550 5.1.1 <spamhaus.fan@example.com>: User unknown`).
 
 use super::client::RemoteReply;
 pub use crate::settings::health::{ReplyRule, default_rules};
@@ -29,7 +35,47 @@ fn matches_prepared(rule: &ReplyRule, reply: &Prepared<'_>) -> bool {
         && rule
             .contains
             .iter()
-            .any(|phrase| reply.text.contains(phrase))
+            .any(|phrase| contains_words(&reply.text, phrase))
+}
+
+/// Whether `phrase` occurs in `text` with no letter or digit right before or after it.
+fn contains_words(text: &str, phrase: &str) -> bool {
+    if phrase.is_empty() {
+        return false;
+    }
+    let is_word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    text.match_indices(phrase).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + phrase.len()..].chars().next();
+        !is_word(before) && !is_word(after)
+    })
+}
+
+/// `text` in lower case with everything inside `<...>` (an echoed address) blanked out.
+fn without_addresses(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut depth = 0usize;
+    for c in text.chars() {
+        match c {
+            '<' => depth += 1,
+            '>' if depth > 0 => {
+                depth -= 1;
+                out.push(' ');
+                continue;
+            }
+            _ => {}
+        }
+        if depth == 0 {
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+/// Enhanced status `x.1.y` (addressing) or `x.2.y` (mailbox): about the recipient, never the IP.
+fn about_the_mailbox(enhanced: Option<&str>) -> bool {
+    let subject = enhanced.and_then(|e| e.split('.').nth(1));
+    matches!(subject, Some("1" | "2"))
 }
 
 /// A non-2xx reply with its code as text and its text in lower case, made once for all rules.
@@ -40,11 +86,13 @@ struct Prepared<'a> {
 }
 
 impl<'a> Prepared<'a> {
+    /// `None` for replies no rule may match: positive ones and those about the mailbox.
     fn of(reply: &'a RemoteReply) -> Option<Self> {
-        (!reply.is_positive()).then(|| Self {
+        let enhanced = reply.enhanced.as_deref();
+        (!reply.is_positive() && !about_the_mailbox(enhanced)).then(|| Self {
             code: reply.code.to_string(),
-            enhanced: reply.enhanced.as_deref(),
-            text: reply.text.to_ascii_lowercase(),
+            enhanced,
+            text: without_addresses(&reply.text),
         })
     }
 }
@@ -142,6 +190,26 @@ mod tests {
             (554, Some("5.7.1"), "Message blocked due to spam content"),
             (250, Some("2.0.0"), "Ok: not blocklisted"),
             (550, Some("5.2.1"), "Too many connections to this mailbox"), // 5xx: not a throttle
+            // An address echoed back is the sender's or a signup form's text, not a verdict.
+            (
+                550,
+                Some("5.1.1"),
+                "<spamhaus.fan.unknown@dest.test>: Recipient address rejected: User unknown",
+            ),
+            (
+                550,
+                None,
+                "<spamhaus.fan@dest.test>: Recipient address rejected",
+            ),
+            (554, Some("5.7.1"), "<rbl@dest.test>: Relay access denied"),
+            (
+                452,
+                Some("4.2.2"),
+                "Mailbox full; blocked using zen.spamhaus.org",
+            ),
+            // Phrases are whole words.
+            (451, Some("4.3.0"), "Message garbled in transit"),
+            (550, Some("5.7.1"), "Unlisted at the moment"),
         ];
         for (code, enhanced, text) in cases {
             assert_eq!(rule_for(code, enhanced, text), None, "{code} {text}");
@@ -157,5 +225,15 @@ mod tests {
         ));
         assert!(matches(&rule, &reply(421, None, "Go Away")));
         assert!(!matches(&rule, &reply(550, Some("5.7.1"), "go away")));
+        assert!(!matches(&rule, &reply(421, None, "never go awayward")));
+    }
+
+    #[test]
+    fn words_are_whole_and_addresses_are_blanked() {
+        assert!(contains_words("listed on rbl.example", "rbl"));
+        assert!(!contains_words("garbled", "rbl"));
+        assert!(contains_words("throttled, sorry", "throttled"));
+        assert_eq!(without_addresses("A <B@c> D"), "a   d");
+        assert_eq!(without_addresses("x <unclosed"), "x ");
     }
 }

@@ -183,7 +183,9 @@ impl Dialogue {
         } else if local.starts_with("tempfail") {
             Reply::new(451, "4.2.0", "Mailbox temporarily unavailable")
         } else if local.starts_with("reject") {
-            Reply::new(550, "5.1.1", "No such user")
+            // As Postfix words it, echoing the address back.
+            let text = format!("<{address}>: Recipient address rejected: User unknown");
+            Reply::new(550, "5.1.1", text)
         } else {
             self.recipients.push(address.clone());
             Reply::new(250, "2.1.5", "Ok")

@@ -387,3 +387,27 @@ async fn a_site_suspension_survives_a_restart() {
         "the suspended IP was not tried again"
     );
 }
+
+/// A recipient whose address contains a blocklist's name is refused as any unknown user is: the
+/// sender gets a bounce and the IP stays in rotation (the server echoes the address back, and
+/// `550 5.1.1` is about the mailbox). Failed before: the IP was suspended for the site and the
+/// recipient retried for days.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_naming_a_blocklist_bounces_and_never_suspends_the_ip() {
+    let sink = start_sink().await;
+    let config = config_with_pool("", &[("*", sink.addr())], &["127.0.0.2"]);
+    let relay = TestRelay::start(&config).await;
+    send(relay.addr, "s", "reject.spamhaus@example.test", 1).await;
+    let received = sink.wait_for(1, WAIT).await;
+    assert_eq!(received.len(), 1, "one bounce");
+    assert_eq!(received[0].sender, "", "a bounce, from <>");
+    let text = String::from_utf8_lossy(&received[0].content).into_owned();
+    assert!(text.contains("Status: 5.1.1"), "{text}");
+    let health = relay
+        .relay
+        .as_ref()
+        .expect("running")
+        .ip_health(ip("127.0.0.2"));
+    assert!(health.sites.is_empty(), "no site suspension: {health:?}");
+    relay.stop().await;
+}
