@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{AdminState, bind_admin_socket};
 use crate::config::Config;
 use crate::events::EventLog;
+use crate::inbound::auth_limits::AuthLimits;
 use crate::inbound::tls::InboundTls;
 use crate::inbound::{InboundContext, serve_listener};
 use crate::outbound::Outbound;
@@ -42,6 +43,18 @@ pub struct Relay {
 /// Installs ring as the process-wide rustls provider (once; later calls are harmless).
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Large allocations (a password check's ~19 MiB, a big message read into memory) get their own
+/// mapping and go back to the system when freed. glibc otherwise raises its mmap threshold after
+/// the first such free, and later ones are carved from per-thread heaps that keep the memory:
+/// with password checks moving between blocking threads that grew the relay by hundreds of MiB.
+fn return_large_allocations() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; any value is valid for M_MMAP_THRESHOLD.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
+    }
 }
 
 /// Warns about dedicated IPs that are not assigned to this host and suspends them at once (the
@@ -198,6 +211,7 @@ impl Relay {
     /// Recovers the spool, binds the listeners and starts delivering.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
         install_crypto_provider();
+        return_large_allocations();
         let (spool, recovered) = recover_spool(&config).await?;
         let health = Arc::new(Health::load(
             config.health.clone(),
@@ -243,6 +257,10 @@ impl Relay {
             shutdown: shutdown.clone(),
             max_age: config.queue.max_age,
             events: events.clone(),
+            auth_limits: AuthLimits::new(
+                config.smtp.auth_concurrency,
+                config.smtp.auth_failures_per_ip,
+            ),
             tls: inbound_tls.clone(),
         });
         let smtp = std::mem::take(&mut listeners.smtp);

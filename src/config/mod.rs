@@ -44,6 +44,10 @@ pub struct SmtpSettings {
     pub tls: Option<TlsFiles>,
     /// `[[smtp.user]]`: who may authenticate (AUTH PLAIN/LOGIN, inside TLS only).
     pub users: Vec<SmtpUser>,
+    /// Password checks running at once (each takes ~19 MiB); the rest wait.
+    pub auth_concurrency: usize,
+    /// Failed AUTH attempts a client address may make in 15 minutes.
+    pub auth_failures_per_ip: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

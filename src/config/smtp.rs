@@ -30,6 +30,13 @@ pub(super) fn smtp(
     let max_connections = smtp.max_connections.as_ref().map_or(1000, |v| {
         number_in(v, 1..1_000_001, "max_connections", problems)
     }) as usize;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+    let auth_concurrency = smtp.auth_concurrency.as_ref().map_or(cores, |v| {
+        number_in(v, 1..1025, "auth_concurrency", problems)
+    }) as usize;
+    let auth_failures_per_ip = smtp.auth_failures_per_ip.as_ref().map_or(10, |v| {
+        number_in(v, 1..1_000_001, "auth_failures_per_ip", problems)
+    }) as u32;
     let relay_networks = relay_networks(smtp.relay_networks.as_deref(), problems);
     let bare_newline = bare_newline(smtp.bare_newline.as_ref(), problems);
     let tls = smtp.tls.as_ref().map(|tls| TlsFiles {
@@ -59,6 +66,8 @@ pub(super) fn smtp(
         tls_listen,
         tls,
         users,
+        auth_concurrency,
+        auth_failures_per_ip,
     }
 }
 

@@ -4,7 +4,7 @@
 //! longer, and the fifth failure ends the session, so guessing is slow. `*` cancels (501), a
 //! second AUTH after success gets 503, and a malformed exchange 501.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::auth::{self, SaslError, SaslStep};
 use super::session::{Next, Phase, Session};
@@ -99,11 +99,24 @@ impl Session {
 
     /// Checks the credentials and replies. Returns false when the session must end.
     pub(super) async fn authenticate(&mut self, username: String, password: String) -> bool {
+        let client = self.peer.ip();
+        let limits = &self.ctx.auth_limits;
+        if limits.blocked(client, Instant::now()) {
+            tracing::warn!(%client, "authentication refused: too many failures from this address");
+            self.reply(Reply::new(
+                421,
+                "4.7.0",
+                "Too many failed authentications from your address, try again later",
+            ));
+            return false;
+        }
         let users = self.ctx.settings.users.clone();
+        let turn = limits.turn().await;
         let checked = tokio::task::spawn_blocking(move || {
             auth::verify(&users, &username, &password).cloned()
         })
         .await;
+        drop(turn);
         match checked {
             Ok(Some(user)) => {
                 tracing::info!(client = %self.peer, user = %user.username, "authenticated");
@@ -113,6 +126,7 @@ impl Session {
             }
             _ => {
                 self.auth_failures += 1;
+                limits.failed(client, Instant::now());
                 tracing::warn!(client = %self.peer, failures = self.auth_failures, "authentication failed");
                 if self.auth_failures > SLOW_AFTER {
                     let delay =

@@ -2,6 +2,7 @@
 //! configuration set and pool while it streams in.
 
 pub mod auth;
+pub mod auth_limits;
 mod auth_session;
 mod connection;
 mod context;

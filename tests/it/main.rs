@@ -5,6 +5,7 @@
 mod common;
 
 mod admin;
+mod auth_limits;
 mod crash;
 mod delivery;
 mod demo;

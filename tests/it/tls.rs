@@ -10,7 +10,7 @@ use poolrelay::sink::Sink;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Writes a self-signed certificate and key for `name` into `dir`.
-fn certificate(dir: &Path, name: &str) -> TlsFiles {
+pub(crate) fn certificate(dir: &Path, name: &str) -> TlsFiles {
     let generated =
         rcgen::generate_simple_self_signed(vec![name.to_string()]).expect("certificate");
     let files = TlsFiles {
@@ -236,9 +236,9 @@ async fn tls_policy_require_never_sends_in_plaintext() {
 }
 
 /// An SMTP client over TLS, after STARTTLS on a plain connection.
-type TlsClient = RawClient<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+pub(crate) type TlsClient = RawClient<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
-async fn start_tls_client(addr: std::net::SocketAddr) -> TlsClient {
+pub(crate) async fn start_tls_client(addr: std::net::SocketAddr) -> TlsClient {
     let (mut client, _) = RawClient::connect(addr).await;
     assert!(client.command("EHLO c.test").await.starts_with("250"));
     assert!(client.command("STARTTLS").await.starts_with("220"));
@@ -255,7 +255,7 @@ async fn start_tls_client(addr: std::net::SocketAddr) -> TlsClient {
     )
 }
 
-fn b64(text: &str) -> String {
+pub(crate) fn b64(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)
 }
