@@ -29,7 +29,17 @@ impl Writer {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        // Events name senders and recipients: readable by the relay's user only.
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)?
+        };
+        // A log created by an earlier version may be readable by others.
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let (sender, receiver) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("event-log".into())

@@ -62,7 +62,15 @@ impl StateFile {
 
 fn replace_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut file = File::create(&tmp)?;
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?
+    };
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&tmp, path)?;
@@ -87,6 +95,8 @@ mod tests {
         state.changed();
         state.save(|| vec![1u32, 2]).unwrap();
         assert_eq!(state.load::<Vec<u32>>(), Some(vec![1, 2]));
+        let mode = std::os::unix::fs::PermissionsExt::mode(&path.metadata().unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600, "readable by the relay's user only");
         state.save(|| vec![9u32]).unwrap();
         assert_eq!(
             StateFile::new(Some(path)).load::<Vec<u32>>(),

@@ -1,7 +1,7 @@
 //! The spool folder: opening it, handing out writers for new messages, recovery at start-up,
 //! envelope updates and removal (see the module docs of `spool` for the layout).
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -17,13 +17,18 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// Opens (creating if needed) a spool directory and clears its `tmp/`.
+    /// Opens (creating if needed) a spool directory and clears its `tmp/`. The spool and its
+    /// folders are private to the relay's user (0700, files 0600): queued mail is nobody else's
+    /// to read. An existing spool with looser modes is tightened.
     pub fn open(root: &Path) -> io::Result<Self> {
-        for sub in ["tmp", "queue", "quarantine"] {
-            fs::create_dir_all(root.join(sub)).map_err(|error| {
+        for folder in [root.to_path_buf()]
+            .into_iter()
+            .chain(["tmp", "queue", "quarantine"].map(|sub| root.join(sub)))
+        {
+            private_folder(&folder).map_err(|error| {
                 io::Error::new(
                     error.kind(),
-                    format!("cannot create {}: {error}", root.join(sub).display()),
+                    format!("cannot create {}: {error}", folder.display()),
                 )
             })?;
         }
@@ -93,86 +98,33 @@ impl Spool {
         fs::remove_file(self.content_path(id))
     }
 
-    /// Blocking: reads every queued message back after a start. Files that are not a complete
-    /// message (damaged, or still being received when the relay stopped) are moved to
-    /// `quarantine/` and reported, never deleted and never delivered.
+    /// Blocking: reads every queued message back after a start. Anything that is not a complete
+    /// message (damaged, still being received when the relay stopped, unreadable, not a file) is
+    /// moved to `quarantine/` and reported, never deleted, never delivered, and never stops the
+    /// start.
     pub fn recover(&self) -> io::Result<Recovered> {
         let mut recovered = Recovered::default();
         let mut updates = Vec::new();
         for entry in fs::read_dir(self.queue_dir())? {
             let path = entry?.path();
-            match path.extension().and_then(|e| e.to_str()) {
-                Some("msg") => match trailer::decode(&fs::read(&path)?) {
-                    trailer::Decoded::Complete(envelope) => {
-                        if path.file_stem().and_then(|s| s.to_str()) == Some(envelope.id.as_str()) {
-                            recovered.envelopes.push(*envelope);
-                        } else {
-                            let reason = format!(
-                                "envelope id {:?} does not match the file name",
-                                envelope.id
-                            );
-                            recovered
-                                .quarantined
-                                .push((self.quarantine(&path)?, reason));
-                        }
-                    }
-                    trailer::Decoded::Incomplete => {
-                        // Most likely a message still arriving when the relay stopped (never
-                        // acknowledged), but a truncated file looks the same: keep it.
-                        let reason = "no footer: unfinished when the relay stopped, or truncated"
-                            .to_string();
-                        recovered
-                            .quarantined
-                            .push((self.quarantine(&path)?, reason));
-                    }
-                    trailer::Decoded::Corrupt(reason) => {
-                        recovered
-                            .quarantined
-                            .push((self.quarantine(&path)?, reason));
-                    }
-                },
-                Some("env") => updates.push(path),
-                _ => {
-                    let reason = "unexpected file in the queue".to_string();
-                    recovered
-                        .quarantined
-                        .push((self.quarantine(&path)?, reason));
+            let found = match path.extension().and_then(|e| e.to_str()) {
+                Some("msg") => read_message(&path),
+                Some("env") => {
+                    updates.push(path);
+                    continue;
                 }
+                _ => Err("unexpected file in the queue".to_string()),
+            };
+            match found {
+                Ok(envelope) => recovered.envelopes.push(envelope),
+                Err(reason) => recovered
+                    .quarantined
+                    .push((self.quarantine(&path)?, reason)),
             }
         }
         // Envelope updates replace the envelope stored with the message.
         for path in updates {
-            let stem = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or_default()
-                .to_string();
-            let Some(known) = recovered.envelopes.iter_mut().find(|e| e.id == stem) else {
-                // The message itself is gone (delivered and removed, or quarantined).
-                fs::remove_file(&path)?;
-                continue;
-            };
-            match fs::read(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| {
-                    serde_json::from_slice::<Envelope>(&bytes).map_err(|e| e.to_string())
-                }) {
-                Ok(update) if update.id == known.id && update.size == known.size => *known = update,
-                Ok(_) => {
-                    let reason = "envelope update does not match its message; the original is used"
-                        .to_string();
-                    recovered
-                        .quarantined
-                        .push((self.quarantine(&path)?, reason));
-                }
-                Err(error) => {
-                    let reason =
-                        format!("envelope update unreadable ({error}); the original is used");
-                    recovered
-                        .quarantined
-                        .push((self.quarantine(&path)?, reason));
-                }
-            }
+            self.apply_update(&path, &mut recovered)?;
         }
         recovered
             .envelopes
@@ -180,12 +132,75 @@ impl Spool {
         Ok(recovered)
     }
 
+    /// Applies the envelope update at `path` to its message, or quarantines it.
+    fn apply_update(&self, path: &Path, recovered: &mut Recovered) -> io::Result<()> {
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let known = recovered.envelopes.iter_mut().find(|e| e.id == stem);
+        let reason = match (known, read_update(path)) {
+            (Some(known), Ok(update)) if update.id == known.id && update.size == known.size => {
+                *known = update;
+                return Ok(());
+            }
+            (Some(_), Ok(_)) => {
+                "envelope update does not match its message; the original is used".to_string()
+            }
+            (Some(_), Err(error)) => {
+                format!("envelope update unreadable ({error}); the original is used")
+            }
+            // The message itself is gone (delivered and removed, or quarantined).
+            (None, _) => match fs::remove_file(path) {
+                Ok(()) => return Ok(()),
+                Err(error) => format!("envelope update without a message, not removable: {error}"),
+            },
+        };
+        recovered.quarantined.push((self.quarantine(path)?, reason));
+        Ok(())
+    }
+
+    /// Moves `path` into `quarantine/`, under a name not taken yet.
     fn quarantine(&self, path: &Path) -> io::Result<PathBuf> {
-        let name = path.file_name().unwrap_or_default();
-        let target = self.quarantine_dir().join(name);
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let mut target = self.quarantine_dir().join(name.as_ref());
+        let mut n = 1;
+        while target.symlink_metadata().is_ok() {
+            target = self.quarantine_dir().join(format!("{name}.{n}"));
+            n += 1;
+        }
         fs::rename(path, &target)?;
         Ok(target)
     }
+}
+
+/// The envelope of the complete message at `path`, or why it is not one.
+fn read_message(path: &Path) -> Result<Envelope, String> {
+    let bytes = fs::read(path).map_err(|error| format!("cannot be read: {error}"))?;
+    match trailer::decode(&bytes) {
+        trailer::Decoded::Complete(envelope) => {
+            if path.file_stem().and_then(|s| s.to_str()) == Some(envelope.id.as_str()) {
+                Ok(*envelope)
+            } else {
+                Err(format!(
+                    "envelope id {:?} does not match the file name",
+                    envelope.id
+                ))
+            }
+        }
+        // Most likely a message still arriving when the relay stopped (never acknowledged), but
+        // a truncated file looks the same: keep it.
+        trailer::Decoded::Incomplete => {
+            Err("no footer: unfinished when the relay stopped, or truncated".to_string())
+        }
+        trailer::Decoded::Corrupt(reason) => Err(reason),
+    }
+}
+
+fn read_update(path: &Path) -> Result<Envelope, String> {
+    let bytes = fs::read(path).map_err(|e| e.to_string())?;
+    serde_json::from_slice::<Envelope>(&bytes).map_err(|e| e.to_string())
 }
 
 /// What [`Spool::recover`] found.
@@ -196,8 +211,24 @@ pub struct Recovered {
     pub quarantined: Vec<(PathBuf, String)>,
 }
 
+/// Creates `folder` (and its parents) if needed and makes it 0700.
+fn private_folder(folder: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(folder)?;
+    fs::set_permissions(folder, fs::Permissions::from_mode(0o700))
+}
+
 fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = File::create(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
 }

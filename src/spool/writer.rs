@@ -121,5 +121,10 @@ impl Drop for MessageWriter {
 }
 
 fn create_new(path: &PathBuf) -> io::Result<File> {
-    OpenOptions::new().write(true).create_new(true).open(path)
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
 }

@@ -147,3 +147,85 @@ address = "127.0.0.2"
     }
     relay.stop().await;
 }
+
+/// A directory where a message file should be (`x.msg`, `y.env`) is quarantined like any other
+/// unreadable entry, and the relay starts and delivers. Failed before: start-up aborted with
+/// "Is a directory".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_queue_entry_is_quarantined_and_the_relay_starts() {
+    let sink = start_sink().await;
+    let config = format!(
+        "{}{}[[ip]]\naddress = \"127.0.0.2\"\n",
+        smtp_section(""),
+        catch_all_route(sink.addr())
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("var/spool/queue");
+    std::fs::create_dir_all(queue.join("x.msg")).unwrap();
+    std::fs::create_dir_all(queue.join("y.env")).unwrap();
+    let relay = TestRelay::start_in(dir, &config).await;
+    let quarantine = relay.spool_dir().join("quarantine");
+    assert!(quarantine.join("x.msg").is_dir(), "x.msg quarantined");
+    assert!(quarantine.join("y.env").is_dir(), "y.env quarantined");
+    let (mut client, _) = RawClient::connect(relay.addr).await;
+    client
+        .send_accepted(
+            "a@example.test",
+            &["b@example.test"],
+            b"Subject: after\r\n\r\nx\r\n.\r\n",
+        )
+        .await;
+    assert_eq!(sink.wait_for(1, WAIT).await.len(), 1);
+    relay.stop().await;
+}
+
+/// Queued mail and the event log are readable by the relay's user
+/// only: folders 0700, files 0600, an older spool with looser modes tightened at start.
+/// Failed before: folders 0755, files 0644.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spool_and_the_event_log_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let sink = start_sink().await;
+    let config = format!(
+        "{}{}[queue]\nretry_interval = \"1h\"\n[events]\npath = \"var/events.jsonl\"\n[[ip]]\naddress = \"127.0.0.2\"\n",
+        smtp_section(""),
+        catch_all_route(sink.addr())
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("var/spool");
+    std::fs::create_dir_all(spool.join("queue")).unwrap();
+    std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let relay = TestRelay::start_in(dir, &config).await;
+    let (mut client, _) = RawClient::connect(relay.addr).await;
+    client
+        .send_accepted(
+            "a@example.test",
+            &["tempfail@example.test"],
+            b"Subject: waits\r\n\r\nx\r\n.\r\n",
+        )
+        .await;
+    let spool = relay.spool_dir();
+    // The message waits (deferred): its file and its envelope update are in the queue.
+    eventually(|| (spool_files(&spool, "queue").len() == 2).then_some(()))
+        .await
+        .expect("the deferred message and its envelope update");
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .expect("exists")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    for folder in ["", "queue", "tmp", "quarantine"] {
+        assert_eq!(mode(&spool.join(folder)), 0o700, "spool/{folder}");
+    }
+    for file in spool_files(&spool, "queue") {
+        assert_eq!(mode(&spool.join("queue").join(&file)), 0o600, "{file}");
+    }
+    let dir = relay.stop().await;
+    assert_eq!(
+        mode(&dir.path().join("var/events.jsonl")),
+        0o600,
+        "event log"
+    );
+}
