@@ -36,6 +36,8 @@ enum Field {
 #[derive(Debug)]
 pub struct HeaderFilter {
     in_headers: bool,
+    /// No line of the header block seen yet.
+    at_start: bool,
     field: Field,
     partial: Vec<u8>,
     captured: Option<Vec<u8>>,
@@ -54,6 +56,7 @@ impl HeaderFilter {
     pub fn new() -> Self {
         Self {
             in_headers: true,
+            at_start: true,
             field: Field::Keep,
             partial: Vec::new(),
             captured: None,
@@ -131,6 +134,13 @@ impl HeaderFilter {
     }
 
     fn header_line(&mut self, line: &[u8], out: &mut Vec<u8>) {
+        // An mbox "From " line before the first field is an envelope artefact, not a header:
+        // it is dropped, and the header block goes on.
+        if self.at_start && line.starts_with(b"From ") {
+            self.at_start = false;
+            return;
+        }
+        self.at_start = false;
         if line == b"\r\n" || line == b"\n" {
             out.extend_from_slice(line);
             self.end_of_headers();
@@ -182,7 +192,12 @@ impl HeaderFilter {
 fn field_name(line: &[u8]) -> Option<&[u8]> {
     let colon = memchr::memchr(b':', line)?;
     let name = &line[..colon];
-    let name = name.strip_suffix(b" ").unwrap_or(name); // "Name :" is obsolete but seen
+    // White space before the colon is obsolete syntax (RFC 5322 §4.5) but still sent.
+    let end = name
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(0, |last| last + 1);
+    let name = &name[..end];
     let valid = !name.is_empty() && name.iter().all(|&b| (33..=126).contains(&b));
     valid.then_some(name)
 }
@@ -206,9 +221,13 @@ fn parse_tags(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The unfolded, decoded, trimmed text of one raw header field.
+/// The unfolded, decoded, trimmed text of one raw header field. The value is parsed as an
+/// unstructured field (as `Subject` is): mail-parser decodes encoded words (RFC 2047) only in
+/// fields it knows, and `X-SES-*` fields are not among them.
 fn decode_field_value(raw: &[u8]) -> String {
-    let mut block = raw.to_vec();
+    let colon = memchr::memchr(b':', raw).map_or(raw.len(), |c| c + 1);
+    let mut block = b"Subject:".to_vec();
+    block.extend_from_slice(&raw[colon.min(raw.len())..]);
     block.extend_from_slice(b"\r\n");
     let parsed = mail_parser::MessageParser::new().parse_headers(&block[..]);
     let text = parsed
@@ -219,8 +238,9 @@ fn decode_field_value(raw: &[u8]) -> String {
         Some(text) => text.trim().to_string(),
         None => {
             // mail-parser found no text (an empty value): fall back to the raw bytes after ':'.
-            let colon = memchr::memchr(b':', raw).map_or(raw.len(), |c| c + 1);
-            String::from_utf8_lossy(&raw[colon..]).trim().to_string()
+            String::from_utf8_lossy(&raw[colon.min(raw.len())..])
+                .trim()
+                .to_string()
         }
     }
 }
@@ -301,5 +321,21 @@ mod tests {
     fn empty_value_is_an_empty_name() {
         let (_, set) = filter(b"X-SES-CONFIGURATION-SET:\r\n\r\n", 100);
         assert_eq!(set.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn obsolete_and_encoded_forms_are_still_control_fields() {
+        for message in [
+            &b"X-SES-CONFIGURATION-SET  : news\r\nX-SES-MESSAGE-TAGS\t: a=b\r\nSubject: s\r\n\r\nbody\r\n"[..],
+            b"From someone@example.test Mon Dec  1 10:00:00 2026\r\nX-SES-CONFIGURATION-SET: news\r\nSubject: s\r\n\r\nbody\r\n",
+            b"X-SES-CONFIGURATION-SET: =?utf-8?q?news?=\r\nSubject: s\r\n\r\nbody\r\n",
+            b"X-SES-CONFIGURATION-SET: =?UTF-8?B?bmV3cw==?=\r\nSubject: s\r\n\r\nbody\r\n",
+        ] {
+            for step in [1, 7, message.len()] {
+                let (out, set) = filter(message, step);
+                assert_eq!(set.as_deref(), Some("news"), "{message:?}");
+                assert_eq!(out, "Subject: s\r\n\r\nbody\r\n", "{message:?}");
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The accept loop: one task per connection, capped by a semaphore.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +38,9 @@ pub async fn serve_listener(
                 continue;
             }
         };
+        // On a dual-stack `[::]` listener an IPv4 client arrives as ::ffff:a.b.c.d: the plain
+        // IPv4 address is the one relay_networks, logs and Received headers mean.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let _ = stream.set_nodelay(true);
         match connections.clone().try_acquire_owned() {
             Ok(permit) => {

@@ -248,6 +248,17 @@ impl Session {
                     Next::StartTls
                 }
             }
+            // BDAT is not offered. Its chunk follows the command without waiting for a reply,
+            // so the only safe answer is to hang up: the chunk's bytes must never run as
+            // commands.
+            Request::Bdat { .. } => {
+                self.reply(Reply::new(
+                    502,
+                    "5.5.1",
+                    "BDAT not implemented; closing the connection",
+                ));
+                Next::Close
+            }
             Request::Lhlo { .. } => {
                 self.error(Reply::new(500, "5.5.1", "This is not an LMTP server"))
             }

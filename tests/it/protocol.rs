@@ -471,3 +471,63 @@ async fn shutdown_during_data_gives_no_250_and_spools_nothing() {
     assert!(spool_files(&spool, "queue").is_empty());
     assert!(spool_files(&spool, "tmp").is_empty());
 }
+
+/// BDAT is not offered; a client that sends it anyway is disconnected, and the chunk that
+/// followed the command never runs as commands. Failed before: after the 502, "RSET" and
+/// "NOOP" inside the chunk were answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bdat_closes_the_session_before_its_chunk_can_run_as_commands() {
+    let sink = start_sink().await;
+    let relay = relay_with("", &sink).await;
+    let (mut client, _) = RawClient::connect(relay.addr).await;
+    assert!(client.command("EHLO client.test").await.starts_with("250"));
+    assert!(
+        client
+            .command("MAIL FROM:<a@example.test>")
+            .await
+            .starts_with("250")
+    );
+    assert!(
+        client
+            .command("RCPT TO:<b@example.test>")
+            .await
+            .starts_with("250")
+    );
+    client.send(b"BDAT 12 LAST\r\nRSET\r\nNOOP\r\n").await;
+    let reply = client.reply().await;
+    assert!(reply.starts_with("502 5.5.1"), "{reply}");
+    assert_eq!(
+        client.reply().await,
+        "",
+        "closed: nothing answers the chunk"
+    );
+}
+
+/// On a dual-stack `[::]` listener an IPv4 client in `relay_networks` may relay (it arrives as
+/// ::ffff:127.0.0.1, which is canonicalized first). Failed before: 530 at MAIL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ipv4_client_on_a_dual_stack_listener_is_in_its_relay_network() {
+    let sink = start_sink().await;
+    let config = format!(
+        "[smtp]\nlisten = [\"[::]:0\"]\nhostname = \"relay.test\"\n{}[[ip]]\naddress = \"127.0.0.2\"\n",
+        catch_all_route(sink.addr())
+    );
+    let relay = TestRelay::start(&config).await;
+    let port = relay.addr.port();
+    let (mut client, _) =
+        RawClient::connect(std::net::SocketAddr::from(([127, 0, 0, 1], port))).await;
+    client
+        .send_accepted(
+            "a@example.test",
+            &["b@example.test"],
+            b"Subject: dual\r\n\r\nx\r\n.\r\n",
+        )
+        .await;
+    let received = sink.wait_for(1, WAIT).await;
+    let text = String::from_utf8_lossy(&received[0].content).into_owned();
+    assert!(
+        text.contains("[127.0.0.1]"),
+        "the Received header names the IPv4 client: {text}"
+    );
+    relay.stop().await;
+}
