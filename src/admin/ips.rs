@@ -55,8 +55,11 @@ fn existing(registry: &Registry, address: IpAddr) -> Result<&DedicatedIp, ApiErr
         .ok_or_else(|| ApiError::NotFound(format!("Dedicated IP {address} does not exist")))
 }
 
+/// An IP from a request, as the registry keeps it (an IPv4-mapped IPv6 spelling is its IPv4
+/// address).
 fn parse_ip(text: &str) -> Result<IpAddr, ApiError> {
-    text.parse()
+    text.parse::<IpAddr>()
+        .map(|address| address.to_canonical())
         .map_err(|_| ApiError::BadRequest(format!("{text:?} is not an IP address")))
 }
 

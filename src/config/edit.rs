@@ -36,7 +36,8 @@ pub struct ConfigDocument {
 enum Entry<'a> {
     /// By its `name`.
     Named(&'a str),
-    /// An `[[ip]]` by its `address` (compared as addresses, so any spelling matches).
+    /// An `[[ip]]` by its `address` (compared as addresses, so any spelling matches, an
+    /// IPv4-mapped IPv6 one included).
     Address(IpAddr),
 }
 
@@ -49,7 +50,8 @@ impl Entry<'_> {
                     .get("address")
                     .and_then(Item::as_str)
                     .and_then(|a| a.parse::<IpAddr>().ok())
-                    == Some(address)
+                    .map(|a| a.to_canonical())
+                    == Some(address.to_canonical())
             }
         }
     }

@@ -110,7 +110,7 @@ impl NextHopResolver {
                 .map(|ip| {
                     vec![Target {
                         host: ip.to_string(),
-                        addr: SocketAddr::new(ip, self.mx_port),
+                        addr: SocketAddr::new(ip.to_canonical(), self.mx_port),
                         require_tls: false,
                         verify_tls: false,
                     }]
@@ -174,7 +174,7 @@ impl NextHopResolver {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(vec![Target {
                 host: host.to_string(),
-                addr: SocketAddr::new(ip, port),
+                addr: SocketAddr::new(ip.to_canonical(), port),
                 require_tls: false,
                 verify_tls: false,
             }]);
@@ -185,7 +185,7 @@ impl NextHopResolver {
                 .iter()
                 .map(|ip| Target {
                     host: host.trim_end_matches('.').to_string(),
-                    addr: SocketAddr::new(ip, port),
+                    addr: SocketAddr::new(ip.to_canonical(), port),
                     require_tls: false,
                     verify_tls: false,
                 })

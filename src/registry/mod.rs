@@ -37,6 +37,8 @@ pub enum RegistryError {
     DuplicateIp(IpAddr),
     #[error("IP {0} is both a dedicated IP and a shared-pool IP")]
     SharedAndDedicated(IpAddr),
+    #[error("{0} cannot be a source address: {1}")]
+    UnusableAddress(IpAddr, &'static str),
     #[error(
         "configuration set name {0:?} is invalid: use 1-64 characters from A-Z, a-z, 0-9, '_' and '-'"
     )]
@@ -47,6 +49,25 @@ pub enum RegistryError {
     UnknownConfigurationSet(String),
     #[error("max_delivery_seconds must be between 300 and 50400, not {0}")]
     InvalidMaxDeliverySeconds(u64),
+}
+
+/// An address as a source address: IPv4-mapped IPv6 addresses become the IPv4 address they
+/// are (`::ffff:127.0.0.2` is 127.0.0.2, not a second IP); the unspecified address (the kernel
+/// would pick any address of the host), multicast and broadcast addresses are refused.
+pub fn source_address(address: IpAddr) -> Result<IpAddr, RegistryError> {
+    let address = address.to_canonical();
+    let refusal = match address {
+        _ if address.is_unspecified() => {
+            Some("it is the unspecified address (any address of the host)")
+        }
+        _ if address.is_multicast() => Some("it is a multicast address"),
+        IpAddr::V4(v4) if v4.is_broadcast() => Some("it is the broadcast address"),
+        _ => None,
+    };
+    match refusal {
+        Some(reason) => Err(RegistryError::UnusableAddress(address, reason)),
+        None => Ok(address),
+    }
 }
 
 /// One source address poolrelay may send from.
@@ -175,6 +196,7 @@ impl Registry {
     /// Adds a dedicated IP. Its pool must exist already; `None` or `ses-default-dedicated-pool`
     /// puts it in the default pool.
     pub fn add_ip(&mut self, mut ip: DedicatedIp) -> Result<(), RegistryError> {
+        ip.address = source_address(ip.address)?;
         if self.ips.iter().any(|known| known.address == ip.address) {
             return Err(RegistryError::DuplicateIp(ip.address));
         }
@@ -195,6 +217,7 @@ impl Registry {
 
     /// Adds an address to `ses-shared-pool`.
     pub fn add_shared_ip(&mut self, address: IpAddr) -> Result<(), RegistryError> {
+        let address = source_address(address)?;
         if self.shared_pool.contains(&address) {
             return Err(RegistryError::DuplicateIp(address));
         }

@@ -162,3 +162,31 @@ fn name_rules() {
     assert!(is_valid_configuration_set_name("Upper_ok-1"));
     assert!(!is_valid_configuration_set_name("dot.no"));
 }
+
+#[test]
+fn source_addresses_are_canonical_and_usable() {
+    let mut registry = Registry::default();
+    registry.add_ip(ip("::ffff:127.0.0.2", None)).unwrap();
+    assert_eq!(registry.ips()[0].address.to_string(), "127.0.0.2");
+    assert_eq!(
+        registry.add_ip(ip("127.0.0.2", None)),
+        Err(RegistryError::DuplicateIp("127.0.0.2".parse().unwrap())),
+        "the same IP in another spelling"
+    );
+    for bad in ["0.0.0.0", "::", "224.0.0.1", "ff02::1", "255.255.255.255"] {
+        assert!(
+            matches!(
+                registry.add_ip(ip(bad, None)),
+                Err(RegistryError::UnusableAddress(..))
+            ),
+            "{bad}"
+        );
+        assert!(
+            matches!(
+                registry.add_shared_ip(bad.parse().unwrap()),
+                Err(RegistryError::UnusableAddress(..))
+            ),
+            "{bad} in the shared pool"
+        );
+    }
+}

@@ -390,3 +390,48 @@ async fn persisted(relay: TestRelay) {
     );
     relay.stop().await;
 }
+
+/// An IPv4-mapped IPv6 spelling names the same dedicated IP, and addresses that cannot be a
+/// source (unspecified, multicast, broadcast) are refused. Failed before: `0.0.0.0` was accepted
+/// (mail then left from the host's default address) and `::ffff:127.0.0.2` was another IP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ip_spellings_are_canonical_and_unusable_addresses_are_refused() {
+    let sink = start_sink().await;
+    let relay = TestRelay::start(&admin_config(sink.addr(), "")).await;
+    let sock = socket(relay.dir.path());
+    let (status, body) = call(
+        &sock,
+        "GET",
+        "/v2/email/dedicated-ips/::ffff:127.0.0.2",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["DedicatedIp"]["Ip"], "127.0.0.2");
+    call_expecting_error(
+        &sock,
+        "POST",
+        "/v2/email/dedicated-ips",
+        Some(json!({"Ip": "::ffff:127.0.0.3"})),
+        (400, "AlreadyExistsException"),
+    )
+    .await;
+    for unusable in ["0.0.0.0", "::", "224.0.0.1", "255.255.255.255"] {
+        let body = call_expecting_error(
+            &sock,
+            "POST",
+            "/v2/email/dedicated-ips",
+            Some(json!({"Ip": unusable})),
+            (400, "BadRequestException"),
+        )
+        .await;
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("cannot be a source address"),
+            "{unusable}: {body}"
+        );
+    }
+    relay.stop().await;
+}
