@@ -240,6 +240,13 @@ impl Relay {
         );
         // Everything that can refuse start-up happens before any task is spawned.
         let mut listeners = Listeners::bind(&config).await?;
+        let own: Vec<SocketAddr> = listeners
+            .smtp_addrs
+            .iter()
+            .chain(&listeners.tls_addrs)
+            .copied()
+            .collect();
+        outbound.set_own_listeners(own);
         let inbound_tls = match &config.smtp.tls {
             Some(files) => Some(Arc::new(
                 InboundTls::load(files).map_err(|e| anyhow::anyhow!(e))?,

@@ -7,7 +7,7 @@ use bytes::Buf;
 use super::connection::read_more;
 use super::headers::HeaderFilter;
 use super::received::{Trace, received_header, sanitize_name};
-use super::refusal::Refusal;
+use super::refusal::{MAX_HOPS, Refusal};
 use super::session::{Session, Transaction};
 use crate::metrics::{METRICS, ReasonLabels};
 use crate::smtp::Reply;
@@ -122,9 +122,11 @@ impl Session {
         }
         filter.finish(writer.buffer());
         let pool = pool.unwrap_or_else(|| self.classify(filter.configuration_set()));
-        // The first problem wins: the content, then the configuration set, then the spool.
+        // The first problem wins: the content, then a loop, then the configuration set, then
+        // the spool.
         let pool = match (reader.violation(), pool, spool_error) {
             (Some(violation), _, _) => Err(Refusal::Content(violation, limit)),
+            _ if filter.hops() > MAX_HOPS => Err(Refusal::TooManyHops(filter.hops())),
             (None, Err(refusal), _) => Err(refusal),
             (None, Ok(_), Some(refusal)) => Err(refusal),
             (None, Ok(pool), None) => Ok(pool),

@@ -36,6 +36,8 @@ enum Field {
 #[derive(Debug)]
 pub struct HeaderFilter {
     in_headers: bool,
+    /// `Received:` fields seen: the hops the message has made.
+    received: usize,
     /// No line of the header block seen yet.
     at_start: bool,
     field: Field,
@@ -56,6 +58,7 @@ impl HeaderFilter {
     pub fn new() -> Self {
         Self {
             in_headers: true,
+            received: 0,
             at_start: true,
             field: Field::Keep,
             partial: Vec::new(),
@@ -69,6 +72,11 @@ impl HeaderFilter {
     /// True once the blank line ending the header block has been seen.
     pub fn headers_complete(&self) -> bool {
         !self.in_headers
+    }
+
+    /// How many `Received:` fields the header block has (so far): the hops already made.
+    pub fn hops(&self) -> usize {
+        self.received
     }
 
     /// The `X-SES-CONFIGURATION-SET` value, once the header block is complete.
@@ -172,6 +180,9 @@ impl HeaderFilter {
             return;
         };
         let lower = name.to_ascii_lowercase();
+        if lower == b"received" {
+            self.received += 1;
+        }
         self.field = if lower == CONFIGURATION_SET_FIELD.as_bytes() && self.captured.is_none() {
             self.captured = Some(line.to_vec());
             Field::Capture
@@ -337,5 +348,16 @@ mod tests {
                 assert_eq!(out, "Subject: s\r\n\r\nbody\r\n", "{message:?}");
             }
         }
+    }
+
+    #[test]
+    fn received_fields_are_counted_as_hops() {
+        let mut filter = HeaderFilter::new();
+        let mut out = Vec::new();
+        filter.feed(
+            b"Received: from a\r\n\tby b\r\nRECEIVED : from c\r\nSubject: x\r\n\r\nReceived: body\r\n",
+            &mut out,
+        );
+        assert_eq!(filter.hops(), 2, "header fields only, folded ones once");
     }
 }

@@ -4,6 +4,10 @@
 use crate::smtp::Reply;
 use crate::smtp::data::Violation;
 
+/// More `Received:` fields than this and a message is refused as looping (Postfix's
+/// `hopcount_limit`).
+pub(super) const MAX_HOPS: usize = 50;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Refusal {
     /// `X-SES-CONFIGURATION-SET` names a set that does not exist (the name made printable).
@@ -12,6 +16,8 @@ pub(super) enum Refusal {
     ConfigurationSetNotAllowed { set: String, user: String },
     /// Bare CR or LF, a line over 998 octets, or more than the size limit.
     Content(Violation, u64),
+    /// More `Received:` fields than `MAX_HOPS`: the message is going round in a loop.
+    TooManyHops(usize),
     /// The spool could not take the message; `full`: no space or quota left.
     SpoolUnavailable { full: bool },
 }
@@ -45,6 +51,11 @@ impl Refusal {
                 "5.3.4",
                 format!("Message size exceeds the limit of {limit} bytes"),
             ),
+            Self::TooManyHops(hops) => Reply::new(
+                554,
+                "5.4.6",
+                format!("Too many hops ({hops} Received headers): mail loop?"),
+            ),
             Self::SpoolUnavailable { full: true } => {
                 Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
             }
@@ -63,6 +74,7 @@ impl Refusal {
             Self::ConfigurationSetNotAllowed { .. } => "configuration_set_not_allowed",
             Self::Content(Violation::TooBig, _) => "too_big",
             Self::Content(..) => "malformed_content",
+            Self::TooManyHops(_) => "too_many_hops",
             Self::SpoolUnavailable { .. } => "spool_unavailable",
         }
     }

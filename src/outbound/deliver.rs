@@ -84,7 +84,21 @@ impl Outbound {
         }
         let mut groups: Vec<(Vec<Target>, Vec<usize>)> = Vec::new();
         for (domain, indexes) in by_domain {
-            match self.resolver.resolve(&domain).await {
+            let resolved = self.resolver.resolve(&domain).await.map(|mut targets| {
+                targets.retain(|target| !self.is_own_listener(target.addr));
+                targets
+            });
+            match resolved {
+                Ok(targets) if targets.is_empty() => {
+                    tracing::warn!(id = %envelope.id, domain, "every next hop is this relay: mail loop");
+                    let result = Outcome::Failed(Failure::LoopsBack {
+                        domain: domain.clone(),
+                    });
+                    for index in indexes {
+                        let outcome = RecipientOutcome::local(result.clone(), None, &domain);
+                        report.record(index, outcome);
+                    }
+                }
                 Ok(targets) => match groups.iter_mut().find(|(known, _)| *known == targets) {
                     Some((_, group)) => group.extend(indexes),
                     None => groups.push((targets, indexes)),

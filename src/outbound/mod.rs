@@ -55,6 +55,8 @@ pub struct Outbound {
     health: Arc<health::Health>,
     /// Limits per (source IP, site).
     shaper: shaping::Shaper,
+    /// The relay's own SMTP listeners, once bound: a next hop among them would be a loop.
+    own_listeners: std::sync::OnceLock<Vec<std::net::SocketAddr>>,
 }
 
 /// Source IPs back in rotation, and the pools whose waiting mail can go now.
@@ -95,6 +97,7 @@ impl Outbound {
             warmup_ledger,
             health,
             shaper: shaping::Shaper::new(config.shaping.clone()),
+            own_listeners: std::sync::OnceLock::new(),
         })
     }
 
@@ -148,6 +151,25 @@ impl Outbound {
             .flat_map(|&address| registry.pools_of(address))
             .collect();
         BackInRotation { addresses, pools }
+    }
+
+    /// The relay's own SMTP listener addresses (set once, after binding them).
+    pub fn set_own_listeners(&self, listeners: Vec<std::net::SocketAddr>) {
+        let _ = self.own_listeners.set(listeners);
+    }
+
+    /// Whether `target` is one of the relay's own listeners (an unspecified listener address
+    /// counts for every address of the host on its port).
+    fn is_own_listener(&self, target: std::net::SocketAddr) -> bool {
+        self.own_listeners.get().is_some_and(|own| {
+            own.iter().any(|listener| {
+                listener == &target
+                    || (listener.ip().is_unspecified()
+                        && listener.port() == target.port()
+                        && (target.ip().is_loopback()
+                            || connect::source_available(target.ip()).is_ok()))
+            })
+        })
     }
 
     /// Blocking: saves the warm-up counts and site suspensions that changed since the last save.

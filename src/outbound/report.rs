@@ -105,6 +105,8 @@ pub enum Failure {
     NoSuchDomain(String),
     /// The message needs SMTPUTF8 and the next hop does not offer it.
     Smtputf8Unsupported,
+    /// Every next hop of the domain is this relay itself.
+    LoopsBack { domain: String },
 }
 
 impl Failure {
@@ -114,6 +116,9 @@ impl Failure {
             Self::NoSuchDomain(reason) => format!("550 5.1.2 {reason}"),
             Self::Smtputf8Unsupported => {
                 "553 5.6.7 the next hop does not support SMTPUTF8".to_string()
+            }
+            Self::LoopsBack { domain } => {
+                format!("554 5.4.6 mail for {domain} loops back to this relay")
             }
         }
     }

@@ -10,6 +10,7 @@ mod crash;
 mod delivery;
 mod demo;
 mod load;
+mod loops;
 mod mx;
 mod pools;
 mod protocol;
