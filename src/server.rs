@@ -16,6 +16,7 @@ use crate::admin::{AdminState, bind_admin_socket};
 use crate::config::Config;
 use crate::events::EventLog;
 use crate::inbound::auth_limits::AuthLimits;
+use crate::inbound::per_ip::PerIpConnections;
 use crate::inbound::tls::InboundTls;
 use crate::inbound::{InboundContext, serve_listener};
 use crate::outbound::Outbound;
@@ -264,6 +265,7 @@ impl Relay {
             shutdown: shutdown.clone(),
             max_age: config.queue.max_age,
             events: events.clone(),
+            per_ip: PerIpConnections::new(config.smtp.max_connections_per_ip),
             auth_limits: AuthLimits::new(
                 config.smtp.auth_concurrency,
                 config.smtp.auth_failures_per_ip,

@@ -33,6 +33,8 @@ pub struct SmtpSettings {
     pub max_recipients: usize,
     pub relay_networks: Vec<IpNet>,
     pub max_connections: usize,
+    /// Sessions one client address may hold at once.
+    pub max_connections_per_ip: u32,
     pub bare_newline: BareNewline,
     /// How long a client may stay silent between commands (RFC 5321 §4.5.3.2: at least 5 min).
     pub command_timeout: Duration,

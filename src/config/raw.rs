@@ -52,6 +52,7 @@ pub struct RawSmtp {
     pub max_recipients: Option<Spanned<u64>>,
     pub relay_networks: Option<Vec<Text>>,
     pub max_connections: Option<Spanned<u64>>,
+    pub max_connections_per_ip: Option<Spanned<u64>>,
     pub auth_concurrency: Option<Spanned<u64>>,
     pub auth_failures_per_ip: Option<Spanned<u64>>,
     pub bare_newline: Option<Text>,

@@ -30,6 +30,9 @@ pub(super) fn smtp(
     let max_connections = smtp.max_connections.as_ref().map_or(1000, |v| {
         number_in(v, 1..1_000_001, "max_connections", problems)
     }) as usize;
+    let max_connections_per_ip = smtp.max_connections_per_ip.as_ref().map_or(50, |v| {
+        number_in(v, 1..1_000_001, "max_connections_per_ip", problems)
+    }) as u32;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
     let auth_concurrency = smtp.auth_concurrency.as_ref().map_or(cores, |v| {
         number_in(v, 1..1025, "auth_concurrency", problems)
@@ -60,6 +63,7 @@ pub(super) fn smtp(
         max_recipients,
         relay_networks,
         max_connections,
+        max_connections_per_ip,
         bare_newline,
         command_timeout,
         data_timeout,

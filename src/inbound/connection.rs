@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -23,8 +23,16 @@ pub async fn run(
     let greeting = format!("{} ESMTP poolrelay", ctx.settings.hostname);
     session.reply(Reply::new(220, "", greeting));
     flush(&mut stream, &mut session).await?;
+    // When the command now in the input began: the whole command must arrive within
+    // `command_timeout` of it, however the client drips it (one byte per read would otherwise
+    // reset a per-read timeout forever).
+    let mut command_began = Instant::now();
     loop {
+        let before = session.input.len();
         let next = session.ingest();
+        if session.input.len() != before || session.input.is_empty() {
+            command_began = Instant::now();
+        }
         flush(&mut stream, &mut session).await?;
         match next {
             Next::Close => return Ok(()),
@@ -55,7 +63,8 @@ pub async fn run(
             }
             Next::ReadMore => {}
         }
-        if !read_more(&mut stream, &mut session, ctx.settings.command_timeout).await? {
+        let deadline = command_began + ctx.settings.command_timeout;
+        if !read_more(&mut stream, &mut session, deadline).await? {
             return Ok(());
         }
     }
@@ -70,19 +79,19 @@ async fn flush(stream: &mut SmtpStream, session: &mut Session) -> std::io::Resul
     Ok(())
 }
 
-/// Reads more input into the session. `Ok(false)` means the session is over (closed, timed out,
-/// shutting down); any farewell reply has been sent.
+/// Reads more input into the session, unless `deadline` passes first. `Ok(false)` means the
+/// session is over (closed, timed out, shutting down); any farewell reply has been sent.
 pub(super) async fn read_more(
     stream: &mut SmtpStream,
     session: &mut Session,
-    timeout: Duration,
+    deadline: Instant,
 ) -> std::io::Result<bool> {
     let shutdown = session.ctx.shutdown.clone();
     let farewell = tokio::select! {
         _ = shutdown.cancelled() => {
             Reply::new(421, "4.3.2", "Service shutting down, try again later")
         }
-        read = tokio::time::timeout(timeout, stream.read_buf(&mut session.input)) => match read {
+        read = tokio::time::timeout_at(deadline.into(), stream.read_buf(&mut session.input)) => match read {
             Err(_) => Reply::new(421, "4.4.2", "Timeout, closing the connection"),
             Ok(Ok(0)) => return Ok(false),
             Ok(Ok(_)) => return Ok(true),

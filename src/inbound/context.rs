@@ -22,6 +22,8 @@ pub struct InboundContext {
     /// `queue.max_age`: how long mail of sets without `max_delivery_seconds` may take.
     pub max_age: std::time::Duration,
     pub events: Arc<EventLog>,
+    /// Sessions per client address.
+    pub per_ip: std::sync::Arc<super::per_ip::PerIpConnections>,
     /// Password checks: how many at once, and failures per client address.
     pub auth_limits: super::auth_limits::AuthLimits,
     /// The TLS identity, when `[smtp.tls]` is configured.

@@ -2,6 +2,8 @@
 //! filter into the spool, classified into a configuration set and pool as soon as its header
 //! block is complete, and acknowledged only once it is durable.
 
+use std::time::{Duration, Instant};
+
 use bytes::Buf;
 
 use super::connection::read_more;
@@ -14,6 +16,9 @@ use crate::smtp::Reply;
 use crate::smtp::data::DataReader;
 use crate::smtp::stream::SmtpStream;
 use crate::spool::{Envelope, MessageWriter, new_message_id, unix_now};
+
+/// The slowest a message may arrive (bytes per second) once `data_timeout` is used up.
+const MIN_DATA_RATE: u64 = 1024;
 
 /// A message read to its end: its headers as filtered, and its pool or why it is refused.
 struct Received {
@@ -90,6 +95,11 @@ impl Session {
     ) -> std::io::Result<Option<Received>> {
         let settings = &self.ctx.settings;
         let (limit, data_timeout) = (settings.max_message_bytes, settings.data_timeout);
+        // The whole message must arrive within `data_timeout` plus a second per MIN_DATA_RATE
+        // bytes: a client dripping a byte per read cannot hold the session (and its spool file)
+        // for ever, and a slow honest link still gets its time.
+        let began = Instant::now();
+        let mut received: u64 = 0;
         let mut reader = DataReader::new(settings.bare_newline, limit);
         let mut filter = HeaderFilter::new();
         let mut content = Vec::with_capacity(16 * 1024);
@@ -99,6 +109,7 @@ impl Session {
             if !self.input.is_empty() {
                 content.clear();
                 let fed = reader.feed(&self.input, &mut content);
+                received += fed.consumed as u64;
                 self.input.advance(fed.consumed);
                 let keep = reader.violation().is_none()
                     && !matches!(pool, Some(Err(_)))
@@ -116,7 +127,8 @@ impl Session {
                     break;
                 }
             }
-            if !read_more(stream, self, data_timeout).await? {
+            let allowance = Duration::from_secs(received / MIN_DATA_RATE);
+            if !read_more(stream, self, began + data_timeout + allowance).await? {
                 return Ok(None);
             }
         }

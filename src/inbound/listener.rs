@@ -42,6 +42,14 @@ pub async fn serve_listener(
         // IPv4 address is the one relay_networks, logs and Received headers mean.
         let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let _ = stream.set_nodelay(true);
+        let Some(admitted) = ctx.per_ip.admit(peer.ip()) else {
+            tracing::warn!(client = %peer, "connection refused: too many connections from this address");
+            sessions.spawn(refuse(
+                stream,
+                "421 4.7.0 Too many connections from your address, try again later\r\n",
+            ));
+            continue;
+        };
         match connections.clone().try_acquire_owned() {
             Ok(permit) => {
                 let ctx = ctx.clone();
@@ -65,17 +73,21 @@ pub async fn serve_listener(
                         tracing::debug!(client = %peer, %error, "session ended with an I/O error");
                     }
                     drop(permit);
+                    drop(admitted);
                 });
             }
             Err(_) => {
                 tracing::warn!(client = %peer, "connection refused: too many connections");
-                sessions.spawn(async move {
-                    let mut stream = stream;
-                    let _ = stream
-                        .write_all(b"421 4.7.0 Too many connections, try again later\r\n")
-                        .await;
-                });
+                sessions.spawn(refuse(
+                    stream,
+                    "421 4.7.0 Too many connections, try again later\r\n",
+                ));
             }
         }
     }
+}
+
+/// Says why a connection is not served and closes it.
+async fn refuse(mut stream: tokio::net::TcpStream, reply: &'static str) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(reply.as_bytes())).await;
 }

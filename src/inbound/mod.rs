@@ -9,6 +9,7 @@ mod context;
 mod data_phase;
 mod headers;
 mod listener;
+pub mod per_ip;
 mod received;
 mod refusal;
 mod session;

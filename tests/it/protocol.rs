@@ -531,3 +531,85 @@ async fn an_ipv4_client_on_a_dual_stack_listener_is_in_its_relay_network() {
     );
     relay.stop().await;
 }
+
+/// Drips `bytes` (repeated if need be) one at a time, 300 ms apart, for up to 30 s: each read
+/// comes well within the per-read timeout, so only a deadline for the whole command or message
+/// can end the session. Returns what the relay said within 10 s ("" if nothing).
+async fn drip(client: RawClient, bytes: &'static [u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut reader, mut writer) = client.stream.into_split();
+    let dripping = tokio::spawn(async move {
+        for byte in bytes.iter().cycle().take(100) {
+            if writer.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    });
+    let mut reply = vec![0u8; 512];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), reader.read(&mut reply))
+        .await
+        .map_or(0, |read| read.unwrap_or(0));
+    dripping.abort();
+    String::from_utf8_lossy(&reply[..read]).into_owned()
+}
+
+/// A command dripped a byte at a time ends in 421 once `command_timeout` has passed since it
+/// began. Failed before: the timeout applied to each read, so the session lived for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dripped_command_meets_a_deadline() {
+    let sink = start_sink().await;
+    let relay = relay_with("command_timeout = \"1s\"", &sink).await;
+    let (client, _) = RawClient::connect(relay.addr).await;
+    let reply = drip(client, b"EHLO a.very.slow.client.test.").await;
+    assert!(reply.starts_with("421 4.4.2"), "{reply:?}");
+}
+
+/// DATA dripped a byte at a time ends in 421 once `data_timeout` (plus a second per KiB
+/// received) has passed. Failed before: the session lived as long as the client kept dripping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dripped_data_meets_a_deadline() {
+    let sink = start_sink().await;
+    let relay = relay_with("data_timeout = \"1s\"", &sink).await;
+    let (mut client, _) = RawClient::connect(relay.addr).await;
+    client
+        .start_message("a@example.test", &["b@example.test"])
+        .await;
+    let reply = drip(client, b"this body never ends ").await;
+    assert!(reply.starts_with("421 4.4.2"), "{reply:?}");
+    assert!(sink.messages().is_empty(), "nothing was accepted");
+}
+
+/// One address may hold `max_connections_per_ip` sessions; the next is greeted with 421 and
+/// closed, other addresses are still served, and a place comes back when a session ends.
+/// Failed before: there was no per-address limit (50 idle connections filled max_connections).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_more_than_its_share_of_connections() {
+    let sink = start_sink().await;
+    let relay = relay_with("max_connections_per_ip = 3", &sink).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let (client, greeting) = RawClient::connect(relay.addr).await;
+        assert!(greeting.starts_with("220"), "{greeting}");
+        held.push(client);
+    }
+    let (_, greeting) = RawClient::connect(relay.addr).await;
+    assert!(greeting.starts_with("421 4.7.0"), "{greeting}");
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.9:0".parse().unwrap()).unwrap();
+    let stream = other.connect(relay.addr).await.unwrap();
+    let mut from_other = RawClient::over(stream);
+    assert!(
+        from_other.reply().await.starts_with("220"),
+        "another address"
+    );
+    let mut first = held.remove(0);
+    assert!(first.command("QUIT").await.starts_with("221"));
+    assert_eq!(first.reply().await, "", "closed");
+    let greeting = eventually_async(|| async {
+        let (_, greeting) = RawClient::connect(relay.addr).await;
+        greeting.starts_with("220").then_some(greeting)
+    })
+    .await;
+    assert!(greeting.is_some(), "a place came back");
+}
