@@ -58,6 +58,37 @@ fn return_large_allocations() {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit (every connection is a descriptor) and
+/// warns when even that is below what the configured limits can use: `need` descriptors.
+fn raise_open_file_limit(need: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed by reference.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    if !got {
+        return;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit.rlim_cur = limit.rlim_max;
+        }
+    }
+    if (limit.rlim_cur as u64) < need {
+        tracing::warn!(
+            open_files = limit.rlim_cur as u64,
+            need,
+            "the open-file limit is below what smtp.max_connections and queue.max_concurrent_deliveries can use; raise it (LimitNOFILE, ulimit -n)"
+        );
+    }
+}
+
 /// Warns about dedicated IPs that are not assigned to this host and suspends them at once (the
 /// periodic re-check puts them back when they can be bound), so the API shows them from the start.
 fn check_sources(registry: &Registry, health: &Health) {
@@ -213,6 +244,13 @@ impl Relay {
     pub async fn start(config: Config) -> anyhow::Result<Self> {
         install_crypto_provider();
         return_large_allocations();
+        // Inbound sessions, outbound connections (one per delivery, plus idle ones kept for
+        // reuse), the admin and metrics servers, and files.
+        raise_open_file_limit(
+            config.smtp.max_connections as u64
+                + 2 * config.queue.max_concurrent_deliveries as u64
+                + 512,
+        );
         let (spool, recovered) = recover_spool(&config).await?;
         let health = Arc::new(Health::load(
             config.health.clone(),

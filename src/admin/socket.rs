@@ -4,11 +4,13 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::UnixListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::http::{Peer, handle};
@@ -93,14 +95,54 @@ pub fn bind_admin_socket(path: &Path, group: Option<&str>) -> io::Result<UnixLis
     Ok(listener)
 }
 
+/// Connections served at once, per server (admin socket, metrics listener); past it a new
+/// connection is closed at once.
+const MAX_CONNECTIONS: usize = 64;
+/// How long a client may take to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a connection is kept, requests included (a scraper simply reconnects).
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
+
+/// An accepted connection's place among [`MAX_CONNECTIONS`], or `None`: close it.
+fn admit(places: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
+    places.clone().try_acquire_owned().ok()
+}
+
+/// An HTTP/1.1 connection builder with the header timeout and size limits.
+fn http_builder() -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES.max(8192));
+    builder
+}
+
+/// An accept error (usually EMFILE): wait a moment instead of spinning.
+async fn accept_failed(what: &str, error: io::Error) {
+    tracing::warn!(%error, "{what}: accept failed");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
 /// Serves admin connections until shutdown.
 pub async fn serve(listener: UnixListener, state: Arc<AdminState>, shutdown: CancellationToken) {
+    let places = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let Ok((stream, _)) = accepted else { continue };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                accept_failed("admin socket", error).await;
+                continue;
+            }
+        };
+        let Some(place) = admit(&places) else {
+            tracing::warn!("admin connection refused: {MAX_CONNECTIONS} already open");
+            continue;
+        };
         let peer = match stream.peer_cred() {
             Ok(cred) => Peer {
                 uid: cred.uid(),
@@ -119,12 +161,11 @@ pub async fn serve(listener: UnixListener, state: Arc<AdminState>, shutdown: Can
         let state = state.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| handle(state.clone(), peer, request));
-            let connection = http1::Builder::new()
-                .max_buf_size(MAX_HEADER_BYTES.max(8192))
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = connection.await {
+            let connection = http_builder().serve_connection(TokioIo::new(stream), service);
+            if let Ok(Err(error)) = tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
                 tracing::debug!(%error, "admin connection ended with an error");
             }
+            drop(place);
         });
     }
 }
@@ -138,12 +179,23 @@ pub async fn serve_metrics(
     use bytes::Bytes;
     use http_body_util::Full;
     use hyper::{Response, StatusCode};
+    let places = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let Ok((stream, _)) = accepted else { continue };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                accept_failed("metrics listener", error).await;
+                continue;
+            }
+        };
+        let Some(place) = admit(&places) else {
+            tracing::warn!("metrics connection refused: {MAX_CONNECTIONS} already open");
+            continue;
+        };
         let state = state.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
@@ -162,10 +214,9 @@ pub async fn serve_metrics(
                     }
                 }
             });
-            let _ = http1::Builder::new()
-                .max_buf_size(MAX_HEADER_BYTES.max(8192))
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let connection = http_builder().serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+            drop(place);
         });
     }
 }
