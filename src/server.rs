@@ -80,9 +80,9 @@ fn raise_open_file_limit(need: u64) {
             limit.rlim_cur = limit.rlim_max;
         }
     }
-    if (limit.rlim_cur as u64) < need {
+    if limit.rlim_cur < need {
         tracing::warn!(
-            open_files = limit.rlim_cur as u64,
+            open_files = limit.rlim_cur,
             need,
             "the open-file limit is below what smtp.max_connections and queue.max_concurrent_deliveries can use; raise it (LimitNOFILE, ulimit -n)"
         );
