@@ -290,3 +290,67 @@ sending_pool = "two"
     assert_eq!(peers, [ip("127.0.0.2"), ip("127.0.0.3")]);
     relay.stop().await;
 }
+
+/// A next hop that answers `250` before the end of DATA and its real verdict (`550`) after it:
+/// the early reply is a protocol error, the connection is dropped and the recipient retried,
+/// never recorded as delivered. Failed before: the early 250 counted as delivery and the 550
+/// became the reply to the next message's MAIL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_before_the_end_of_data_is_never_a_delivery() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hop = listener.local_addr().unwrap();
+    let hostile = tokio::spawn(async move {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        let (reader, mut writer) = stream.into_split();
+        let mut lines = BufReader::new(reader).lines();
+        let _ = writer.write_all(b"220 hostile.test ESMTP\r\n").await;
+        while let Ok(Some(line)) = lines.next_line().await {
+            let reply: &[u8] = match line.to_ascii_uppercase().as_str() {
+                l if l.starts_with("EHLO") => b"250 hostile.test\r\n",
+                "DATA" => b"354 go ahead\r\n250 2.0.0 early, before the end\r\n",
+                "." => b"550 5.7.1 the real verdict\r\n",
+                "QUIT" => b"221 bye\r\n",
+                l if l.starts_with("MAIL") || l.starts_with("RCPT") || l == "RSET" => b"250 ok\r\n",
+                _ => continue,
+            };
+            if writer.write_all(reply).await.is_err() {
+                break;
+            }
+        }
+    });
+    let config = format!(
+        "{}{}[queue]\nretry_interval = \"1h\"\n[[ip]]\naddress = \"127.0.0.2\"\n",
+        smtp_section(""),
+        catch_all_route(hop)
+    );
+    let relay = TestRelay::start(&config).await;
+    let (mut client, _) = RawClient::connect(relay.addr).await;
+    client
+        .send_accepted(
+            "a@example.test",
+            &["b@example.test"],
+            b"Subject: early\r\n\r\nx\r\n.\r\n",
+        )
+        .await;
+    let queue = relay.relay.as_ref().expect("running").queue();
+    let entry = eventually_async(move || async move {
+        let list = queue.list().await.ok()?;
+        list.into_iter().find(|e| e.attempts >= 1)
+    })
+    .await
+    .expect("the message stays queued after its attempt");
+    let reason = entry.last_error.unwrap_or_default();
+    assert!(
+        reason.starts_with("451 4.4.2") && reason.contains("before the end of DATA"),
+        "{reason}"
+    );
+    assert_eq!(
+        entry.recipients[0].state,
+        poolrelay::spool::RecipientState::Pending
+    );
+    hostile.abort();
+    relay.stop().await;
+}

@@ -174,6 +174,9 @@ impl SmtpClient {
         Ok(TransactionOutcome { replies })
     }
 
+    /// Sends the dot-stuffed content, then the end-of-data marker. Anything the server says
+    /// before the marker is a protocol error (a reply to content it has not seen the end of
+    /// cannot be the verdict on it): the connection is given up and the recipients retried.
     async fn send_content(&mut self, content: Content<'_>) -> Result<(), ClientError> {
         let mut stuffer = DotStuffer::new();
         let mut wire;
@@ -196,7 +199,32 @@ impl SmtpClient {
                 }
             }
         }
+        if !wire.is_empty() {
+            self.write_block(&wire).await?;
+        }
+        if self.said_something().await {
+            self.closing = true;
+            return Err(ClientError::Protocol(
+                "the server replied before the end of DATA".into(),
+            ));
+        }
+        wire.clear();
         stuffer.finish(&mut wire);
         self.write_block(&wire).await
+    }
+
+    /// Whether the server has sent anything that has not been read yet (without waiting).
+    async fn said_something(&mut self) -> bool {
+        if !self.input.is_empty() {
+            return true;
+        }
+        // One read attempt: the inner future is polled before the zero timeout is.
+        let read = tokio::time::timeout(
+            std::time::Duration::ZERO,
+            self.stream.read_buf(&mut self.input),
+        )
+        .await;
+        // Data, the end of the stream or an error: anything but "nothing yet".
+        read.is_ok()
     }
 }
