@@ -52,18 +52,20 @@ fn group_id(name: &str) -> io::Result<libc::gid_t> {
 }
 
 /// Binds the admin socket at `path` with mode 0600 (0660 and the given group with `group`).
-/// Refuses a path that exists and is not a socket (a symlink, a plain file), and a folder anyone
-/// may write to. A stale socket from an earlier run is replaced.
+/// Refuses a path that exists and is not a socket (a symlink, a plain file), and a folder that
+/// anyone but its owner may write to. A stale socket from an earlier run is replaced.
 pub fn bind_admin_socket(path: &Path, group: Option<&str>) -> io::Result<UnixListener> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
+    // Only the owner may write in the folder: anyone else could swap the socket for a link
+    // between its creation and its chown.
     let dir_mode = std::fs::metadata(dir)?.permissions().mode();
-    if dir_mode & 0o002 != 0 {
+    if dir_mode & 0o022 != 0 {
         return Err(io::Error::other(format!(
-            "the admin socket's folder {} is writable by anyone (mode {:o}); use a private folder",
+            "the admin socket's folder {} is writable by others than its owner (mode {:o}); use a private folder",
             dir.display(),
             dir_mode & 0o7777
         )));
@@ -79,18 +81,17 @@ pub fn bind_admin_socket(path: &Path, group: Option<&str>) -> io::Result<UnixLis
         Err(error) if error.kind() == io::ErrorKind::NotFound => {}
         Err(error) => return Err(error),
     }
-    // Create it private from the start (no window in which others could connect).
+    // Created with its final mode (no window in which others could connect, and no chmod by
+    // path afterwards, which would follow a link put in its place).
+    let mask = if group.is_some() { 0o117 } else { 0o177 };
     // SAFETY: umask only changes this process's file creation mask; it is restored right after.
-    let previous = unsafe { libc::umask(0o177) };
+    let previous = unsafe { libc::umask(mask) };
     let listener = UnixListener::bind(path);
     unsafe { libc::umask(previous) };
     let listener = listener?;
-    match group {
-        Some(group) => {
-            std::os::unix::fs::chown(path, None, Some(group_id(group)?))?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
-        }
-        None => std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?,
+    if let Some(group) = group {
+        // lchown: never follows a link.
+        std::os::unix::fs::lchown(path, None, Some(group_id(group)?))?;
     }
     Ok(listener)
 }

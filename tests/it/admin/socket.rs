@@ -88,3 +88,28 @@ async fn a_configured_group_gets_a_0660_socket() {
         "{error:#}"
     );
 }
+
+/// A folder that its group (or anyone) may write to stops start-up: another user could swap the
+/// socket for a link between its creation and its chown. Failed before: only world-writable
+/// folders were refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_writable_socket_folder_stops_start_up() {
+    use std::os::unix::fs::PermissionsExt;
+    let sink = start_sink().await;
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("var");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o770)).unwrap();
+    let path = dir.path().join("poolrelay.toml");
+    std::fs::write(&path, admin_config(sink.addr(), "")).unwrap();
+    let config = poolrelay::config::load(&path).unwrap();
+    let error = poolrelay::server::Relay::start(config)
+        .await
+        .err()
+        .expect("start-up is refused");
+    assert!(
+        format!("{error:#}").contains("writable by others than its owner"),
+        "{error:#}"
+    );
+    assert!(!socket(dir.path()).exists(), "no socket was made");
+}
