@@ -19,6 +19,7 @@ use super::context::InboundContext;
 use super::received::sanitize_name;
 use crate::config::SmtpUser;
 use crate::smtp::Reply;
+use crate::smtp::address;
 use crate::smtp::line::{CommandLines, NextLine};
 use crate::spool::{Notify, Recipient};
 
@@ -353,6 +354,13 @@ impl Session {
                 format!("Message size exceeds the limit of {limit} bytes"),
             ));
         }
+        if address::has_control(&from.address) {
+            return self.error(Reply::new(
+                553,
+                "5.1.7",
+                "Control characters are not allowed in addresses",
+            ));
+        }
         let smtputf8 = from.flags & smtp_proto::MAIL_SMTPUTF8 != 0;
         if !smtputf8 && !from.address.is_ascii() {
             return self.error(Reply::new(553, "5.6.7", "Non-ASCII address needs SMTPUTF8"));
@@ -379,6 +387,13 @@ impl Session {
         }
         if !transaction.smtputf8 && !to.address.is_ascii() {
             return self.error(Reply::new(553, "5.6.7", "Non-ASCII address needs SMTPUTF8"));
+        }
+        if address::has_control(&to.address) {
+            return self.error(Reply::new(
+                553,
+                "5.1.3",
+                "Control characters are not allowed in addresses",
+            ));
         }
         if !has_routable_domain(&to.address) {
             return self.error(Reply::new(

@@ -6,6 +6,7 @@
 //! whole original message with `RET=FULL`). It is sent with an empty reverse path (`MAIL FROM:<>`),
 //! so it can never bounce in turn. Building it is pure; the queue spools and sends it.
 
+use crate::smtp::address;
 use chrono::{DateTime, Utc};
 
 /// One recipient reported in a DSN.
@@ -112,7 +113,8 @@ fn headers(out: &mut String, request: &DsnRequest<'_>, failed: bool, boundary: &
         "From: Mail Delivery System <MAILER-DAEMON@{}>\r\n",
         request.reporting_mta
     ));
-    out.push_str(&format!("To: <{}>\r\n", clean(request.original_sender)));
+    let to = address::for_the_wire(request.original_sender);
+    out.push_str(&format!("To: <{}>\r\n", clean(&to)));
     out.push_str(&format!("Subject: {subject}\r\n"));
     out.push_str(&format!("Date: {}\r\n", Utc::now().to_rfc2822()));
     out.push_str(&format!(
@@ -176,7 +178,7 @@ fn delivery_status(out: &mut String, request: &DsnRequest<'_>, boundary: &str) {
         }
         out.push_str(&format!(
             "Final-Recipient: rfc822; {}\r\n",
-            clean(&recipient.address)
+            clean(&address::for_the_wire(&recipient.address))
         ));
         out.push_str(&format!("Action: {}\r\n", recipient.action));
         out.push_str(&format!("Status: {}\r\n", clean(&recipient.status)));

@@ -354,3 +354,110 @@ async fn a_reply_before_the_end_of_data_is_never_a_delivery() {
     hostile.abort();
     relay.stop().await;
 }
+
+/// A next hop that accepts everything and records every command line exactly as it arrived.
+async fn recording_next_hop() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<parking_lot::Mutex<Vec<String>>>,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let lines = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let recorded = lines.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let recorded = recorded.clone();
+            tokio::spawn(async move {
+                let (reader, mut writer) = stream.into_split();
+                let mut input = BufReader::new(reader).lines();
+                let _ = writer.write_all(b"220 recorder.test ESMTP\r\n").await;
+                let mut in_data = false;
+                while let Ok(Some(line)) = input.next_line().await {
+                    let reply: &[u8] = if in_data {
+                        if line != "." {
+                            continue;
+                        }
+                        in_data = false;
+                        b"250 2.0.0 recorded\r\n"
+                    } else {
+                        recorded.lock().push(line.clone());
+                        match line.to_ascii_uppercase().as_str() {
+                            "DATA" => {
+                                in_data = true;
+                                b"354 go ahead\r\n"
+                            }
+                            "QUIT" => b"221 bye\r\n",
+                            _ => b"250 ok\r\n",
+                        }
+                    };
+                    if writer.write_all(reply).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, lines)
+}
+
+/// Quoted local parts stay quoted on their way to the next hop, so what a client put inside
+/// quotes never becomes ESMTP parameters or another address; control characters are refused.
+/// Failed before: the next hop got `MAIL FROM:<x> SIZE=1@s.test>` and
+/// `RCPT TO:<q> NOTIFY=NEVER@dest.test>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quoted_local_parts_reach_the_next_hop_still_quoted() {
+    let (hop, lines) = recording_next_hop().await;
+    let config = format!(
+        "{}{}[[ip]]\naddress = \"127.0.0.2\"\n",
+        smtp_section(""),
+        catch_all_route(hop)
+    );
+    let relay = TestRelay::start(&config).await;
+    let (mut client, _) = RawClient::connect(relay.addr).await;
+    assert!(client.command("EHLO c.test").await.starts_with("250"));
+    for (command, expected) in [
+        ("MAIL FROM:<\"x> SIZE=1\"@s.test>", "250"),
+        ("RCPT TO:<\"q> NOTIFY=NEVER\"@dest.test>", "250"),
+        ("RCPT TO:<\"x@evil.test\"@dest.test>", "250"),
+        ("RCPT TO:<\"bell\u{7}\"@dest.test>", "553"),
+        ("RCPT TO:<\"esc\u{1b}[31m\"@dest.test>", "553"),
+        ("DATA", "354"),
+    ] {
+        let reply = client.command(command).await;
+        assert!(reply.starts_with(expected), "{command:?}: {reply}");
+    }
+    assert!(
+        client
+            .command("Subject: quoted\r\n\r\nx\r\n.")
+            .await
+            .starts_with("250")
+    );
+    let sent = eventually(|| {
+        let lines = lines.lock();
+        lines
+            .iter()
+            .any(|l| l.starts_with("RCPT TO:<\"x@evil.test\""))
+            .then(|| lines.clone())
+    })
+    .await
+    .expect("the next hop got the envelope");
+    assert!(
+        sent.iter()
+            .any(|l| l.starts_with("MAIL FROM:<\"x> SIZE=1\"@s.test>")),
+        "{sent:?}"
+    );
+    assert!(
+        sent.contains(&"RCPT TO:<\"q> NOTIFY=NEVER\"@dest.test>".to_string()),
+        "{sent:?}"
+    );
+    assert!(
+        sent.contains(&"RCPT TO:<\"x@evil.test\"@dest.test>".to_string()),
+        "{sent:?}"
+    );
+    assert!(
+        !sent.iter().any(|l| l.contains(|c: char| c.is_control())),
+        "{sent:?}"
+    );
+    relay.stop().await;
+}

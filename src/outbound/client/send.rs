@@ -4,6 +4,7 @@
 use super::{ClientError, Content, MailRequest, RemoteReply, SmtpClient, TransactionOutcome};
 use tokio::io::AsyncReadExt;
 
+use crate::smtp::address;
 use crate::smtp::dot_stuff::DotStuffer;
 
 /// The server's replies to MAIL, each RCPT and DATA (`None`: DATA was not sent).
@@ -41,7 +42,7 @@ impl SmtpClient {
         let rcpts: Vec<String> = request
             .recipients
             .iter()
-            .map(|r| format!("RCPT TO:<{r}>\r\n"))
+            .map(|r| format!("RCPT TO:<{}>\r\n", address::for_the_wire(r)))
             .collect();
         let envelope = if self.capabilities.pipelining {
             self.pipelined_envelope(&mail, &rcpts).await?
@@ -72,7 +73,7 @@ impl SmtpClient {
 
     /// `MAIL FROM` with the parameters the server supports.
     fn mail_command(&self, request: &MailRequest<'_>) -> String {
-        let mut mail = format!("MAIL FROM:<{}>", request.sender);
+        let mut mail = format!("MAIL FROM:<{}>", address::for_the_wire(request.sender));
         if self.capabilities.size.is_some() {
             mail.push_str(&format!(" SIZE={}", request.size));
         }
