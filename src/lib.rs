@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod config;
 pub mod demo;
+pub mod domain;
 pub mod events;
 pub mod inbound;
 pub mod load;

@@ -1,5 +1,6 @@
 //! Settings types shared by the config and the stages that apply them: plain data with their
-//! parsing and matching rules, importing nothing else of the relay. The config file is parsed
+//! parsing and matching rules, importing nothing else of the relay but `domain` (names are
+//! compared as A-labels). The config file is parsed
 //! into these; `registry`, `smtp` and `outbound` read them. Keeping them here is what lets the
 //! config depend on no stage of the flow.
 

@@ -16,7 +16,7 @@ pub enum DomainPattern {
 
 impl DomainPattern {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim().to_ascii_lowercase();
+        let text = crate::domain::to_ascii(text.trim());
         if text == "*" {
             return Ok(Self::Any);
         }

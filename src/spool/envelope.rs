@@ -103,10 +103,11 @@ impl Recipient {
     }
 
     /// The domain part, lower-cased; address literals keep their brackets.
+    /// The recipient's domain in A-label form (see [`crate::domain`]).
     pub fn domain(&self) -> String {
         self.address
             .rsplit_once('@')
-            .map(|(_, domain)| domain.to_ascii_lowercase())
+            .map(|(_, domain)| crate::domain::to_ascii(domain))
             .unwrap_or_default()
     }
 }

@@ -461,3 +461,45 @@ async fn quoted_local_parts_reach_the_next_hop_still_quoted() {
     );
     relay.stop().await;
 }
+
+/// A Unicode spelling of a routed domain takes that route: `ｂａｎｋ.test` in fullwidth letters
+/// is `bank.test`, whose route requires TLS, so the message waits instead of leaving in
+/// plaintext by the catch-all route. Failed before: it went in plaintext.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unicode_spelling_of_a_routed_domain_takes_its_route() {
+    let sink = start_sink().await;
+    let config = format!(
+        "{}[queue]\nretry_interval = \"1h\"\n[[route]]\ndomain = \"bank.test\"\nnext_hop = \"{}\"\ntls = \"require\"\n{}[[ip]]\naddress = \"127.0.0.2\"\n",
+        smtp_section(""),
+        sink.addr(),
+        catch_all_route(sink.addr())
+    );
+    let relay = TestRelay::start(&config).await;
+    let (mut client, _) = RawClient::connect(relay.addr).await;
+    assert!(client.command("EHLO c.test").await.starts_with("250"));
+    for command in [
+        "MAIL FROM:<a@example.test> SMTPUTF8",
+        "RCPT TO:<fullwidth@ｂａｎｋ.test>",
+    ] {
+        let reply = client.command(command).await;
+        assert!(reply.starts_with("250"), "{command}: {reply}");
+    }
+    assert!(client.command("DATA").await.starts_with("354"));
+    assert!(
+        client
+            .command("Subject: idn\r\n\r\nx\r\n.")
+            .await
+            .starts_with("250")
+    );
+    let queue = relay.relay.as_ref().expect("running").queue();
+    let entry = eventually_async(move || async move {
+        let list = queue.list().await.ok()?;
+        list.into_iter().find(|e| e.attempts >= 1)
+    })
+    .await
+    .expect("the message waits");
+    let reason = entry.last_error.unwrap_or_default();
+    assert!(reason.starts_with("451 4.7.10"), "{reason}");
+    assert!(sink.messages().is_empty(), "nothing left in plaintext");
+    relay.stop().await;
+}
