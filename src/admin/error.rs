@@ -10,6 +10,8 @@ pub enum ApiError {
     NotFound(String),
     AlreadyExists(String),
     AccessDenied(String),
+    /// The config file changed by hand since the relay last read or wrote it.
+    Conflict(String),
     TooLarge(String),
     Internal(String),
 }
@@ -20,6 +22,7 @@ impl ApiError {
             Self::BadRequest(_) | Self::AlreadyExists(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::AccessDenied(_) => StatusCode::FORBIDDEN,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -31,6 +34,7 @@ impl ApiError {
             Self::NotFound(_) => "NotFoundException",
             Self::AlreadyExists(_) => "AlreadyExistsException",
             Self::AccessDenied(_) => "AccessDeniedException",
+            Self::Conflict(_) => "ConflictException",
             Self::Internal(_) => "InternalFailureException",
         }
     }
@@ -41,6 +45,7 @@ impl ApiError {
             | Self::NotFound(m)
             | Self::AlreadyExists(m)
             | Self::AccessDenied(m)
+            | Self::Conflict(m)
             | Self::TooLarge(m)
             | Self::Internal(m) => m,
         }

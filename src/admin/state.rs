@@ -26,7 +26,9 @@ pub struct AdminState {
     pub allowed_uids: Vec<u32>,
     /// Suspensions the outbound side keeps (unbindable addresses, refusing sites).
     pub health: Arc<Health>,
-    writes: tokio::sync::Mutex<()>,
+    /// Serializes writes, and holds the config file's text as the relay last read or wrote it:
+    /// a write refuses to build on hand edits that were never reloaded.
+    writes: tokio::sync::Mutex<Option<String>>,
 }
 
 impl AdminState {
@@ -52,27 +54,38 @@ impl AdminState {
             listeners,
             allowed_uids,
             health,
-            writes: tokio::sync::Mutex::new(()),
+            writes: tokio::sync::Mutex::new(std::fs::read_to_string(&config.path).ok()),
         }
     }
 
     /// Applies `edit` to the config file under the write lock: the edit sees the current registry
-    /// (to refuse with SES's error types), the result is validated and saved, then applied.
+    /// (to refuse with SES's error types), the result is validated and saved, then applied. A
+    /// file edited by hand since the relay last read or wrote it is not built on: 409, reload
+    /// first (the hand edits would otherwise take effect unseen, half-checked).
     pub async fn change(
         &self,
         edit: impl FnOnce(&mut ConfigDocument, &Registry) -> Result<(), ApiError> + Send + 'static,
     ) -> Result<(), ApiError> {
-        let _serialized = self.writes.lock().await;
+        let mut known = self.writes.lock().await;
         let path = self.config_path.clone();
         let registry = self.registry.load_full();
-        let config = tokio::task::spawn_blocking(move || -> Result<Config, ApiError> {
-            let mut document = ConfigDocument::read(&path)?;
+        let expected = known.clone();
+        let (config, text) = tokio::task::spawn_blocking(move || {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|error| ApiError::Internal(format!("cannot read the config: {error}")))?;
+            if expected.as_ref().is_some_and(|known| known != &text) {
+                return Err(ApiError::Conflict(
+                    "the config file was changed since the relay read it; reload first (poolrelay reload, or SIGHUP)".into(),
+                ));
+            }
+            let mut document = ConfigDocument::parse(&text)?;
             edit(&mut document, &registry)?;
             Ok(document.save(&path)?)
         })
         .await
         .map_err(|error| ApiError::Internal(error.to_string()))??;
         self.registry.store(Arc::new(config.registry));
+        *known = Some(text);
         Ok(())
     }
 
@@ -80,13 +93,20 @@ impl AdminState {
     /// nothing and its errors are returned. Pools, IPs and configuration sets take effect at once;
     /// other settings need a restart.
     pub async fn reload(&self) -> Result<(), ApiError> {
-        let _serialized = self.writes.lock().await;
+        let mut known = self.writes.lock().await;
         let path = self.config_path.clone();
-        let config = tokio::task::spawn_blocking(move || crate::config::load(&path))
-            .await
-            .map_err(|error| ApiError::Internal(error.to_string()))?
-            .map_err(|errors| ApiError::BadRequest(errors.to_string().trim().to_string()))?;
+        let (config, text) = tokio::task::spawn_blocking(move || {
+            let text = std::fs::read_to_string(&path).map_err(|error| {
+                ApiError::BadRequest(format!("cannot read {}: {error}", path.display()))
+            })?;
+            crate::config::parse(&path, &text)
+                .map(|config| (config, text))
+                .map_err(|errors| ApiError::BadRequest(errors.to_string().trim().to_string()))
+        })
+        .await
+        .map_err(|error| ApiError::Internal(error.to_string()))??;
         self.registry.store(Arc::new(config.registry));
+        *known = Some(text);
         tracing::info!(path = %self.config_path.display(), "configuration reloaded");
         Ok(())
     }

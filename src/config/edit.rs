@@ -66,7 +66,11 @@ impl Entry<'_> {
 
 impl ConfigDocument {
     pub fn read(path: &Path) -> Result<Self, EditError> {
-        let text = fs::read_to_string(path)?;
+        Self::parse(&fs::read_to_string(path)?)
+    }
+
+    /// A document from config text.
+    pub fn parse(text: &str) -> Result<Self, EditError> {
         let document = text
             .parse::<DocumentMut>()
             .map_err(|e| EditError::Syntax(e.to_string()))?;
@@ -226,11 +230,13 @@ impl ConfigDocument {
 
     /// Validates the changed document as a config file at `path` and, if it is valid, writes it
     /// atomically. Returns the new config.
-    pub fn save(&self, path: &Path) -> Result<Config, EditError> {
+    /// Validates the document as the config at `path` and writes it there; returns the config
+    /// and the text written.
+    pub fn save(&self, path: &Path) -> Result<(Config, String), EditError> {
         let text = self.document.to_string();
         let config = super::parse(path, &text).map_err(EditError::Invalid)?;
         write_atomically(path, text.as_bytes())?;
-        Ok(config)
+        Ok((config, text))
     }
 }
 
@@ -283,7 +289,12 @@ mod tests {
         document
             .set_configuration_set_key("reset", "sending_pool", Some("transactional".into()))
             .unwrap();
-        let config = document.save(&path).unwrap();
+        let (config, written) = document.save(&path).unwrap();
+        assert_eq!(
+            written,
+            std::fs::read_to_string(&path).unwrap(),
+            "the text written is returned"
+        );
         assert_eq!(
             config.registry.pool_for(Some("reset")).unwrap(),
             "transactional"

@@ -1,7 +1,8 @@
 //! Reloading the config file through the socket.
 
-use crate::common::http::call;
+use crate::common::http::{call, call_expecting_error};
 use crate::common::*;
+use serde_json::json;
 
 use super::*;
 
@@ -51,5 +52,61 @@ async fn reload_applies_a_valid_file_and_keeps_state_on_an_invalid_one() {
         200,
         "state kept"
     );
+    relay.stop().await;
+}
+
+/// A write through the API after the file was edited by hand (and not reloaded) is refused
+/// with 409: it would otherwise make the hand edits take effect unseen. After a reload the
+/// write goes through, and a pool added by hand then created again is AlreadyExists, as for any
+/// pool. Failed before: the write applied the hand edits, and the second create answered
+/// "defined twice" (400 BadRequest).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_after_a_hand_edit_asks_for_a_reload_first() {
+    let sink = start_sink().await;
+    let relay = TestRelay::start(&admin_config(sink.addr(), "")).await;
+    let sock = socket(relay.dir.path());
+    let path = relay.dir.path().join("poolrelay.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("\n[[pool]]\nname = \"by-hand\"\n");
+    std::fs::write(&path, &text).unwrap();
+    let create = |name: &str| Some(json!({"PoolName": name}));
+    let body = call_expecting_error(
+        &sock,
+        "POST",
+        "/v2/email/dedicated-ip-pools",
+        create("by-hand"),
+        (409, "ConflictException"),
+    )
+    .await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("reload"),
+        "{body}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        text,
+        "nothing written"
+    );
+    let (status, body) = call(&sock, "POST", "/v2/email/reload", None).await;
+    assert_eq!(status, 200, "{body}");
+    call_expecting_error(
+        &sock,
+        "POST",
+        "/v2/email/dedicated-ip-pools",
+        create("by-hand"),
+        (400, "AlreadyExistsException"),
+    )
+    .await;
+    let (status, body) = call(
+        &sock,
+        "POST",
+        "/v2/email/dedicated-ip-pools",
+        create("by-api"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
     relay.stop().await;
 }
