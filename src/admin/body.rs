@@ -9,6 +9,21 @@ use super::error::ApiError;
 pub struct Body(pub serde_json::Map<String, Value>);
 
 impl Body {
+    /// A request body: empty (or white space) is an empty object; anything but a JSON object
+    /// is a 400.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Body(Default::default()));
+        }
+        match serde_json::from_slice::<Value>(bytes) {
+            Ok(Value::Object(map)) => Ok(Body(map)),
+            Ok(_) => Err(ApiError::BadRequest(
+                "the request body must be a JSON object".into(),
+            )),
+            Err(error) => Err(ApiError::BadRequest(format!("invalid JSON: {error}"))),
+        }
+    }
+
     /// An optional string field; present but not a string is an error.
     pub fn string(&self, key: &str) -> Result<Option<String>, ApiError> {
         match self.0.get(key) {

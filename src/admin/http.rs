@@ -55,16 +55,7 @@ async fn read_body(request: Request<Incoming>) -> Result<Body, ApiError> {
             ))
         })?
         .to_bytes();
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Body(Default::default()));
-    }
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(map)) => Ok(Body(map)),
-        Ok(_) => Err(ApiError::BadRequest(
-            "the request body must be a JSON object".into(),
-        )),
-        Err(error) => Err(ApiError::BadRequest(format!("invalid JSON: {error}"))),
-    }
+    Body::parse(&bytes)
 }
 
 fn query_value(query: Option<&str>, key: &str) -> Option<String> {

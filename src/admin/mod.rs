@@ -21,3 +21,28 @@ mod status;
 pub use error::ApiError;
 pub use socket::{bind_admin_socket, serve, serve_metrics};
 pub use state::AdminState;
+
+/// Reads a request body as the handlers do and reads the fields they read, for the fuzz
+/// targets: every wrong shape must be an [`ApiError`], never a panic.
+#[doc(hidden)]
+pub fn read_request_body(bytes: &[u8]) -> Result<(), ApiError> {
+    let body = body::Body::parse(bytes)?;
+    for key in [
+        "PoolName",
+        "Ip",
+        "DestinationPoolName",
+        "ConfigurationSetName",
+    ] {
+        let _ = body.string(key);
+        let _ = body.required(key);
+    }
+    for key in ["Weight", "WarmupPercentage", "MaxDeliverySeconds"] {
+        let _ = body.number(key);
+    }
+    for key in ["DeliveryOptions", "SendingOptions"] {
+        let inner = body.object(key)?;
+        let _ = inner.string("SendingPoolName");
+        let _ = inner.string("TlsPolicy");
+    }
+    Ok(())
+}

@@ -7,6 +7,8 @@ mod auth_session;
 mod connection;
 mod context;
 mod data_phase;
+#[doc(hidden)]
+pub mod harness;
 mod headers;
 mod listener;
 pub mod per_ip;

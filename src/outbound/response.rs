@@ -2,6 +2,9 @@
 
 use std::fmt;
 
+use bytes::{Buf, BytesMut};
+use smtp_proto::response::parser::ResponseReceiver;
+
 /// A reply from the remote server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteReply {
@@ -87,5 +90,54 @@ mod tests {
             Capabilities::parse("mx.example.test hello\nPIPELINING\nsize 1000\nSTARTTLS\n8BITMIME");
         assert!(caps.pipelining && caps.starttls && caps.eight_bit_mime && !caps.smtputf8);
         assert_eq!(caps.size, Some(1000));
+    }
+}
+
+/// The most a reply may take (a hostile server sending endless `250-` lines is cut off).
+pub const MAX_REPLY_BYTES: usize = 64 * 1024;
+
+/// One reply out of a stream of bytes, however they arrive (a byte at a time, several replies
+/// in one read). Free of I/O, so it can be fed anything.
+#[derive(Default)]
+pub struct ReplyReader {
+    receiver: ResponseReceiver,
+    used: usize,
+}
+
+impl ReplyReader {
+    /// Takes what it can of `input`: `Ok(Some(reply))` when a reply is complete (the bytes
+    /// after it stay in `input`), `Ok(None)` to read more, `Err` for a malformed or over-long
+    /// reply.
+    pub fn next(&mut self, input: &mut BytesMut) -> Result<Option<RemoteReply>, String> {
+        if input.is_empty() {
+            return Ok(None);
+        }
+        let mut bytes = input.iter();
+        let result = self.receiver.parse(&mut bytes);
+        let consumed = input.len() - bytes.len();
+        input.advance(consumed);
+        self.used += consumed;
+        match result {
+            Ok(response) => {
+                let enhanced = (response.esc[0] != 0).then(|| {
+                    format!(
+                        "{}.{}.{}",
+                        response.esc[0], response.esc[1], response.esc[2]
+                    )
+                });
+                Ok(Some(RemoteReply {
+                    code: response.code,
+                    enhanced,
+                    text: response.message,
+                }))
+            }
+            Err(smtp_proto::Error::NeedsMoreData { .. }) if self.used <= MAX_REPLY_BYTES => {
+                Ok(None)
+            }
+            Err(smtp_proto::Error::NeedsMoreData { .. }) => {
+                Err(format!("reply longer than {MAX_REPLY_BYTES} bytes"))
+            }
+            Err(error) => Err(error.to_string()),
+        }
     }
 }

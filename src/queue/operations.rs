@@ -82,6 +82,14 @@ impl QueueHandle {
         Self { sender, commands }
     }
 
+    /// A handle to no scheduler (for tools that drive inbound sessions on their own): what it
+    /// is given stays in the spool.
+    pub fn detached() -> Self {
+        let (sender, _) = mpsc::unbounded_channel();
+        let (commands, _) = mpsc::unbounded_channel();
+        Self { sender, commands }
+    }
+
     pub fn enqueue(&self, envelope: Envelope) {
         if let Err(error) = self.sender.send(envelope) {
             // Only during shutdown: the message is in the spool and is picked up at the next start.

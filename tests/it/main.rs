@@ -16,6 +16,7 @@ mod pools;
 mod protocol;
 mod queue;
 mod reputation;
+mod session_props;
 mod smuggling;
 mod spool;
 mod structure;

@@ -9,10 +9,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
-use smtp_proto::response::parser::ResponseReceiver;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -22,14 +21,11 @@ use crate::smtp::stream::SmtpStream;
 
 mod send;
 
-pub use super::response::{Capabilities, RemoteReply};
+pub use super::response::{Capabilities, MAX_REPLY_BYTES, RemoteReply, ReplyReader};
 
 /// By default a connection is closed after this many transactions, so one long-lived session
 /// does not pin all traffic to one remote process (`[[shaping]] max_messages_per_connection`).
 pub const MAX_TRANSACTIONS_PER_CONNECTION: u32 = 100;
-
-/// The most bytes one reply may take, all lines together.
-pub const MAX_REPLY_BYTES: usize = 64 * 1024;
 
 /// RFC 5321 §4.5.3.2 waits.
 #[derive(Debug, Clone, Copy)]
@@ -244,37 +240,12 @@ impl SmtpClient {
         timeout: Duration,
     ) -> Result<RemoteReply, ClientError> {
         let deadline = Instant::now() + timeout;
-        let mut receiver = ResponseReceiver::default();
-        let mut used = 0usize;
+        let mut reader = ReplyReader::default();
         loop {
-            if !self.input.is_empty() {
-                let mut bytes = self.input.iter();
-                let result = receiver.parse(&mut bytes);
-                let consumed = self.input.len() - bytes.len();
-                self.input.advance(consumed);
-                used += consumed;
-                match result {
-                    Ok(response) => {
-                        let enhanced = (response.esc[0] != 0).then(|| {
-                            format!(
-                                "{}.{}.{}",
-                                response.esc[0], response.esc[1], response.esc[2]
-                            )
-                        });
-                        return Ok(RemoteReply {
-                            code: response.code,
-                            enhanced,
-                            text: response.message,
-                        });
-                    }
-                    Err(smtp_proto::Error::NeedsMoreData { .. }) => {}
-                    Err(error) => return Err(ClientError::Protocol(format!("{stage}: {error}"))),
-                }
-                if used > MAX_REPLY_BYTES {
-                    return Err(ClientError::Protocol(format!(
-                        "{stage} reply longer than {MAX_REPLY_BYTES} bytes"
-                    )));
-                }
+            match reader.next(&mut self.input) {
+                Ok(Some(reply)) => return Ok(reply),
+                Ok(None) => {}
+                Err(error) => return Err(ClientError::Protocol(format!("{stage}: {error}"))),
             }
             match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.input)).await {
                 Err(_) => return Err(ClientError::Timeout(stage)),
