@@ -9,7 +9,9 @@ use poolrelay::settings::BareNewline;
 use poolrelay::smtp::data::DataReader;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&cut, rest)) = data.split_first() else { return };
+    let Some((&cut, rest)) = data.split_first() else {
+        return;
+    };
     let step = usize::from(cut % 32) + 1;
     for policy in [BareNewline::Reject, BareNewline::Normalize] {
         let mut reader = DataReader::new(policy, 1 << 20);

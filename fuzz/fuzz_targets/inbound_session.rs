@@ -18,13 +18,25 @@ fn context() -> &'static Arc<InboundContext> {
 
 fuzz_target!(|data: &[u8]| {
     // The first byte chooses how the input is cut into reads.
-    let Some((&cut, rest)) = data.split_first() else { return };
+    let Some((&cut, rest)) = data.split_first() else {
+        return;
+    };
     let step = usize::from(cut % 16) + 1;
-    let chunks: Vec<&[u8]> = if cut >= 128 { vec![rest] } else { rest.chunks(step).collect() };
+    let chunks: Vec<&[u8]> = if cut >= 128 {
+        vec![rest]
+    } else {
+        rest.chunks(step).collect()
+    };
     let transcript = harness::run(context(), &chunks);
     for line in &transcript.lines {
         let bytes = line.as_bytes();
-        assert!(bytes.len() >= 5 && bytes[..3].iter().all(u8::is_ascii_digit), "{line:?}");
-        assert!(line.ends_with("\r\n") && !line[..line.len() - 2].contains(['\r', '\n']), "{line:?}");
+        assert!(
+            bytes.len() >= 5 && bytes[..3].iter().all(u8::is_ascii_digit),
+            "{line:?}"
+        );
+        assert!(
+            line.ends_with("\r\n") && !line[..line.len() - 2].contains(['\r', '\n']),
+            "{line:?}"
+        );
     }
 });

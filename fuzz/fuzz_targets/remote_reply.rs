@@ -7,7 +7,9 @@ use libfuzzer_sys::fuzz_target;
 use poolrelay::outbound::client::ReplyReader;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&cut, rest)) = data.split_first() else { return };
+    let Some((&cut, rest)) = data.split_first() else {
+        return;
+    };
     let step = usize::from(cut % 64) + 1;
     let mut input = BytesMut::new();
     let mut reader = ReplyReader::default();
