@@ -123,6 +123,15 @@ struct Listeners {
 }
 
 impl Listeners {
+    /// Every SMTP listener address: a next hop among them would be the relay itself.
+    fn own_addresses(&self) -> Vec<SocketAddr> {
+        self.smtp_addrs
+            .iter()
+            .chain(&self.tls_addrs)
+            .copied()
+            .collect()
+    }
+
     async fn bind(config: &Config) -> anyhow::Result<Self> {
         let admin = match &config.admin.socket {
             Some(path) => {
@@ -208,6 +217,17 @@ fn spawn_admin(
     }
 }
 
+/// Process-wide settings before anything starts: TLS provider, allocator, open-file limit.
+fn prepare_process(config: &Config) {
+    install_crypto_provider();
+    return_large_allocations();
+    // Inbound sessions, outbound connections (one per delivery, plus idle ones kept for reuse),
+    // the admin and metrics servers, and files.
+    let smtp = config.smtp.max_connections as u64;
+    let deliveries = config.queue.max_concurrent_deliveries as u64;
+    raise_open_file_limit(smtp + 2 * deliveries + 512);
+}
+
 /// Opens the spool and reads back what it holds (quarantining what cannot be read).
 async fn recover_spool(config: &Config) -> anyhow::Result<(Spool, Vec<Envelope>)> {
     let spool = Spool::open(&config.spool_dir)
@@ -242,15 +262,7 @@ async fn reap_and_save(outbound: Arc<Outbound>, shutdown: CancellationToken, eve
 impl Relay {
     /// Recovers the spool, binds the listeners and starts delivering.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
-        install_crypto_provider();
-        return_large_allocations();
-        // Inbound sessions, outbound connections (one per delivery, plus idle ones kept for
-        // reuse), the admin and metrics servers, and files.
-        raise_open_file_limit(
-            config.smtp.max_connections as u64
-                + 2 * config.queue.max_concurrent_deliveries as u64
-                + 512,
-        );
+        prepare_process(&config);
         let (spool, recovered) = recover_spool(&config).await?;
         let health = Arc::new(Health::load(
             config.health.clone(),
@@ -279,13 +291,7 @@ impl Relay {
         );
         // Everything that can refuse start-up happens before any task is spawned.
         let mut listeners = Listeners::bind(&config).await?;
-        let own: Vec<SocketAddr> = listeners
-            .smtp_addrs
-            .iter()
-            .chain(&listeners.tls_addrs)
-            .copied()
-            .collect();
-        outbound.set_own_listeners(own);
+        outbound.set_own_listeners(listeners.own_addresses());
         let inbound_tls = match &config.smtp.tls {
             Some(files) => Some(Arc::new(
                 InboundTls::load(files).map_err(|e| anyhow::anyhow!(e))?,
