@@ -240,16 +240,7 @@ impl Shaper {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rule(site: &str, connections: Option<u32>, rate: Option<&str>) -> ShapingRule {
-        ShapingRule {
-            site: site.to_string(),
-            max_connections: connections,
-            max_messages_per_connection: None,
-            max_message_rate: rate.map(|r| Rate::parse(r).unwrap()),
-            max_connection_rate: None,
-        }
-    }
+    use crate::settings::shaping::rule;
 
     #[test]
     fn site_names_ignore_order_case_and_duplicates() {

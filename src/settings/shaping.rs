@@ -110,19 +110,21 @@ pub fn limits_for(rules: &[ShapingRule], site: &str) -> Limits {
     limits
 }
 
+/// A rule for tests: `site`, a connection limit and a message rate.
+#[cfg(test)]
+pub(crate) fn rule(site: &str, connections: Option<u32>, rate: Option<&str>) -> ShapingRule {
+    ShapingRule {
+        site: site.to_string(),
+        max_connections: connections,
+        max_messages_per_connection: None,
+        max_message_rate: rate.map(|r| Rate::parse(r).expect("a rate")),
+        max_connection_rate: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rule(site: &str, connections: Option<u32>, rate: Option<&str>) -> ShapingRule {
-        ShapingRule {
-            site: site.to_string(),
-            max_connections: connections,
-            max_messages_per_connection: None,
-            max_message_rate: rate.map(|r| Rate::parse(r).unwrap()),
-            max_connection_rate: None,
-        }
-    }
 
     #[test]
     fn rates_parse() {
