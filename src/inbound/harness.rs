@@ -32,8 +32,6 @@ name = "news"
 pub struct Transcript {
     /// Every reply line, with its CRLF.
     pub lines: Vec<String>,
-    /// Complete replies (the last line of each): one per command the session answered.
-    pub replies: usize,
     /// The session stopped reading commands: it closed, or DATA, STARTTLS or AUTH began.
     pub stopped: bool,
 }
@@ -58,7 +56,7 @@ pub fn context(spool_dir: &Path) -> std::io::Result<Arc<InboundContext>> {
 
 /// Feeds `chunks` (as separate reads) to a new session from 127.0.0.1 and returns what it said.
 pub fn run(ctx: &Arc<InboundContext>, chunks: &[&[u8]]) -> Transcript {
-    let peer = "127.0.0.1:40000".parse().expect("a socket address");
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40000));
     let mut session = Session::new(ctx.clone(), peer, None);
     let mut transcript = Transcript::default();
     for chunk in chunks {
@@ -76,10 +74,7 @@ pub fn run(ctx: &Arc<InboundContext>, chunks: &[&[u8]]) -> Transcript {
 fn collect(output: &mut Vec<u8>, transcript: &mut Transcript) {
     let text = String::from_utf8_lossy(output).into_owned();
     output.clear();
-    for line in text.split_inclusive("\r\n") {
-        if line.as_bytes().get(3) == Some(&b' ') || line.len() == 5 {
-            transcript.replies += 1;
-        }
-        transcript.lines.push(line.to_string());
-    }
+    transcript
+        .lines
+        .extend(text.split_inclusive("\r\n").map(str::to_string));
 }

@@ -57,6 +57,9 @@ pub struct Outbound {
     shaper: shaping::Shaper,
     /// The relay's own SMTP listeners, once bound: a next hop among them would be a loop.
     own_listeners: std::sync::OnceLock<Vec<std::net::SocketAddr>>,
+    /// Whether an address is one of this host's, as found by binding to it (remembered: the
+    /// question is asked for every next hop when a listener is on the unspecified address).
+    host_addresses: parking_lot::Mutex<std::collections::HashMap<IpAddr, bool>>,
 }
 
 /// Source IPs back in rotation, and the pools whose waiting mail can go now.
@@ -98,6 +101,7 @@ impl Outbound {
             health,
             shaper: shaping::Shaper::new(config.shaping.clone()),
             own_listeners: std::sync::OnceLock::new(),
+            host_addresses: parking_lot::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -115,7 +119,7 @@ impl Outbound {
     }
 
     /// Tries every unbindable address again; the ones that bind now are back in rotation.
-    pub fn recheck_unbindable(&self) {
+    fn recheck_unbindable(&self) {
         for address in self.health.unbindable_addresses() {
             if connect::source_available(address).is_ok() && self.health.bind_works(address) {
                 tracing::info!(source_ip = %address, "dedicated IP can be bound again: back in rotation");
@@ -166,10 +170,27 @@ impl Outbound {
                 listener == &target
                     || (listener.ip().is_unspecified()
                         && listener.port() == target.port()
-                        && (target.ip().is_loopback()
-                            || connect::source_available(target.ip()).is_ok()))
+                        && self.is_host_address(target.ip()))
             })
         })
+    }
+
+    /// Whether `address` belongs to this host. Answers are remembered (at most 4096, then
+    /// forgotten together), so a next hop costs a bind only the first time it is seen.
+    fn is_host_address(&self, address: IpAddr) -> bool {
+        if address.is_loopback() {
+            return true;
+        }
+        if let Some(&known) = self.host_addresses.lock().get(&address) {
+            return known;
+        }
+        let local = connect::source_available(address).is_ok();
+        let mut known = self.host_addresses.lock();
+        if known.len() >= 4096 {
+            known.clear();
+        }
+        known.insert(address, local);
+        local
     }
 
     /// Blocking: saves the warm-up counts and site suspensions that changed since the last save.

@@ -2,11 +2,12 @@
 //! envelope updates and removal (see the module docs of `spool` for the layout).
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use super::envelope::Envelope;
 use super::group_sync::GroupSync;
+use super::state_file::write_synced;
 use super::trailer;
 use super::writer::MessageWriter;
 
@@ -71,12 +72,6 @@ impl Spool {
     /// Starts receiving a new message.
     pub fn writer(&self, id: &str) -> MessageWriter {
         MessageWriter::new(self.sync.clone(), self.content_path(id))
-    }
-
-    /// Returns once everything written to the spool before the call is on stable storage
-    /// (group commit: one flush serves every caller waiting at the time).
-    pub async fn sync(&self) -> io::Result<()> {
-        self.sync.sync().await
     }
 
     /// Blocking: replaces a queued message's envelope atomically.
@@ -219,16 +214,4 @@ fn private_folder(folder: &Path) -> io::Result<()> {
         .mode(0o700)
         .create(folder)?;
     fs::set_permissions(folder, fs::Permissions::from_mode(0o700))
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }

@@ -297,30 +297,13 @@ sending_pool = "two"
 /// became the reply to the next message's MAIL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_before_the_end_of_data_is_never_a_delivery() {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hop = listener.local_addr().unwrap();
-    let hostile = tokio::spawn(async move {
-        let Ok((stream, _)) = listener.accept().await else {
-            return;
-        };
-        let (reader, mut writer) = stream.into_split();
-        let mut lines = BufReader::new(reader).lines();
-        let _ = writer.write_all(b"220 hostile.test ESMTP\r\n").await;
-        while let Ok(Some(line)) = lines.next_line().await {
-            let reply: &[u8] = match line.to_ascii_uppercase().as_str() {
-                l if l.starts_with("EHLO") => b"250 hostile.test\r\n",
-                "DATA" => b"354 go ahead\r\n250 2.0.0 early, before the end\r\n",
-                "." => b"550 5.7.1 the real verdict\r\n",
-                "QUIT" => b"221 bye\r\n",
-                l if l.starts_with("MAIL") || l.starts_with("RCPT") || l == "RSET" => b"250 ok\r\n",
-                _ => continue,
-            };
-            if writer.write_all(reply).await.is_err() {
-                break;
-            }
-        }
-    });
+    let (hop, _) = scripted_next_hop(|command| match command {
+        "DATA" => b"354 go ahead\r\n250 2.0.0 early, before the end\r\n",
+        "." => b"550 5.7.1 the real verdict\r\n",
+        "QUIT" => b"221 bye\r\n",
+        _ => b"250 ok\r\n",
+    })
+    .await;
     let config = format!(
         "{}{}[queue]\nretry_interval = \"1h\"\n[[ip]]\naddress = \"127.0.0.2\"\n",
         smtp_section(""),
@@ -351,54 +334,7 @@ async fn a_reply_before_the_end_of_data_is_never_a_delivery() {
         entry.recipients[0].state,
         poolrelay::spool::RecipientState::Pending
     );
-    hostile.abort();
     relay.stop().await;
-}
-
-/// A next hop that accepts everything and records every command line exactly as it arrived.
-async fn recording_next_hop() -> (
-    std::net::SocketAddr,
-    std::sync::Arc<parking_lot::Mutex<Vec<String>>>,
-) {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let lines = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
-    let recorded = lines.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let recorded = recorded.clone();
-            tokio::spawn(async move {
-                let (reader, mut writer) = stream.into_split();
-                let mut input = BufReader::new(reader).lines();
-                let _ = writer.write_all(b"220 recorder.test ESMTP\r\n").await;
-                let mut in_data = false;
-                while let Ok(Some(line)) = input.next_line().await {
-                    let reply: &[u8] = if in_data {
-                        if line != "." {
-                            continue;
-                        }
-                        in_data = false;
-                        b"250 2.0.0 recorded\r\n"
-                    } else {
-                        recorded.lock().push(line.clone());
-                        match line.to_ascii_uppercase().as_str() {
-                            "DATA" => {
-                                in_data = true;
-                                b"354 go ahead\r\n"
-                            }
-                            "QUIT" => b"221 bye\r\n",
-                            _ => b"250 ok\r\n",
-                        }
-                    };
-                    if writer.write_all(reply).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    (addr, lines)
 }
 
 /// Quoted local parts stay quoted on their way to the next hop, so what a client put inside
@@ -407,7 +343,13 @@ async fn recording_next_hop() -> (
 /// `RCPT TO:<q> NOTIFY=NEVER@dest.test>`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quoted_local_parts_reach_the_next_hop_still_quoted() {
-    let (hop, lines) = recording_next_hop().await;
+    let (hop, lines) = scripted_next_hop(|command| match command {
+        "DATA" => b"354 go ahead\r\n",
+        "." => b"250 2.0.0 recorded\r\n",
+        "QUIT" => b"221 bye\r\n",
+        _ => b"250 ok\r\n",
+    })
+    .await;
     let config = format!(
         "{}{}[[ip]]\naddress = \"127.0.0.2\"\n",
         smtp_section(""),

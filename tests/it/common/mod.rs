@@ -381,3 +381,43 @@ pub fn privilege_missing(what: &str) {
     }
     eprintln!("skipped: cannot {what} here");
 }
+
+/// A next hop that answers each command line with `script(line)` (in upper case; the end of
+/// the content is "."), takes the content between DATA and "." without replying, and records
+/// every command line exactly as it arrived.
+pub async fn scripted_next_hop(
+    script: fn(&str) -> &'static [u8],
+) -> (SocketAddr, std::sync::Arc<parking_lot::Mutex<Vec<String>>>) {
+    use tokio::io::AsyncBufReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("bound");
+    let lines = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let recorded = lines.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let recorded = recorded.clone();
+            tokio::spawn(async move {
+                let (reader, mut writer) = stream.into_split();
+                let mut input = tokio::io::BufReader::new(reader).lines();
+                let _ = writer.write_all(b"220 next-hop.test ESMTP\r\n").await;
+                let mut in_data = false;
+                while let Ok(Some(line)) = input.next_line().await {
+                    if in_data && line != "." {
+                        continue;
+                    }
+                    if !in_data {
+                        recorded.lock().push(line.clone());
+                    }
+                    let command = line.to_ascii_uppercase();
+                    in_data = command == "DATA";
+                    if writer.write_all(script(&command)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, lines)
+}
