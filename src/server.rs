@@ -36,6 +36,7 @@ pub struct Relay {
     queue: QueueHandle,
     admin: Arc<AdminState>,
     events: Arc<EventLog>,
+    spool: Spool,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     sessions: TaskTracker,
@@ -304,7 +305,7 @@ impl Relay {
         let ctx = Arc::new(InboundContext {
             settings: config.smtp.clone(),
             registry: registry.clone(),
-            spool,
+            spool: spool.clone(),
             queue: queue.clone(),
             shutdown: shutdown.clone(),
             max_age: config.queue.max_age,
@@ -338,6 +339,7 @@ impl Relay {
             queue,
             admin,
             events,
+            spool,
             shutdown,
             tasks,
             sessions,
@@ -385,6 +387,7 @@ impl Relay {
         self.tasks.wait().await;
         self.sessions.wait().await;
         self.events.flush().await;
+        self.spool.settle().await;
         tracing::info!("stopped");
     }
 }

@@ -35,7 +35,7 @@ impl Session {
             return Ok(true);
         };
         let id = new_message_id();
-        let mut writer = self.ctx.spool.writer(&id);
+        let mut writer = self.ctx.spool.writer();
         let trace = Trace {
             helo: &helo,
             client_ip: self.peer.ip(),
@@ -183,6 +183,7 @@ impl Session {
             envid: transaction.envid,
             ret_full: transaction.ret_full,
             tags: filter.tags().to_vec(),
+            stored: None,
         }
     }
 
@@ -193,11 +194,11 @@ impl Session {
         mut envelope: Envelope,
     ) -> Result<Reply, Refusal> {
         envelope.size = writer.size();
-        let queued = envelope.clone();
         let id = envelope.id.clone();
-        if let Err(error) = writer.commit(envelope).await {
-            return Err(Refusal::spool(&id, &error));
-        }
+        let queued = match writer.commit(envelope).await {
+            Ok(queued) => queued,
+            Err(error) => return Err(Refusal::spool(&id, &error)),
+        };
         tracing::info!(
             id,
             client = %self.peer.ip(),

@@ -34,19 +34,19 @@ enum Loaded {
 }
 
 /// Blocking: the first `size` bytes of a spooled message file (its content).
-fn read_content(path: &std::path::Path, size: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut content = Vec::with_capacity(size as usize);
-    std::fs::File::open(path)?
-        .take(size)
-        .read_to_end(&mut content)?;
-    if content.len() as u64 != size {
-        return Err(std::io::Error::other(format!(
-            "spool file has {} bytes of content, expected {size}",
-            content.len()
-        )));
-    }
+fn read_content(path: &std::path::Path, offset: u64, size: u64) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut content = vec![0; size as usize];
+    std::fs::File::open(path)?.read_exact_at(&mut content, offset)?;
     Ok(content)
+}
+
+/// The segment file at `path`, positioned at `offset`.
+async fn open_at(path: &std::path::Path, offset: u64) -> std::io::Result<tokio::fs::File> {
+    use tokio::io::AsyncSeekExt;
+    let mut file = tokio::fs::File::open(path).await?;
+    file.seek(std::io::SeekFrom::Start(offset)).await?;
+    Ok(file)
 }
 
 impl Outbound {
@@ -140,27 +140,27 @@ impl Outbound {
     /// The message's content for one attempt: in memory up to [`IN_MEMORY_CONTENT`], streamed
     /// from the spool file beyond.
     async fn load_content(&self, envelope: &Envelope) -> Result<Loaded, String> {
-        let path = self.spool.content_path(&envelope.id);
-        let loaded = if envelope.size <= IN_MEMORY_CONTENT {
-            let path = path.clone();
-            let size = envelope.size;
-            tokio::task::spawn_blocking(move || read_content(&path, size))
+        let fail = |error: std::io::Error| {
+            tracing::error!(id = %envelope.id, %error, "cannot read the spooled content");
+            format!("cannot read the spooled content: {error}")
+        };
+        let (path, offset) = self.spool.content(envelope).map_err(fail)?;
+        let size = envelope.size;
+        let loaded = if size <= IN_MEMORY_CONTENT {
+            tokio::task::spawn_blocking(move || read_content(&path, offset, size))
                 .await
                 .unwrap_or_else(|error| Err(std::io::Error::other(error)))
                 .map(Loaded::Memory)
         } else {
-            tokio::fs::File::open(&path).await.map(|file| {
-                // The file holds the envelope after the content: read only the content.
+            open_at(&path, offset).await.map(|file| {
+                // The segment holds more after the content: read only the content.
                 Loaded::File(tokio::io::AsyncReadExt::take(
                     tokio::io::BufReader::with_capacity(64 * 1024, file),
-                    envelope.size,
+                    size,
                 ))
             })
         };
-        loaded.map_err(|error| {
-            tracing::error!(id = %envelope.id, path = %path.display(), %error, "cannot read the spooled content");
-            format!("cannot read the spooled content: {error}")
-        })
+        loaded.map_err(fail)
     }
 
     /// Puts a connection back for reuse (waking one delivery waiting for its pair) or closes it.

@@ -206,22 +206,10 @@ pub async fn attempt(
 
 /// Records the message's new state, or removes it when it is finished.
 async fn persist(spool: &Spool, envelope: &Envelope, finished: bool) {
-    let snapshot = envelope.clone();
-    let spool = spool.clone();
-    let persisted = tokio::task::spawn_blocking(move || {
-        if finished {
-            spool.remove(&snapshot.id)
-        } else {
-            spool.update(&snapshot)
-        }
-    })
-    .await;
-    match persisted {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => {
-            tracing::error!(id = %envelope.id, %error, "cannot update the spool (recipients may be attempted again)")
-        }
-        Err(error) => tracing::error!(id = %envelope.id, %error, "spool update task failed"),
+    if finished {
+        spool.remove(envelope);
+    } else if let Err(error) = spool.update(envelope).await {
+        tracing::error!(id = %envelope.id, %error, "cannot update the spool (recipients may be attempted again)")
     }
 }
 

@@ -66,19 +66,19 @@ async fn read_original(
     envelope: &Envelope,
     full: bool,
 ) -> std::io::Result<Vec<u8>> {
-    let path = ctx.spool.content_path(&envelope.id);
+    let (path, offset) = ctx.spool.content(envelope)?;
     let size = envelope.size;
     tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        use std::io::Read;
+        use std::io::{Read, Seek};
         let limit = if full {
             size
         } else {
             (MAX_RETURNED_HEADERS as u64).min(size)
         };
         let mut bytes = Vec::with_capacity(limit as usize);
-        std::fs::File::open(path)?
-            .take(limit)
-            .read_to_end(&mut bytes)?;
+        let mut file = std::fs::File::open(path)?;
+        file.seek(std::io::SeekFrom::Start(offset))?;
+        file.take(limit).read_to_end(&mut bytes)?;
         Ok(bytes)
     })
     .await
@@ -148,10 +148,11 @@ async fn send_dsn(
         envid: None,
         ret_full: false,
         tags: envelope.tags.clone(),
+        stored: None,
     };
-    let mut writer = ctx.spool.writer(&id);
+    let mut writer = ctx.spool.writer();
     writer.buffer().extend_from_slice(&content);
-    writer.commit(dsn_envelope.clone()).await?;
+    let dsn_envelope = writer.commit(dsn_envelope).await?;
     tracing::info!(id = %envelope.id, dsn = %id, recipients = indexes.len(), to = %envelope.sender, "bounce queued");
     Ok(dsn_envelope)
 }

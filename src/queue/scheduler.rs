@@ -240,17 +240,9 @@ impl Scheduler {
             Command::Delete(id, answer) => {
                 let result = match self.take_queued(&id) {
                     Ok(envelope) => {
-                        let spool = self.context.spool.clone();
-                        let removed =
-                            tokio::task::spawn_blocking(move || spool.remove(&envelope.id)).await;
-                        match removed {
-                            Ok(Ok(())) => {
-                                tracing::warn!(id, "message deleted from the queue by an operator");
-                                Ok(())
-                            }
-                            Ok(Err(error)) => Err(QueueError::Spool(error.to_string())),
-                            Err(error) => Err(QueueError::Spool(error.to_string())),
-                        }
+                        self.context.spool.remove(&envelope);
+                        tracing::warn!(id, "message deleted from the queue by an operator");
+                        Ok(())
                     }
                     Err(error) => Err(error),
                 };
@@ -303,13 +295,11 @@ impl Scheduler {
     }
 
     async fn persist(&self, envelope: &Envelope) -> Result<(), QueueError> {
-        let spool = self.context.spool.clone();
-        let snapshot = envelope.clone();
-        match tokio::task::spawn_blocking(move || spool.update(&snapshot)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(QueueError::Spool(error.to_string())),
-            Err(error) => Err(QueueError::Spool(error.to_string())),
-        }
+        self.context
+            .spool
+            .update(envelope)
+            .await
+            .map_err(|error| QueueError::Spool(error.to_string()))
     }
 
     fn list(&self) -> Vec<QueueEntry> {

@@ -156,6 +156,16 @@ pub struct Envelope {
     /// `X-SES-MESSAGE-TAGS` pairs, for events.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<(String, String)>,
+    /// Where the spool holds the content; set by the spool, not part of the stored envelope.
+    #[serde(skip)]
+    pub stored: Option<Stored>,
+}
+
+/// Where a message is in the spool: its segment and the offset of its first content byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub segment: u64,
+    pub offset: u64,
 }
 
 impl Default for Envelope {
@@ -180,6 +190,7 @@ impl Default for Envelope {
             envid: None,
             ret_full: false,
             tags: Vec::new(),
+            stored: None,
         }
     }
 }

@@ -3,35 +3,37 @@
 //! Layout under the spool directory:
 //!
 //! ```text
-//! queue/ID.msg  one file per message: content, then envelope and footer (see `trailer`)
-//! queue/ID.env  the envelope as updated after delivery attempts (JSON), when there is one
-//! tmp/          envelope updates being written (cleared at start-up)
-//! quarantine/   files that could not be read back, kept for an operator to inspect
+//! queue/N.seg   segment files: an append-only log of messages and what happened to them
+//! tmp/          cleared at start-up
+//! quarantine/   what could not be read back, kept for an operator to inspect
 //! ```
 //!
-//! Committing a message: the content is written to `queue/ID.msg` (in pieces while it arrives if
-//! it is large), the envelope and a checksummed footer are appended, and the file system is
-//! flushed by the group commit thread (see `group_sync`), which serves every session waiting at
-//! that moment with one `syncfs`. Only then does the client get `250`. One file per message means
-//! one create and one unlink per message, which is what the file system can do fastest.
+//! Committing a message: its content, envelope and checksums become one record appended to the
+//! active segment by the log writer thread, which serves every session waiting at that moment
+//! with one `writev` and one `fdatasync` (group commit, see `log`). Only then does the client get
+//! `250`. No file is created or removed per message: after an attempt, a newer envelope or a
+//! "done" record is appended to the message's segment (see `record`), and a segment is deleted
+//! as a whole once every message in it is done. A message larger than 256 KiB is streamed into
+//! a segment of its own while it arrives.
 //!
-//! A crash leaves each file complete (delivered after restart) or not (without a footer: it was
-//! being received and never acknowledged; or damaged): those are quarantined, never delivered in
-//! part and never silently deleted.
-//!
-//! Envelope updates after delivery attempts go to `queue/ID.env`, written to `tmp/`, fsynced and
-//! renamed, so it is always either the old or the new version. Losing an update in a crash can
-//! only cause a recipient to be delivered twice, never to be lost.
+//! A crash leaves whole records (delivered after restart) and at most a torn tail that was never
+//! acknowledged: recovery (see `recovery`) copies what it cannot trust to quarantine, never
+//! delivers a message in part and never silently deletes one. Losing a "done" or an envelope
+//! update in a crash can only cause a recipient to be delivered twice, never to be lost.
 
 mod envelope;
-mod group_sync;
 mod id;
+mod log;
+mod log_thread;
+mod record;
+mod recovery;
 pub mod state_file;
 mod store;
 pub mod trailer;
 mod writer;
 
-pub use envelope::{Envelope, Notify, Recipient, RecipientState};
+pub use envelope::{Envelope, Notify, Recipient, RecipientState, Stored};
 pub use id::{new_message_id, unix_now};
-pub use store::{Recovered, Spool};
+pub use recovery::{Recovered, queued};
+pub use store::Spool;
 pub use writer::MessageWriter;

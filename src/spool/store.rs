@@ -1,20 +1,20 @@
 //! The spool folder: opening it, handing out writers for new messages, recovery at start-up,
-//! envelope updates and removal (see the module docs of `spool` for the layout).
+//! envelope updates and "done" (see the module docs of `spool` for the layout).
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::envelope::Envelope;
-use super::group_sync::GroupSync;
-use super::state_file::write_synced;
-use super::trailer;
+use super::envelope::{Envelope, Stored};
+use super::log::{Log, segment_number};
+use super::recovery::{self, Recovered};
 use super::writer::MessageWriter;
 
 #[derive(Debug, Clone)]
 pub struct Spool {
     root: PathBuf,
-    sync: std::sync::Arc<GroupSync>,
+    log: Arc<Log>,
 }
 
 impl Spool {
@@ -33,177 +33,75 @@ impl Spool {
                 )
             })?;
         }
-        let spool = Self {
-            root: root.to_path_buf(),
-            sync: std::sync::Arc::new(GroupSync::start(root)?),
-        };
-        for entry in fs::read_dir(spool.tmp_dir())? {
+        let queue = root.join("queue");
+        // New segments are numbered after every one already there.
+        let mut first_segment = 1;
+        for entry in fs::read_dir(&queue)? {
+            if let Some(number) = entry?.file_name().to_str().and_then(segment_number) {
+                first_segment = first_segment.max(number.saturating_add(1));
+            }
+        }
+        for entry in fs::read_dir(root.join("tmp"))? {
             let _ = fs::remove_file(entry?.path());
         }
-        Ok(spool)
+        Ok(Self {
+            root: root.to_path_buf(),
+            log: Arc::new(Log::start(&queue, first_segment)?),
+        })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    fn tmp_dir(&self) -> PathBuf {
-        self.root.join("tmp")
-    }
-
-    fn queue_dir(&self) -> PathBuf {
-        self.root.join("queue")
-    }
-
     pub fn quarantine_dir(&self) -> PathBuf {
         self.root.join("quarantine")
     }
 
-    /// Where a queued message is: its first `size` bytes are the content.
-    pub fn content_path(&self, id: &str) -> PathBuf {
-        self.queue_dir().join(format!("{id}.msg"))
-    }
-
-    /// Where a message's updated envelope is, once it has one.
-    fn envelope_path(&self, id: &str) -> PathBuf {
-        self.queue_dir().join(format!("{id}.env"))
-    }
-
     /// Starts receiving a new message.
-    pub fn writer(&self, id: &str) -> MessageWriter {
-        MessageWriter::new(self.sync.clone(), self.content_path(id))
+    pub fn writer(&self) -> MessageWriter {
+        MessageWriter::new(self.log.clone())
     }
 
-    /// Blocking: replaces a queued message's envelope atomically.
-    pub fn update(&self, envelope: &Envelope) -> io::Result<()> {
-        let tmp = self.tmp_dir().join(format!("{}.env.update", envelope.id));
-        write_synced(&tmp, &serde_json::to_vec(envelope)?)?;
-        fs::rename(&tmp, self.envelope_path(&envelope.id))
+    /// Where a queued message's content is: the segment file and the offset of its first byte
+    /// (it has `envelope.size` bytes).
+    pub fn content(&self, envelope: &Envelope) -> io::Result<(PathBuf, u64)> {
+        let Stored { segment, offset } = stored(envelope)?;
+        Ok((self.log.segment_path(segment), offset))
     }
 
-    /// Blocking: removes a message whose recipients are all done. The envelope update goes first,
-    /// so a crash in between leaves the message with its first envelope: it is delivered again
-    /// (a duplicate, which the no-loss promise allows). Nothing is flushed here for the same
-    /// reason, which keeps the common path to one unlink.
-    pub fn remove(&self, id: &str) -> io::Result<()> {
-        match fs::remove_file(self.envelope_path(id)) {
-            Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
-            _ => {}
+    /// Records a queued message's newer envelope; returns once it is durable.
+    pub async fn update(&self, envelope: &Envelope) -> io::Result<()> {
+        let Stored { segment, .. } = stored(envelope)?;
+        let json = serde_json::to_vec(envelope)?;
+        self.log.update(segment, &json).await
+    }
+
+    /// Records that a message needs nothing more (all recipients done, or deleted by an
+    /// operator). Not flushed: a crash before it reaches the disk makes the message go out
+    /// again (a duplicate, which the no-loss promise allows), never lost.
+    pub fn remove(&self, envelope: &Envelope) {
+        if let Ok(Stored { segment, .. }) = stored(envelope) {
+            self.log.done(segment, &envelope.id);
         }
-        fs::remove_file(self.content_path(id))
     }
 
-    /// Blocking: reads every queued message back after a start. Anything that is not a complete
-    /// message (damaged, still being received when the relay stopped, unreadable, not a file) is
-    /// moved to `quarantine/` and reported, never deleted, never delivered, and never stops the
-    /// start.
+    /// Returns once every "done" and update asked for so far is written and finished segments
+    /// are deleted; for shutdown.
+    pub async fn settle(&self) {
+        self.log.settle().await
+    }
+
+    /// Blocking: reads every queued message back after a start (see [`recovery`]).
     pub fn recover(&self) -> io::Result<Recovered> {
-        let mut recovered = Recovered::default();
-        let mut updates = Vec::new();
-        for entry in fs::read_dir(self.queue_dir())? {
-            let path = entry?.path();
-            let found = match path.extension().and_then(|e| e.to_str()) {
-                Some("msg") => read_message(&path),
-                Some("env") => {
-                    updates.push(path);
-                    continue;
-                }
-                _ => Err("unexpected file in the queue".to_string()),
-            };
-            match found {
-                Ok(envelope) => recovered.envelopes.push(envelope),
-                Err(reason) => recovered
-                    .quarantined
-                    .push((self.quarantine(&path)?, reason)),
-            }
-        }
-        // Envelope updates replace the envelope stored with the message.
-        for path in updates {
-            self.apply_update(&path, &mut recovered)?;
-        }
-        recovered
-            .envelopes
-            .sort_by(|a, b| a.received_at.cmp(&b.received_at).then(a.id.cmp(&b.id)));
-        Ok(recovered)
-    }
-
-    /// Applies the envelope update at `path` to its message, or quarantines it.
-    fn apply_update(&self, path: &Path, recovered: &mut Recovered) -> io::Result<()> {
-        let stem = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_string();
-        let known = recovered.envelopes.iter_mut().find(|e| e.id == stem);
-        let reason = match (known, read_update(path)) {
-            (Some(known), Ok(update)) if update.id == known.id && update.size == known.size => {
-                *known = update;
-                return Ok(());
-            }
-            (Some(_), Ok(_)) => {
-                "envelope update does not match its message; the original is used".to_string()
-            }
-            (Some(_), Err(error)) => {
-                format!("envelope update unreadable ({error}); the original is used")
-            }
-            // The message itself is gone (delivered and removed, or quarantined).
-            (None, _) => match fs::remove_file(path) {
-                Ok(()) => return Ok(()),
-                Err(error) => format!("envelope update without a message, not removable: {error}"),
-            },
-        };
-        recovered.quarantined.push((self.quarantine(path)?, reason));
-        Ok(())
-    }
-
-    /// Moves `path` into `quarantine/`, under a name not taken yet.
-    fn quarantine(&self, path: &Path) -> io::Result<PathBuf> {
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let mut target = self.quarantine_dir().join(name.as_ref());
-        let mut n = 1;
-        while target.symlink_metadata().is_ok() {
-            target = self.quarantine_dir().join(format!("{name}.{n}"));
-            n += 1;
-        }
-        fs::rename(path, &target)?;
-        Ok(target)
+        recovery::recover(self.log.dir(), &self.quarantine_dir(), &self.log)
     }
 }
 
-/// The envelope of the complete message at `path`, or why it is not one.
-fn read_message(path: &Path) -> Result<Envelope, String> {
-    let bytes = fs::read(path).map_err(|error| format!("cannot be read: {error}"))?;
-    match trailer::decode(&bytes) {
-        trailer::Decoded::Complete(envelope) => {
-            if path.file_stem().and_then(|s| s.to_str()) == Some(envelope.id.as_str()) {
-                Ok(*envelope)
-            } else {
-                Err(format!(
-                    "envelope id {:?} does not match the file name",
-                    envelope.id
-                ))
-            }
-        }
-        // Most likely a message still arriving when the relay stopped (never acknowledged), but
-        // a truncated file looks the same: keep it.
-        trailer::Decoded::Incomplete => {
-            Err("no footer: unfinished when the relay stopped, or truncated".to_string())
-        }
-        trailer::Decoded::Corrupt(reason) => Err(reason),
-    }
-}
-
-fn read_update(path: &Path) -> Result<Envelope, String> {
-    let bytes = fs::read(path).map_err(|e| e.to_string())?;
-    serde_json::from_slice::<Envelope>(&bytes).map_err(|e| e.to_string())
-}
-
-/// What [`Spool::recover`] found.
-#[derive(Debug, Default)]
-pub struct Recovered {
-    pub envelopes: Vec<Envelope>,
-    /// Files moved to quarantine, with the reason.
-    pub quarantined: Vec<(PathBuf, String)>,
+fn stored(envelope: &Envelope) -> io::Result<Stored> {
+    envelope.stored.ok_or_else(|| {
+        io::Error::other(format!("message {} has no place in the spool", envelope.id))
+    })
 }
 
 /// Creates `folder` (and its parents) if needed and makes it 0700.

@@ -1,26 +1,34 @@
-//! Receiving one message into the spool without holding it all in memory.
+//! Receiving one message into the spool without holding a large one all in memory.
+//!
+//! A message is built in memory and, at commit, handed whole to the log writer, which appends it
+//! to the shared active segment with the others waiting at that moment (see [`super::log`]).
+//! A message that grows past [`OWN_SEGMENT_THRESHOLD`] is streamed instead into a segment of its
+//! own while it arrives, so memory per session stays bounded; its record header is written last,
+//! so until the commit the file holds no record at all.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::envelope::Envelope;
-use super::group_sync::GroupSync;
+use super::envelope::{Envelope, Stored};
+use super::log::{Log, create_segment};
+use super::record::{self, HEADER_LEN, Kind, SEGMENT_MAGIC};
 use super::trailer;
 
-/// Content is written to disk in pieces of about this size; a message smaller than this is
-/// written in one go at commit time.
-const FLUSH_THRESHOLD: usize = 256 * 1024;
+/// Content beyond this size goes to a segment of its own, written in pieces of about this size.
+const OWN_SEGMENT_THRESHOLD: usize = 256 * 1024;
 
-/// A message being received into `queue/ID.msg`. Until [`MessageWriter::commit`] appends the
-/// footer, the file is not a message (start-up removes it); dropping the writer without
-/// committing removes it at once.
+/// A large message's own segment while it is written.
+struct OwnSegment {
+    number: u64,
+    file: File,
+}
+
+/// A message being received. Nothing is in the spool until [`MessageWriter::commit`] returns;
+/// dropping the writer without committing removes whatever was written.
 pub struct MessageWriter {
-    /// The group commit that makes the file durable.
-    sync: Arc<GroupSync>,
-    path: PathBuf,
-    file: Option<File>,
+    log: Arc<Log>,
+    own: Option<OwnSegment>,
     buffer: Vec<u8>,
     written: u64,
     checksum: crc32fast::Hasher,
@@ -28,11 +36,10 @@ pub struct MessageWriter {
 }
 
 impl MessageWriter {
-    pub(super) fn new(sync: Arc<GroupSync>, path: PathBuf) -> Self {
+    pub(super) fn new(log: Arc<Log>) -> Self {
         Self {
-            sync,
-            path,
-            file: None,
+            log,
+            own: None,
             buffer: Vec::with_capacity(8 * 1024),
             written: 0,
             checksum: crc32fast::Hasher::new(),
@@ -50,37 +57,54 @@ impl MessageWriter {
         &mut self.buffer
     }
 
-    /// Writes the buffer out once it is large, on the blocking pool.
+    /// Writes the buffer to the message's own segment once it is large, on the blocking pool.
     pub async fn flush_if_large(&mut self) -> io::Result<()> {
-        if self.buffer.len() < FLUSH_THRESHOLD {
+        if self.buffer.len() < OWN_SEGMENT_THRESHOLD {
             return Ok(());
         }
         self.checksum.update(&self.buffer);
         let length = self.buffer.len() as u64;
-        let file = self.file.take();
-        let path = self.path.clone();
+        let own = self.own.take();
+        let number = own
+            .as_ref()
+            .map_or_else(|| self.log.new_segment_number(), |o| o.number);
+        let path = self.log.segment_path(number);
         let mut buffer = std::mem::take(&mut self.buffer);
-        let (file, buffer) = tokio::task::spawn_blocking(move || -> io::Result<_> {
-            let mut file = match file {
-                Some(file) => file,
-                None => create_new(&path)?,
+        let result = tokio::task::spawn_blocking(move || -> io::Result<_> {
+            let mut file = match own {
+                Some(own) => own.file,
+                None => {
+                    let mut file = create_segment(&path)?;
+                    // The record header is written at commit; zeros until then are no record.
+                    file.write_all(&[0u8; HEADER_LEN])?;
+                    file
+                }
             };
             file.write_all(&buffer)?;
             buffer.clear();
             Ok((file, buffer))
         })
         .await
-        .map_err(io::Error::other)??;
-        self.written += length;
-        self.file = Some(file);
-        self.buffer = buffer;
-        Ok(())
+        .map_err(io::Error::other)?;
+        match result {
+            Ok((file, buffer)) => {
+                self.own = Some(OwnSegment { number, file });
+                self.buffer = buffer;
+                self.written += length;
+                Ok(())
+            }
+            Err(error) => {
+                // Whatever was created goes with the writer.
+                let _ = std::fs::remove_file(self.log.segment_path(number));
+                Err(error)
+            }
+        }
     }
 
-    /// Makes the message durable with its envelope (see the module docs for the order); the
-    /// caller may acknowledge it once this returns `Ok`. `envelope.size` must be
-    /// [`MessageWriter::size`].
-    pub async fn commit(mut self, envelope: Envelope) -> io::Result<()> {
+    /// Makes the message durable with its envelope; the caller may acknowledge it once this
+    /// returns. `envelope.size` must be [`MessageWriter::size`]. Returns the envelope with
+    /// [`Envelope::stored`] set.
+    pub async fn commit(mut self, mut envelope: Envelope) -> io::Result<Envelope> {
         if envelope.size != self.size() {
             return Err(io::Error::other(format!(
                 "envelope size {} does not match the {} bytes written",
@@ -91,40 +115,60 @@ impl MessageWriter {
         self.checksum.update(&self.buffer);
         let footer = trailer::encode(&envelope, self.checksum.clone().finalize())
             .map_err(io::Error::other)?;
-        let file = self.file.take();
-        let path = self.path.clone();
+        let mut payload_crc = self.checksum.clone();
+        payload_crc.update(&footer);
+        let payload_len = self.size() + footer.len() as u64;
+        let header = record::header(Kind::Message, payload_len, payload_crc.finalize());
         let mut buffer = std::mem::take(&mut self.buffer);
         buffer.extend_from_slice(&footer);
-        tokio::task::spawn_blocking(move || -> io::Result<()> {
-            let mut file = match file {
-                Some(file) => file,
-                None => create_new(&path)?,
-            };
-            file.write_all(&buffer)
-        })
-        .await
-        .map_err(io::Error::other)??;
-        self.sync.sync().await?;
+        let stored = match self.own.take() {
+            None => self.log.append(header, buffer).await?,
+            Some(own) => {
+                let number = own.number;
+                let stored = finish_own_segment(own, header, buffer).await;
+                if stored.is_err() {
+                    let _ = std::fs::remove_file(self.log.segment_path(number));
+                }
+                let stored = stored?;
+                self.log.adopt(number, 1);
+                stored
+            }
+        };
         self.committed = true;
-        Ok(())
+        envelope.stored = Some(stored);
+        Ok(envelope)
     }
+}
+
+/// Writes the rest of a large message and its record header, and makes it durable.
+async fn finish_own_segment(
+    own: OwnSegment,
+    header: [u8; HEADER_LEN],
+    rest: Vec<u8>,
+) -> io::Result<Stored> {
+    use std::os::unix::fs::FileExt;
+    let OwnSegment { number, mut file } = own;
+    tokio::task::spawn_blocking(move || -> io::Result<Stored> {
+        file.write_all(&rest)?;
+        file.write_all_at(&header, SEGMENT_MAGIC.len() as u64)?;
+        file.sync_data()?;
+        Ok(Stored {
+            segment: number,
+            offset: (SEGMENT_MAGIC.len() + HEADER_LEN) as u64,
+        })
+    })
+    .await
+    .map_err(io::Error::other)?
 }
 
 impl Drop for MessageWriter {
     fn drop(&mut self) {
-        // Not committed (refused, aborted, or the commit failed): remove what exists. A file
-        // whose footer was written but whose flush failed is removed too: it was not acknowledged.
-        if !self.committed {
-            let _ = std::fs::remove_file(&self.path);
+        // Not committed (refused, aborted, or the commit failed): remove the message's own
+        // segment if it has one. A message in the shared segment never reached it.
+        if !self.committed
+            && let Some(own) = self.own.take()
+        {
+            let _ = std::fs::remove_file(self.log.segment_path(own.number));
         }
     }
-}
-
-fn create_new(path: &PathBuf) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
 }

@@ -5,13 +5,9 @@ use std::net::SocketAddr;
 use crate::common::*;
 use poolrelay::spool::{Envelope, RecipientState};
 
+/// The messages queued in a spool, with their latest envelopes.
 fn read_envelopes(spool: &std::path::Path) -> Vec<Envelope> {
-    spool_files(spool, "queue")
-        .iter()
-        .filter(|name| name.ends_with(".env"))
-        .filter_map(|name| std::fs::read(spool.join("queue").join(name)).ok())
-        .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
-        .collect()
+    queued_envelopes(spool)
 }
 
 const CONTENT: &[u8] = b"X-SES-CONFIGURATION-SET: ghostly\r\nSubject: wait\r\n\r\nbody\r\n.\r\n";
@@ -131,11 +127,9 @@ address = "127.0.0.2"
         .expect("first attempt failed");
     drop(client);
     let dir = relay.stop().await;
-    assert_eq!(
-        spool_files(&dir.path().join("var/spool"), "queue").len(),
-        2,
-        "content and envelope stay"
-    );
+    let kept = read_envelopes(&dir.path().join("var/spool"));
+    assert_eq!(kept.len(), 1, "the message stays: {kept:?}");
+    assert_eq!(kept[0].attempts, 1, "with its updated envelope");
 
     // Now the next hop is up, and a new relay process-equivalent starts on the same spool.
     let sink = poolrelay::sink::Sink::start(sink_addr)

@@ -246,12 +246,9 @@ max_delivery_seconds = 300
     }
     let spool = relay.spool_dir();
     let envelopes = eventually(|| {
-        let found: Vec<poolrelay::spool::Envelope> = spool_files(&spool, "queue")
-            .iter()
-            .filter(|n| n.ends_with(".env"))
-            .filter_map(|n| {
-                serde_json::from_slice(&std::fs::read(spool.join("queue").join(n)).ok()?).ok()
-            })
+        let found: Vec<poolrelay::spool::Envelope> = queued_envelopes(&spool)
+            .into_iter()
+            .filter(|e| e.attempts > 0)
             .collect();
         (found.len() == 2).then_some(found)
     })
@@ -326,28 +323,23 @@ async fn operators_can_list_retry_hold_release_and_delete() {
         queue.retry_now(&ids[1]).await,
         Err(poolrelay::queue::QueueError::Held(ids[1].clone()))
     );
-    let envelope: poolrelay::spool::Envelope = serde_json::from_slice(
-        &std::fs::read(
-            relay
-                .spool_dir()
-                .join("queue")
-                .join(format!("{}.env", ids[1])),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    assert!(envelope.held);
+    let envelope = queued_envelopes(&relay.spool_dir())
+        .into_iter()
+        .find(|e| e.id == ids[1])
+        .expect("the held message is in the spool");
+    assert!(envelope.held, "the hold is recorded in the spool");
     queue.release(&ids[1]).await.unwrap();
     // Released messages are attempted again; once back to waiting they can be deleted.
     let second = &ids[1];
     let deleted = eventually_async(move || async move { handle.delete(second).await.ok() }).await;
     assert_eq!(deleted, Some(()), "deleted once its attempt is over");
-    assert!(
-        !relay
-            .spool_files("queue")
-            .iter()
-            .any(|f| f.starts_with(&ids[1]))
-    );
+    let spool = relay.spool_dir();
+    eventually(|| {
+        let queued = queued_envelopes(&spool);
+        (!queued.iter().any(|e| e.id == ids[1])).then_some(())
+    })
+    .await
+    .expect("the deleted message is done in the spool");
     assert_eq!(
         queue.delete(&ids[1]).await,
         Err(poolrelay::queue::QueueError::NotFound(ids[1].clone()))

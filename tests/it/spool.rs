@@ -107,8 +107,8 @@ async fn bad_spool_files_are_quarantined_and_the_rest_is_delivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_accepted_message_is_in_the_spool_before_its_250() {
-    // The next hop never answers, so the message stays queued: right after the 250 both files
-    // must exist in queue/ with a matching size.
+    // The next hop never answers, so the message stays queued: right after the 250 it must be
+    // in a segment of queue/, whole, with its envelope.
     let never: std::net::SocketAddr = {
         let probe = start_sink().await;
         probe.addr()
@@ -136,15 +136,15 @@ address = "127.0.0.2"
         .strip_prefix("250 2.0.0 Ok ")
         .expect("250 names the id")
         .to_string();
-    let path = relay.spool_dir().join("queue").join(format!("{id}.msg"));
-    let file = std::fs::read(&path).expect("the message file exists when 250 is sent");
-    match trailer::decode(&file) {
-        trailer::Decoded::Complete(envelope) => {
-            assert_eq!(envelope.id, id);
-            assert!(file[..envelope.size as usize].ends_with(b"Subject: durable\r\n\r\nx\r\n"));
-        }
-        other => panic!("not a complete message: {other:?}"),
-    }
+    let queue = relay.spool_dir().join("queue");
+    let queued = poolrelay::spool::queued(&queue).expect("the spool reads back");
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    let envelope = &queued[0];
+    assert_eq!(envelope.id, id);
+    let stored = envelope.stored.expect("a place in a segment");
+    let segment = std::fs::read(queue.join(format!("{:016x}.seg", stored.segment))).unwrap();
+    let content = &segment[stored.offset as usize..][..envelope.size as usize];
+    assert!(content.ends_with(b"Subject: durable\r\n\r\nx\r\n"));
     relay.stop().await;
 }
 
@@ -205,10 +205,14 @@ async fn the_spool_and_the_event_log_are_private() {
         )
         .await;
     let spool = relay.spool_dir();
-    // The message waits (deferred): its file and its envelope update are in the queue.
-    eventually(|| (spool_files(&spool, "queue").len() == 2).then_some(()))
-        .await
-        .expect("the deferred message and its envelope update");
+    // The message waits (deferred) in its segment, with its envelope update.
+    eventually(|| {
+        let queued = poolrelay::spool::queued(&spool.join("queue")).ok()?;
+        (queued.len() == 1 && queued[0].attempts == 1).then_some(())
+    })
+    .await
+    .expect("the deferred message and its envelope update");
+    assert_eq!(spool_files(&spool, "queue").len(), 1, "one segment");
     let mode = |path: &std::path::Path| {
         std::fs::metadata(path)
             .expect("exists")

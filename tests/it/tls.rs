@@ -176,15 +176,9 @@ async fn tls_policy_require_never_sends_in_plaintext() {
     assert!(!received[0].tls);
     let spool = relay.spool_dir();
     let reason = eventually(|| {
-        spool_files(&spool, "queue")
-            .iter()
-            .filter(|n| n.ends_with(".env"))
-            .filter_map(|n| {
-                serde_json::from_slice::<poolrelay::spool::Envelope>(
-                    &std::fs::read(spool.join("queue").join(n)).ok()?,
-                )
-                .ok()
-            })
+        queued_envelopes(&spool)
+            .into_iter()
+            .filter(|e| e.attempts > 0)
             .find_map(|e| e.recipients[0].last_reply.clone())
     })
     .await
@@ -441,15 +435,9 @@ address = "127.0.0.2"
         }
     };
     let deferred = |spool: std::path::PathBuf| {
-        let found: Vec<String> = spool_files(&spool, "queue")
-            .iter()
-            .filter(|n| n.ends_with(".env"))
-            .filter_map(|n| {
-                serde_json::from_slice::<poolrelay::spool::Envelope>(
-                    &std::fs::read(spool.join("queue").join(n)).ok()?,
-                )
-                .ok()
-            })
+        let found: Vec<String> = queued_envelopes(&spool)
+            .into_iter()
+            .filter(|e| e.attempts > 0)
             .map(|e| {
                 format!(
                     "{} {}",

@@ -104,15 +104,9 @@ sending_pool = "r"
 
     let spool = relay.spool_dir();
     let waiting = eventually(|| {
-        let reasons: Vec<String> = spool_files(&spool, "queue")
-            .iter()
-            .filter(|n| n.ends_with(".env"))
-            .filter_map(|n| {
-                serde_json::from_slice::<poolrelay::spool::Envelope>(
-                    &std::fs::read(spool.join("queue").join(n)).ok()?,
-                )
-                .ok()
-            })
+        let reasons: Vec<String> = queued_envelopes(&spool)
+            .into_iter()
+            .filter(|e| e.attempts > 0)
             .filter_map(|e| e.recipients[0].last_reply.clone())
             .collect();
         (reasons.len() == 2).then_some(reasons)

@@ -88,6 +88,12 @@ impl TestRelay {
     }
 }
 
+/// The messages queued in the spool at `spool`, with their latest envelopes (read-only; the
+/// relay may be running).
+pub fn queued_envelopes(spool: &Path) -> Vec<poolrelay::spool::Envelope> {
+    poolrelay::spool::queued(&spool.join("queue")).unwrap_or_default()
+}
+
 pub fn spool_files(spool: &Path, sub: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(spool.join(sub))
         .map(|entries| {

@@ -1,0 +1,324 @@
+//! Reading the spool back at start-up.
+//!
+//! Each segment is read on its own (everything about a message is in the segment that holds
+//! it): its messages, then the newer envelopes and "done" records that follow them. What cannot
+//! be trusted is copied to `quarantine/` and never delivered: a damaged record, or the tail
+//! after the last whole record (a message that was being written when the relay stopped, never
+//! acknowledged). The tail is then cut off the segment, so the records appended to it later can
+//! be read. A segment with no message left is deleted; the others are handed to the log writer,
+//! which deletes them once their messages are done.
+//!
+//! Spools written before the segment log (one `ID.msg` file per message, `ID.env` for its
+//! newer envelope) are read as before and their messages moved into the log.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use super::envelope::{Envelope, Stored};
+use super::log::{Log, segment_number};
+use super::record::{self, Kind};
+use super::trailer;
+
+/// What [`recover`] found.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// The queued messages, in order of arrival.
+    pub envelopes: Vec<Envelope>,
+    /// What was moved or copied to quarantine, with the reason.
+    pub quarantined: Vec<(PathBuf, String)>,
+}
+
+struct Recovery<'a> {
+    quarantine: &'a Path,
+    log: &'a Log,
+    found: Recovered,
+}
+
+/// Blocking: reads every queued message back. Anything that is not a complete message is
+/// quarantined and reported, never deleted, never delivered, and never stops the start.
+pub fn recover(queue: &Path, quarantine: &Path, log: &Log) -> io::Result<Recovered> {
+    let mut recovery = Recovery {
+        quarantine,
+        log,
+        found: Recovered::default(),
+    };
+    let mut segments = Vec::new();
+    let mut legacy = Vec::new();
+    let mut updates = Vec::new();
+    for entry in fs::read_dir(queue)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let is_file = path.symlink_metadata().is_ok_and(|m| m.is_file());
+        match (
+            segment_number(name),
+            path.extension().and_then(|e| e.to_str()),
+        ) {
+            (Some(number), _) if is_file => segments.push((number, path)),
+            (_, Some("msg")) if is_file => legacy.push(path),
+            (_, Some("env")) if is_file => updates.push(path),
+            _ => recovery.quarantine_file(&path, "unexpected entry in the queue".into())?,
+        }
+    }
+    segments.sort();
+    for (number, path) in segments {
+        recovery.read_segment(number, &path)?;
+    }
+    recovery.migrate_legacy(legacy, updates)?;
+    let mut found = recovery.found;
+    found
+        .envelopes
+        .sort_by(|a, b| a.received_at.cmp(&b.received_at).then(a.id.cmp(&b.id)));
+    Ok(found)
+}
+
+impl Recovery<'_> {
+    fn read_segment(&mut self, number: u64, path: &Path) -> io::Result<()> {
+        let bytes = match fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(error) => return self.quarantine_file(path, format!("cannot be read: {error}")),
+        };
+        let scanned = record::scan(&bytes);
+        if let Some((0, reason)) = &scanned.tail {
+            return self.quarantine_file(path, reason.clone());
+        }
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let (live, problems) = read_records(number, &bytes, &scanned);
+        for (range, reason) in problems {
+            let at = format!("{name}.at-{}", range.start);
+            self.quarantine_bytes(&at, &bytes[range], reason)?;
+        }
+        for (range, reason) in &scanned.damaged {
+            let at = format!("{name}.at-{}", range.start);
+            self.quarantine_bytes(&at, &bytes[range.clone()], reason.clone())?;
+        }
+        if let Some((at, reason)) = &scanned.tail {
+            self.quarantine_bytes(&format!("{name}.at-{at}"), &bytes[*at..], reason.clone())?;
+            let file = fs::OpenOptions::new().write(true).open(path)?;
+            file.set_len(*at as u64)?;
+            file.sync_all()?;
+        }
+        if live.is_empty() {
+            fs::remove_file(path)?;
+        } else {
+            self.log.adopt(number, live.len());
+            self.found.envelopes.extend(live.into_values());
+        }
+        Ok(())
+    }
+
+    /// Moves one-file-per-message spool entries into the log, then removes them.
+    fn migrate_legacy(&mut self, messages: Vec<PathBuf>, updates: Vec<PathBuf>) -> io::Result<()> {
+        let stem = |path: &Path| {
+            path.file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let mut newer: HashMap<String, PathBuf> =
+            updates.into_iter().map(|p| (stem(&p), p)).collect();
+        for path in messages {
+            let update = newer.remove(&stem(&path));
+            let (content, envelope) = match read_legacy(&path) {
+                Ok(found) => found,
+                Err(reason) => {
+                    self.quarantine_file(&path, reason)?;
+                    continue;
+                }
+            };
+            let envelope = match update.as_deref().map(read_legacy_update) {
+                Some(Ok(newer)) if newer.id == envelope.id && newer.size == envelope.size => newer,
+                Some(_) => {
+                    let reason =
+                        "envelope update unreadable or not its message's; the original is used";
+                    self.quarantine_file(update.as_deref().unwrap_or(&path), reason.into())?;
+                    envelope
+                }
+                None => envelope,
+            };
+            if !self.found.envelopes.iter().any(|e| e.id == envelope.id) {
+                let stored = self.append(&content, &envelope)?;
+                let mut envelope = envelope;
+                envelope.stored = Some(stored);
+                self.found.envelopes.push(envelope);
+            }
+            for done in [Some(path), update].into_iter().flatten() {
+                match fs::remove_file(&done) {
+                    Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+                    _ => {}
+                }
+            }
+        }
+        // Updates whose message is gone (delivered, or quarantined above).
+        for (_, path) in newer {
+            let _ = fs::remove_file(path);
+        }
+        Ok(())
+    }
+
+    fn append(&self, content: &[u8], envelope: &Envelope) -> io::Result<Stored> {
+        let footer =
+            trailer::encode(envelope, crc32fast::hash(content)).map_err(io::Error::other)?;
+        let mut payload = Vec::with_capacity(content.len() + footer.len());
+        payload.extend_from_slice(content);
+        payload.extend_from_slice(&footer);
+        let header = record::header(
+            Kind::Message,
+            payload.len() as u64,
+            crc32fast::hash(&payload),
+        );
+        self.log.append_blocking(header, payload)
+    }
+
+    /// Moves `path` into `quarantine/`, under a name not taken yet.
+    fn quarantine_file(&mut self, path: &Path, reason: String) -> io::Result<()> {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let target = self.free_name(&name);
+        fs::rename(path, &target)?;
+        self.found.quarantined.push((target, reason));
+        Ok(())
+    }
+
+    /// Writes `bytes` (a part of a segment) to a new file in `quarantine/`.
+    fn quarantine_bytes(&mut self, name: &str, bytes: &[u8], reason: String) -> io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let target = self.free_name(name);
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&target)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        self.found.quarantined.push((target, reason));
+        Ok(())
+    }
+
+    fn free_name(&self, name: &str) -> PathBuf {
+        let mut target = self.quarantine.join(name);
+        let mut n = 1;
+        while target.symlink_metadata().is_ok() {
+            target = self.quarantine.join(format!("{name}.{n}"));
+            n += 1;
+        }
+        target
+    }
+}
+
+/// Records that could not be used: their byte range in the segment, and why.
+type Problems = Vec<(Range<usize>, String)>;
+
+/// The messages of segment `number` that are not done, with their latest envelope, and the
+/// records that could not be used (record range in `bytes`, reason).
+fn read_records(
+    number: u64,
+    bytes: &[u8],
+    scanned: &record::Scanned,
+) -> (HashMap<String, Envelope>, Problems) {
+    let mut live: HashMap<String, Envelope> = HashMap::new();
+    let mut problems = Vec::new();
+    for found in &scanned.records {
+        let payload = &bytes[found.payload.clone()];
+        let problem = match found.kind {
+            Kind::Message => match trailer::decode(payload) {
+                trailer::Decoded::Complete(mut envelope) => {
+                    envelope.stored = Some(Stored {
+                        segment: number,
+                        offset: found.payload.start as u64,
+                    });
+                    live.insert(envelope.id.clone(), *envelope);
+                    None
+                }
+                trailer::Decoded::Incomplete => Some("a message record without its footer".into()),
+                trailer::Decoded::Corrupt(reason) => Some(reason),
+            },
+            Kind::Update => apply_update(&mut live, payload),
+            Kind::Done => {
+                live.remove(String::from_utf8_lossy(payload).as_ref());
+                None
+            }
+        };
+        if let Some(reason) = problem {
+            problems.push((
+                found.payload.start - record::HEADER_LEN..found.payload.end,
+                reason,
+            ));
+        }
+    }
+    (live, problems)
+}
+
+/// Read-only: the messages queued in the spool folder `queue` (a relay may be running on it),
+/// in order of arrival. For operators and tests; start-up uses [`recover`].
+pub fn queued(queue: &Path) -> io::Result<Vec<Envelope>> {
+    let mut envelopes = Vec::new();
+    for entry in fs::read_dir(queue)? {
+        let entry = entry?;
+        let Some(number) = entry.file_name().to_str().and_then(segment_number) else {
+            continue;
+        };
+        let bytes = match fs::read(entry.path()) {
+            Ok(bytes) => bytes,
+            // Deleted since the folder was listed: all its messages were done.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(error),
+        };
+        let scanned = record::scan(&bytes);
+        envelopes.extend(read_records(number, &bytes, &scanned).0.into_values());
+    }
+    envelopes.sort_by(|a, b| a.received_at.cmp(&b.received_at).then(a.id.cmp(&b.id)));
+    Ok(envelopes)
+}
+
+/// Replaces a message's envelope by a newer one from an update record, or says why not.
+fn apply_update(live: &mut HashMap<String, Envelope>, payload: &[u8]) -> Option<String> {
+    let update: Envelope = match serde_json::from_slice(payload) {
+        Ok(update) => update,
+        Err(error) => {
+            return Some(format!(
+                "envelope update unreadable ({error}); the original is used"
+            ));
+        }
+    };
+    match live.get_mut(&update.id) {
+        Some(known) if known.size == update.size => {
+            let stored = known.stored;
+            *known = update;
+            known.stored = stored;
+            None
+        }
+        Some(_) => Some("envelope update does not match its message; the original is used".into()),
+        // Its message was quarantined above.
+        None => None,
+    }
+}
+
+/// The content and envelope of a complete one-file message, or why it is not one.
+fn read_legacy(path: &Path) -> Result<(Vec<u8>, Envelope), String> {
+    let mut bytes = fs::read(path).map_err(|error| format!("cannot be read: {error}"))?;
+    match trailer::decode(&bytes) {
+        trailer::Decoded::Complete(envelope) => {
+            if path.file_stem().and_then(|s| s.to_str()) != Some(envelope.id.as_str()) {
+                return Err(format!(
+                    "envelope id {:?} does not match the file name",
+                    envelope.id
+                ));
+            }
+            bytes.truncate(envelope.size as usize);
+            Ok((bytes, *envelope))
+        }
+        // Most likely a message still arriving when the relay stopped (never acknowledged), but
+        // a truncated file looks the same: keep it.
+        trailer::Decoded::Incomplete => {
+            Err("no footer: unfinished when the relay stopped, or truncated".to_string())
+        }
+        trailer::Decoded::Corrupt(reason) => Err(reason),
+    }
+}
+
+fn read_legacy_update(path: &Path) -> Result<Envelope, String> {
+    let bytes = fs::read(path).map_err(|e| e.to_string())?;
+    serde_json::from_slice::<Envelope>(&bytes).map_err(|e| e.to_string())
+}
