@@ -1,11 +1,18 @@
 #!/usr/bin/env python3
 """poolrelay against Postfix, side by side, on this machine, in one run.
 
-Both relays get the same two pools (set-a -> 127.0.0.2, set-b -> 127.0.0.3), the same load from
-`poolrelay load` and deliver into the same counting sink (`poolrelay sink --stats`), which also
-records the source address of every message: a run only counts if every message arrived, from
-the right address. Runs alternate Postfix, poolrelay, Postfix, poolrelay, ... Every process
-started here is stopped by its PID at the end. Loopback addresses only.
+Both relays get the same two pools (set-a -> 127.0.0.2, set-b -> 127.0.0.3), the same load and
+deliver into the same sink, which also records the source address of every message: a run only
+counts if every message arrived, from the right address. Runs alternate Postfix, poolrelay,
+Postfix, poolrelay, ... Both relays run at their default log level: Postfix logs every message,
+and so does poolrelay (`accepted`, `delivered`).
+
+Two sets of tools, chosen with --tools (both by default, each run with each relay):
+  poolrelay  `poolrelay load` (pipelines, reports MAIL->250 latency) into `poolrelay sink --stats`
+  postfix    Postfix's `smtp-source` (one command at a time, one process per configuration set)
+             into `smtp-sink` (each message dumped to a file on /dev/shm, read for its
+             X-Client-Addr at the end)
+Every process started here is stopped by its PID at the end. Loopback addresses only.
 
 Run through benches/compare.sh, which installs Postfix and builds poolrelay first.
 """
@@ -26,6 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "poolrelay")
 TICK = os.sysconf("SC_CLK_TCK")
 SINK_PORT = 2791
+SINK_DUMP = "/dev/shm/poolrelay-bench-sink"
 POSTFIX_PORT = 2792
 POOLRELAY_PORT = 2793
 POOL_IPS = {"set-a": "127.0.0.2", "set-b": "127.0.0.3"}
@@ -127,6 +135,7 @@ def memory_kb(root_pid):
 # ---- the sink -----------------------------------------------------------------------------------
 
 class Sink:
+    """`poolrelay sink --stats`: counts messages and source addresses in a JSON file."""
     def __init__(self, workdir):
         self.stats = os.path.join(workdir, "sink.json")
         if os.path.exists(self.stats):
@@ -134,6 +143,9 @@ class Sink:
         self.process = spawn([BIN, "sink", "--listen", f"127.0.0.1:{SINK_PORT}", "--stats", self.stats],
                              stderr=subprocess.DEVNULL)
         wait_for_port(SINK_PORT)
+
+    def delivered(self):
+        return self.counts()["messages"]
 
     def counts(self):
         try:
@@ -144,6 +156,42 @@ class Sink:
 
     def close(self):
         stop(self.process)
+
+
+class PostfixSink:
+    """Postfix's `smtp-sink`, dumping each message to tmpfs so it can be counted and its source
+    address checked."""
+    def __init__(self, workdir):
+        shutil.rmtree(SINK_DUMP, ignore_errors=True)
+        os.makedirs(SINK_DUMP)
+        shutil.chown(SINK_DUMP, "postfix", "postfix")
+        self.process = spawn(["smtp-sink", "-u", "postfix", "-d", f"{SINK_DUMP}/m.",
+                              f"127.0.0.1:{SINK_PORT}", "1024"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(SINK_PORT)
+
+    def delivered(self):
+        with os.scandir(SINK_DUMP) as entries:
+            return sum(1 for _ in entries)
+
+    def counts(self):
+        per_ip = {}
+        messages = not_clean = 0
+        for entry in os.scandir(SINK_DUMP):
+            messages += 1
+            with open(entry.path, "rb") as f:
+                head = f.read(512).decode("latin-1")
+            source = next((l.split(":", 1)[1].strip() for l in head.splitlines()
+                           if l.startswith("X-Client-Addr:")), None)
+            if source is None:
+                not_clean += 1
+            else:
+                per_ip[source] = per_ip.get(source, 0) + 1
+        return {"messages": messages, "per_ip": per_ip, "not_clean": not_clean}
+
+    def close(self):
+        stop(self.process)
+        shutil.rmtree(SINK_DUMP, ignore_errors=True)
 
 
 # ---- the two relays -----------------------------------------------------------------------------
@@ -188,8 +236,8 @@ name = "set-b"
 sending_pool = "pool_b"
 """)
         self.log = open(os.path.join(self.workdir, "relay.log"), "w")
-        self.process = spawn([BIN, "serve", "--config", config], stderr=self.log,
-                             env={**os.environ, "RUST_LOG": "warn"})
+        env = {k: v for k, v in os.environ.items() if k != "RUST_LOG"}  # the default level
+        self.process = spawn([BIN, "serve", "--config", config], stderr=self.log, env=env)
         wait_for_port(POOLRELAY_PORT)
         return self.process.pid
 
@@ -276,42 +324,101 @@ biff = no
 
 # ---- one run ------------------------------------------------------------------------------------
 
-def run_once(relay, workdir, scenario):
+class PoolrelayLoad:
+    """`poolrelay load`: pipelined sessions, configuration sets alternating, latency reported."""
+    def __init__(self, port, size, connections, per_message, messages, workdir):
+        self.process = subprocess.Popen(
+            [BIN, "load", "--target", f"127.0.0.1:{port}", "--connections", str(connections),
+             "--messages", str(messages), "--size", str(size), "--configuration-sets", "set-a,set-b", "--json"]
+            + (["--connection-per-message"] if per_message else []),
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        started.append(self.process)
+
+    def done(self):
+        return self.process.poll() is not None
+
+    def report(self, elapsed):
+        report = json.loads(self.process.stdout.read() or "{}")
+        self.process.wait()
+        return report
+
+
+class SmtpSource:
+    """Postfix's `smtp-source`, one process per configuration set, each with half the sessions
+    and half the messages; the message is a file of the scenario's size carrying the set's
+    header."""
+    def __init__(self, port, size, connections, per_message, messages, workdir):
+        self.processes = []
+        for conf_set in POOL_IPS:
+            body = os.path.join(workdir, f"message-{conf_set}-{size}.txt")
+            with open(body, "w") as f:
+                lines = [f"X-SES-CONFIGURATION-SET: {conf_set}", "From: app@example.test",
+                         "To: user@example.test", "Subject: benchmark", ""]
+                filler = "0123456789" * 7 + "abcdef"
+                length = sum(len(l) + 2 for l in lines)
+                while length < size:
+                    lines.append(filler)
+                    length += len(filler) + 2
+                f.write("\n".join(lines) + "\n")
+            process = subprocess.Popen(
+                ["smtp-source", "-s", str(max(1, connections // 2)), "-m", str(messages // 2),
+                 "-F", body, "-f", "app@example.test", "-t", "user@example.test",
+                 "-M", "client.bench.test"] + ([] if per_message else ["-d"])
+                + [f"127.0.0.1:{port}"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            started.append(process)
+            self.processes.append(process)
+        self.began = time.time()
+        self.finished = None
+        self.count = messages
+
+    def done(self):
+        if all(p.poll() is not None for p in self.processes):
+            self.finished = self.finished or time.time()
+            return True
+        return False
+
+    def report(self, elapsed):
+        for process in self.processes:
+            process.wait()
+        took = (self.finished or time.time()) - self.began
+        return {"accepted_per_second": self.count / took if took > 0 else 0}
+
+
+TOOLS = {"poolrelay": (PoolrelayLoad, Sink), "postfix": (SmtpSource, PostfixSink)}
+
+
+def run_once(relay, workdir, scenario, tools="poolrelay"):
     name, size, connections, per_message, messages = scenario
-    sink = Sink(workdir)
+    client_kind, sink_kind = TOOLS[tools]
+    sink = sink_kind(workdir)
     pid = relay.start()
     cpu_before = cpu_seconds(pid)
     peak = [0, 0]
-    load = subprocess.Popen(
-        [BIN, "load", "--target", f"127.0.0.1:{relay.port}", "--connections", str(connections),
-         "--messages", str(messages), "--size", str(size), "--configuration-sets", "set-a,set-b", "--json"]
-        + (["--connection-per-message"] if per_message else []),
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    started.append(load)
+    load = client_kind(relay.port, size, connections, per_message, messages, workdir)
     began = time.time()
     delivered_at = None
     while True:
         pss, rss = memory_kb(pid)
         peak = [max(peak[0], pss), max(peak[1], rss)]
-        counts = sink.counts()
-        if counts["messages"] >= messages and load.poll() is not None:
+        delivered = sink.delivered()
+        if delivered >= messages and load.done():
             delivered_at = delivered_at or time.time()
             break
-        if counts["messages"] >= messages and delivered_at is None:
+        if delivered >= messages and delivered_at is None:
             delivered_at = time.time()
         if time.time() - began > 600:
             break
-        time.sleep(0.05)
-    report = json.loads(load.stdout.read() or "{}")
-    load.wait()
+        time.sleep(0.05 if tools == "poolrelay" else 0.2)
+    elapsed = (delivered_at or time.time()) - began
+    report = load.report(elapsed)
     cpu = cpu_seconds(pid) - cpu_before
-    counts = sink.counts()
     relay.stop()
+    counts = sink.counts()
     sink.close()
     expected_each = messages // 2
     right_source = (counts["messages"] == messages and counts["not_clean"] == 0
                     and all(counts["per_ip"].get(ip, 0) == expected_each for ip in POOL_IPS.values()))
-    elapsed = (delivered_at or time.time()) - began
     return {
         "relay": relay.name,
         "delivered_per_s": counts["messages"] / elapsed if elapsed > 0 else 0,
@@ -319,8 +426,8 @@ def run_once(relay, workdir, scenario):
         "cpu_ms_per_msg": 1000 * cpu / max(1, counts["messages"]),
         "peak_pss_mb": peak[0] / 1024,
         "peak_rss_mb": peak[1] / 1024,
-        "p50_ms": report.get("p50_ms", 0),
-        "p99_ms": report.get("p99_ms", 0),
+        "p50_ms": report.get("p50_ms"),
+        "p99_ms": report.get("p99_ms"),
         "delivered": counts["messages"],
         "per_ip": counts["per_ip"],
         "right_source": right_source,
@@ -332,6 +439,9 @@ def main():
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply message counts")
     parser.add_argument("--markdown", help="also write the table to this file")
+    parser.add_argument("--tools", choices=["both", "poolrelay", "postfix"], default="both",
+                        help="client and sink: poolrelay's load/sink, Postfix's smtp-source/smtp-sink, or both")
+    parser.add_argument("--only", help="run only the scenarios whose name contains this")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: Postfix is started and configured system-wide")
@@ -340,15 +450,19 @@ def main():
     ours = Poolrelay(workdir)
     results = {}
     try:
+        tool_sets = ["poolrelay", "postfix"] if args.tools == "both" else [args.tools]
         for scenario in SCENARIOS:
+            if args.only and args.only not in scenario[0]:
+                continue
             scenario = scenario[:4] + (int(scenario[4] * args.scale),)
             for pair in range(args.pairs):
-                for relay in (postfix, ours):
-                    log(f"{scenario[0]}: pair {pair + 1}, {relay.name} ...")
-                    result = run_once(relay, workdir, scenario)
-                    log(f"  {result['delivered_per_s']:.0f} msg/s delivered, {result['cpu_ms_per_msg']:.2f} ms CPU/msg,"
-                        f" per IP {result['per_ip']}, right source: {result['right_source']}")
-                    results.setdefault(scenario[0], []).append(result)
+                for tools in tool_sets:
+                    for relay in (postfix, ours):
+                        log(f"{scenario[0]}, {tools} tools: pair {pair + 1}, {relay.name} ...")
+                        result = run_once(relay, workdir, scenario, tools)
+                        log(f"  {result['delivered_per_s']:.0f} msg/s delivered, {result['cpu_ms_per_msg']:.2f} ms CPU/msg,"
+                            f" p99 {result['p99_ms']} ms, per IP {result['per_ip']}, right source: {result['right_source']}")
+                        results.setdefault((scenario[0], tools), []).append(result)
     finally:
         for process in started:
             stop(process)
@@ -365,24 +479,27 @@ def main():
 
 
 def table(results):
-    lines = ["| scenario | relay | delivered msg/s | accepted msg/s | CPU ms/msg | peak PSS MB | peak RSS MB | p50 / p99 ms | all delivered from the right IP |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    names = {"poolrelay": "poolrelay load / sink", "postfix": "smtp-source / smtp-sink"}
+    lines = ["| scenario | client / sink | relay | delivered msg/s | accepted msg/s | CPU ms/msg | peak PSS MB | peak RSS MB | MAIL→250 p50 / p99 ms | all delivered from the right IP |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     summary = []
-    for scenario, runs in results.items():
+    for (scenario, tools), runs in results.items():
         for relay in ("Postfix", "poolrelay"):
             mine = [r for r in runs if r["relay"] == relay]
             median = lambda key: statistics.median(r[key] for r in mine)
-            lines.append(f"| {scenario} | {relay} | {median('delivered_per_s'):.0f} | {median('accepted_per_s'):.0f} | "
+            latency = (f"{median('p50_ms'):.1f} / {median('p99_ms'):.1f}"
+                       if all(r["p99_ms"] is not None for r in mine) else "n/a (smtp-source)")
+            lines.append(f"| {scenario} | {names[tools]} | {relay} | {median('delivered_per_s'):.0f} | {median('accepted_per_s'):.0f} | "
                          f"{median('cpu_ms_per_msg'):.2f} | {median('peak_pss_mb'):.0f} | {median('peak_rss_mb'):.0f} | "
-                         f"{median('p50_ms'):.1f} / {median('p99_ms'):.1f} | {'yes' if all(r['right_source'] for r in mine) else 'NO'} |")
+                         f"{latency} | {'yes' if all(r['right_source'] for r in mine) else 'NO'} |")
         pf = [r for r in runs if r["relay"] == "Postfix"]
         pr = [r for r in runs if r["relay"] == "poolrelay"]
         ratios = [b["delivered_per_s"] / a["delivered_per_s"] for a, b in zip(pf, pr) if a["delivered_per_s"] > 0]
         cpu = [a["cpu_ms_per_msg"] / b["cpu_ms_per_msg"] for a, b in zip(pf, pr) if b["cpu_ms_per_msg"] > 0]
-        summary.append(f"| {scenario} | {', '.join(f'{r:.2f}' for r in ratios)} | **{statistics.median(ratios):.2f}×** | "
+        summary.append(f"| {scenario} | {names[tools]} | {', '.join(f'{r:.2f}' for r in ratios)} | **{statistics.median(ratios):.2f}×** | "
                        f"{statistics.median(cpu):.1f}× less |")
-    lines += ["", "| scenario | delivered msg/s ratio poolrelay/Postfix per pair | median | CPU per message |",
-              "|---|---|---|---|"] + summary
+    lines += ["", "| scenario | client / sink | delivered msg/s ratio poolrelay/Postfix per pair | median | CPU per message |",
+              "|---|---|---|---|---|"] + summary
     return lines
 
 

@@ -12,14 +12,27 @@ use poolrelay::config;
 use poolrelay::server::Relay;
 use poolrelay::sink::Sink;
 
-fn init_logging(default_level: &str) {
+/// Logs to stderr through a writer thread: a session formats its line and hands it over, and
+/// the thread writes whatever has piled up with one `write` (a buffered writer flushed when the
+/// queue is empty). No line is dropped: if the thread falls 128k lines behind, logging waits.
+/// The guard flushes what is left when it is dropped at exit.
+fn init_logging(default_level: &str) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(writer)
+        .with_ansi(ansi)
         .init();
+    guard
 }
 
 async fn wait_for_signal() -> std::io::Result<&'static str> {
@@ -166,15 +179,15 @@ async fn load(plan: poolrelay::load::LoadPlan, json: bool) -> anyhow::Result<()>
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config } => {
-            init_logging("info");
+            let _log = init_logging("info");
             serve(config).await
         }
         Command::Demo { config, per_set } => {
-            init_logging("warn");
+            let _log = init_logging("warn");
             poolrelay::demo::run(&config, per_set.max(1)).await
         }
         Command::Sink { listen, stats } => {
-            init_logging("info");
+            let _log = init_logging("info");
             sink(listen, stats).await
         }
         Command::Load {
@@ -187,7 +200,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             recipient_domain,
             json,
         } => {
-            init_logging("warn");
+            let _log = init_logging("warn");
             let plan = poolrelay::load::LoadPlan {
                 target,
                 connections,
