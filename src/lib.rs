@@ -13,6 +13,7 @@ pub mod domain;
 pub mod events;
 pub mod inbound;
 pub mod load;
+pub mod log_writer;
 pub mod metrics;
 pub mod outbound;
 pub mod password;

@@ -12,27 +12,26 @@ use poolrelay::config;
 use poolrelay::server::Relay;
 use poolrelay::sink::Sink;
 
-/// Logs to stderr through a writer thread: a session formats its line and hands it over, and
-/// the thread writes whatever has piled up with one `write` (a buffered writer flushed when the
-/// queue is empty). No line is dropped: if the thread falls 128k lines behind, logging waits.
-/// The guard flushes what is left when it is dropped at exit.
-fn init_logging(default_level: &str) -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs to stderr through a writer thread that writes many lines at once (see
+/// `poolrelay::log_writer`); the guard flushes what is left when it is dropped at exit. Without
+/// the thread (it could not start), lines go to stderr directly.
+fn init_logging(default_level: &str) -> Option<poolrelay::log_writer::LogGuard> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("log-writer")
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
-    tracing_subscriber::fmt()
+    let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(ansi)
-        .init();
-    guard
+        .with_ansi(ansi);
+    match poolrelay::log_writer::start(std::io::stderr()) {
+        Ok((writer, guard)) => {
+            subscriber.with_writer(writer).init();
+            Some(guard)
+        }
+        Err(_) => {
+            subscriber.with_writer(std::io::stderr).init();
+            None
+        }
+    }
 }
 
 async fn wait_for_signal() -> std::io::Result<&'static str> {

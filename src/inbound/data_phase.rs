@@ -184,6 +184,7 @@ impl Session {
             ret_full: transaction.ret_full,
             tags: filter.tags().to_vec(),
             stored: None,
+            in_memory: None,
         }
     }
 

@@ -30,6 +30,8 @@ const IN_MEMORY_CONTENT: u64 = 4 * 1024 * 1024;
 /// A message's content as read for one attempt.
 enum Loaded {
     Memory(Vec<u8>),
+    /// Still in memory since it was received (first attempts).
+    Held(std::sync::Arc<crate::spool::HeldContent>),
     File(tokio::io::Take<tokio::io::BufReader<tokio::fs::File>>),
 }
 
@@ -95,6 +97,7 @@ impl Outbound {
             };
             let content = match &mut loaded {
                 Loaded::Memory(bytes) => Content::Memory(bytes),
+                Loaded::Held(held) => Content::Memory(held.content()),
                 Loaded::File(reader) => Content::Stream(reader),
             };
             let error = match client.send(&request, content).await {
@@ -140,6 +143,9 @@ impl Outbound {
     /// The message's content for one attempt: in memory up to [`IN_MEMORY_CONTENT`], streamed
     /// from the spool file beyond.
     async fn load_content(&self, envelope: &Envelope) -> Result<Loaded, String> {
+        if let Some(held) = &envelope.in_memory {
+            return Ok(Loaded::Held(held.clone()));
+        }
         let fail = |error: std::io::Error| {
             tracing::error!(id = %envelope.id, %error, "cannot read the spooled content");
             format!("cannot read the spooled content: {error}")

@@ -183,6 +183,8 @@ pub async fn attempt(
 ) -> Finished {
     envelope.expires_at = expiry_for(&envelope, &ctx.settings);
     let report = ctx.outbound.deliver(&envelope, &mut slot).await;
+    // Only the first attempt reads from memory: a message that waits holds no memory.
+    envelope.in_memory = None;
     let mut changed = apply(&mut envelope, &report);
     for index in expire(&mut envelope, unix_now()) {
         changed[index] = true;

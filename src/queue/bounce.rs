@@ -149,6 +149,7 @@ async fn send_dsn(
         ret_full: false,
         tags: envelope.tags.clone(),
         stored: None,
+        in_memory: None,
     };
     let mut writer = ctx.spool.writer();
     writer.buffer().extend_from_slice(&content);

@@ -4,6 +4,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::held::HeldContent;
+
 /// Where one recipient stands. A message leaves the spool when no recipient is `Pending`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -159,6 +161,9 @@ pub struct Envelope {
     /// Where the spool holds the content; set by the spool, not part of the stored envelope.
     #[serde(skip)]
     pub stored: Option<Stored>,
+    /// The content kept in memory for the first attempt (see [`HeldContent`]); none after it.
+    #[serde(skip)]
+    pub in_memory: Option<std::sync::Arc<HeldContent>>,
 }
 
 /// Where a message is in the spool: its segment and the offset of its first content byte.
@@ -191,6 +196,7 @@ impl Default for Envelope {
             ret_full: false,
             tags: Vec::new(),
             stored: None,
+            in_memory: None,
         }
     }
 }

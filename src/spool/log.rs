@@ -23,6 +23,7 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::oneshot;
 
 use super::envelope::Stored;
+use super::held::HeldContent;
 use super::log_thread::{Channel, Inbox, Request, Shared, Writer, segment_name};
 use super::record::{self, HEADER_LEN, Kind};
 
@@ -80,7 +81,11 @@ impl Log {
     }
 
     /// Appends a message record; returns once it is durable, with where its payload is.
-    pub async fn append(&self, header: [u8; HEADER_LEN], payload: Vec<u8>) -> io::Result<Stored> {
+    pub async fn append(
+        &self,
+        header: [u8; HEADER_LEN],
+        payload: Arc<HeldContent>,
+    ) -> io::Result<Stored> {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Append {
             header,
@@ -94,7 +99,7 @@ impl Log {
     pub fn append_blocking(
         &self,
         header: [u8; HEADER_LEN],
-        payload: Vec<u8>,
+        payload: Arc<HeldContent>,
     ) -> io::Result<Stored> {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Append {
@@ -190,14 +195,15 @@ mod tests {
         assert!(other.to_string().contains("odd"));
     }
 
-    fn message(n: usize) -> ([u8; HEADER_LEN], Vec<u8>) {
+    fn message(n: usize) -> ([u8; HEADER_LEN], Arc<HeldContent>) {
         let payload = format!("message {n}").into_bytes();
         let header = record::header(
             Kind::Message,
             payload.len() as u64,
             crc32fast::hash(&payload),
         );
-        (header, payload)
+        let size = payload.len();
+        (header, Arc::new(HeldContent::new(payload, size)))
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,7 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::oneshot;
 
 use super::envelope::Stored;
+use super::held::HeldContent;
 use super::record::{HEADER_LEN, Kind, SEGMENT_MAGIC};
 
 /// Size at which the active segment is replaced by a new one.
@@ -30,7 +31,7 @@ pub enum Request {
     /// A new message for the active segment: its record header and payload.
     Append {
         header: [u8; HEADER_LEN],
-        payload: Vec<u8>,
+        payload: Arc<HeldContent>,
         reply: oneshot::Sender<Shared<Stored>>,
     },
     /// A record about a message of `segment`; `reply` waits for its flush.
@@ -100,7 +101,11 @@ impl Writer {
 }
 
 /// A new message: record header, payload, and who waits for its place.
-type Append = ([u8; HEADER_LEN], Vec<u8>, oneshot::Sender<Shared<Stored>>);
+type Append = (
+    [u8; HEADER_LEN],
+    Arc<HeldContent>,
+    oneshot::Sender<Shared<Stored>>,
+);
 
 /// Answers every append of a batch that could not be written with the error.
 fn fail_appends(appends: Vec<Append>, error: impl Into<Arc<io::Error>>) {
@@ -208,12 +213,12 @@ impl Writer {
         let mut end = length;
         for (header, payload, _) in &appends {
             slices.push(IoSlice::new(header));
-            slices.push(IoSlice::new(payload));
+            slices.push(IoSlice::new(payload.payload()));
             places.push(Stored {
                 segment,
                 offset: end + HEADER_LEN as u64,
             });
-            end += (HEADER_LEN + payload.len()) as u64;
+            end += (HEADER_LEN + payload.payload().len()) as u64;
         }
         if let Some(notes) = &notes {
             slices.push(IoSlice::new(&notes.bytes));

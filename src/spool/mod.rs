@@ -22,6 +22,7 @@
 //! update in a crash can only cause a recipient to be delivered twice, never to be lost.
 
 mod envelope;
+mod held;
 mod id;
 mod log;
 mod log_thread;
@@ -33,6 +34,7 @@ pub mod trailer;
 mod writer;
 
 pub use envelope::{Envelope, Notify, Recipient, RecipientState, Stored};
+pub use held::HeldContent;
 pub use id::{new_message_id, unix_now};
 pub use recovery::{Recovered, queued};
 pub use store::Spool;

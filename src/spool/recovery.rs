@@ -18,9 +18,11 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use super::envelope::{Envelope, Stored};
+use super::held::HeldContent;
 use super::log::{Log, segment_number};
 use super::record::{self, Kind};
 use super::trailer;
+use std::sync::Arc;
 
 /// What [`recover`] found.
 #[derive(Debug, Default)]
@@ -169,7 +171,9 @@ impl Recovery<'_> {
             payload.len() as u64,
             crc32fast::hash(&payload),
         );
-        self.log.append_blocking(header, payload)
+        let size = payload.len();
+        self.log
+            .append_blocking(header, Arc::new(HeldContent::new(payload, size)))
     }
 
     /// Moves `path` into `quarantine/`, under a name not taken yet.

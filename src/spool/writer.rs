@@ -11,6 +11,7 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 use super::envelope::{Envelope, Stored};
+use super::held::HeldContent;
 use super::log::{Log, create_segment};
 use super::record::{self, HEADER_LEN, Kind, SEGMENT_MAGIC};
 use super::trailer;
@@ -122,7 +123,14 @@ impl MessageWriter {
         let mut buffer = std::mem::take(&mut self.buffer);
         buffer.extend_from_slice(&footer);
         let stored = match self.own.take() {
-            None => self.log.append(header, buffer).await?,
+            None => {
+                let held = Arc::new(HeldContent::new(buffer, envelope.size as usize));
+                let stored = self.log.append(header, held.clone()).await?;
+                if held.within_budget() {
+                    envelope.in_memory = Some(held);
+                }
+                stored
+            }
             Some(own) => {
                 let number = own.number;
                 let stored = finish_own_segment(own, header, buffer).await;

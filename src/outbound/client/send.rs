@@ -183,8 +183,15 @@ impl SmtpClient {
         let mut wire;
         match content {
             Content::Memory(bytes) => {
+                // A small message goes out with its end marker in one write. A reply that came
+                // with or right after the 354 is already in the input buffer: checked before.
+                if !self.input.is_empty() {
+                    return Err(early_reply(self));
+                }
                 wire = Vec::with_capacity(bytes.len() + bytes.len() / 32 + 8);
                 stuffer.stuff(bytes, &mut wire);
+                stuffer.finish(&mut wire);
+                return self.write_block(&wire).await;
             }
             Content::Stream(reader) => {
                 let mut chunk = vec![0u8; 64 * 1024];
@@ -204,10 +211,7 @@ impl SmtpClient {
             self.write_block(&wire).await?;
         }
         if self.said_something().await {
-            self.closing = true;
-            return Err(ClientError::Protocol(
-                "the server replied before the end of DATA".into(),
-            ));
+            return Err(early_reply(self));
         }
         wire.clear();
         stuffer.finish(&mut wire);
@@ -228,4 +232,10 @@ impl SmtpClient {
         // Data, the end of the stream or an error: anything but "nothing yet".
         read.is_ok()
     }
+}
+
+/// The server replied before the end of DATA: the connection is given up.
+fn early_reply(client: &mut SmtpClient) -> ClientError {
+    client.closing = true;
+    ClientError::Protocol("the server replied before the end of DATA".into())
 }
