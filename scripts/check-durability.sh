@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Shows, with strace, that poolrelay answers "250" after DATA only once the message is durable:
-# the message file (content, envelope, footer) is written in queue/, the file system is flushed
-# (syncfs, the group commit), then the reply is sent.
+# the message record (content, envelope, checksums) is appended to a segment in queue/ with
+# writev, the segment is flushed with fdatasync (the group commit), then the reply is sent.
 # Not part of CI (it needs ptrace); run it after changing the spool. Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +23,7 @@ next_hop = "127.0.0.1:9"   # nothing listens: the message stays queued
 address = "127.0.0.2"
 TOML
 
-strace -f -qq -e trace=openat,fsync,fdatasync,syncfs,write,sendto,sendmsg \
+strace -f -qq -e trace=openat,fsync,fdatasync,write,writev,sendto,sendmsg \
   -s 80 -o "$work/trace" target/release/poolrelay serve --config "$work/poolrelay.toml" 2>"$work/log" &
 pid=$!
 trap 'pkill -P $pid poolrelay 2>/dev/null || true; kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -50,12 +50,12 @@ def first(pattern, after=-1):
         if i > after and re.search(pattern, line):
             return i, line
     sys.exit(f"not found after line {after}: {pattern}")
-created, line = first(r'openat\(.*queue/[0-9a-f-]+\.msg".*O_CREAT.*= (\d+)')
+created, line = first(r'openat\(.*queue/[0-9a-f]{16}\.seg".*O_CREAT.*= (\d+)')
 fd = re.search(r'= (\d+)$', line).group(1)
-written, _ = first(rf'write\({fd}, ', created)
-synced, _ = first(r'syncfs\(', written)
+written, _ = first(rf'writev\({fd}, ', created)
+synced, _ = first(rf'fdatasync\({fd}\)', written)
 reply, _ = first(r'"250 2\.0\.0 Ok ')
 assert created < written < synced < reply, (created, written, synced, reply)
-print("order ok: create queue/ID.msg < write content+envelope < syncfs < 250")
-print(f"trace lines: create {created}, write {written}, syncfs {synced}, reply {reply}")
+print("order ok: create queue/N.seg < writev message record < fdatasync < 250")
+print(f"trace lines: create {created}, writev {written}, fdatasync {synced}, reply {reply}")
 PY

@@ -18,7 +18,7 @@ use super::attempt::{self, Finished};
 use super::backoff::{jittered, retry_delay};
 use super::context::AttemptContext;
 use super::operations::{Command, EntryRecipient, EntryState, QueueEntry, QueueError};
-use super::slot::DeliverySlot;
+use super::slot::{DeliverySlot, WAITING_PER_RUNNING};
 use crate::outbound::BackInRotation;
 use crate::spool::{Envelope, unix_now};
 
@@ -90,18 +90,21 @@ impl Scheduler {
         // A delivery holds a slot while it works; one waiting for a shaping limit gives it back,
         // so deliveries for other sites and pools keep going.
         let slots = Arc::new(Semaphore::new(settings.max_concurrent_deliveries));
+        let waiting_places = Arc::new(Semaphore::new(
+            settings.max_concurrent_deliveries * WAITING_PER_RUNNING,
+        ));
         loop {
             while !self.ready.is_empty() {
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     break;
                 };
-                self.start(&mut tasks, permit);
+                self.start(&mut tasks, permit, &waiting_places);
             }
             let next_due = self.timers.peek().map(|Reverse((due, _))| *due);
             tokio::select! {
                 _ = self.shutdown.cancelled() => break,
                 Ok(permit) = slots.clone().acquire_owned(), if !self.ready.is_empty() => {
-                    self.start(&mut tasks, permit);
+                    self.start(&mut tasks, permit, &waiting_places);
                 }
                 Some(envelope) = self.receiver.recv() => self.ready.push_back(envelope),
                 back = self.context.outbound.pools_back_in_rotation() => self.retry_pools(back),
@@ -158,14 +161,19 @@ impl Scheduler {
     }
 
     /// Starts an attempt for the first ready message.
-    fn start(&mut self, tasks: &mut JoinSet<Finished>, slot: OwnedSemaphorePermit) {
+    fn start(
+        &mut self,
+        tasks: &mut JoinSet<Finished>,
+        slot: OwnedSemaphorePermit,
+        waiting_places: &Arc<Semaphore>,
+    ) {
         if let Some(envelope) = self.ready.pop_front() {
             let stop = self.shutdown.child_token();
             let snapshot = envelope.clone();
             let task = tasks.spawn(attempt::attempt(
                 self.context.clone(),
                 envelope,
-                DeliverySlot::new(slot, stop.clone()),
+                DeliverySlot::new(slot, waiting_places.clone(), stop.clone()),
             ));
             self.in_flight.insert(
                 snapshot.id.clone(),
