@@ -413,6 +413,7 @@ def run_once(relay, workdir, scenario, tools="poolrelay"):
     elapsed = (delivered_at or time.time()) - began
     report = load.report(elapsed)
     cpu = cpu_seconds(pid) - cpu_before
+    sink_cpu = cpu_seconds(sink.process.pid)
     relay.stop()
     counts = sink.counts()
     sink.close()
@@ -424,6 +425,8 @@ def run_once(relay, workdir, scenario, tools="poolrelay"):
         "delivered_per_s": counts["messages"] / elapsed if elapsed > 0 else 0,
         "accepted_per_s": report.get("accepted_per_second", 0),
         "cpu_ms_per_msg": 1000 * cpu / max(1, counts["messages"]),
+        "sink_cpu_s": sink_cpu,
+        "elapsed_s": elapsed,
         "peak_pss_mb": peak[0] / 1024,
         "peak_rss_mb": peak[1] / 1024,
         "p50_ms": report.get("p50_ms"),
@@ -461,6 +464,7 @@ def main():
                         log(f"{scenario[0]}, {tools} tools: pair {pair + 1}, {relay.name} ...")
                         result = run_once(relay, workdir, scenario, tools)
                         log(f"  {result['delivered_per_s']:.0f} msg/s delivered, {result['cpu_ms_per_msg']:.2f} ms CPU/msg,"
+                            f" sink busy {100 * result['sink_cpu_s'] / max(result['elapsed_s'], 1e-9):.0f}% of a core,"
                             f" p99 {result['p99_ms']} ms, per IP {result['per_ip']}, right source: {result['right_source']}")
                         results.setdefault((scenario[0], tools), []).append(result)
     finally:

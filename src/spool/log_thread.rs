@@ -203,14 +203,17 @@ impl Writer {
     /// Writes every new message (and the notes for the active segment) with one `writev` and
     /// one flush, then answers each with its place or the error.
     fn append_all(&mut self, appends: Vec<Append>, batch: &mut Batch) {
-        let (segment, file, length) = match self.active_file() {
+        let (segment, known) = match self.active_segment() {
             Ok(active) => active,
             Err(error) => return fail_appends(appends, error),
+        };
+        let Some((file, length)) = known.open.as_mut() else {
+            return fail_appends(appends, io::Error::other("the active segment is not open"));
         };
         let notes = batch.notes.remove(&segment);
         let mut slices = Vec::with_capacity(appends.len() * 2 + 1);
         let mut places = Vec::with_capacity(appends.len());
-        let mut end = length;
+        let mut end = *length;
         for (header, payload, _) in &appends {
             slices.push(IoSlice::new(header));
             slices.push(IoSlice::new(payload.payload()));
@@ -226,8 +229,6 @@ impl Writer {
         }
         let written = write_all_vectored(file, &mut slices).and_then(|()| file.sync_data());
         drop(slices);
-        let known = self.segments.get_mut(&segment).expect("the active segment");
-        let (file, length) = known.open.as_mut().expect("the active segment is open");
         let Notes { waiters, done, .. } = notes.unwrap_or_default();
         known.live = known.live.saturating_sub(done);
         // A "done" that could not be written still counts (see `apply`).
@@ -256,8 +257,8 @@ impl Writer {
         }
     }
 
-    /// The active segment (created if there is none or it is full): number, file, length.
-    fn active_file(&mut self) -> io::Result<(u64, &mut File, u64)> {
+    /// The active segment (created if there is none or it is full), with its number.
+    fn active_segment(&mut self) -> io::Result<(u64, &mut Segment)> {
         let full = self
             .active
             .and_then(|a| self.segments.get(&a))
@@ -279,10 +280,14 @@ impl Writer {
             );
             self.active = Some(number);
         }
-        let number = self.active.expect("set above");
-        let known = self.segments.get_mut(&number).expect("the active segment");
-        let (file, length) = known.open.as_mut().expect("the active segment is open");
-        Ok((number, file, *length))
+        let number = self
+            .active
+            .ok_or_else(|| io::Error::other("no active segment"))?;
+        let known = self
+            .segments
+            .get_mut(&number)
+            .ok_or_else(|| io::Error::other("the active segment is not known"))?;
+        Ok((number, known))
     }
 
     /// Appends notes to `segment` (opening it if it is not the active one) and flushes them if
