@@ -183,6 +183,7 @@ impl Session {
             envid: transaction.envid,
             ret_full: transaction.ret_full,
             tags: filter.tags().to_vec(),
+            sends_as_is: false,
             stored: None,
             in_memory: None,
         }

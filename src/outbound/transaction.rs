@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use super::Outbound;
+use super::client::zero_copy::SpooledContent;
 use super::client::{ClientError, Content, MailRequest, RemoteReply, SmtpClient};
 use super::next_hop::Target;
 use super::report::{AttemptReport, Deferral, Failure, Outcome, RecipientOutcome};
@@ -32,6 +33,8 @@ enum Loaded {
     Memory(Vec<u8>),
     /// Still in memory since it was received (first attempts).
     Held(std::sync::Arc<crate::spool::HeldContent>),
+    /// In its segment, sendable as it is over plain TCP.
+    AsIs(SpooledContent),
     File(tokio::io::Take<tokio::io::BufReader<tokio::fs::File>>),
 }
 
@@ -87,7 +90,8 @@ impl Outbound {
             smtputf8: envelope.smtputf8,
         };
         loop {
-            let mut loaded = match self.load_content(envelope).await {
+            let plain = client.tls_version.is_none();
+            let mut loaded = match self.load_content(envelope, plain).await {
                 Ok(loaded) => loaded,
                 Err(detail) => {
                     all(report, Outcome::Deferred(Deferral::Spool { detail }));
@@ -98,6 +102,7 @@ impl Outbound {
             let content = match &mut loaded {
                 Loaded::Memory(bytes) => Content::Memory(bytes),
                 Loaded::Held(held) => Content::Memory(held.content()),
+                Loaded::AsIs(spooled) => Content::AsIs(spooled),
                 Loaded::File(reader) => Content::Stream(reader),
             };
             let error = match client.send(&request, content).await {
@@ -142,7 +147,7 @@ impl Outbound {
 
     /// The message's content for one attempt: in memory up to [`IN_MEMORY_CONTENT`], streamed
     /// from the spool file beyond.
-    async fn load_content(&self, envelope: &Envelope) -> Result<Loaded, String> {
+    async fn load_content(&self, envelope: &Envelope, plain: bool) -> Result<Loaded, String> {
         if let Some(held) = &envelope.in_memory {
             return Ok(Loaded::Held(held.clone()));
         }
@@ -152,7 +157,10 @@ impl Outbound {
         };
         let (path, offset) = self.spool.content(envelope).map_err(fail)?;
         let size = envelope.size;
-        let loaded = if size <= IN_MEMORY_CONTENT {
+        let loaded = if plain && envelope.sends_as_is {
+            std::fs::File::open(&path)
+                .map(|file| Loaded::AsIs(SpooledContent { file, offset, size }))
+        } else if size <= IN_MEMORY_CONTENT {
             tokio::task::spawn_blocking(move || read_content(&path, offset, size))
                 .await
                 .unwrap_or_else(|error| Err(std::io::Error::other(error)))

@@ -72,6 +72,58 @@ impl DotStuffer {
     }
 }
 
+/// Watches content go by and tells whether [`DotStuffer`] would leave it unchanged apart from
+/// the end marker: no line starting with a dot, no bare CR or LF, and a CRLF at the end (or no
+/// content). Such content can be sent from the spool to the socket as it is (`sendfile`).
+#[derive(Debug)]
+pub struct AsIsCheck {
+    at_line_start: bool,
+    after_cr: bool,
+    changed: bool,
+}
+
+impl Default for AsIsCheck {
+    fn default() -> Self {
+        Self {
+            at_line_start: true,
+            after_cr: false,
+            changed: false,
+        }
+    }
+}
+
+impl AsIsCheck {
+    pub fn feed(&mut self, mut input: &[u8]) {
+        while !self.changed && !input.is_empty() {
+            let first = input[0];
+            if self.after_cr {
+                self.after_cr = false;
+                self.changed |= first != b'\n';
+                self.at_line_start = true;
+                input = &input[1..];
+                continue;
+            }
+            match first {
+                b'\r' => self.after_cr = true,
+                b'\n' => self.changed = true,
+                b'.' if self.at_line_start => self.changed = true,
+                _ => {
+                    self.at_line_start = false;
+                    let run = memchr::memchr2(b'\r', b'\n', input).unwrap_or(input.len());
+                    input = &input[run..];
+                    continue;
+                }
+            }
+            input = &input[1..];
+        }
+    }
+
+    /// True when the content fed so far goes on the wire unchanged, followed by `.<CRLF>`.
+    pub fn as_is(&self) -> bool {
+        !self.changed && !self.after_cr && self.at_line_start
+    }
+}
+
 /// Stuffs a whole body at once.
 pub fn dot_stuff(content: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(content.len() + 8);
@@ -126,6 +178,20 @@ mod tests {
         }
 
         /// Arbitrary bytes come out with CRLF as the only line end.
+        #[test]
+        fn as_is_means_stuffing_only_adds_the_end_marker(
+            bytes in proptest::collection::vec(proptest::sample::select(vec![b'a', b'.', b'\r', b'\n']), 0..24),
+            split in 1usize..9,
+        ) {
+            let mut check = AsIsCheck::default();
+            for piece in bytes.chunks(split) {
+                check.feed(piece);
+            }
+            let mut expected = bytes.clone();
+            expected.extend_from_slice(b".\r\n");
+            prop_assert_eq!(check.as_is(), dot_stuff(&bytes) == expected, "{:?}", bytes);
+        }
+
         #[test]
         fn output_has_only_crlf(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let wire = dot_stuff(&bytes);

@@ -158,6 +158,10 @@ pub struct Envelope {
     /// `X-SES-MESSAGE-TAGS` pairs, for events.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<(String, String)>,
+    /// The spooled content goes on the wire as it is (no dot-stuffing needed; see
+    /// `smtp::dot_stuff::AsIsCheck`). Checked for messages with a segment of their own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sends_as_is: bool,
     /// Where the spool holds the content; set by the spool, not part of the stored envelope.
     #[serde(skip)]
     pub stored: Option<Stored>,
@@ -195,6 +199,7 @@ impl Default for Envelope {
             envid: None,
             ret_full: false,
             tags: Vec::new(),
+            sends_as_is: false,
             stored: None,
             in_memory: None,
         }

@@ -15,6 +15,7 @@ use super::held::HeldContent;
 use super::log::{Log, create_segment};
 use super::record::{self, HEADER_LEN, Kind, SEGMENT_MAGIC};
 use super::trailer;
+use crate::smtp::dot_stuff::AsIsCheck;
 
 /// Content beyond this size goes to a segment of its own, written in pieces of about this size.
 const OWN_SEGMENT_THRESHOLD: usize = 256 * 1024;
@@ -33,6 +34,8 @@ pub struct MessageWriter {
     buffer: Vec<u8>,
     written: u64,
     checksum: crc32fast::Hasher,
+    /// Whether the content could be sent as it is (only followed for a large message).
+    as_is: AsIsCheck,
     committed: bool,
 }
 
@@ -44,6 +47,7 @@ impl MessageWriter {
             buffer: Vec::with_capacity(8 * 1024),
             written: 0,
             checksum: crc32fast::Hasher::new(),
+            as_is: AsIsCheck::default(),
             committed: false,
         }
     }
@@ -64,6 +68,7 @@ impl MessageWriter {
             return Ok(());
         }
         self.checksum.update(&self.buffer);
+        self.as_is.feed(&self.buffer);
         let length = self.buffer.len() as u64;
         let own = self.own.take();
         let number = own
@@ -114,6 +119,11 @@ impl MessageWriter {
             )));
         }
         self.checksum.update(&self.buffer);
+        if self.own.is_some() {
+            // Stored with the envelope, so it holds after a restart too.
+            self.as_is.feed(&self.buffer);
+            envelope.sends_as_is = self.as_is.as_is();
+        }
         let footer = trailer::encode(&envelope, self.checksum.clone().finalize())
             .map_err(io::Error::other)?;
         let mut payload_crc = self.checksum.clone();

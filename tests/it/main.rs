@@ -9,6 +9,7 @@ mod auth_limits;
 mod crash;
 mod delivery;
 mod demo;
+mod large;
 mod load;
 mod loops;
 mod mx;

@@ -20,6 +20,7 @@ use tokio_rustls::TlsConnector;
 use crate::smtp::stream::SmtpStream;
 
 mod send;
+pub mod zero_copy;
 
 pub use super::response::{Capabilities, MAX_REPLY_BYTES, RemoteReply, ReplyReader};
 
@@ -86,6 +87,8 @@ pub enum Content<'a> {
     Memory(&'a [u8]),
     /// Read in pieces (large messages).
     Stream(&'a mut (dyn AsyncRead + Unpin + Send)),
+    /// In the spool, needing no dot-stuffing: sent with `sendfile` (plain TCP only).
+    AsIs(&'a zero_copy::SpooledContent),
 }
 
 /// Per-recipient outcome of one transaction, in the order of `MailRequest::recipients`.

@@ -6,6 +6,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::smtp::address;
 use crate::smtp::dot_stuff::DotStuffer;
+use crate::smtp::stream::SmtpStream;
 
 /// The server's replies to MAIL, each RCPT and DATA (`None`: DATA was not sent).
 struct EnvelopeReplies {
@@ -192,6 +193,15 @@ impl SmtpClient {
                 stuffer.stuff(bytes, &mut wire);
                 stuffer.finish(&mut wire);
                 return self.write_block(&wire).await;
+            }
+            Content::AsIs(spooled) => {
+                let SmtpStream::Plain(socket) = &self.stream else {
+                    return Err(ClientError::Protocol(
+                        "spooled content can be sent as it is only over plain TCP".into(),
+                    ));
+                };
+                super::zero_copy::send_file(socket, spooled, self.timeouts.data_block).await?;
+                wire = Vec::new();
             }
             Content::Stream(reader) => {
                 let mut chunk = vec![0u8; 64 * 1024];
