@@ -86,13 +86,7 @@ impl Log {
         header: [u8; HEADER_LEN],
         payload: Arc<HeldContent>,
     ) -> io::Result<Stored> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Request::Append {
-            header,
-            payload,
-            reply,
-        });
-        own_result(answer.await)
+        own_result(self.ask_append(header, payload).await)
     }
 
     /// [`Log::append`] for a thread that may block (start-up).
@@ -101,13 +95,21 @@ impl Log {
         header: [u8; HEADER_LEN],
         payload: Arc<HeldContent>,
     ) -> io::Result<Stored> {
+        own_result(self.ask_append(header, payload).blocking_recv())
+    }
+
+    fn ask_append(
+        &self,
+        header: [u8; HEADER_LEN],
+        payload: Arc<HeldContent>,
+    ) -> oneshot::Receiver<Shared<Stored>> {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Append {
             header,
             payload,
             reply,
         });
-        own_result(answer.blocking_recv())
+        answer
     }
 
     /// Appends a newer envelope for a message of `segment`; returns once it is durable.
