@@ -2,7 +2,7 @@
 # poolrelay against Postfix on this machine: installs Postfix if missing, builds poolrelay, and
 # runs benches/compare.py (same pools, same load, same sink, alternating runs, ratio per pair).
 # Needs root (Postfix is configured system-wide; /etc/postfix is restored afterwards).
-# Usage: benches/compare.sh [--pairs N] [--scale F] [--tools both|poolrelay|postfix] [--only NAME] [--markdown FILE]
+# Usage: benches/compare.sh [--pairs N] [--scale F] [--tools both|poolrelay|postfix] [--only NAME] [--sink-count-only] [--markdown FILE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v postfix >/dev/null || ! command -v smtp-sink >/dev/null; then
