@@ -183,8 +183,6 @@ pub async fn attempt(
 ) -> Finished {
     envelope.expires_at = expiry_for(&envelope, &ctx.settings);
     let report = ctx.outbound.deliver(&envelope, &mut slot).await;
-    // Only the first attempt reads from memory: a message that waits holds no memory.
-    envelope.in_memory = None;
     let mut changed = apply(&mut envelope, &report);
     for index in expire(&mut envelope, unix_now()) {
         changed[index] = true;
@@ -198,7 +196,9 @@ pub async fn attempt(
         }
     };
     let finished = envelope.is_finished() && report_done;
-    persist(&ctx.spool, &envelope, finished).await;
+    persist(&ctx.spool, &mut envelope, finished).await;
+    // Only the first attempt reads from memory: a message that waits holds no memory.
+    envelope.in_memory = None;
     Finished {
         id: envelope.id.clone(),
         retry: (!finished).then_some(envelope),
@@ -207,10 +207,10 @@ pub async fn attempt(
 }
 
 /// Records the message's new state, or removes it when it is finished.
-async fn persist(spool: &Spool, envelope: &Envelope, finished: bool) {
+async fn persist(spool: &Spool, envelope: &mut Envelope, finished: bool) {
     if finished {
         spool.remove(envelope);
-    } else if let Err(error) = spool.update(envelope).await {
+    } else if let Err(error) = spool.defer(envelope).await {
         tracing::error!(id = %envelope.id, %error, "cannot update the spool (recipients may be attempted again)")
     }
 }

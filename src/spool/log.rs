@@ -27,7 +27,7 @@ use super::held::HeldContent;
 use super::log_thread::{Channel, Inbox, Request, Shared, Writer, segment_name};
 use super::record::{self, HEADER_LEN, Kind};
 
-pub use super::log_thread::{create_segment, segment_number};
+pub use super::log_thread::{Lane, create_segment, segment_number};
 
 /// Handle to the log writer thread; the thread ends when the last handle is dropped.
 pub struct Log {
@@ -80,13 +80,15 @@ impl Log {
         self.channel.wake.notify_one();
     }
 
-    /// Appends a message record; returns once it is durable, with where its payload is.
+    /// Appends a message record to the active segment of `lane`; returns once it is durable,
+    /// with where its payload is.
     pub async fn append(
         &self,
+        lane: Lane,
         header: [u8; HEADER_LEN],
         payload: Arc<HeldContent>,
     ) -> io::Result<Stored> {
-        own_result(self.ask_append(header, payload).await)
+        own_result(self.ask_append(lane, header, payload).await)
     }
 
     /// [`Log::append`] for a thread that may block (start-up).
@@ -95,16 +97,21 @@ impl Log {
         header: [u8; HEADER_LEN],
         payload: Arc<HeldContent>,
     ) -> io::Result<Stored> {
-        own_result(self.ask_append(header, payload).blocking_recv())
+        own_result(
+            self.ask_append(Lane::Fresh, header, payload)
+                .blocking_recv(),
+        )
     }
 
     fn ask_append(
         &self,
+        lane: Lane,
         header: [u8; HEADER_LEN],
         payload: Arc<HeldContent>,
     ) -> oneshot::Receiver<Shared<Stored>> {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Append {
+            lane,
             header,
             payload,
             reply,
@@ -124,13 +131,13 @@ impl Log {
         own_result(answer.await)
     }
 
-    /// Records that the message `id` of `segment` needs nothing more. Not waited for: if a crash
+    /// Records that the copy of message `id` at `place` needs nothing more. Not waited for: if a crash
     /// loses it, the message is delivered again (a duplicate, never a loss).
-    pub fn done(&self, segment: u64, id: &str) {
+    pub fn done(&self, place: Stored, id: &str) {
         self.send(Request::Note {
-            segment,
+            segment: place.segment,
             kind: Kind::Done,
-            record: record::encode(Kind::Done, id.as_bytes()),
+            record: record::encode(Kind::Done, &record::done_payload(place.offset, id)),
             reply: None,
         });
     }
@@ -217,7 +224,7 @@ mod tests {
             let log = log.clone();
             tasks.push(tokio::spawn(async move {
                 let (header, payload) = message(n);
-                (n, log.append(header, payload).await.unwrap())
+                (n, log.append(Lane::Fresh, header, payload).await.unwrap())
             }));
         }
         let mut places = Vec::new();
@@ -234,7 +241,7 @@ mod tests {
             assert_eq!(&bytes[start..start + expected.len()], expected.as_bytes());
         }
         for (n, place) in &places {
-            log.done(place.segment, &n.to_string());
+            log.done(*place, &n.to_string());
         }
         let path = log.segment_path(1);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -250,9 +257,13 @@ mod tests {
         let missing = dir.path().join("gone");
         let log = Log::start(&missing, 1).unwrap();
         let (header, payload) = message(1);
-        assert!(log.append(header, payload.clone()).await.is_err());
+        assert!(
+            log.append(Lane::Fresh, header, payload.clone())
+                .await
+                .is_err()
+        );
         std::fs::create_dir(&missing).unwrap();
-        let place = log.append(header, payload).await.unwrap();
+        let place = log.append(Lane::Fresh, header, payload).await.unwrap();
         assert_eq!(place.offset, (SEGMENT_MAGIC.len() + HEADER_LEN) as u64);
     }
 }

@@ -28,8 +28,9 @@ const MAX_SLICES: usize = 1024;
 pub type Shared<T> = Result<T, Arc<io::Error>>;
 
 pub enum Request {
-    /// A new message for the active segment: its record header and payload.
+    /// A new message for the active segment of `lane`: its record header and payload.
     Append {
+        lane: Lane,
         header: [u8; HEADER_LEN],
         payload: Arc<HeldContent>,
         reply: oneshot::Sender<Shared<Stored>>,
@@ -72,6 +73,15 @@ pub fn segment_number(name: &str) -> Option<u64> {
         .flatten()
 }
 
+/// Which active segment a new message goes to. Mail is mostly delivered within seconds, but a
+/// deferred message may wait for hours: moved into segments of their own (see
+/// `Spool::defer`), waiting messages do not keep the segments of fresh mail on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Fresh = 0,
+    Deferred = 1,
+}
+
 /// A segment the writer knows: how many of its messages are not done, and for the active one
 /// its open file and length.
 struct Segment {
@@ -84,7 +94,8 @@ struct Segment {
 pub struct Writer {
     dir: PathBuf,
     segments: HashMap<u64, Segment>,
-    active: Option<u64>,
+    /// The active segment of each lane.
+    active: [Option<u64>; 2],
     next_segment: Arc<AtomicU64>,
 }
 
@@ -94,7 +105,7 @@ impl Writer {
         Self {
             dir,
             segments: HashMap::new(),
-            active: None,
+            active: [None; 2],
             next_segment,
         }
     }
@@ -128,7 +139,8 @@ struct Notes {
 /// What one batch asks for, sorted out.
 #[derive(Default)]
 struct Batch {
-    appends: Vec<Append>,
+    /// New messages, per lane.
+    appends: [Vec<Append>; 2],
     settled: Vec<oneshot::Sender<()>>,
     /// Per segment: the bytes of its notes, who waits for their flush, how many are "done".
     notes: BTreeMap<u64, Notes>,
@@ -164,16 +176,22 @@ impl Writer {
         }
     }
 
-    /// When the empty active segment should go, if it is empty.
+    /// When the first empty active segment should go, if one is empty.
     fn idle_deadline(&self) -> Option<Instant> {
-        let active = self.segments.get(&self.active?)?;
-        active.empty_since.map(|since| since + IDLE_SEGMENT)
+        self.active
+            .iter()
+            .flatten()
+            .filter_map(|number| self.segments.get(number)?.empty_since)
+            .min()
+            .map(|since| since + IDLE_SEGMENT)
     }
 
     fn apply(&mut self, mut batch: Batch) {
-        let appends = std::mem::take(&mut batch.appends);
-        if !appends.is_empty() {
-            self.append_all(appends, &mut batch);
+        for lane in [Lane::Fresh, Lane::Deferred] {
+            let appends = std::mem::take(&mut batch.appends[lane as usize]);
+            if !appends.is_empty() {
+                self.append_all(lane, appends, &mut batch);
+            }
         }
         for (
             segment,
@@ -202,8 +220,8 @@ impl Writer {
 
     /// Writes every new message (and the notes for the active segment) with one `writev` and
     /// one flush, then answers each with its place or the error.
-    fn append_all(&mut self, appends: Vec<Append>, batch: &mut Batch) {
-        let (segment, known) = match self.active_segment() {
+    fn append_all(&mut self, lane: Lane, appends: Vec<Append>, batch: &mut Batch) {
+        let (segment, known) = match self.active_segment(lane) {
             Ok(active) => active,
             Err(error) => return fail_appends(appends, error),
         };
@@ -258,14 +276,14 @@ impl Writer {
     }
 
     /// The active segment (created if there is none or it is full), with its number.
-    fn active_segment(&mut self) -> io::Result<(u64, &mut Segment)> {
-        let full = self
-            .active
+    fn active_segment(&mut self, lane: Lane) -> io::Result<(u64, &mut Segment)> {
+        let active = &mut self.active[lane as usize];
+        let full = active
             .and_then(|a| self.segments.get(&a))
             .and_then(|s| s.open.as_ref())
             .is_none_or(|(_, length)| *length >= SEGMENT_BYTES);
         if full {
-            if let Some(old) = self.active.take().and_then(|a| self.segments.get_mut(&a)) {
+            if let Some(old) = active.take().and_then(|a| self.segments.get_mut(&a)) {
                 old.open = None;
             }
             let number = self.next_segment.fetch_add(1, Ordering::Relaxed);
@@ -278,11 +296,9 @@ impl Writer {
                     empty_since: None,
                 },
             );
-            self.active = Some(number);
+            *active = Some(number);
         }
-        let number = self
-            .active
-            .ok_or_else(|| io::Error::other("no active segment"))?;
+        let number = active.ok_or_else(|| io::Error::other("no active segment"))?;
         let known = self
             .segments
             .get_mut(&number)
@@ -327,7 +343,7 @@ impl Writer {
             if segment.live > 0 {
                 continue;
             }
-            if Some(number) == active {
+            if active.contains(&Some(number)) {
                 let since = *segment.empty_since.get_or_insert(now);
                 if now < since + IDLE_SEGMENT && !now_too {
                     continue;
@@ -336,8 +352,10 @@ impl Writer {
             gone.push(number);
         }
         for number in gone {
-            if Some(number) == self.active {
-                self.active = None;
+            for slot in &mut self.active {
+                if *slot == Some(number) {
+                    *slot = None;
+                }
             }
             self.segments.remove(&number);
             let path = self.dir.join(segment_name(number));
@@ -356,10 +374,11 @@ fn sort(requests: Vec<Request>, segments: &mut HashMap<u64, Segment>) -> Batch {
     for request in requests {
         match request {
             Request::Append {
+                lane,
                 header,
                 payload,
                 reply,
-            } => batch.appends.push((header, payload, reply)),
+            } => batch.appends[lane as usize].push((header, payload, reply)),
             Request::Note {
                 segment,
                 kind,

@@ -8,8 +8,8 @@
 //! ```
 //!
 //! Payloads by kind: a *message* is the content, its envelope and the footer of [`super::trailer`];
-//! an *update* is a newer envelope (JSON) for a message of the same segment; *done* is the id of
-//! a message of the same segment that needs nothing more. Everything about a message is in the
+//! an *update* is a newer envelope (JSON) for a message of the same segment; *done* names a copy
+//! of a message of the same segment that needs nothing more (its payload offset and id). Everything about a message is in the
 //! segment that holds its content, so each segment is read back on its own.
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"PRSEG001";
@@ -56,6 +56,21 @@ pub fn encode(kind: Kind, payload: &[u8]) -> Vec<u8> {
     ));
     record.extend_from_slice(payload);
     record
+}
+
+/// The payload of a "done" record: the offset of the message's payload in its segment (so
+/// only that copy is done, not a newer one of the same message) and its id.
+pub fn done_payload(offset: u64, id: &str) -> Vec<u8> {
+    let mut payload = offset.to_le_bytes().to_vec();
+    payload.extend_from_slice(id.as_bytes());
+    payload
+}
+
+/// Reads a "done" payload back.
+pub fn parse_done(payload: &[u8]) -> Option<(u64, String)> {
+    let (offset, id) = payload.split_at_checked(8)?;
+    let offset = u64::from_le_bytes(offset.try_into().ok()?);
+    Some((offset, String::from_utf8(id.to_vec()).ok()?))
 }
 
 /// One record found in a segment; `payload` is the byte range of its payload in the segment.
@@ -202,6 +217,15 @@ mod tests {
         assert_eq!(scanned.records.len(), 1);
         assert_eq!(scanned.records[0].kind, Kind::Done);
         assert_eq!(scanned.tail, None);
+    }
+
+    #[test]
+    fn a_done_payload_names_its_copy() {
+        assert_eq!(
+            parse_done(&done_payload(42, "id-1")),
+            Some((42, "id-1".into()))
+        );
+        assert_eq!(parse_done(b"short"), None);
     }
 
     #[test]

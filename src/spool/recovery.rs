@@ -65,9 +65,13 @@ pub fn recover(queue: &Path, quarantine: &Path, log: &Log) -> io::Result<Recover
         }
     }
     segments.sort();
+    let mut read = Vec::new();
     for (number, path) in segments {
-        recovery.read_segment(number, &path)?;
+        if let Some(live) = recovery.read_segment(number, &path)? {
+            read.push((number, path, live));
+        }
     }
+    recovery.keep_latest_copies(read)?;
     recovery.migrate_legacy(legacy, updates)?;
     let mut found = recovery.found;
     found
@@ -77,14 +81,24 @@ pub fn recover(queue: &Path, quarantine: &Path, log: &Log) -> io::Result<Recover
 }
 
 impl Recovery<'_> {
-    fn read_segment(&mut self, number: u64, path: &Path) -> io::Result<()> {
+    /// Reads one segment: quarantines what cannot be trusted and returns the messages in it
+    /// that are not done (`None`: the whole file went to quarantine).
+    fn read_segment(
+        &mut self,
+        number: u64,
+        path: &Path,
+    ) -> io::Result<Option<HashMap<String, Envelope>>> {
         let bytes = match fs::read(path) {
             Ok(bytes) => bytes,
-            Err(error) => return self.quarantine_file(path, format!("cannot be read: {error}")),
+            Err(error) => {
+                self.quarantine_file(path, format!("cannot be read: {error}"))?;
+                return Ok(None);
+            }
         };
         let scanned = record::scan(&bytes);
         if let Some((0, reason)) = &scanned.tail {
-            return self.quarantine_file(path, reason.clone());
+            self.quarantine_file(path, reason.clone())?;
+            return Ok(None);
         }
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         let (live, problems) = read_records(number, &bytes, &scanned);
@@ -102,11 +116,42 @@ impl Recovery<'_> {
             file.set_len(*at as u64)?;
             file.sync_all()?;
         }
-        if live.is_empty() {
-            fs::remove_file(path)?;
-        } else {
-            self.log.adopt(number, live.len());
-            self.found.envelopes.extend(live.into_values());
+        Ok(Some(live))
+    }
+
+    /// A deferred message is moved to a segment of the deferred lane and then marked done where
+    /// it was; a crash in between leaves two copies. The one with more attempts is kept (the
+    /// later segment on a tie) and the other is marked done now. Then segments with messages
+    /// left go to the log writer, and the others are deleted.
+    fn keep_latest_copies(
+        &mut self,
+        mut read: Vec<(u64, PathBuf, HashMap<String, Envelope>)>,
+    ) -> io::Result<()> {
+        let mut newest: HashMap<String, (u32, u64)> = HashMap::new();
+        for (number, _, live) in &read {
+            for envelope in live.values() {
+                let candidate = (envelope.attempts, *number);
+                let best = newest.entry(envelope.id.clone()).or_insert(candidate);
+                *best = (*best).max(candidate);
+            }
+        }
+        for (number, path, live) in &mut read {
+            let older: Vec<String> = live
+                .values()
+                .filter(|e| newest.get(&e.id).is_some_and(|best| best.1 != *number))
+                .map(|e| e.id.clone())
+                .collect();
+            if live.is_empty() {
+                fs::remove_file(&*path)?;
+                continue;
+            }
+            self.log.adopt(*number, live.len());
+            for id in older {
+                if let Some(place) = live.remove(&id).and_then(|e| e.stored) {
+                    self.log.done(place, &id);
+                }
+            }
+            self.found.envelopes.extend(live.drain().map(|(_, e)| e));
         }
         Ok(())
     }
@@ -239,10 +284,18 @@ fn read_records(
                 trailer::Decoded::Corrupt(reason) => Some(reason),
             },
             Kind::Update => apply_update(&mut live, payload),
-            Kind::Done => {
-                live.remove(String::from_utf8_lossy(payload).as_ref());
-                None
-            }
+            Kind::Done => match record::parse_done(payload) {
+                // Only the copy at that place: a message moved within one segment has a newer
+                // copy after it.
+                Some((offset, id)) => {
+                    let at = live.get(&id).and_then(|e| e.stored).map(|s| s.offset);
+                    if at == Some(offset) {
+                        live.remove(&id);
+                    }
+                    None
+                }
+                None => Some("a done record that names no message".into()),
+            },
         };
         if let Some(reason) = problem {
             problems.push((
@@ -325,4 +378,71 @@ fn read_legacy(path: &Path) -> Result<(Vec<u8>, Envelope), String> {
 fn read_legacy_update(path: &Path) -> Result<Envelope, String> {
     let bytes = fs::read(path).map_err(|e| e.to_string())?;
     serde_json::from_slice::<Envelope>(&bytes).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::log_thread::segment_name;
+    use crate::spool::{Recipient, record::SEGMENT_MAGIC};
+
+    fn message_record(id: &str, attempts: u32) -> Vec<u8> {
+        let content = format!("Subject: {id}\r\n\r\nbody\r\n").into_bytes();
+        let envelope = Envelope {
+            id: id.into(),
+            recipients: vec![Recipient::new("b@example.test".into())],
+            size: content.len() as u64,
+            attempts,
+            ..Envelope::default()
+        };
+        let mut payload = content.clone();
+        payload.extend(trailer::encode(&envelope, crc32fast::hash(&content)).unwrap());
+        record::encode(Kind::Message, &payload)
+    }
+
+    /// A crash between moving a deferred message and marking its old copy done leaves two
+    /// copies: the one with more attempts is kept, the other is marked done in its segment.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn of_two_copies_of_a_message_the_later_one_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (queue, quarantine) = (dir.path().join("queue"), dir.path().join("quarantine"));
+        fs::create_dir_all(&queue).unwrap();
+        fs::create_dir_all(&quarantine).unwrap();
+        let segment = |records: &[Vec<u8>]| {
+            let mut bytes = SEGMENT_MAGIC.to_vec();
+            records.iter().for_each(|r| bytes.extend_from_slice(r));
+            bytes
+        };
+        let first = segment(&[message_record("moved", 0), message_record("other", 0)]);
+        fs::write(queue.join(segment_name(1)), first).unwrap();
+        fs::write(
+            queue.join(segment_name(2)),
+            segment(&[message_record("moved", 1)]),
+        )
+        .unwrap();
+        let log = Log::start(&queue, 3).unwrap();
+        let found = tokio::task::block_in_place(|| recover(&queue, &quarantine, &log)).unwrap();
+        let mut kept: Vec<(String, u32, u64)> = found
+            .envelopes
+            .iter()
+            .map(|e| (e.id.clone(), e.attempts, e.stored.unwrap().segment))
+            .collect();
+        kept.sort();
+        assert_eq!(kept, [("moved".into(), 1, 2), ("other".into(), 0, 1)]);
+        log.settle().await;
+        let bytes = fs::read(queue.join(segment_name(1))).unwrap();
+        let scanned = record::scan(&bytes);
+        let done: Vec<(u64, String)> = scanned
+            .records
+            .iter()
+            .filter(|r| r.kind == Kind::Done)
+            .filter_map(|r| record::parse_done(&bytes[r.payload.clone()]))
+            .collect();
+        let first_payload = (SEGMENT_MAGIC.len() + record::HEADER_LEN) as u64;
+        assert_eq!(
+            done,
+            [(first_payload, "moved".to_string())],
+            "the older copy is marked done"
+        );
+    }
 }

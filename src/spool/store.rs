@@ -7,9 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::envelope::{Envelope, Stored};
-use super::log::{Log, segment_number};
+use super::held::HeldContent;
+use super::log::{Lane, Log, segment_number};
+use super::record::{self, Kind};
 use super::recovery::{self, Recovered};
+use super::trailer;
 use super::writer::MessageWriter;
+use super::writer::OWN_SEGMENT_THRESHOLD;
 
 #[derive(Debug, Clone)]
 pub struct Spool {
@@ -77,12 +81,54 @@ impl Spool {
         self.log.update(segment, &json).await
     }
 
+    /// Records a deferred message's newer envelope; returns once it is durable. A message of a
+    /// shared segment is moved: its content and the new envelope are appended to the deferred
+    /// lane and its old place is marked done, so the segment of fresh mail it arrived in is not
+    /// kept on disk while it waits (a crash in between leaves two copies; recovery keeps the one
+    /// with more attempts). A large message has a segment of its own and is updated in place.
+    pub async fn defer(&self, envelope: &mut Envelope) -> io::Result<()> {
+        let old = stored(envelope)?;
+        if envelope.size > OWN_SEGMENT_THRESHOLD as u64 {
+            return self.update(envelope).await;
+        }
+        let content = match envelope.in_memory.take() {
+            Some(held) => held.content().to_vec(),
+            None => {
+                let path = self.log.segment_path(old.segment);
+                let size = envelope.size as usize;
+                tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
+                    use std::os::unix::fs::FileExt;
+                    let mut content = vec![0; size];
+                    fs::File::open(path)?.read_exact_at(&mut content, old.offset)?;
+                    Ok(content)
+                })
+                .await
+                .map_err(io::Error::other)??
+            }
+        };
+        let footer =
+            trailer::encode(envelope, crc32fast::hash(&content)).map_err(io::Error::other)?;
+        let size = content.len();
+        let mut payload = content;
+        payload.extend_from_slice(&footer);
+        let header = record::header(
+            Kind::Message,
+            payload.len() as u64,
+            crc32fast::hash(&payload),
+        );
+        let moved = Arc::new(HeldContent::new(payload, size));
+        let stored = self.log.append(Lane::Deferred, header, moved).await?;
+        self.log.done(old, &envelope.id);
+        envelope.stored = Some(stored);
+        Ok(())
+    }
+
     /// Records that a message needs nothing more (all recipients done, or deleted by an
     /// operator). Not flushed: a crash before it reaches the disk makes the message go out
     /// again (a duplicate, which the no-loss promise allows), never lost.
     pub fn remove(&self, envelope: &Envelope) {
-        if let Ok(Stored { segment, .. }) = stored(envelope) {
-            self.log.done(segment, &envelope.id);
+        if let Ok(place) = stored(envelope) {
+            self.log.done(place, &envelope.id);
         }
     }
 

@@ -12,13 +12,13 @@ use std::sync::Arc;
 
 use super::envelope::{Envelope, Stored};
 use super::held::HeldContent;
-use super::log::{Log, create_segment};
+use super::log::{Lane, Log, create_segment};
 use super::record::{self, HEADER_LEN, Kind, SEGMENT_MAGIC};
 use super::trailer;
 use crate::smtp::dot_stuff::AsIsCheck;
 
 /// Content beyond this size goes to a segment of its own, written in pieces of about this size.
-const OWN_SEGMENT_THRESHOLD: usize = 256 * 1024;
+pub(super) const OWN_SEGMENT_THRESHOLD: usize = 256 * 1024;
 
 /// A large message's own segment while it is written.
 struct OwnSegment {
@@ -135,7 +135,7 @@ impl MessageWriter {
         let stored = match self.own.take() {
             None => {
                 let held = Arc::new(HeldContent::new(buffer, envelope.size as usize));
-                let stored = self.log.append(header, held.clone()).await?;
+                let stored = self.log.append(Lane::Fresh, header, held.clone()).await?;
                 if held.within_budget() {
                     envelope.in_memory = Some(held);
                 }
