@@ -12,7 +12,9 @@ use super::connect::{ConnectError, connect_from};
 use super::next_hop::{ResolveError, Target};
 use super::report::{AttemptReport, Deferral, Failure, Outcome, RecipientOutcome};
 use super::select::{NoPick, Picked, PickerContext, SourcePicker};
-use super::shaping::{ConnectionPermit, Pair, ReleasableSlot, site_of, unless_stopped};
+use super::shaping::{
+    ConnectionPermit, Pair, ReleasableSlot, WaitingTurn, site_of, unless_stopped,
+};
 use super::transaction::Hop;
 use super::warmup;
 use crate::registry::TlsPolicy;
@@ -274,8 +276,18 @@ impl Outbound {
         pair.message_allowed(slot)
             .await
             .map_err(|_| NoSession::Stopped)?;
+        // Set once this delivery waits for a connection: from then on it is in the queue.
+        let mut turn: Option<WaitingTurn> = None;
         loop {
-            if let Some(client) = self.cache.take((source, target.addr)) {
+            // Deliveries already waiting go first: a newcomer neither takes an idle connection
+            // nor opens one while they wait.
+            let behind_others = turn.is_none() && pair.has_waiters();
+            let idle = if behind_others {
+                None
+            } else {
+                self.cache.take((source, target.addr))
+            };
+            if let Some(client) = idle {
                 let tls_ok = client.tls_version.is_some()
                     || !(target.require_tls || self.requires_tls(envelope));
                 let verify_ok = client.verified || !target.verify_tls;
@@ -287,16 +299,18 @@ impl Outbound {
                 client.quit().await;
                 continue;
             }
-            let permit = match pair.try_connection() {
+            let permit = match (!behind_others).then(|| pair.try_connection()).flatten() {
                 Some(permit) => permit,
-                None if self
-                    .close_idle_elsewhere(source, target, site_targets)
-                    .await =>
+                None if !behind_others
+                    && self
+                        .close_idle_elsewhere(source, target, site_targets)
+                        .await =>
                 {
                     continue;
                 }
                 None => {
                     slot.release();
+                    turn.get_or_insert_with(|| pair.waiting_turn());
                     let waited = unless_stopped(slot, pair.connection_or_returned()).await;
                     match waited.map_err(|_| NoSession::Stopped)? {
                         Some(permit) => permit,

@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use std::time::Duration;
@@ -103,8 +104,22 @@ pub struct Pair {
     connections: Arc<Semaphore>,
     /// Signalled when a connection of this pair goes back to the idle cache.
     returned: Notify,
+    /// Deliveries waiting for a connection of this pair. While any wait, a newcomer waits
+    /// behind them instead of taking the next connection that comes back, so connections go
+    /// to deliveries in the order they asked (and mail leaves in order of arrival).
+    waiting: Arc<AtomicUsize>,
     messages: Mutex<Option<Bucket>>,
     connects: Mutex<Option<Bucket>>,
+}
+
+/// Held by a delivery while it waits its turn for a connection (see [`Pair::has_waiters`]).
+#[derive(Debug)]
+pub struct WaitingTurn(Arc<AtomicUsize>);
+
+impl Drop for WaitingTurn {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Held by an open connection: one of its pair's `max_connections`.
@@ -141,6 +156,7 @@ impl Pair {
             limits,
             connections: Arc::new(Semaphore::new(limits.max_connections.max(1) as usize)),
             returned: Notify::new(),
+            waiting: Arc::default(),
             messages: Mutex::new(limits.max_message_rate.map(|r| Bucket::new(r, now))),
             connects: Mutex::new(limits.max_connection_rate.map(|r| Bucket::new(r, now))),
         }
@@ -174,6 +190,17 @@ impl Pair {
             }
             _ = self.returned.notified() => None,
         }
+    }
+
+    /// Whether deliveries are waiting for a connection of this pair.
+    pub fn has_waiters(&self) -> bool {
+        self.waiting.load(Ordering::Acquire) > 0
+    }
+
+    /// Counts the caller among the waiting deliveries until the turn is dropped.
+    pub fn waiting_turn(&self) -> WaitingTurn {
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        WaitingTurn(self.waiting.clone())
     }
 
     /// A connection of this pair is idle again: wakes one waiter.

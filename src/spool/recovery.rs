@@ -65,7 +65,7 @@ pub fn recover(queue: &Path, quarantine: &Path, log: &Log) -> io::Result<Recover
         }
     }
     segments.sort();
-    let mut read = Vec::new();
+    let mut read: Vec<(u64, PathBuf, Vec<Envelope>)> = Vec::new();
     for (number, path) in segments {
         if let Some(live) = recovery.read_segment(number, &path)? {
             read.push((number, path, live));
@@ -83,11 +83,7 @@ pub fn recover(queue: &Path, quarantine: &Path, log: &Log) -> io::Result<Recover
 impl Recovery<'_> {
     /// Reads one segment: quarantines what cannot be trusted and returns the messages in it
     /// that are not done (`None`: the whole file went to quarantine).
-    fn read_segment(
-        &mut self,
-        number: u64,
-        path: &Path,
-    ) -> io::Result<Option<HashMap<String, Envelope>>> {
+    fn read_segment(&mut self, number: u64, path: &Path) -> io::Result<Option<Vec<Envelope>>> {
         let bytes = match fs::read(path) {
             Ok(bytes) => bytes,
             Err(error) => {
@@ -116,42 +112,57 @@ impl Recovery<'_> {
             file.set_len(*at as u64)?;
             file.sync_all()?;
         }
-        Ok(Some(live))
+        Ok(Some(live.into_values().collect()))
     }
 
     /// A deferred message is moved to a segment of the deferred lane and then marked done where
     /// it was; a crash in between leaves two copies. The one with more attempts is kept (the
     /// later segment on a tie) and the other is marked done now. Then segments with messages
     /// left go to the log writer, and the others are deleted.
-    fn keep_latest_copies(
-        &mut self,
-        mut read: Vec<(u64, PathBuf, HashMap<String, Envelope>)>,
-    ) -> io::Result<()> {
-        let mut newest: HashMap<String, (u32, u64)> = HashMap::new();
+    fn keep_latest_copies(&mut self, read: Vec<(u64, PathBuf, Vec<Envelope>)>) -> io::Result<()> {
+        // Only a message attempted before can have two copies (the newer one was written when
+        // it was deferred), so only those are looked at: usually a few among many.
+        let mut newest: HashMap<&str, (u32, u64)> = HashMap::new();
         for (number, _, live) in &read {
-            for envelope in live.values() {
-                let candidate = (envelope.attempts, *number);
-                let best = newest.entry(envelope.id.clone()).or_insert(candidate);
-                *best = (*best).max(candidate);
+            for envelope in live.iter().filter(|e| e.attempts > 0) {
+                let best = newest
+                    .entry(envelope.id.as_str())
+                    .or_insert((envelope.attempts, *number));
+                *best = (*best).max((envelope.attempts, *number));
             }
         }
-        for (number, path, live) in &mut read {
-            let older: Vec<String> = live
-                .values()
-                .filter(|e| newest.get(&e.id).is_some_and(|best| best.1 != *number))
-                .map(|e| e.id.clone())
-                .collect();
-            if live.is_empty() {
-                fs::remove_file(&*path)?;
-                continue;
-            }
-            self.log.adopt(*number, live.len());
-            for id in older {
-                if let Some(place) = live.remove(&id).and_then(|e| e.stored) {
-                    self.log.done(place, &id);
+        let mut older: Vec<(u64, String, Stored)> = Vec::new();
+        for (number, _, live) in &read {
+            for envelope in live {
+                let best = newest.get(envelope.id.as_str());
+                if best.is_some_and(|&(attempts, segment)| {
+                    (envelope.attempts, *number) != (attempts, segment)
+                }) && let Some(place) = envelope.stored
+                {
+                    older.push((*number, envelope.id.clone(), place));
                 }
             }
-            self.found.envelopes.extend(live.drain().map(|(_, e)| e));
+        }
+        drop(newest);
+        let mut older_in: HashMap<u64, std::collections::HashSet<String>> = HashMap::new();
+        for (number, id, _) in &older {
+            older_in.entry(*number).or_default().insert(id.clone());
+        }
+        for (number, path, live) in read {
+            if live.is_empty() {
+                fs::remove_file(&path)?;
+                continue;
+            }
+            self.log.adopt(number, live.len());
+            let superseded = older_in.get(&number);
+            for envelope in live {
+                if !superseded.is_some_and(|ids| ids.contains(&envelope.id)) {
+                    self.found.envelopes.push(envelope);
+                }
+            }
+        }
+        for (_, id, place) in older {
+            self.log.done(place, &id);
         }
         Ok(())
     }

@@ -376,3 +376,37 @@ max_message_rate = "1/min"
     .expect("the deleted message is done in the spool");
     assert_eq!(sink.messages().len(), 1);
 }
+
+/// At a pair's connection limit, connections go to the deliveries that waited longest: a
+/// delivery started later does not take a connection as it comes back, so mail leaves in order
+/// of arrival. Failed before: newcomers took returned connections ahead of waiting deliveries
+/// (after a restart with a million queued messages, the first 20,000 deliveries reached message
+/// 241,009).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_connection_limit_mail_leaves_in_order_of_arrival() {
+    let site = sink_on("127.0.0.1").await;
+    site.delay_final_replies(Duration::from_millis(20));
+    let config = config_with_pool(
+        r#"[queue]
+max_concurrent_deliveries = 2
+[[shaping]]
+site = "127.0.0.1"
+max_connections = 1
+"#,
+        &[("site.test", site.addr())],
+        &["127.0.0.2"],
+    );
+    let relay = TestRelay::start(&config).await;
+    send(relay.addr, "s", "user@site.test", 30).await;
+    let received = site.wait_for(30, WAIT).await;
+    let order: Vec<usize> = received
+        .iter()
+        .filter_map(|m| {
+            let text = String::from_utf8_lossy(&m.content);
+            text.lines()
+                .find_map(|l| l.strip_prefix("Subject: s "))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .collect();
+    assert_eq!(order, (0..30).collect::<Vec<_>>(), "order of arrival");
+}
