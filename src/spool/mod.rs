@@ -11,10 +11,12 @@
 //! Committing a message: its content, envelope and checksums become one record appended to the
 //! active segment by the log writer thread, which serves every session waiting at that moment
 //! with one `writev` and one `fdatasync` (group commit, see `log`). Only then does the client get
-//! `250`. No file is created or removed per message: after an attempt, a newer envelope or a
-//! "done" record is appended to the message's segment (see `record`), and a segment is deleted
-//! as a whole once every message in it is done. A message larger than 256 KiB is streamed into
-//! a segment of its own while it arrives.
+//! `250`. No file is created or removed per message: a delivered message gets a "done" record in
+//! its segment (see `record`), and a segment is deleted as a whole once every message in it is
+//! done. A deferred message is moved to the deferred lane (its content and newer envelope
+//! appended there, its old copy marked done; see `Spool::defer`), so mail that waits does not
+//! keep the segments of fresh mail on disk. A message larger than 256 KiB is streamed into a
+//! segment of its own while it arrives, and updated in place.
 //!
 //! A crash leaves whole records (delivered after restart) and at most a torn tail that was never
 //! acknowledged: recovery (see `recovery`) copies what it cannot trust to quarantine, never
