@@ -80,6 +80,13 @@ def spawn(args, **kwargs):
     return process
 
 
+def relay_config(listen, sink, spool):
+    """benches/two-pools.toml.in with the bench's addresses and spool folder."""
+    with open(os.path.join(ROOT, "benches", "two-pools.toml.in")) as f:
+        text = f.read()
+    return text.replace("LISTEN", listen).replace("SINK", sink).replace("SPOOL", spool)
+
+
 # ---- process accounting -------------------------------------------------------------------------
 
 def stat_fields(pid):
@@ -225,32 +232,7 @@ class Poolrelay:
         os.makedirs(self.workdir)
         config = os.path.join(self.workdir, "poolrelay.toml")
         with open(config, "w") as f:
-            f.write(f"""[smtp]
-listen = ["127.0.0.1:{POOLRELAY_PORT}"]
-hostname = "poolrelay.bench.test"
-max_connections = 20000
-[spool]
-dir = "spool"
-[[route]]
-domain = "*"
-next_hop = "127.0.0.1:{SINK_PORT}"
-[[pool]]
-name = "pool_a"
-[[pool]]
-name = "pool_b"
-[[ip]]
-address = "127.0.0.2"
-pool = "pool_a"
-[[ip]]
-address = "127.0.0.3"
-pool = "pool_b"
-[[configuration_set]]
-name = "set-a"
-sending_pool = "pool_a"
-[[configuration_set]]
-name = "set-b"
-sending_pool = "pool_b"
-""")
+            f.write(relay_config(f"127.0.0.1:{POOLRELAY_PORT}", f"127.0.0.1:{SINK_PORT}", "spool"))
         self.log = open(os.path.join(self.workdir, "relay.log"), "w")
         env = {k: v for k, v in os.environ.items() if k != "RUST_LOG"}  # the default level
         self.process = spawn([BIN, "serve", "--config", config], stderr=self.log, env=env)

@@ -257,28 +257,11 @@ fn free_port() -> std::io::Result<SocketAddr> {
     std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
 
+/// The benches' relay config (`benches/two-pools.toml.in`) with this bench's addresses.
 fn config(listen: SocketAddr, sink: SocketAddr) -> String {
-    format!(
-        r#"[smtp]
-listen = ["{listen}"]
-hostname = "poolrelay.bench.test"
-[spool]
-dir = "spool"
-[queue]
-max_concurrent_deliveries = {CONCURRENT_DELIVERIES}
-[[route]]
-domain = "*"
-next_hop = "{sink}"
-[[pool]]
-name = "pool_a"
-[[pool]]
-name = "pool_b"
-[[ip]]
-address = "127.0.0.2"
-pool = "pool_a"
-[[ip]]
-address = "127.0.0.3"
-pool = "pool_b"
-"#
-    )
+    let text = include_str!("two-pools.toml.in")
+        .replace("LISTEN", &listen.to_string())
+        .replace("SINK", &sink.to_string())
+        .replace("SPOOL", "spool");
+    format!("{text}[queue]\nmax_concurrent_deliveries = {CONCURRENT_DELIVERIES}\n")
 }

@@ -12,33 +12,8 @@ command -v strace >/dev/null || { apt-get update -qq && apt-get install -y -qq s
 [ -x "$BIN" ] || cargo build --release --quiet
 WORK=$(mktemp -d)
 trap 'kill $SINK $STRACE 2>/dev/null || true; rm -rf "$WORK"' EXIT
-cat > "$WORK/relay.toml" <<TOML
-[smtp]
-listen = ["127.0.0.1:2893"]
-hostname = "poolrelay.bench.test"
-max_connections = 20000
-[spool]
-dir = "$WORK/spool"
-[[route]]
-domain = "*"
-next_hop = "127.0.0.1:2891"
-[[pool]]
-name = "pool_a"
-[[pool]]
-name = "pool_b"
-[[ip]]
-address = "127.0.0.2"
-pool = "pool_a"
-[[ip]]
-address = "127.0.0.3"
-pool = "pool_b"
-[[configuration_set]]
-name = "set-a"
-sending_pool = "pool_a"
-[[configuration_set]]
-name = "set-b"
-sending_pool = "pool_b"
-TOML
+sed -e "s|LISTEN|127.0.0.1:2893|; s|SINK|127.0.0.1:2891|; s|SPOOL|$WORK/spool|" \
+  benches/two-pools.toml.in > "$WORK/relay.toml"
 "$BIN" sink --listen 127.0.0.1:2891 --stats "$WORK/sink.json" 2>/dev/null & SINK=$!
 env -u RUST_LOG ${SYSCALLS_RUST_LOG:+RUST_LOG=$SYSCALLS_RUST_LOG} strace -c -f -o "$WORK/strace.txt" "$BIN" serve --config "$WORK/relay.toml" 2>"$WORK/relay.log" & STRACE=$!
 for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/2893) 2>/dev/null && break; sleep 0.1; done

@@ -61,7 +61,7 @@ impl StateFile {
 }
 
 /// Blocking: writes `bytes` to `path` (created 0600, truncated) and flushes them to disk.
-pub(super) fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)

@@ -1,4 +1,6 @@
-//! The message file format: content, then the envelope, then a fixed-size footer.
+//! The payload of a message record in a segment (see `record`): content, then the envelope, then
+//! a fixed-size footer. (Spools of earlier versions held the same bytes as one file per message,
+//! `queue/ID.msg`; recovery still reads those.)
 //!
 //! ```text
 //! content bytes (as relayed) | envelope JSON | footer: "PRQ1\0\0\0\0", JSON length (u64 LE),
@@ -6,10 +8,9 @@
 //! ```
 //!
 //! The envelope goes last because the content streams in before everything about the message is
-//! known, and so that one file (one create, one unlink) holds a whole message. A file without the
-//! footer was still being received when the relay stopped: it was never acknowledged. A footer
-//! whose checksums or sizes do not match means damage, and the file is quarantined rather than
-//! delivered, so a partial message is never sent.
+//! known. A payload without the footer was still being received when the relay stopped: it was
+//! never acknowledged. A footer whose checksums or sizes do not match means damage, and the
+//! record is quarantined rather than delivered, so a partial message is never sent.
 
 use super::envelope::Envelope;
 

@@ -1,14 +1,7 @@
 //! Deferral, retries and restarts: mail waits rather than leaks, and the spool survives restarts.
 
-use std::net::SocketAddr;
-
 use crate::common::*;
-use poolrelay::spool::{Envelope, RecipientState};
-
-/// The messages queued in a spool, with their latest envelopes.
-fn read_envelopes(spool: &std::path::Path) -> Vec<Envelope> {
-    queued_envelopes(spool)
-}
+use poolrelay::spool::RecipientState;
 
 const CONTENT: &[u8] = b"X-SES-CONFIGURATION-SET: ghostly\r\nSubject: wait\r\n\r\nbody\r\n.\r\n";
 
@@ -59,9 +52,13 @@ sending_pool = "mixed"
 
     // The message is retried (attempts grow) with a clear reason, and stays queued.
     let spool = relay.spool_dir();
-    let envelope = eventually(|| read_envelopes(&spool).into_iter().find(|e| e.attempts >= 3))
-        .await
-        .expect("the message is attempted and deferred");
+    let envelope = eventually(|| {
+        queued_envelopes(&spool)
+            .into_iter()
+            .find(|e| e.attempts >= 3)
+    })
+    .await
+    .expect("the message is attempted and deferred");
     assert_eq!(envelope.recipients[0].state, RecipientState::Pending);
     let reason = envelope.recipients[0]
         .last_reply
@@ -98,20 +95,7 @@ sending_pool = "mixed"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_relay_delivers_what_is_in_its_spool() {
-    // A port with nothing listening: take a free one from a sink, then stop that sink.
-    let sink_addr: SocketAddr = {
-        let probe = start_sink().await;
-        probe.addr()
-    };
-    let config = format!(
-        r#"{}{}[queue]
-retry_interval = "1h"
-[[ip]]
-address = "127.0.0.2"
-"#,
-        smtp_section(""),
-        catch_all_route(sink_addr)
-    );
+    let (config, sink_addr) = config_with_next_hop_down().await;
     let relay = TestRelay::start(&config).await;
     let (mut client, _) = RawClient::connect(relay.addr).await;
     client
@@ -122,12 +106,16 @@ address = "127.0.0.2"
         )
         .await;
     let spool = relay.spool_dir();
-    eventually(|| read_envelopes(&spool).into_iter().find(|e| e.attempts >= 1))
-        .await
-        .expect("first attempt failed");
+    eventually(|| {
+        queued_envelopes(&spool)
+            .into_iter()
+            .find(|e| e.attempts >= 1)
+    })
+    .await
+    .expect("first attempt failed");
     drop(client);
     let dir = relay.stop().await;
-    let kept = read_envelopes(&dir.path().join("var/spool"));
+    let kept = queued_envelopes(&dir.path().join("var/spool"));
     assert_eq!(kept.len(), 1, "the message stays: {kept:?}");
     assert_eq!(kept[0].attempts, 1, "with its updated envelope");
 
@@ -230,7 +218,7 @@ address = "127.0.0.3"
     );
 
     let spool = relay.spool_dir();
-    let envelope = read_envelopes(&spool)
+    let envelope = queued_envelopes(&spool)
         .pop()
         .expect("still queued for the deferred recipient");
     let states: Vec<RecipientState> = envelope.recipients.iter().map(|r| r.state).collect();

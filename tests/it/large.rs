@@ -2,8 +2,6 @@
 //! after a restart — byte for byte, whether the spool could mark them as sendable as they are
 //! (no line starting with a dot: `sendfile` over plain TCP) or they need dot-stuffing.
 
-use std::net::SocketAddr;
-
 use crate::common::*;
 
 /// About 3 MB of body lines; every 50th starts with a dot when `dots`.
@@ -32,15 +30,7 @@ fn stuffed(body: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_messages_are_sent_from_the_spool_byte_for_byte() {
     // The next hop is down at first, so both messages wait in the spool.
-    let sink_addr: SocketAddr = {
-        let probe = start_sink().await;
-        probe.addr()
-    };
-    let config = format!(
-        "{}{}[queue]\nretry_interval = \"1h\"\n[[ip]]\naddress = \"127.0.0.2\"\n",
-        smtp_section(""),
-        catch_all_route(sink_addr)
-    );
+    let (config, sink_addr) = config_with_next_hop_down().await;
     let relay = TestRelay::start(&config).await;
     let (mut client, _) = RawClient::connect(relay.addr).await;
     for (subject, dots) in [("plain", false), ("dotted", true)] {

@@ -109,20 +109,8 @@ async fn bad_spool_files_are_quarantined_and_the_rest_is_delivered() {
 async fn an_accepted_message_is_in_the_spool_before_its_250() {
     // The next hop never answers, so the message stays queued: right after the 250 it must be
     // in a segment of queue/, whole, with its envelope.
-    let never: std::net::SocketAddr = {
-        let probe = start_sink().await;
-        probe.addr()
-    };
-    let relay = TestRelay::start(&format!(
-        r#"{}{}[queue]
-retry_interval = "1h"
-[[ip]]
-address = "127.0.0.2"
-"#,
-        smtp_section(""),
-        catch_all_route(never)
-    ))
-    .await;
+    let (config, _) = config_with_next_hop_down().await;
+    let relay = TestRelay::start(&config).await;
     let (mut client, _) = RawClient::connect(relay.addr).await;
     let reply = client
         .send_message(
@@ -239,15 +227,7 @@ async fn the_spool_and_the_event_log_are_private() {
 /// before: the segment of fresh mail stayed for as long as any of its messages waited.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deferred_message_does_not_keep_the_segment_it_arrived_in() {
-    let sink_addr: std::net::SocketAddr = {
-        let probe = start_sink().await;
-        probe.addr()
-    };
-    let config = format!(
-        "{}{}[queue]\nretry_interval = \"1h\"\n[[ip]]\naddress = \"127.0.0.2\"\n",
-        smtp_section(""),
-        catch_all_route(sink_addr)
-    );
+    let (config, sink_addr) = config_with_next_hop_down().await;
     let relay = TestRelay::start(&config).await;
     let (mut client, _) = RawClient::connect(relay.addr).await;
     let spool = relay.spool_dir();

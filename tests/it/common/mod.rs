@@ -45,6 +45,19 @@ next_hop = "{next_hop}"
     )
 }
 
+/// A relay config whose mail waits: the only next hop is a port nothing listens on (until the
+/// test starts a sink there, see the address returned), retries an hour apart, one IP.
+pub async fn config_with_next_hop_down() -> (String, SocketAddr) {
+    // Take a free port from a sink, then stop that sink.
+    let next_hop = start_sink().await.addr();
+    let config = format!(
+        "{}{}[queue]\nretry_interval = \"1h\"\n[[ip]]\naddress = \"127.0.0.2\"\n",
+        smtp_section(""),
+        catch_all_route(next_hop)
+    );
+    (config, next_hop)
+}
+
 impl TestRelay {
     /// Writes `toml` to `<dir>/poolrelay.toml` (spool in `<dir>/var/spool`) and starts the relay.
     pub async fn start(toml: &str) -> Self {
