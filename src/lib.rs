@@ -9,8 +9,10 @@
 pub mod admin;
 pub mod config;
 pub mod demo;
+pub mod dns;
 pub mod domain;
 pub mod events;
+pub mod identity;
 pub mod inbound;
 pub mod load;
 pub mod log_writer;

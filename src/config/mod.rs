@@ -5,6 +5,7 @@
 //! Relative paths in the file are relative to the file's folder, not to the working directory.
 
 pub mod edit;
+mod identities;
 mod model;
 mod problems;
 mod raw;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::registry::Registry;
+pub use identities::DkimSettings;
 use crate::settings::health::HealthSettings;
 use crate::settings::route::Route;
 use crate::settings::shaping::ShapingRule;
@@ -107,6 +109,10 @@ pub struct Config {
     pub spool_dir: PathBuf,
     /// Empty: use the system resolver.
     pub nameservers: Vec<SocketAddr>,
+    /// `[dns] ptr_recheck`: how often the reverse DNS of each dedicated IP is checked again.
+    pub ptr_recheck: Duration,
+    /// `[dkim]`: where keys are kept and what Easy DKIM generates.
+    pub dkim: DkimSettings,
     pub queue: QueueSettings,
     pub outbound: OutboundSettings,
     /// The JSON-lines event log, if configured.

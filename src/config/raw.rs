@@ -41,6 +41,27 @@ pub struct RawConfig {
     pub shared_pool: RawSharedPool,
     #[serde(default)]
     pub configuration_set: Vec<Spanned<RawConfigurationSet>>,
+    #[serde(default)]
+    pub dkim: RawDkim,
+    #[serde(default)]
+    pub identity: Vec<Spanned<RawIdentity>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDkim {
+    pub key_dir: Option<Text>,
+    pub algorithm: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    pub name: Text,
+    pub dkim_selector: Option<Text>,
+    pub dkim_key: Option<Text>,
+    pub dkim_signing: Option<bool>,
+    pub configuration_set: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +111,7 @@ pub struct RawSpool {
 pub struct RawDns {
     #[serde(default)]
     pub nameservers: Vec<Text>,
+    pub ptr_recheck: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::problems::{Problems, number_in};
 use super::raw::RawConfig;
 use super::{AdminSettings, Config, ConfigErrors, OutboundSettings, QueueSettings};
-use super::{model, reputation, smtp};
+use super::{identities, model, reputation, smtp};
 
 pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let mut problems = Problems::new(path, text);
@@ -66,6 +66,18 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
     let routes = model::routes(&raw.route, &mut problems);
     let mut registry = model::registry(&raw, &mut problems);
     registry.set_warmup(warmup.clone());
+    let ptr_recheck = problems.duration_or(&raw.dns.ptr_recheck, 3600);
+    let dkim = identities::dkim(&raw.dkim, &relative_to_config, &mut problems);
+    let generate = problems.is_empty();
+    let identities = identities::identities(
+        &raw.identity,
+        &dkim,
+        &registry,
+        &relative_to_config,
+        generate,
+        &mut problems,
+    );
+    registry.set_identities(identities);
 
     if smtp.listen.is_empty() && problems.is_empty() {
         problems.at(
@@ -81,6 +93,8 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
         smtp,
         spool_dir,
         nameservers,
+        ptr_recheck,
+        dkim,
         queue,
         outbound,
         events_path,

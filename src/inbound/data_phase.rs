@@ -2,6 +2,7 @@
 //! filter into the spool, classified into a configuration set and pool as soon as its header
 //! block is complete, and acknowledged only once it is durable.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Buf;
@@ -11,6 +12,8 @@ use super::headers::HeaderFilter;
 use super::received::{Trace, received_header, sanitize_name};
 use super::refusal::{MAX_HOPS, Refusal};
 use super::session::{Session, Transaction};
+use super::signing::{self, MAX_HELD_HEAD, Plan, Signing};
+use crate::identity::sign::Signer;
 use crate::metrics::{METRICS, ReasonLabels};
 use crate::smtp::Reply;
 use crate::smtp::data::DataReader;
@@ -20,10 +23,41 @@ use crate::spool::{Envelope, MessageWriter, new_message_id, unix_now};
 /// The slowest a message may arrive (bytes per second) once `data_timeout` is used up.
 const MIN_DATA_RATE: u64 = 1024;
 
-/// A message read to its end: its headers as filtered, and its pool or why it is refused.
+/// A message read to its end: its headers as filtered, its configuration set and pool or why
+/// it is refused, and its header block if it was held back to be signed.
 struct Received {
     filter: HeaderFilter,
-    pool: Result<String, Refusal>,
+    pool: Result<(Option<String>, String), Refusal>,
+    held: Option<HeldHead>,
+    /// How the message is signed, for the log.
+    signing: String,
+}
+
+/// A header block kept out of the spool until the message ends, to be signed.
+struct HeldHead {
+    bytes: Vec<u8>,
+    signer: Signer,
+    fields: Vec<&'static str>,
+}
+
+/// Where the header block is while the message arrives.
+enum Head {
+    /// Still arriving.
+    Collecting(Vec<u8>),
+    /// Complete, held back to be signed.
+    Held(HeldHead),
+    /// In the spool writer's buffer, ahead of the body.
+    Released,
+}
+
+impl Head {
+    /// Puts the header block into the writer, in front of what arrived after it.
+    fn release(&mut self, writer: &mut MessageWriter) {
+        if let Head::Collecting(bytes) = std::mem::replace(self, Head::Released) {
+            let body = std::mem::replace(writer.buffer(), bytes);
+            writer.buffer().extend_from_slice(&body);
+        }
+    }
 }
 
 impl Session {
@@ -50,18 +84,17 @@ impl Session {
             tls: self.tls.clone(),
             authenticated: self.authenticated.as_ref().map(|u| u.username.as_str()),
         };
-        writer
-            .buffer()
-            .extend_from_slice(received_header(&trace).as_bytes());
-        let Some(received) = self.read_message(stream, &id, &mut writer).await? else {
+        let head = received_header(&trace).into_bytes();
+        let Some(received) = self.read_message(stream, &id, &mut writer, head).await? else {
             tracing::info!(client = %self.peer, id, "connection ended inside DATA; nothing was accepted");
             return Ok(false);
         };
         let result = match received.pool {
             Err(refusal) => Err(refusal),
-            Ok(pool) => {
-                let envelope = self.envelope(&id, &helo, transaction, pool, &received.filter);
-                self.accept(writer, envelope).await
+            Ok((set, pool)) => {
+                let envelope = self.envelope(&id, &helo, transaction, set, pool, &received.filter);
+                self.accept(writer, envelope, received.held, &received.signing)
+                    .await
             }
         };
         let reply = match result {
@@ -85,13 +118,15 @@ impl Session {
     }
 
     /// Reads the message to its end marker into `writer`, classifying it once its header block
-    /// is complete. After the first problem the rest is read and thrown away, so the reply comes
-    /// at the end of the message as SMTP requires. `None`: the client went away.
+    /// is complete (`head` starts with the `Received:` field). After the first problem the rest
+    /// is read and thrown away, so the reply comes at the end of the message as SMTP requires.
+    /// `None`: the client went away.
     async fn read_message(
         &mut self,
         stream: &mut SmtpStream,
         id: &str,
         writer: &mut MessageWriter,
+        head: Vec<u8>,
     ) -> std::io::Result<Option<Received>> {
         let settings = &self.ctx.settings;
         let (limit, data_timeout) = (settings.max_message_bytes, settings.data_timeout);
@@ -103,7 +138,9 @@ impl Session {
         let mut reader = DataReader::new(settings.bare_newline, limit);
         let mut filter = HeaderFilter::new();
         let mut content = Vec::with_capacity(16 * 1024);
-        let mut pool: Option<Result<String, Refusal>> = None;
+        let mut head = Head::Collecting(head);
+        let mut plan: Option<Plan> = None;
+        let mut pool = None;
         let mut spool_error: Option<Refusal> = None;
         loop {
             if !self.input.is_empty() {
@@ -115,9 +152,15 @@ impl Session {
                     && !matches!(pool, Some(Err(_)))
                     && spool_error.is_none();
                 if keep {
-                    filter.feed(&content, writer.buffer());
+                    let mut after_head = Vec::new();
+                    let head_out = match &mut head {
+                        Head::Collecting(bytes) => bytes,
+                        _ => &mut after_head,
+                    };
+                    filter.feed_split(&content, head_out, writer.buffer());
+                    self.settle_head(&filter, &mut head, &mut plan, writer);
                     if pool.is_none() && filter.headers_complete() {
-                        pool = Some(self.classify(filter.configuration_set()));
+                        pool = Some(self.classify_planned(&filter, plan.as_ref()));
                     }
                     if let Err(error) = writer.flush_if_large().await {
                         spool_error = Some(Refusal::spool(id, &error));
@@ -132,8 +175,12 @@ impl Session {
                 return Ok(None);
             }
         }
-        filter.finish(writer.buffer());
-        let pool = pool.unwrap_or_else(|| self.classify(filter.configuration_set()));
+        match &mut head {
+            Head::Collecting(bytes) => filter.finish(bytes),
+            _ => filter.finish(writer.buffer()),
+        }
+        self.settle_head(&filter, &mut head, &mut plan, writer);
+        let pool = pool.unwrap_or_else(|| self.classify_planned(&filter, plan.as_ref()));
         // The first problem wins: the content, then a loop, then the configuration set, then
         // the spool.
         let pool = match (reader.violation(), pool, spool_error) {
@@ -143,7 +190,80 @@ impl Session {
             (None, Ok(_), Some(refusal)) => Err(refusal),
             (None, Ok(pool), None) => Ok(pool),
         };
-        Ok(Some(Received { filter, pool }))
+        let signing = plan.map_or_else(String::new, |plan| plan.signing.describe());
+        let held = match head {
+            Head::Held(held) => Some(held),
+            _ => None,
+        };
+        Ok(Some(Received {
+            filter,
+            pool,
+            held,
+            signing,
+        }))
+    }
+
+    /// Once the header block is complete (or too long to hold), decides what the identities
+    /// say about the message, and either holds the block back to be signed or releases it.
+    fn settle_head(
+        &self,
+        filter: &HeaderFilter,
+        head: &mut Head,
+        plan: &mut Option<Plan>,
+        writer: &mut MessageWriter,
+    ) {
+        let Head::Collecting(bytes) = head else {
+            return;
+        };
+        if !filter.headers_complete() {
+            if bytes.len() > MAX_HELD_HEAD {
+                *plan = Some(Plan {
+                    default_set: None,
+                    signing: Signing::Unsigned(Some("the header block is over 256 KiB".into())),
+                });
+                head.release(writer);
+            }
+            return;
+        }
+        let decided = signing::plan(self.ctx.registry.load().identities(), bytes);
+        match decided.signing {
+            Signing::Sign { signer, fields } => {
+                let bytes = std::mem::take(bytes);
+                *plan = Some(Plan {
+                    default_set: decided.default_set,
+                    signing: Signing::Sign {
+                        signer: signer.clone(),
+                        fields: fields.clone(),
+                    },
+                });
+                *head = Head::Held(HeldHead {
+                    bytes,
+                    signer,
+                    fields,
+                });
+            }
+            unsigned => {
+                *plan = Some(Plan {
+                    default_set: decided.default_set,
+                    signing: unsigned,
+                });
+                head.release(writer);
+            }
+        }
+    }
+
+    /// The configuration set and pool: the message's header, else its identity's default set.
+    fn classify_planned(
+        &self,
+        filter: &HeaderFilter,
+        plan: Option<&Plan>,
+    ) -> Result<(Option<String>, String), Refusal> {
+        let set = filter
+            .configuration_set()
+            .map(str::to_string)
+            .or_else(|| plan.and_then(|p| p.default_set.clone()));
+        let pool = self.classify(set.as_deref())?;
+        Ok((set, pool))
     }
 
     /// The envelope of an accepted message.
@@ -152,11 +272,11 @@ impl Session {
         id: &str,
         helo: &str,
         transaction: Transaction,
+        configuration_set: Option<String>,
         pool: String,
         filter: &HeaderFilter,
     ) -> Envelope {
         let received_at = unix_now();
-        let configuration_set = filter.configuration_set().map(str::to_string);
         let lifetime = self
             .ctx
             .registry
@@ -194,10 +314,19 @@ impl Session {
         &self,
         writer: MessageWriter,
         mut envelope: Envelope,
+        held: Option<HeldHead>,
+        signing: &str,
     ) -> Result<Reply, Refusal> {
         envelope.size = writer.size();
         let id = envelope.id.clone();
-        let queued = match writer.commit(envelope).await {
+        let committed = match held {
+            None => writer.commit(envelope).await,
+            Some(held) => {
+                let stamp = signing::stamp(held.signer, held.fields, Arc::from(id.as_str()));
+                writer.commit_stamped(envelope, held.bytes, stamp).await
+            }
+        };
+        let queued = match committed {
             Ok(queued) => queued,
             Err(error) => return Err(Refusal::spool(&id, &error)),
         };
@@ -208,6 +337,7 @@ impl Session {
             recipients = queued.recipients.len(),
             configuration_set = queued.configuration_set.as_deref().unwrap_or("-"),
             pool = %queued.pool,
+            dkim = signing,
             "accepted"
         );
         self.ctx.events.send(&queued);

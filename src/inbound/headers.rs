@@ -92,18 +92,26 @@ impl HeaderFilter {
     }
 
     /// Feeds content (CRLF line ends) and appends what is to be kept to `out`.
-    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        let mut body = Vec::new();
+        self.feed_split(input, out, &mut body);
+        out.extend_from_slice(&body);
+    }
+
+    /// As [`HeaderFilter::feed`], with the kept lines of the header block (up to and including
+    /// the blank line) appended to `head` and everything after it to `body`.
+    pub fn feed_split(&mut self, mut input: &[u8], head: &mut Vec<u8>, body: &mut Vec<u8>) {
         while self.in_headers && !input.is_empty() {
             match memchr::memchr(b'\n', input) {
                 Some(end) => {
                     let (piece, rest) = input.split_at(end + 1);
                     input = rest;
                     if self.partial.is_empty() {
-                        self.header_line(piece, out);
+                        self.header_line(piece, head, body);
                     } else {
                         let mut line = std::mem::take(&mut self.partial);
                         line.extend_from_slice(piece);
-                        self.header_line(&line, out);
+                        self.header_line(&line, head, body);
                     }
                 }
                 None => {
@@ -112,12 +120,12 @@ impl HeaderFilter {
                     if self.partial.len() > MAX_HEADER_LINE {
                         let line = std::mem::take(&mut self.partial);
                         self.end_of_headers();
-                        out.extend_from_slice(&line);
+                        body.extend_from_slice(&line);
                     }
                 }
             }
         }
-        out.extend_from_slice(input);
+        body.extend_from_slice(input);
     }
 
     /// Call at the end of the content: a header block without a body ends here.
@@ -125,7 +133,9 @@ impl HeaderFilter {
         if self.in_headers {
             let line = std::mem::take(&mut self.partial);
             if !line.is_empty() {
-                self.header_line(&line, out);
+                let mut body = Vec::new();
+                self.header_line(&line, out, &mut body);
+                out.extend_from_slice(&body);
             }
             self.end_of_headers();
         }
@@ -141,7 +151,7 @@ impl HeaderFilter {
         }
     }
 
-    fn header_line(&mut self, line: &[u8], out: &mut Vec<u8>) {
+    fn header_line(&mut self, line: &[u8], out: &mut Vec<u8>, body: &mut Vec<u8>) {
         // An mbox "From " line before the first field is an envelope artefact, not a header:
         // it is dropped, and the header block goes on.
         if self.at_start && line.starts_with(b"From ") {
@@ -176,7 +186,7 @@ impl HeaderFilter {
         let Some(name) = field_name(line) else {
             // Not a header field: the header block is over and this line is body.
             self.end_of_headers();
-            out.extend_from_slice(line);
+            body.extend_from_slice(line);
             return;
         };
         let lower = name.to_ascii_lowercase();

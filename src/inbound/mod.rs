@@ -15,6 +15,7 @@ pub mod per_ip;
 mod received;
 mod refusal;
 mod session;
+mod signing;
 pub mod tls;
 
 pub use context::InboundContext;

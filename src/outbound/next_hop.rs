@@ -8,15 +8,11 @@
 use std::net::{IpAddr, SocketAddr};
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{
-    ConnectionConfig, NameServerConfig, ProtocolConfig, ResolverConfig,
-};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::RData;
 use rand::seq::SliceRandom;
 
+use crate::dns::no_records;
 use crate::settings::route::{Route, find_route};
 
 /// One address to try, with the name it was found under (for logs and TLS SNI).
@@ -53,33 +49,7 @@ impl NextHopResolver {
     /// `nameservers` empty means the system resolver (`/etc/resolv.conf`). A resolver that cannot
     /// be built is not fatal: static routes still work, MX lookups fail temporarily with the reason.
     pub fn new(routes: Vec<Route>, nameservers: &[SocketAddr], mx_port: u16) -> Self {
-        let dns = if nameservers.is_empty() {
-            TokioResolver::builder_tokio().and_then(|builder| builder.build())
-        } else {
-            let servers = nameservers
-                .iter()
-                .map(|server| {
-                    let connection = |protocol| {
-                        let mut config = ConnectionConfig::new(protocol);
-                        config.port = server.port();
-                        config
-                    };
-                    NameServerConfig::new(
-                        server.ip(),
-                        true,
-                        vec![
-                            connection(ProtocolConfig::Udp),
-                            connection(ProtocolConfig::Tcp),
-                        ],
-                    )
-                })
-                .collect();
-            TokioResolver::builder_with_config(
-                ResolverConfig::from_name_servers(servers),
-                TokioRuntimeProvider::default(),
-            )
-            .build()
-        };
+        let dns = crate::dns::resolver(nameservers, true);
         let dns = dns.map_err(|error| {
             tracing::warn!(%error, "no DNS resolver: only static routes and address literals can be delivered");
             format!("no DNS resolver: {error}")
@@ -199,15 +169,6 @@ impl NextHopResolver {
                 ))),
             },
         }
-    }
-}
-
-/// The response code of a "no records" answer (NXDOMAIN or an empty NOERROR); `None` for
-/// failures worth retrying.
-fn no_records(error: &NetError) -> Option<ResponseCode> {
-    match error {
-        NetError::Dns(DnsError::NoRecordsFound(no_records)) => Some(no_records.response_code),
-        _ => None,
     }
 }
 

@@ -156,6 +156,8 @@ pub struct Registry {
     shared_pool: Vec<IpAddr>,
     /// Warm-up settings live here so a config change or reload swaps them with the IPs.
     warmup: crate::settings::WarmupSettings,
+    /// Email identities (DKIM keys, default configuration sets), swapped with the rest.
+    identities: crate::identity::Identities,
 }
 
 /// `^[a-z0-9_-]{1,64}$`, as SES (CloudFormation) defines pool names.
@@ -278,6 +280,14 @@ impl Registry {
     }
 
     /// True for a named pool and for both reserved pools.
+    pub fn identities(&self) -> &crate::identity::Identities {
+        &self.identities
+    }
+
+    pub fn set_identities(&mut self, identities: crate::identity::Identities) {
+        self.identities = identities;
+    }
+
     pub fn pool_exists(&self, name: &str) -> bool {
         is_reserved_pool_name(name) || self.pools.contains_key(name)
     }

@@ -40,4 +40,4 @@ pub use held::HeldContent;
 pub use id::{new_message_id, unix_now};
 pub use recovery::{Recovered, queued};
 pub use store::Spool;
-pub use writer::MessageWriter;
+pub use writer::{MessageWriter, Pieces, Stamp};

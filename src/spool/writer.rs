@@ -6,8 +6,9 @@
 //! own while it arrives, so memory per session stays bounded; its record header is written last,
 //! so until the commit the file holds no record at all.
 
+use std::borrow::Cow;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
 use std::sync::Arc;
 
 use super::envelope::{Envelope, Stored};
@@ -19,6 +20,13 @@ use crate::smtp::dot_stuff::AsIsCheck;
 
 /// Content beyond this size goes to a segment of its own, written in pieces of about this size.
 pub(super) const OWN_SEGMENT_THRESHOLD: usize = 256 * 1024;
+
+/// The content of a message in pieces, its header block first.
+pub type Pieces<'a> = dyn Iterator<Item = io::Result<Cow<'a, [u8]>>> + 'a;
+
+/// Computes what goes on top of a message once its whole content is known (a DKIM
+/// signature). Runs on the blocking pool; gets the content in pieces.
+pub type Stamp = Box<dyn for<'a> FnOnce(&mut Pieces<'a>) -> io::Result<Vec<u8>> + Send>;
 
 /// A large message's own segment while it is written.
 struct OwnSegment {
@@ -36,6 +44,9 @@ pub struct MessageWriter {
     checksum: crc32fast::Hasher,
     /// Whether the content could be sent as it is (only followed for a large message).
     as_is: AsIsCheck,
+    /// Whether the stamp and header block put in front of a large message's body can be sent
+    /// as they are.
+    front_as_is: bool,
     committed: bool,
 }
 
@@ -48,6 +59,7 @@ impl MessageWriter {
             written: 0,
             checksum: crc32fast::Hasher::new(),
             as_is: AsIsCheck::default(),
+            front_as_is: true,
             committed: false,
         }
     }
@@ -122,7 +134,7 @@ impl MessageWriter {
         if self.own.is_some() {
             // Stored with the envelope, so it holds after a restart too.
             self.as_is.feed(&self.buffer);
-            envelope.sends_as_is = self.as_is.as_is();
+            envelope.sends_as_is = self.front_as_is && self.as_is.as_is();
         }
         let footer = trailer::encode(&envelope, self.checksum.clone().finalize())
             .map_err(io::Error::other)?;
@@ -156,6 +168,113 @@ impl MessageWriter {
         envelope.stored = Some(stored);
         Ok(envelope)
     }
+}
+
+impl MessageWriter {
+    /// Commits a message whose header block `head` was held back while the rest (written to
+    /// [`MessageWriter::buffer`]) arrived: `stamp` sees the whole content and what it returns
+    /// goes on top, then the header block, then the rest. `envelope.size` is set here.
+    pub async fn commit_stamped(
+        mut self,
+        mut envelope: Envelope,
+        head: Vec<u8>,
+        stamp: Stamp,
+    ) -> io::Result<Envelope> {
+        if self.own.is_none() {
+            let body = std::mem::take(&mut self.buffer);
+            let content = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
+                let mut pieces = [Cow::Borrowed(&head[..]), Cow::Borrowed(&body[..])]
+                    .into_iter()
+                    .map(Ok);
+                let top = stamp(&mut pieces)?;
+                let mut content = Vec::with_capacity(top.len() + head.len() + body.len());
+                for piece in [&top, &head, &body] {
+                    content.extend_from_slice(piece);
+                }
+                Ok(content)
+            })
+            .await
+            .map_err(io::Error::other)??;
+            self.buffer = content;
+        } else {
+            self.restamp_own_segment(head, stamp).await?;
+        }
+        envelope.size = self.size();
+        self.commit(envelope).await
+    }
+
+    /// A large message's own segment holds its body only: a new segment gets the stamp, the
+    /// header block and a copy of the body (`copy_file_range` under `io::copy`), then replaces it.
+    async fn restamp_own_segment(&mut self, head: Vec<u8>, stamp: Stamp) -> io::Result<()> {
+        self.checksum.update(&self.buffer);
+        self.as_is.feed(&self.buffer);
+        let rest = std::mem::take(&mut self.buffer);
+        let Some(old) = self.own.take() else {
+            return Ok(());
+        };
+        let number = self.log.new_segment_number();
+        let path = self.log.segment_path(number);
+        let old_path = self.log.segment_path(old.number);
+        let body_len = self.written + rest.len() as u64;
+        let result = tokio::task::spawn_blocking(move || -> io::Result<(File, Vec<u8>)> {
+            let mut body = old.file;
+            body.write_all(&rest)?;
+            let start = (SEGMENT_MAGIC.len() + HEADER_LEN) as u64;
+            let top = {
+                let mut reader = File::open(&old_path)?;
+                reader.seek(io::SeekFrom::Start(start))?;
+                let mut pieces = std::iter::once(Ok(Cow::Borrowed(&head[..])))
+                    .chain(file_pieces(reader.take(body_len)));
+                stamp(&mut pieces)?
+            };
+            let mut file = create_segment(&path)?;
+            file.write_all(&[0u8; HEADER_LEN])?;
+            file.write_all(&top)?;
+            file.write_all(&head)?;
+            let mut reader = File::open(&old_path)?;
+            reader.seek(io::SeekFrom::Start(start))?;
+            let copied = io::copy(&mut reader.take(body_len), &mut file)?;
+            if copied != body_len {
+                return Err(io::Error::other("the message body shrank while it was copied"));
+            }
+            let mut front = top;
+            front.extend_from_slice(&head);
+            Ok((file, front))
+        })
+        .await
+        .map_err(io::Error::other)?;
+        // The body-only segment goes either way; the new one stays only if complete.
+        let _ = std::fs::remove_file(self.log.segment_path(old.number));
+        let (file, front) = match result {
+            Ok(done) => done,
+            Err(error) => {
+                let _ = std::fs::remove_file(self.log.segment_path(number));
+                return Err(error);
+            }
+        };
+        let mut checksum = crc32fast::Hasher::new();
+        checksum.update(&front);
+        checksum.combine(&self.checksum);
+        self.checksum = checksum;
+        let mut front_check = AsIsCheck::default();
+        front_check.feed(&front);
+        self.front_as_is = front_check.as_is();
+        self.written = front.len() as u64 + body_len;
+        self.own = Some(OwnSegment { number, file });
+        Ok(())
+    }
+}
+
+/// A file's bytes in pieces of [`OWN_SEGMENT_THRESHOLD`].
+fn file_pieces<'a>(mut reader: impl Read + 'a) -> impl Iterator<Item = io::Result<Cow<'a, [u8]>>> + 'a {
+    std::iter::from_fn(move || {
+        let mut piece = Vec::with_capacity(OWN_SEGMENT_THRESHOLD);
+        match reader.by_ref().take(OWN_SEGMENT_THRESHOLD as u64).read_to_end(&mut piece) {
+            Ok(0) => None,
+            Ok(_) => Some(Ok(Cow::Owned(piece))),
+            Err(error) => Some(Err(error)),
+        }
+    })
 }
 
 /// Writes the rest of a large message and its record header, and makes it durable.

@@ -1,0 +1,128 @@
+//! Signing one message: which fields are signed, and the `DKIM-Signature` field itself
+//! (relaxed/relaxed, computed by mail-auth over the content as the spool hands it over).
+
+use std::borrow::Cow;
+use std::io;
+use std::sync::Arc;
+
+use mail_auth::common::crypto::{Algorithm, Sha256, SigningKey};
+use mail_auth::common::headers::Writable;
+use mail_auth::dkim::{Canonicalization, DkimSigner};
+
+use super::key::DkimKey;
+
+/// The fields signed when present (SES's list, plus the list and feedback fields receivers
+/// look at). `From` is signed once more than it occurs, so a `From:` added on the way breaks
+/// the signature.
+pub const SIGNED_FIELDS: [&str; 15] = [
+    "From",
+    "To",
+    "Cc",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "Reply-To",
+    "In-Reply-To",
+    "References",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+    "Feedback-ID",
+];
+
+/// What signs one message: the identity's domain (`d=`), selector (`s=`) and key.
+#[derive(Debug, Clone)]
+pub struct Signer {
+    /// The identity that covers the message's `From:` (for logs).
+    pub identity: String,
+    pub domain: String,
+    pub selector: String,
+    pub key: Arc<DkimKey>,
+}
+
+/// mail-auth signs through this: the key is shared by every message of the identity.
+struct SharedKey(Arc<DkimKey>);
+
+impl SigningKey for SharedKey {
+    type Hasher = Sha256;
+
+    fn sign(&self, input: impl Writable) -> mail_auth::Result<Vec<u8>> {
+        self.0.sign(input)
+    }
+
+    fn algorithm(&self) -> Algorithm {
+        self.0.algorithm()
+    }
+}
+
+impl Signer {
+    /// The fields of `head` to sign: those of [`SIGNED_FIELDS`] that are present, with `From`
+    /// once more.
+    pub fn fields_to_sign(head: &[u8]) -> Vec<&'static str> {
+        let mut present = [false; SIGNED_FIELDS.len()];
+        for name in field_names(head) {
+            if let Some(index) = SIGNED_FIELDS
+                .iter()
+                .position(|field| name.eq_ignore_ascii_case(field.as_bytes()))
+            {
+                present[index] = true;
+            }
+        }
+        let mut fields: Vec<&'static str> = SIGNED_FIELDS
+            .iter()
+            .zip(present)
+            .filter_map(|(field, present)| present.then_some(*field))
+            .collect();
+        fields.push("From");
+        fields
+    }
+
+    /// The `DKIM-Signature` field (with its CRLF) over `fields` (from
+    /// [`Signer::fields_to_sign`]) for the content `pieces` hands over, header block first.
+    /// Runs the private-key operation: call it off the async I/O threads.
+    pub fn sign<'a>(
+        &self,
+        fields: Vec<&'static str>,
+        pieces: &mut dyn Iterator<Item = io::Result<Cow<'a, [u8]>>>,
+    ) -> io::Result<Vec<u8>> {
+        let signer = DkimSigner::from_key(SharedKey(self.key.clone()))
+            .domain(self.domain.clone())
+            .selector(self.selector.clone())
+            .headers(fields)
+            .header_canonicalization(Canonicalization::Relaxed)
+            .body_canonicalization(Canonicalization::Relaxed);
+        let mut stream = signer.sign_streaming();
+        for piece in pieces {
+            stream.write(&piece?);
+        }
+        let signature = stream.finish().map_err(io::Error::other)?;
+        let mut field = Vec::with_capacity(600);
+        signature.write(&mut field, true);
+        field.extend_from_slice(b"\r\n");
+        Ok(field)
+    }
+}
+
+/// The names of the fields of a header block (up to its blank line), as written.
+fn field_names(head: &[u8]) -> impl Iterator<Item = &[u8]> {
+    head.split(|&b| b == b'\n')
+        .take_while(|line| !line.is_empty() && *line != b"\r")
+        .filter(|line| !matches!(line.first(), Some(b' ' | b'\t')))
+        .filter_map(|line| {
+            let colon = memchr::memchr(b':', line)?;
+            Some(line[..colon].trim_ascii_end())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn present_fields_are_signed_and_from_once_more() {
+        let head = b"Received: from x\r\nFROM: a@b.test\r\nSubject: hi\r\n folded\r\nX-Other: 1\r\nto : c@d.test\r\n\r\nDate: body, not a field\r\n";
+        assert_eq!(Signer::fields_to_sign(head), vec!["From", "To", "Subject", "From"]);
+    }
+}
