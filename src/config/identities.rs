@@ -72,7 +72,10 @@ pub(super) fn identities(
         let identity = Identity {
             signing_enabled: entry.dkim_signing.unwrap_or(true),
             dkim,
-            configuration_set: entry.configuration_set.as_ref().map(|s| s.get_ref().clone()),
+            configuration_set: entry
+                .configuration_set
+                .as_ref()
+                .map(|s| s.get_ref().clone()),
             name,
         };
         let name = identity.name.clone();
@@ -165,7 +168,8 @@ fn key_of(
 }
 
 fn read_key(path: &Path) -> Result<DkimKey, String> {
-    let bytes = std::fs::read(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    let bytes =
+        std::fs::read(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
     DkimKey::from_pem(&bytes).map_err(|error| format!("{}: {error}", path.display()))
 }
 
@@ -175,7 +179,9 @@ fn selector(text: &str) -> Result<String, String> {
         && text.len() <= 63
         && text.split('.').all(|label| {
             !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
         });
     if ok {

@@ -21,11 +21,11 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::registry::Registry;
-pub use identities::DkimSettings;
 use crate::settings::health::HealthSettings;
 use crate::settings::route::Route;
 use crate::settings::shaping::ShapingRule;
 use crate::settings::{BareNewline, WarmupSettings};
+pub use identities::DkimSettings;
 
 #[derive(Debug, Clone)]
 pub struct SmtpSettings {

@@ -104,8 +104,9 @@ impl DkimKey {
     /// Reads a DER private key (what SES's `DomainSigningPrivateKey` carries, base64-encoded).
     pub fn from_der(der: PrivateKeyDer<'_>) -> Result<Self, KeyError> {
         if let PrivateKeyDer::Pkcs8(pkcs8) = &der
-            && let Ok(pair) =
-                ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8.secret_pkcs8_der())
+            && let Ok(pair) = ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(
+                pkcs8.secret_pkcs8_der(),
+            )
         {
             use ring::signature::KeyPair;
             let public_key = pair.public_key().as_ref().to_vec();
@@ -162,8 +163,8 @@ impl DkimKey {
         match algorithm {
             KeyAlgorithm::Ed25519 => {
                 let rng = ring::rand::SystemRandom::new();
-                let der = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
-                    .map_err(|e| fail(&e))?;
+                let der =
+                    ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).map_err(|e| fail(&e))?;
                 rsa::pkcs8::der::pem::encode_string("PRIVATE KEY", LineEnding::LF, der.as_ref())
                     .map_err(|e| fail(&e))
             }

@@ -51,7 +51,9 @@ pub fn load_or_generate(
                 .map_err(|error| format!("{}: {error}", path.display()))?;
             Ok((stored, key))
         }
-        Err(error) if error.kind() == io::ErrorKind::NotFound => generate(key_dir, identity, algorithm),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            generate(key_dir, identity, algorithm)
+        }
         Err(error) => Err(format!("cannot read {}: {error}", path.display())),
     }
 }
@@ -114,10 +116,15 @@ mod tests {
     fn a_generated_key_is_private_and_reused() {
         let dir = tempfile::tempdir().unwrap();
         let key_dir = dir.path().join("dkim");
-        let (first, key) = load_or_generate(&key_dir, "example.com", KeyAlgorithm::Ed25519).unwrap();
-        let mode = fs::metadata(key_dir.join("example.com.json")).unwrap().permissions().mode();
+        let (first, key) =
+            load_or_generate(&key_dir, "example.com", KeyAlgorithm::Ed25519).unwrap();
+        let mode = fs::metadata(key_dir.join("example.com.json"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
-        let (again, same) = load_or_generate(&key_dir, "example.com", KeyAlgorithm::Rsa2048).unwrap();
+        let (again, same) =
+            load_or_generate(&key_dir, "example.com", KeyAlgorithm::Rsa2048).unwrap();
         assert_eq!(first.selector, again.selector);
         assert_eq!(key.dns_record_value(), same.dns_record_value());
         let (rotated, new) = generate(&key_dir, "example.com", KeyAlgorithm::Ed25519).unwrap();

@@ -9,6 +9,7 @@ pub mod from;
 pub mod key;
 pub mod key_dir;
 pub mod model;
+mod relaxed_body;
 pub mod sign;
 pub mod status;
 

@@ -168,13 +168,25 @@ mod tests {
         all.insert(identity("mail.example.com", Some(&key), None));
 
         let signer = all.signer_for("news@example.com").unwrap();
-        assert_eq!((signer.domain.as_str(), signer.identity.as_str()), ("example.com", "example.com"));
-        assert_eq!(all.default_configuration_set("news@example.com"), Some("newsletter"));
-        assert_eq!(all.default_configuration_set("x@example.com"), Some("marketing"));
+        assert_eq!(
+            (signer.domain.as_str(), signer.identity.as_str()),
+            ("example.com", "example.com")
+        );
+        assert_eq!(
+            all.default_configuration_set("news@example.com"),
+            Some("newsletter")
+        );
+        assert_eq!(
+            all.default_configuration_set("x@example.com"),
+            Some("marketing")
+        );
 
         let signer = all.signer_for("a@eu.mail.example.com").unwrap();
         assert_eq!(signer.domain, "mail.example.com");
-        assert_eq!(all.default_configuration_set("a@eu.mail.example.com"), Some("marketing"));
+        assert_eq!(
+            all.default_configuration_set("a@eu.mail.example.com"),
+            Some("marketing")
+        );
 
         assert!(all.signer_for("a@example.org").is_none());
         assert!(all.signer_for("a@notexample.com").is_none());

@@ -10,6 +10,7 @@ use mail_auth::common::headers::Writable;
 use mail_auth::dkim::{Canonicalization, DkimSigner};
 
 use super::key::DkimKey;
+use super::relaxed_body::RelaxedBody;
 
 /// The fields signed when present (SES's list, plus the list and feedback fields receivers
 /// look at). `From` is signed once more than it occurs, so a `From:` added on the way breaks
@@ -94,13 +95,28 @@ impl Signer {
             .header_canonicalization(Canonicalization::Relaxed)
             .body_canonicalization(Canonicalization::Relaxed);
         let mut stream = signer.sign_streaming();
-        for piece in pieces {
-            stream.write(&piece?);
+        // The first piece is the header block; the body goes through RelaxedBody first.
+        let mut body = RelaxedBody::default();
+        let mut relaxed = Vec::new();
+        for (index, piece) in pieces.enumerate() {
+            let piece = piece?;
+            if index == 0 {
+                stream.write(&piece);
+                continue;
+            }
+            relaxed.clear();
+            body.feed(&piece, &mut relaxed);
+            stream.write(&relaxed);
         }
+        relaxed.clear();
+        body.finish(&mut relaxed);
+        stream.write(&relaxed);
         let signature = stream.finish().map_err(io::Error::other)?;
         let mut field = Vec::with_capacity(600);
         signature.write(&mut field, true);
-        field.extend_from_slice(b"\r\n");
+        if !field.ends_with(b"\r\n") {
+            field.extend_from_slice(b"\r\n");
+        }
         Ok(field)
     }
 }
@@ -123,6 +139,50 @@ mod tests {
     #[test]
     fn present_fields_are_signed_and_from_once_more() {
         let head = b"Received: from x\r\nFROM: a@b.test\r\nSubject: hi\r\n folded\r\nX-Other: 1\r\nto : c@d.test\r\n\r\nDate: body, not a field\r\n";
-        assert_eq!(Signer::fields_to_sign(head), vec!["From", "To", "Subject", "From"]);
+        assert_eq!(
+            Signer::fields_to_sign(head),
+            vec!["From", "To", "Subject", "From"]
+        );
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+    use crate::identity::key::{DkimKey, KeyAlgorithm};
+
+    fn bh(field: &[u8]) -> String {
+        let text = String::from_utf8_lossy(field)
+            .replace("\r\n\t", "")
+            .replace(' ', "");
+        text.split(';')
+            .find(|t| t.trim_start().starts_with("bh="))
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn the_body_hash_is_the_relaxed_body_wherever_the_body_is_cut() {
+        use base64::Engine;
+        let pem = DkimKey::generate(KeyAlgorithm::Ed25519).unwrap();
+        let signer = Signer {
+            identity: "x.test".into(),
+            domain: "x.test".into(),
+            selector: "s".into(),
+            key: Arc::new(DkimKey::from_pem(pem.as_bytes()).unwrap()),
+        };
+        let head: &[u8] = b"From: a@x.test\r\nSubject: s\r\n\r\n";
+        let body: &[u8] = b" C \r\nD \t E\r\n\t\r\n\r\n";
+        let digest = ring::digest::digest(&ring::digest::SHA256, b" C\r\nD E\r\n");
+        let expected = format!(
+            "bh={}",
+            base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+        );
+        for cut in 0..=body.len() {
+            let pieces = [head, &body[..cut], &body[cut..]];
+            let mut pieces = pieces.into_iter().map(|p| Ok(Cow::Borrowed(p)));
+            let field = signer.sign(vec!["From"], &mut pieces).unwrap();
+            assert_eq!(bh(&field), expected, "cut at {cut}");
+        }
     }
 }

@@ -235,7 +235,9 @@ impl MessageWriter {
             reader.seek(io::SeekFrom::Start(start))?;
             let copied = io::copy(&mut reader.take(body_len), &mut file)?;
             if copied != body_len {
-                return Err(io::Error::other("the message body shrank while it was copied"));
+                return Err(io::Error::other(
+                    "the message body shrank while it was copied",
+                ));
             }
             let mut front = top;
             front.extend_from_slice(&head);
@@ -266,10 +268,16 @@ impl MessageWriter {
 }
 
 /// A file's bytes in pieces of [`OWN_SEGMENT_THRESHOLD`].
-fn file_pieces<'a>(mut reader: impl Read + 'a) -> impl Iterator<Item = io::Result<Cow<'a, [u8]>>> + 'a {
+fn file_pieces<'a>(
+    mut reader: impl Read + 'a,
+) -> impl Iterator<Item = io::Result<Cow<'a, [u8]>>> + 'a {
     std::iter::from_fn(move || {
         let mut piece = Vec::with_capacity(OWN_SEGMENT_THRESHOLD);
-        match reader.by_ref().take(OWN_SEGMENT_THRESHOLD as u64).read_to_end(&mut piece) {
+        match reader
+            .by_ref()
+            .take(OWN_SEGMENT_THRESHOLD as u64)
+            .read_to_end(&mut piece)
+        {
             Ok(0) => None,
             Ok(_) => Some(Ok(Cow::Owned(piece))),
             Err(error) => Some(Err(error)),

@@ -9,6 +9,7 @@ mod auth_limits;
 mod crash;
 mod delivery;
 mod demo;
+mod dkim;
 mod large;
 mod load;
 mod loops;
