@@ -89,6 +89,13 @@ pub enum Command {
         #[command(subcommand)]
         command: SetsCommand,
     },
+    /// Email identities (DKIM keys, default configuration sets), through the admin socket.
+    Identities {
+        #[command(flatten)]
+        target: AdminTarget,
+        #[command(subcommand)]
+        command: IdentitiesCommand,
+    },
     /// The queue, through the admin socket.
     Queue {
         #[command(flatten)]
@@ -201,6 +208,14 @@ pub enum SetsCommand {
 }
 
 #[derive(Subcommand)]
+pub enum IdentitiesCommand {
+    /// List the identities with their DKIM status.
+    List,
+    /// Show one identity: its DKIM key, status and the DNS record to publish.
+    Show { name: String },
+}
+
+#[derive(Subcommand)]
 pub enum QueueCommand {
     /// List the queued messages with their state, attempts and last error.
     List,
@@ -251,6 +266,13 @@ impl Command {
                         ip,
                         suspended: false,
                     },
+                },
+            ),
+            Command::Identities { target, command } => (
+                target,
+                match command {
+                    IdentitiesCommand::List => Action::IdentitiesList,
+                    IdentitiesCommand::Show { name } => Action::IdentitiesShow(name),
                 },
             ),
             Command::ConfigSets { target, command } => (

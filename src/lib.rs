@@ -10,6 +10,7 @@ pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod dns;
+pub mod dns_checks;
 pub mod domain;
 pub mod events;
 pub mod identity;

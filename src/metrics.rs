@@ -46,6 +46,8 @@ pub struct Metrics {
     pub ip_suspended_sites: Family<IpLabels, Gauge>,
     /// Per IP, read at scrape time: SES WarmupPercentage.
     pub ip_warmup_percentage: Family<IpLabels, Gauge>,
+    /// Per IP: 1 when its PTR resolves back to it and is the name it greets with.
+    pub ip_reverse_dns_confirmed: Family<IpLabels, Gauge>,
     pub connections_in: Gauge,
     pub connections_out: Gauge,
     /// Seconds from acceptance to delivery, per delivered recipient.
@@ -69,6 +71,7 @@ impl Metrics {
             ip_operator_suspended: Family::default(),
             ip_suspended_sites: Family::default(),
             ip_warmup_percentage: Family::default(),
+            ip_reverse_dns_confirmed: Family::default(),
             connections_in: Gauge::default(),
             connections_out: Gauge::default(),
             delivery_seconds: Histogram::new(exponential_buckets(0.005, 4.0, 12)),
@@ -146,6 +149,11 @@ impl Metrics {
             "ip_warmup_percentage",
             "Warm-up progress of the dedicated IP (SES WarmupPercentage)",
             self.ip_warmup_percentage.clone(),
+        );
+        registry.register(
+            "ip_reverse_dns_confirmed",
+            "1 when the dedicated IP's PTR name resolves back to it and is its EHLO name",
+            self.ip_reverse_dns_confirmed.clone(),
         );
     }
 

@@ -24,6 +24,7 @@ use crate::outbound::connect::source_available;
 use crate::outbound::health::Health;
 use crate::queue::QueueHandle;
 use crate::queue::context::AttemptContext;
+use crate::identity::status::StatusBoard;
 use crate::registry::{DEFAULT_POOL, Registry};
 use crate::spool::{Envelope, Spool};
 use crate::{queue, registry};
@@ -260,6 +261,39 @@ async fn reap_and_save(outbound: Arc<Outbound>, shutdown: CancellationToken, eve
     }
 }
 
+/// Starts the DKIM record and reverse-DNS checks (`dns_checks`), with a resolver that keeps
+/// nothing in cache, so a record just published is seen at the next check.
+fn spawn_dns_checks(
+    tasks: &TaskTracker,
+    config: &Config,
+    registry: &Arc<ArcSwap<Registry>>,
+    health: &Arc<Health>,
+    dkim_status: &Arc<StatusBoard>,
+    shutdown: &CancellationToken,
+) {
+    let resolver = match crate::dns::resolver(&config.nameservers, false) {
+        Ok(resolver) => resolver,
+        Err(error) => {
+            tracing::warn!(%error, "no DNS resolver: DKIM records and reverse DNS are not checked");
+            return;
+        }
+    };
+    tasks.spawn(crate::dns_checks::dkim_records(
+        dkim_status.clone(),
+        resolver.clone(),
+        registry.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(crate::dns_checks::reverse_dns(
+        health.clone(),
+        resolver,
+        registry.clone(),
+        config.smtp.hostname.clone(),
+        config.ptr_recheck,
+        shutdown.clone(),
+    ));
+}
+
 impl Relay {
     /// Recovers the spool, binds the listeners and starts delivering.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
@@ -320,12 +354,15 @@ impl Relay {
         let smtp = std::mem::take(&mut listeners.smtp);
         spawn_smtp(&tasks, &sessions, ctx, smtp, config.smtp.max_connections);
         tasks.spawn(scheduler.run(recovered));
+        let dkim_status = Arc::new(StatusBoard::default());
+        spawn_dns_checks(&tasks, &config, &registry, &health, &dkim_status, &shutdown);
         let admin = Arc::new(AdminState::new(
             &config,
             registry,
             queue.clone(),
             listeners.smtp_addrs.clone(),
             health,
+            dkim_status,
         ));
         tasks.spawn(outbound.clone().upkeep(shutdown.clone()));
         spawn_admin(&tasks, &mut listeners, &admin, &shutdown);

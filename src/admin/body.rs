@@ -47,6 +47,14 @@ impl Body {
         }
     }
 
+    pub fn boolean(&self, key: &str) -> Result<Option<bool>, ApiError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(value)) => Ok(Some(*value)),
+            Some(_) => Err(ApiError::BadRequest(format!("{key} must be true or false"))),
+        }
+    }
+
     pub fn object(&self, key: &str) -> Result<Body, ApiError> {
         match self.0.get(key) {
             None | Some(Value::Null) => Ok(Body(Default::default())),

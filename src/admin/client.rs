@@ -46,6 +46,8 @@ pub enum Action {
         name: String,
         pool: String,
     },
+    IdentitiesList,
+    IdentitiesShow(String),
     QueueList,
     QueueAct {
         id: String,
@@ -109,6 +111,15 @@ impl Action {
                 "PUT",
                 format!("{base}/configuration-sets/{name}/delivery-options"),
                 Some(json!({"SendingPoolName": pool})),
+            ),
+            Self::IdentitiesList => ("GET", format!("{base}/identities"), None),
+            Self::IdentitiesShow(name) => (
+                "GET",
+                format!(
+                    "{base}/identities/{}",
+                    percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC)
+                ),
+                None,
             ),
             Self::QueueList => ("GET", format!("{base}/queue"), None),
             Self::QueueAct { id, action } => ("POST", format!("{base}/queue/{id}/{action}"), None),
@@ -174,8 +185,8 @@ fn render(action: &Action, body: &Value) -> String {
         Action::SetsList => strings(&body["ConfigurationSets"]).join("\n"),
         Action::IpsList(_) => {
             let mut out = format!(
-                "{:<40} {:<28} {:>6}  {:<16} suspension\n",
-                "IP", "pool", "weight", "warm-up"
+                "{:<40} {:<28} {:>6}  {:<16} {:<32} suspension\n",
+                "IP", "pool", "weight", "warm-up", "reverse DNS"
             );
             for ip in body["DedicatedIps"].as_array().into_iter().flatten() {
                 let suspension = &ip["Suspension"];
@@ -189,8 +200,19 @@ fn render(action: &Action, body: &Value) -> String {
                     "SITES" => format!("SITES: {}", sites.join("; ")),
                     other => other.to_string(),
                 };
+                let reverse = &ip["ReverseDns"];
+                let reverse = match (&reverse["Ptr"], &reverse["ForwardConfirmed"]) {
+                    (Value::Null, Value::Null) => "not checked".to_string(),
+                    (Value::Null, _) => "no PTR".to_string(),
+                    (ptr, confirmed) => format!(
+                        "{} ({}{})",
+                        text(ptr),
+                        if confirmed == &Value::Bool(true) { "FCrDNS ok" } else { "not confirmed" },
+                        if reverse["MatchesEhlo"] == Value::Bool(true) { "" } else { ", not the EHLO name" }
+                    ),
+                };
                 out.push_str(&format!(
-                    "{:<40} {:<28} {:>6}  {:<16} {}\n",
+                    "{:<40} {:<28} {:>6}  {:<16} {:<32} {}\n",
                     text(&ip["Ip"]),
                     text(&ip["PoolName"]),
                     text(&ip["Weight"]),
@@ -199,11 +221,25 @@ fn render(action: &Action, body: &Value) -> String {
                         text(&ip["WarmupStatus"]),
                         text(&ip["WarmupPercentage"])
                     ),
+                    reverse,
                     status
                 ));
             }
             out.trim_end().to_string()
         }
+        Action::IdentitiesList => {
+            let mut out = format!("{:<40} {:<14} status\n", "identity", "type");
+            for identity in body["EmailIdentities"].as_array().into_iter().flatten() {
+                out.push_str(&format!(
+                    "{:<40} {:<14} {}\n",
+                    text(&identity["IdentityName"]),
+                    text(&identity["IdentityType"]),
+                    text(&identity["VerificationStatus"])
+                ));
+            }
+            out.trim_end().to_string()
+        }
+        Action::IdentitiesShow(name) => render_identity(name, body),
         Action::QueueList => {
             let mut out = format!(
                 "{:<24} {:<9} {:>7} {:<24} {:<20} last error\n",
@@ -232,6 +268,29 @@ fn render(action: &Action, body: &Value) -> String {
         ),
         _ => "ok".into(),
     }
+}
+
+fn render_identity(name: &str, body: &Value) -> String {
+    let dkim = &body["DkimAttributes"];
+    let mut out = format!(
+        "{name} ({})\n  default configuration set: {}\n  DKIM: signing {}, status {}, selector {}, key {} ({})\n",
+        text(&body["IdentityType"]),
+        text(&body["ConfigurationSetName"]),
+        if dkim["SigningEnabled"] == Value::Bool(true) { "on" } else { "off" },
+        text(&dkim["Status"]),
+        strings(&dkim["Tokens"]).join(", "),
+        text(&dkim["CurrentSigningKeyLength"]),
+        text(&dkim["SigningAttributesOrigin"]),
+    );
+    for record in dkim["DnsRecords"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  publish: {} {} \"{}\"\n",
+            text(&record["Name"]),
+            text(&record["Type"]),
+            text(&record["Value"])
+        ));
+    }
+    out.trim_end().to_string()
 }
 
 /// Runs one action and prints the result; an API error becomes an `Err` with its message.

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::body::Body;
 use super::error::ApiError;
 use super::state::AdminState;
-use super::{configuration_sets, ips, pools, queue, status};
+use super::{configuration_sets, identities, ips, pools, queue, status};
 
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -64,6 +64,13 @@ fn query_value(query: Option<&str>, key: &str) -> Option<String> {
         .filter_map(|pair| pair.split_once('='))
         .find(|(name, _)| *name == key)
         .map(|(_, value)| value.to_string())
+}
+
+/// A path segment with its percent-escapes decoded (an address identity's `@` arrives as `%40`).
+fn decode(segment: &str) -> String {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 pub async fn handle(
@@ -134,6 +141,19 @@ async fn route(
         }
         (&Method::PUT, ["configuration-sets", name, "delivery-options"]) => {
             configuration_sets::put_delivery_options(state, name, body).await
+        }
+        (&Method::GET, ["identities"]) => identities::list(state),
+        (&Method::POST, ["identities"]) => identities::create(state, body).await,
+        (&Method::GET, ["identities", name]) => identities::get(state, &decode(name)),
+        (&Method::DELETE, ["identities", name]) => identities::delete(state, &decode(name)).await,
+        (&Method::PUT, ["identities", name, "dkim"]) => {
+            identities::put_dkim(state, &decode(name), body).await
+        }
+        (&Method::PUT, ["identities", name, "dkim", "signing"]) => {
+            identities::put_dkim_signing(state, &decode(name), body).await
+        }
+        (&Method::PUT, ["identities", name, "configuration-set"]) => {
+            identities::put_configuration_set(state, &decode(name), body).await
         }
         (&Method::GET, ["queue"]) => queue::list(state).await,
         (&Method::DELETE, ["queue", id]) => queue::delete(state, id).await,

@@ -34,6 +34,7 @@ fn describe(registry: &Registry, health: &Health, ip: &DedicatedIp) -> Value {
         "PoolName": ip.pool.as_deref().unwrap_or(DEFAULT_POOL),
         "Weight": ip.weight,
         "EhloHostname": ip.ehlo_hostname,
+        "ReverseDns": health.reverse_dns.get(ip.address),
         "Suspension": {
             "Status": status,
             "Operator": ip.suspended,

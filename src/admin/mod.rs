@@ -11,6 +11,7 @@ pub mod client;
 mod configuration_sets;
 mod error;
 mod http;
+mod identities;
 mod ips;
 mod pools;
 mod queue;

@@ -9,7 +9,8 @@ use arc_swap::ArcSwap;
 
 use super::error::ApiError;
 
-use crate::config::Config;
+use crate::config::{Config, DkimSettings};
+use crate::identity::status::StatusBoard;
 use crate::config::edit::ConfigDocument;
 use crate::outbound::health::Health;
 use crate::queue::QueueHandle;
@@ -24,8 +25,13 @@ pub struct AdminState {
     pub listeners: Vec<SocketAddr>,
     /// Peer uids allowed in (the relay's own uid and root unless configured).
     pub allowed_uids: Vec<u32>,
-    /// Suspensions the outbound side keeps (unbindable addresses, refusing sites).
+    /// Suspensions the outbound side keeps (unbindable addresses, refusing sites), and the
+    /// reverse DNS of each IP.
     pub health: Arc<Health>,
+    /// What DNS publishes for each identity's DKIM key; rung after every change.
+    pub dkim_status: Arc<StatusBoard>,
+    /// `[dkim]`: where keys given through the API are written.
+    pub dkim: DkimSettings,
     /// Serializes writes, and holds the config file's text as the relay last read or wrote it:
     /// a write refuses to build on hand edits that were never reloaded.
     writes: tokio::sync::Mutex<Option<String>>,
@@ -38,6 +44,7 @@ impl AdminState {
         queue: QueueHandle,
         listeners: Vec<SocketAddr>,
         health: Arc<Health>,
+        dkim_status: Arc<StatusBoard>,
     ) -> Self {
         // SAFETY: getuid has no preconditions and cannot fail.
         let own = unsafe { libc::getuid() };
@@ -54,6 +61,8 @@ impl AdminState {
             listeners,
             allowed_uids,
             health,
+            dkim_status,
+            dkim: config.dkim.clone(),
             writes: tokio::sync::Mutex::new(std::fs::read_to_string(&config.path).ok()),
         }
     }
@@ -86,6 +95,7 @@ impl AdminState {
         .map_err(|error| ApiError::Internal(error.to_string()))??;
         self.registry.store(Arc::new(config.registry));
         *known = Some(text);
+        self.dkim_status.wake.notify_one();
         Ok(())
     }
 
@@ -107,6 +117,7 @@ impl AdminState {
         .map_err(|error| ApiError::Internal(error.to_string()))??;
         self.registry.store(Arc::new(config.registry));
         *known = Some(text);
+        self.dkim_status.wake.notify_one();
         tracing::info!(path = %self.config_path.display(), "configuration reloaded");
         Ok(())
     }

@@ -39,6 +39,8 @@ enum Entry<'a> {
     /// An `[[ip]]` by its `address` (compared as addresses, so any spelling matches, an
     /// IPv4-mapped IPv6 one included).
     Address(IpAddr),
+    /// An `[[identity]]` by its `name`, compared in its normal spelling.
+    Identity(&'a str),
 }
 
 impl Entry<'_> {
@@ -53,12 +55,21 @@ impl Entry<'_> {
                     .map(|a| a.to_canonical())
                     == Some(address.to_canonical())
             }
+            Self::Identity(name) => {
+                table
+                    .get("name")
+                    .and_then(Item::as_str)
+                    .map(crate::identity::normalize_name)
+                    == Some(crate::identity::normalize_name(name))
+            }
         }
     }
 
     fn describe(self, key: &str) -> String {
         match self {
-            Self::Named(name) => format!("{key} {name} is not in the config file"),
+            Self::Named(name) | Self::Identity(name) => {
+                format!("{key} {name} is not in the config file")
+            }
             Self::Address(address) => format!("{key} {address} is not in the config file"),
         }
     }
@@ -226,6 +237,31 @@ impl ConfigDocument {
         new: Option<toml_edit::Value>,
     ) -> Result<(), EditError> {
         self.set("configuration_set", Entry::Named(name), field, new)
+    }
+
+    /// Adds an `[[identity]]` with `fields` (those that are `Some`).
+    pub fn add_identity(
+        &mut self,
+        name: &str,
+        fields: &[(&str, Option<toml_edit::Value>)],
+    ) -> Result<(), EditError> {
+        let mut all = vec![("name", Some(name.into()))];
+        all.extend_from_slice(fields);
+        self.push("identity", &all)
+    }
+
+    pub fn remove_identity(&mut self, name: &str) -> Result<(), EditError> {
+        self.remove("identity", Entry::Identity(name))
+    }
+
+    /// Sets (`Some`) or removes (`None`) one field of an identity.
+    pub fn set_identity_key(
+        &mut self,
+        name: &str,
+        field: &str,
+        new: Option<toml_edit::Value>,
+    ) -> Result<(), EditError> {
+        self.set("identity", Entry::Identity(name), field, new)
     }
 
     /// Validates the changed document as a config file at `path` and, if it is valid, writes it

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use toml::Spanned;
 
-use super::problems::{Problems, parse_hostname};
+use super::problems::Problems;
 use super::raw::{RawDkim, RawIdentity};
 use crate::identity::key::{DkimKey, KeyAlgorithm};
-use crate::identity::{DkimSetup, Identities, Identity, KeyOrigin, key_dir, normalize_name};
+use crate::identity::{DkimSetup, Identities, Identity, KeyOrigin, key_dir, parse_identity_name};
 use crate::registry::Registry;
 
 /// `[dkim]`: where the relay keeps keys it generates or is given, and what it generates.
@@ -57,7 +57,7 @@ pub(super) fn identities(
     let mut identities = Identities::default();
     for entry in raw {
         let entry = entry.get_ref();
-        let Some(name) = problems.check(&entry.name, identity_name) else {
+        let Some(name) = problems.check(&entry.name, parse_identity_name) else {
             continue;
         };
         if let Some(set) = &entry.configuration_set
@@ -87,25 +87,6 @@ pub(super) fn identities(
         }
     }
     identities
-}
-
-/// A domain (`example.com`) or an address (`news@example.com`), normalized.
-fn identity_name(text: &str) -> Result<String, String> {
-    let domain = match text.rsplit_once('@') {
-        Some((local, domain)) => {
-            if local.is_empty() || local.chars().any(|c| c.is_control() || c.is_whitespace()) {
-                return Err(format!("{text:?} is not an email address"));
-            }
-            domain
-        }
-        None => text,
-    };
-    parse_hostname(&crate::domain::to_ascii(domain))
-        .map_err(|_| format!("{text:?} is not a domain or an email address"))?;
-    if !domain.contains('.') {
-        return Err(format!("{text:?} is not a domain or an email address"));
-    }
-    Ok(normalize_name(text))
 }
 
 /// The identity's key: the file `dkim_key` names, else (a domain) the generated one.

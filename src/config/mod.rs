@@ -225,6 +225,24 @@ impl Config {
             let pool = set.sending_pool.as_deref().unwrap_or(DEFAULT_POOL);
             out.push_str(&format!("  {} -> {pool}\n", set.name));
         }
+        if !self.registry.identities().is_empty() {
+            out.push_str("identities (publish each DKIM record as TXT):\n");
+            for identity in self.registry.identities().iter() {
+                let set = identity.configuration_set.as_deref().unwrap_or("-");
+                match (&identity.dkim, identity.dns_record_name()) {
+                    (Some(dkim), Some(name)) => out.push_str(&format!(
+                        "  {} (default set {set}{})\n    {name} TXT \"{}\"\n",
+                        identity.name,
+                        if identity.signing_enabled { "" } else { ", signing off" },
+                        dkim.key.dns_record_value()
+                    )),
+                    _ => out.push_str(&format!(
+                        "  {} (default set {set}; signed by its domain's identity)\n",
+                        identity.name
+                    )),
+                }
+            }
+        }
         if !self.routes.is_empty() {
             out.push_str("routes:\n");
             for route in &self.routes {

@@ -157,6 +157,24 @@ impl DkimKey {
         }
     }
 
+    /// A key given as base64 DER (SES's `DomainSigningPrivateKey`): the key and its PEM text.
+    pub fn from_base64_der(text: &str) -> Result<(Self, String), KeyError> {
+        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(compact)
+            .map_err(|_| KeyError::Unreadable("not base64".into()))?;
+        let parsed = PrivateKeyDer::try_from(der.clone())
+            .map_err(|e| KeyError::Unreadable(e.to_string()))?;
+        let label = match parsed {
+            PrivateKeyDer::Pkcs1(_) => "RSA PRIVATE KEY",
+            _ => "PRIVATE KEY",
+        };
+        let key = Self::from_der(parsed)?;
+        let pem = rsa::pkcs8::der::pem::encode_string(label, LineEnding::LF, &der)
+            .map_err(|e| KeyError::Unreadable(e.to_string()))?;
+        Ok((key, pem))
+    }
+
     /// A new private key as PKCS#8 PEM.
     pub fn generate(algorithm: KeyAlgorithm) -> Result<String, KeyError> {
         let fail = |e: &dyn fmt::Display| KeyError::Generate(e.to_string());

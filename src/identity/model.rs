@@ -85,6 +85,35 @@ pub fn normalize_name(name: &str) -> String {
     }
 }
 
+/// Checks an identity name as written (a domain, or an address at one) and returns its normal
+/// spelling.
+pub fn parse_identity_name(text: &str) -> Result<String, String> {
+    let invalid = || format!("{text:?} is not a domain or an email address");
+    let domain = match text.rsplit_once('@') {
+        Some((local, domain)) => {
+            if local.is_empty()
+                || local.len() > 64
+                || local.chars().any(|c| c.is_control() || c.is_whitespace() || c == '@')
+            {
+                return Err(invalid());
+            }
+            domain
+        }
+        None => text,
+    };
+    let ascii = crate::domain::to_ascii(domain.trim_end_matches('.'));
+    let valid = ascii.contains('.')
+        && ascii.len() <= 253
+        && ascii.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if valid { Ok(normalize_name(text)) } else { Err(invalid()) }
+}
+
 impl Identities {
     /// Adds an identity; `false` when one with that name exists.
     pub fn insert(&mut self, identity: Identity) -> bool {

@@ -378,8 +378,17 @@ impl Outbound {
                 }));
             }
         };
-        // The IP's own name, whichever pool it was picked from (the overflow pool included).
-        let ehlo_name = picked.ehlo_hostname.as_deref().unwrap_or(&self.hostname);
+        // The IP's own name, whichever pool it was picked from (the overflow pool included);
+        // without one, its forward-confirmed PTR name, else the relay's host name.
+        let confirmed = match (&picked.ehlo_hostname, source) {
+            (None, Some(address)) => self.health.reverse_dns.confirmed_name(address),
+            _ => None,
+        };
+        let ehlo_name = picked
+            .ehlo_hostname
+            .as_deref()
+            .or(confirmed.as_deref())
+            .unwrap_or(&self.hostname);
         let tls = if target.verify_tls {
             &self.verifying_tls
         } else {

@@ -91,6 +91,8 @@ pub struct Health {
     /// not yet heard of, and the signal that there are some.
     returned: Mutex<Vec<IpAddr>>,
     pub returned_signal: tokio::sync::Notify,
+    /// Reverse DNS of each dedicated IP (PTR, FCrDNS), as last checked.
+    pub reverse_dns: super::reverse_dns::ReverseDnsBoard,
 }
 
 impl Health {
@@ -124,6 +126,7 @@ impl Health {
             file,
             returned: Mutex::new(Vec::new()),
             returned_signal: tokio::sync::Notify::new(),
+            reverse_dns: Default::default(),
         }
     }
 

@@ -15,6 +15,7 @@ pub mod health;
 pub mod next_hop;
 pub mod report;
 pub mod response;
+pub mod reverse_dns;
 pub mod select;
 pub mod shaping;
 pub mod tls;
