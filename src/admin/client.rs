@@ -207,8 +207,16 @@ fn render(action: &Action, body: &Value) -> String {
                     (ptr, confirmed) => format!(
                         "{} ({}{})",
                         text(ptr),
-                        if confirmed == &Value::Bool(true) { "FCrDNS ok" } else { "not confirmed" },
-                        if reverse["MatchesEhlo"] == Value::Bool(true) { "" } else { ", not the EHLO name" }
+                        if confirmed == &Value::Bool(true) {
+                            "FCrDNS ok"
+                        } else {
+                            "not confirmed"
+                        },
+                        if reverse["MatchesEhlo"] == Value::Bool(true) {
+                            ""
+                        } else {
+                            ", not the EHLO name"
+                        }
                     ),
                 };
                 out.push_str(&format!(
@@ -276,7 +284,11 @@ fn render_identity(name: &str, body: &Value) -> String {
         "{name} ({})\n  default configuration set: {}\n  DKIM: signing {}, status {}, selector {}, key {} ({})\n",
         text(&body["IdentityType"]),
         text(&body["ConfigurationSetName"]),
-        if dkim["SigningEnabled"] == Value::Bool(true) { "on" } else { "off" },
+        if dkim["SigningEnabled"] == Value::Bool(true) {
+            "on"
+        } else {
+            "off"
+        },
         text(&dkim["Status"]),
         strings(&dkim["Tokens"]).join(", "),
         text(&dkim["CurrentSigningKeyLength"]),

@@ -135,17 +135,19 @@ fn given_key(attributes: &Body) -> Result<Option<GivenKey>, ApiError> {
 
 /// `NextSigningKeyLength` (`RSA_1024_BIT`, `RSA_2048_BIT`, or poolrelay's `ED25519`).
 fn key_length(attributes: &Body) -> Result<Option<KeyAlgorithm>, ApiError> {
-    Ok(match attributes.string("NextSigningKeyLength")?.as_deref() {
-        None => None,
-        Some("RSA_2048_BIT") => Some(KeyAlgorithm::Rsa2048),
-        Some("RSA_1024_BIT") => Some(KeyAlgorithm::Rsa1024),
-        Some("ED25519") => Some(KeyAlgorithm::Ed25519),
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "NextSigningKeyLength must be RSA_1024_BIT or RSA_2048_BIT, not {other}"
-            )));
-        }
-    })
+    Ok(
+        match attributes.string("NextSigningKeyLength")?.as_deref() {
+            None => None,
+            Some("RSA_2048_BIT") => Some(KeyAlgorithm::Rsa2048),
+            Some("RSA_1024_BIT") => Some(KeyAlgorithm::Rsa1024),
+            Some("ED25519") => Some(KeyAlgorithm::Ed25519),
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "NextSigningKeyLength must be RSA_1024_BIT or RSA_2048_BIT, not {other}"
+                )));
+            }
+        },
+    )
 }
 
 /// Writes a given key to the key folder; returns the path to put in `dkim_key`.
@@ -277,7 +279,11 @@ pub async fn put_dkim_signing(
             match &given {
                 Some(key) if external => {
                     let path = write_given_key(&dkim, &name, key)?;
-                    document.set_identity_key(&name, "dkim_selector", Some(key.selector.as_str().into()))?;
+                    document.set_identity_key(
+                        &name,
+                        "dkim_selector",
+                        Some(key.selector.as_str().into()),
+                    )?;
                     document.set_identity_key(&name, "dkim_key", Some(path.into()))?;
                 }
                 _ => {

@@ -9,9 +9,9 @@ use arc_swap::ArcSwap;
 
 use super::error::ApiError;
 
+use crate::config::edit::ConfigDocument;
 use crate::config::{Config, DkimSettings};
 use crate::identity::status::StatusBoard;
-use crate::config::edit::ConfigDocument;
 use crate::outbound::health::Health;
 use crate::queue::QueueHandle;
 use crate::registry::Registry;

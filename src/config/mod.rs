@@ -233,7 +233,11 @@ impl Config {
                     (Some(dkim), Some(name)) => out.push_str(&format!(
                         "  {} (default set {set}{})\n    {name} TXT \"{}\"\n",
                         identity.name,
-                        if identity.signing_enabled { "" } else { ", signing off" },
+                        if identity.signing_enabled {
+                            ""
+                        } else {
+                            ", signing off"
+                        },
                         dkim.key.dns_record_value()
                     )),
                     _ => out.push_str(&format!(

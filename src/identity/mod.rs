@@ -13,6 +13,4 @@ mod relaxed_body;
 pub mod sign;
 pub mod status;
 
-pub use model::{
-    DkimSetup, Identities, Identity, KeyOrigin, normalize_name, parse_identity_name,
-};
+pub use model::{DkimSetup, Identities, Identity, KeyOrigin, normalize_name, parse_identity_name};

@@ -93,7 +93,9 @@ pub fn parse_identity_name(text: &str) -> Result<String, String> {
         Some((local, domain)) => {
             if local.is_empty()
                 || local.len() > 64
-                || local.chars().any(|c| c.is_control() || c.is_whitespace() || c == '@')
+                || local
+                    .chars()
+                    .any(|c| c.is_control() || c.is_whitespace() || c == '@')
             {
                 return Err(invalid());
             }
@@ -107,11 +109,17 @@ pub fn parse_identity_name(text: &str) -> Result<String, String> {
         && ascii.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         });
-    if valid { Ok(normalize_name(text)) } else { Err(invalid()) }
+    if valid {
+        Ok(normalize_name(text))
+    } else {
+        Err(invalid())
+    }
 }
 
 impl Identities {

@@ -57,9 +57,18 @@ pub(super) enum NoSession {
 
 /// Why the recipients of a site are deferred when no source is left, given why the picker has
 /// none; `None` keeps the reason found so far (the last failure).
-fn deferral_for(none: NoPick, pool: &str, site: &str) -> Option<Deferral> {
+fn deferral_for(none: NoPick, pool: &str, site: &str, target: &Target) -> Option<Deferral> {
     let pool = pool.to_string();
     match none {
+        NoPick::OtherFamily => Some(Deferral::NoSourceOfFamily {
+            pool,
+            family: if target.addr.is_ipv4() {
+                "IPv4"
+            } else {
+                "IPv6"
+            },
+            next_hop: target.host.clone(),
+        }),
         NoPick::WarmupCapped => Some(Deferral::WarmupCap { pool }),
         NoPick::Suspended => Some(Deferral::SiteSuspended {
             pool,
@@ -206,7 +215,7 @@ impl Outbound {
             let picked = match picker.next(target.addr.is_ipv4(), context) {
                 Ok(picked) => picked,
                 Err(none) => {
-                    if let Some(why) = deferral_for(none, picker.pool(), site) {
+                    if let Some(why) = deferral_for(none, picker.pool(), site, target) {
                         group.why = why;
                     }
                     return Flow::NextTarget;

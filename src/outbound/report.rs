@@ -143,6 +143,13 @@ pub enum Deferral {
     NotInRotation { pool: String },
     /// No IP of the pool could be used for this next hop.
     NoUsableSource { pool: String },
+    /// The pool has no address of the family the next hop is reached over: mail never leaves
+    /// from another pool or from the host's default address instead.
+    NoSourceOfFamily {
+        pool: String,
+        family: &'static str,
+        next_hop: String,
+    },
     /// TLS is required, and the next hop does not offer it or the handshake failed.
     TlsRequired { detail: String },
     /// The next hop answered with a temporary failure.
@@ -180,6 +187,13 @@ impl Deferral {
             Self::NoUsableSource { pool } => {
                 format!("451 4.4.1 no usable dedicated IP in pool {pool}")
             }
+            Self::NoSourceOfFamily {
+                pool,
+                family,
+                next_hop,
+            } => format!(
+                "451 4.4.1 pool {pool} has no {family} address, and next hop {next_hop} is reached only over {family}"
+            ),
             // 4.7.10 is "encryption needed" (RFC 5248): the failure is about TLS, not the host.
             Self::TlsRequired { detail } => format!("451 4.7.10 {detail}"),
             Self::Remote(reply) => reply.to_string(),

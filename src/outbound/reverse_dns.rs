@@ -44,7 +44,10 @@ impl ReverseDnsBoard {
     pub fn confirmed_name(&self, address: IpAddr) -> Option<String> {
         let results = self.results.lock();
         let result = results.get(&address)?;
-        result.forward_confirmed.then(|| result.ptr.clone()).flatten()
+        result
+            .forward_confirmed
+            .then(|| result.ptr.clone())
+            .flatten()
     }
 
     pub fn set(&self, address: IpAddr, result: ReverseDns) {

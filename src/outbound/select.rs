@@ -87,9 +87,10 @@ pub enum NoPick {
     Suspended,
     /// The IPs left cannot be bound on this host.
     Unbindable,
-    /// Nothing left to try: every IP was tried in this attempt, is out of rotation or of the
-    /// other address family.
+    /// Nothing left to try: every IP was tried in this attempt or is out of rotation.
     Exhausted,
+    /// The pool has no address of the next hop's family (IPv4 or IPv6).
+    OtherFamily,
 }
 
 /// What the picker consults: shared health, warm-up counts and selector state.
@@ -219,7 +220,9 @@ impl SourcePicker {
                     || self.capped.contains(&s.address)
                     || self.unusable.contains(&s.address)
             });
-        let why_none = if all_capped {
+        let why_none = if list.iter().all(|s| s.address.is_ipv4() != ipv4) {
+            NoPick::OtherFamily
+        } else if all_capped {
             NoPick::WarmupCapped
         } else if suspended > 0 {
             NoPick::Suspended

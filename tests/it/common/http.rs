@@ -7,7 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
 /// Sends raw bytes and returns the status code and the body as text.
-async fn exchange(socket: &Path, request: &[u8]) -> (u16, String) {
+pub async fn exchange(socket: &Path, request: &[u8]) -> (u16, String) {
     let mut stream = UnixStream::connect(socket)
         .await
         .expect("admin socket accepts");

@@ -2,6 +2,7 @@
 //! verify for RSA and Ed25519 keys on every kind of message, tampering breaks them, the right
 //! identity signs, and identities choose the default configuration set.
 
+mod api;
 mod identities;
 mod signing;
 
