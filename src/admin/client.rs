@@ -183,70 +183,8 @@ fn render(action: &Action, body: &Value) -> String {
     match action {
         Action::PoolsList => strings(&body["DedicatedIpPools"]).join("\n"),
         Action::SetsList => strings(&body["ConfigurationSets"]).join("\n"),
-        Action::IpsList(_) => {
-            let mut out = format!(
-                "{:<40} {:<28} {:>6}  {:<16} {:<32} suspension\n",
-                "IP", "pool", "weight", "warm-up", "reverse DNS"
-            );
-            for ip in body["DedicatedIps"].as_array().into_iter().flatten() {
-                let suspension = &ip["Suspension"];
-                let sites: Vec<String> = suspension["Sites"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|s| text(&s["Site"]))
-                    .collect();
-                let status = match text(&suspension["Status"]).as_str() {
-                    "SITES" => format!("SITES: {}", sites.join("; ")),
-                    other => other.to_string(),
-                };
-                let reverse = &ip["ReverseDns"];
-                let reverse = match (&reverse["Ptr"], &reverse["ForwardConfirmed"]) {
-                    (Value::Null, Value::Null) => "not checked".to_string(),
-                    (Value::Null, _) => "no PTR".to_string(),
-                    (ptr, confirmed) => format!(
-                        "{} ({}{})",
-                        text(ptr),
-                        if confirmed == &Value::Bool(true) {
-                            "FCrDNS ok"
-                        } else {
-                            "not confirmed"
-                        },
-                        if reverse["MatchesEhlo"] == Value::Bool(true) {
-                            ""
-                        } else {
-                            ", not the EHLO name"
-                        }
-                    ),
-                };
-                out.push_str(&format!(
-                    "{:<40} {:<28} {:>6}  {:<16} {:<32} {}\n",
-                    text(&ip["Ip"]),
-                    text(&ip["PoolName"]),
-                    text(&ip["Weight"]),
-                    format!(
-                        "{} {}%",
-                        text(&ip["WarmupStatus"]),
-                        text(&ip["WarmupPercentage"])
-                    ),
-                    reverse,
-                    status
-                ));
-            }
-            out.trim_end().to_string()
-        }
-        Action::IdentitiesList => {
-            let mut out = format!("{:<40} {:<14} status\n", "identity", "type");
-            for identity in body["EmailIdentities"].as_array().into_iter().flatten() {
-                out.push_str(&format!(
-                    "{:<40} {:<14} {}\n",
-                    text(&identity["IdentityName"]),
-                    text(&identity["IdentityType"]),
-                    text(&identity["VerificationStatus"])
-                ));
-            }
-            out.trim_end().to_string()
-        }
+        Action::IpsList(_) => render_ips(body),
+        Action::IdentitiesList => render_identities(body),
         Action::IdentitiesShow(name) => render_identity(name, body),
         Action::QueueList => {
             let mut out = format!(
@@ -276,6 +214,73 @@ fn render(action: &Action, body: &Value) -> String {
         ),
         _ => "ok".into(),
     }
+}
+
+/// The `ips list` table.
+fn render_ips(body: &Value) -> String {
+    let mut out = format!(
+        "{:<40} {:<28} {:>6}  {:<16} {:<32} suspension\n",
+        "IP", "pool", "weight", "warm-up", "reverse DNS"
+    );
+    for ip in body["DedicatedIps"].as_array().into_iter().flatten() {
+        let suspension = &ip["Suspension"];
+        let sites: Vec<String> = suspension["Sites"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| text(&s["Site"]))
+            .collect();
+        let status = match text(&suspension["Status"]).as_str() {
+            "SITES" => format!("SITES: {}", sites.join("; ")),
+            other => other.to_string(),
+        };
+        let reverse = &ip["ReverseDns"];
+        let reverse = match (&reverse["Ptr"], &reverse["ForwardConfirmed"]) {
+            (Value::Null, Value::Null) => "not checked".to_string(),
+            (Value::Null, _) => "no PTR".to_string(),
+            (ptr, confirmed) => format!(
+                "{} ({}{})",
+                text(ptr),
+                if confirmed == &Value::Bool(true) {
+                    "FCrDNS ok"
+                } else {
+                    "not confirmed"
+                },
+                if reverse["MatchesEhlo"] == Value::Bool(true) {
+                    ""
+                } else {
+                    ", not the EHLO name"
+                }
+            ),
+        };
+        out.push_str(&format!(
+            "{:<40} {:<28} {:>6}  {:<16} {:<32} {}\n",
+            text(&ip["Ip"]),
+            text(&ip["PoolName"]),
+            text(&ip["Weight"]),
+            format!(
+                "{} {}%",
+                text(&ip["WarmupStatus"]),
+                text(&ip["WarmupPercentage"])
+            ),
+            reverse,
+            status
+        ));
+    }
+    out.trim_end().to_string()
+}
+/// The `identities list` table.
+fn render_identities(body: &Value) -> String {
+    let mut out = format!("{:<40} {:<14} status\n", "identity", "type");
+    for identity in body["EmailIdentities"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{:<40} {:<14} {}\n",
+            text(&identity["IdentityName"]),
+            text(&identity["IdentityType"]),
+            text(&identity["VerificationStatus"])
+        ));
+    }
+    out.trim_end().to_string()
 }
 
 fn render_identity(name: &str, body: &Value) -> String {

@@ -7,22 +7,14 @@ use std::sync::Arc;
 
 use toml::Spanned;
 
+use super::DkimSettings;
 use super::problems::Problems;
-use super::raw::{RawDkim, RawIdentity};
+use super::raw::{RawConfig, RawDkim, RawIdentity};
 use crate::identity::key::{DkimKey, KeyAlgorithm};
 use crate::identity::{DkimSetup, Identities, Identity, KeyOrigin, key_dir, parse_identity_name};
 use crate::registry::Registry;
 
-/// `[dkim]`: where the relay keeps keys it generates or is given, and what it generates.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DkimSettings {
-    pub key_dir: PathBuf,
-    /// `key_dir` as written in the file (relative paths written back into the file use it).
-    pub key_dir_as_written: String,
-    pub algorithm: KeyAlgorithm,
-}
-
-pub(super) fn dkim(
+fn dkim(
     raw: &RawDkim,
     relative_to_config: &dyn Fn(&str) -> PathBuf,
     problems: &mut Problems<'_>,
@@ -38,15 +30,37 @@ pub(super) fn dkim(
         algorithm: raw
             .algorithm
             .as_ref()
-            .and_then(|a| problems.check(a, |t| KeyAlgorithm::parse(t)))
+            .and_then(|a| problems.check(a, KeyAlgorithm::parse))
             .unwrap_or_default(),
     }
+}
+
+/// `[dkim]` and every `[[identity]]`, put into `registry`. Easy DKIM keys are generated only
+/// when everything before is valid.
+pub(super) fn with_identities(
+    raw: &RawConfig,
+    registry: &mut Registry,
+    relative_to_config: &dyn Fn(&str) -> PathBuf,
+    problems: &mut Problems<'_>,
+) -> DkimSettings {
+    let dkim = dkim(&raw.dkim, relative_to_config, problems);
+    let generate = problems.is_empty();
+    let found = identities(
+        &raw.identity,
+        &dkim,
+        registry,
+        relative_to_config,
+        generate,
+        problems,
+    );
+    registry.set_identities(found);
+    dkim
 }
 
 /// Every `[[identity]]`, checked against the registry's configuration sets. Easy DKIM keys
 /// are generated only when `generate` (the rest of the file is valid), so a typo does not
 /// leave keys behind.
-pub(super) fn identities(
+fn identities(
     raw: &[Spanned<RawIdentity>],
     dkim: &DkimSettings,
     registry: &Registry,

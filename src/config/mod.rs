@@ -20,12 +20,12 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::identity::key::KeyAlgorithm;
 use crate::registry::Registry;
 use crate::settings::health::HealthSettings;
 use crate::settings::route::Route;
 use crate::settings::shaping::ShapingRule;
 use crate::settings::{BareNewline, WarmupSettings};
-pub use identities::DkimSettings;
 
 #[derive(Debug, Clone)]
 pub struct SmtpSettings {
@@ -87,6 +87,15 @@ pub struct OutboundSettings {
     pub mx_port: u16,
     /// PEM roots for routes with `tls_verify`; `None`: the webpki (Mozilla) roots.
     pub ca_file: Option<PathBuf>,
+}
+
+/// `[dkim]`: where the relay keeps keys it generates or is given, and what it generates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DkimSettings {
+    pub key_dir: PathBuf,
+    /// `key_dir` as written in the file (relative paths written back into the file use it).
+    pub key_dir_as_written: String,
+    pub algorithm: KeyAlgorithm,
 }
 
 /// The admin socket.

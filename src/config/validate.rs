@@ -67,17 +67,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
     let mut registry = model::registry(&raw, &mut problems);
     registry.set_warmup(warmup.clone());
     let ptr_recheck = problems.duration_or(&raw.dns.ptr_recheck, 3600);
-    let dkim = identities::dkim(&raw.dkim, &relative_to_config, &mut problems);
-    let generate = problems.is_empty();
-    let identities = identities::identities(
-        &raw.identity,
-        &dkim,
-        &registry,
-        &relative_to_config,
-        generate,
-        &mut problems,
-    );
-    registry.set_identities(identities);
+    let dkim = identities::with_identities(&raw, &mut registry, &relative_to_config, &mut problems);
 
     if smtp.listen.is_empty() && problems.is_empty() {
         problems.at(

@@ -55,10 +55,8 @@ fn enter_namespace() -> Result<(), String> {
 
 #[test]
 fn several_ipv6_sources_share_a_pool_and_a_confirmed_ptr_is_the_ehlo_name() {
-    let outcome = std::thread::spawn(|| {
-        if let Err(what) = enter_namespace() {
-            return Err(what);
-        }
+    let outcome = std::thread::spawn(|| -> Result<(), String> {
+        enter_namespace()?;
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
