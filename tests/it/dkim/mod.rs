@@ -3,6 +3,7 @@
 //! identity signs, and identities choose the default configuration set.
 
 mod api;
+mod cli;
 mod identities;
 mod signing;
 
