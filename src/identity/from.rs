@@ -18,20 +18,53 @@ pub enum FromProblem {
     SeveralMailboxes,
 }
 
+/// The `From:` fields of a header block (each with its continuation lines), found without
+/// parsing the other fields: a message has dozens, and this runs for every message.
+fn from_fields(head: &[u8]) -> Vec<&[u8]> {
+    let mut fields: Vec<(usize, usize)> = Vec::new();
+    let mut in_from = false;
+    let mut at = 0;
+    for line in head.split_inclusive(|&b| b == b'\n') {
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+        let start = at;
+        at += line.len();
+        if matches!(line.first(), Some(b' ' | b'\t')) {
+            if in_from && let Some(last) = fields.last_mut() {
+                last.1 = at;
+            }
+            continue;
+        }
+        let name = line.split(|&b| b == b':').next().unwrap_or_default();
+        in_from = line.contains(&b':') && name.trim_ascii_end().eq_ignore_ascii_case(b"from");
+        if in_from {
+            fields.push((start, at));
+        }
+    }
+    fields
+        .into_iter()
+        .map(|(start, end)| &head[start..end])
+        .collect()
+}
+
 /// The single `From:` address of a header block, lower-cased, its domain as an A-label.
 pub fn from_address(head: &[u8]) -> Result<String, FromProblem> {
-    let message = MessageParser::new()
-        .parse_headers(head)
-        .ok_or(FromProblem::Missing)?;
-    let fields = message
-        .headers()
-        .iter()
-        .filter(|header| header.name == HeaderName::From)
-        .count();
-    match fields {
-        0 => return Err(FromProblem::Missing),
-        1 => {}
+    let field = match from_fields(head)[..] {
+        [] => return Err(FromProblem::Missing),
+        [field] => field,
         _ => return Err(FromProblem::Repeated),
+    };
+    let mut alone = field.to_vec();
+    if !alone.ends_with(b"\n") {
+        alone.extend_from_slice(b"\r\n");
+    }
+    alone.extend_from_slice(b"\r\n");
+    let message = MessageParser::new()
+        .parse_headers(&alone)
+        .ok_or(FromProblem::Unparsable)?;
+    if !message.headers().iter().any(|h| h.name == HeaderName::From) {
+        return Err(FromProblem::Unparsable);
     }
     let address = message.from().ok_or(FromProblem::Unparsable)?;
     let mut mailboxes = address.iter();
@@ -84,6 +117,14 @@ mod tests {
         assert_eq!(
             from_address(b"From: nobody\r\n\r\n"),
             Err(FromProblem::Unparsable)
+        );
+        assert_eq!(
+            from_address(b"Subject: x\r\n\r\nFrom: in the body <a@b.test>\r\n"),
+            Err(FromProblem::Missing)
+        );
+        assert_eq!(
+            from_address(b"FROM : \"A\"\r\n <a@Folded.test>\r\nX-From: b@c.test\r\n\r\n").unwrap(),
+            "a@folded.test"
         );
     }
 }

@@ -19,12 +19,13 @@ pub struct RelaxedBody {
 }
 
 impl RelaxedBody {
-    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        for &byte in input {
+    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
+        while let Some((&byte, rest)) = input.split_first() {
             if self.carriage_return {
                 self.carriage_return = false;
                 if byte == b'\n' {
                     self.end_line(out);
+                    input = rest;
                     continue;
                 }
                 self.character(b'\r', out);
@@ -33,8 +34,19 @@ impl RelaxedBody {
                 b'\r' => self.carriage_return = true,
                 b'\n' => self.end_line(out),
                 b' ' | b'\t' => self.space = true,
-                _ => self.character(byte, out),
+                _ => {
+                    // A run of ordinary bytes goes out in one piece.
+                    let run = input
+                        .iter()
+                        .position(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+                        .unwrap_or(input.len());
+                    self.character(byte, out);
+                    out.extend_from_slice(&input[1..run]);
+                    input = &input[run..];
+                    continue;
+                }
             }
+            input = rest;
         }
     }
 

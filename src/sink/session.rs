@@ -214,13 +214,19 @@ impl Dialogue {
         loop {
             if !input.is_empty() {
                 // Both readers find the same end; the strict one only judges the line ends.
-                // When only counting, the content is not kept at all.
+                // When only counting, only the start of the content is kept (to see whether
+                // its header block has a DKIM-Signature).
                 let fed = if self.shared.keep_messages {
                     let fed = reader.feed(input, &mut content);
                     strict.feed(&input[..fed.consumed], &mut ignored);
                     fed
                 } else {
-                    strict.feed(input, &mut ignored)
+                    let fed = strict.feed(input, &mut ignored);
+                    let room = COUNTED_HEAD
+                        .saturating_sub(content.len())
+                        .min(ignored.len());
+                    content.extend_from_slice(&ignored[..room]);
+                    fed
                 };
                 ignored.clear();
                 input.advance(fed.consumed);
@@ -251,6 +257,7 @@ impl Dialogue {
             counts.messages += 1;
             *counts.per_ip.entry(self.peer.ip()).or_default() += 1;
             counts.not_clean += u64::from(message.violation.is_some());
+            counts.dkim_signed += u64::from(has_dkim_signature(&message.content));
         }
         if shared.keep_messages {
             shared.messages.lock().push(message);
@@ -276,4 +283,15 @@ impl Dialogue {
             released.await;
         }
     }
+}
+
+/// How much of each message a counting sink looks at.
+const COUNTED_HEAD: usize = 8 * 1024;
+
+/// Whether the header block of `content` has a `DKIM-Signature` field.
+fn has_dkim_signature(content: &[u8]) -> bool {
+    content
+        .split(|&b| b == b'\n')
+        .take_while(|line| !line.is_empty() && *line != b"\r")
+        .any(|line| line.len() >= 15 && line[..15].eq_ignore_ascii_case(b"dkim-signature:"))
 }

@@ -93,10 +93,12 @@ impl Drop for OpenGuard {
     }
 }
 
-/// Messages received, per source IP, and how many broke the CRLF rules.
+/// Messages received, per source IP, how many broke the CRLF rules and how many carry a
+/// `DKIM-Signature` field (for the signing benchmarks).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SinkCounts {
     pub messages: u64,
     pub per_ip: std::collections::BTreeMap<std::net::IpAddr, u64>,
     pub not_clean: u64,
+    pub dkim_signed: u64,
 }

@@ -28,7 +28,12 @@ async fn check_config_and_the_cli_show_the_record_to_publish() {
     let path = relay.dir.path().join("poolrelay.toml");
     let path = path.to_str().unwrap().to_string();
     let loaded = poolrelay::config::load(std::path::Path::new(&path)).unwrap();
-    let identity = loaded.registry.identities().get("example.test").unwrap().clone();
+    let identity = loaded
+        .registry
+        .identities()
+        .get("example.test")
+        .unwrap()
+        .clone();
     let name = identity.dns_record_name().unwrap();
     let value = identity.dkim.unwrap().key.dns_record_value();
     assert!(value.starts_with("v=DKIM1; k=ed25519; p="), "{value}");
@@ -50,8 +55,14 @@ async fn check_config_and_the_cli_show_the_record_to_publish() {
     .await
     .unwrap();
     assert!(ok, "{err}");
-    assert!(out.contains("example.test") && out.contains("DOMAIN"), "{out}");
-    assert!(out.contains("news@example.test") && out.contains("EMAIL_ADDRESS"), "{out}");
+    assert!(
+        out.contains("example.test") && out.contains("DOMAIN"),
+        "{out}"
+    );
+    assert!(
+        out.contains("news@example.test") && out.contains("EMAIL_ADDRESS"),
+        "{out}"
+    );
 
     let (ok, out, err) = tokio::task::spawn_blocking({
         let path = path.clone();
@@ -73,7 +84,11 @@ async fn check_config_and_the_cli_show_the_record_to_publish() {
 #[test]
 fn a_key_that_cannot_be_used_is_a_config_error_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("bad.pem"), "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    std::fs::write(
+        dir.path().join("bad.pem"),
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
     let config = format!(
         "{}[[identity]]\nname = \"a.test\"\ndkim_selector = \"s1\"\ndkim_key = \"bad.pem\"\n\n[[identity]]\nname = \"b.test\"\ndkim_selector = \"s1\"\ndkim_key = \"missing.pem\"\n\n[[identity]]\nname = \"c.test\"\ndkim_key = \"bad.pem\"\n\n[[identity]]\nname = \"not a domain\"\n\n[[identity]]\nname = \"d.test\"\nconfiguration_set = \"nope\"\n",
         smtp_section("")
@@ -90,11 +105,23 @@ fn a_key_that_cannot_be_used_is_a_config_error_with_its_line() {
             .unwrap()
     };
     for (line, says) in [
-        (line_of("dkim_key = \"bad.pem\""), "not an RSA or Ed25519 private key"),
+        (
+            line_of("dkim_key = \"bad.pem\""),
+            "not an RSA or Ed25519 private key",
+        ),
         (line_of("missing.pem"), "cannot read"),
-        (line_of("name = \"c.test\"") + 1, "dkim_key needs dkim_selector"),
-        (line_of("not a domain"), "is not a domain or an email address"),
-        (line_of("configuration_set = \"nope\""), "configuration set \"nope\" does not exist"),
+        (
+            line_of("name = \"c.test\"") + 1,
+            "dkim_key needs dkim_selector",
+        ),
+        (
+            line_of("not a domain"),
+            "is not a domain or an email address",
+        ),
+        (
+            line_of("configuration_set = \"nope\""),
+            "configuration set \"nope\" does not exist",
+        ),
     ] {
         let wanted = format!("poolrelay.toml:{line}:");
         assert!(
