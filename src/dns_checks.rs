@@ -34,7 +34,8 @@ pub async fn dkim_records(
 }
 
 /// Checks every dedicated IP's PTR and FCrDNS now and every `every`; warns where they
-/// disagree with the IP's EHLO name.
+/// disagree with the IP's EHLO name. Loopback addresses (test and demo setups) are not checked:
+/// no receiver sees them, and resolvers answer `localhost` for them themselves.
 pub async fn reverse_dns(
     health: Arc<Health>,
     resolver: TokioResolver,
@@ -46,7 +47,7 @@ pub async fn reverse_dns(
     loop {
         let current = registry.load_full();
         let addresses: Vec<_> = current.ips().iter().map(|ip| ip.address).collect();
-        for ip in current.ips() {
+        for ip in current.ips().iter().filter(|ip| !ip.address.is_loopback()) {
             let result = reverse_dns::check(
                 &resolver,
                 ip.address,

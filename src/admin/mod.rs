@@ -1,10 +1,11 @@
 //! The admin socket: HTTP/1.1 with JSON bodies on a Unix socket, speaking SESv2's resource model
-//! (dedicated IP pools, dedicated IPs, configuration sets) plus the queue and status.
+//! (dedicated IP pools, dedicated IPs, configuration sets, email identities) plus the queue and
+//! status.
 //!
 //! Every write is validated, persisted to the config file (keeping the operator's comments) and
 //! only then applied to the running relay, so after a restart the relay has exactly the state the
 //! API last reported. Writes are serialized; reads see the current registry snapshot. One file per
-//! resource: `pools`, `ips`, `configuration_sets`, `queue`, `status`.
+//! resource: `pools`, `ips`, `configuration_sets`, `identities`, `queue`, `status`.
 
 mod body;
 pub mod client;
@@ -33,6 +34,8 @@ pub fn read_request_body(bytes: &[u8]) -> Result<(), ApiError> {
         "Ip",
         "DestinationPoolName",
         "ConfigurationSetName",
+        "EmailIdentity",
+        "SigningAttributesOrigin",
     ] {
         let _ = body.string(key);
         let _ = body.required(key);
@@ -40,10 +43,21 @@ pub fn read_request_body(bytes: &[u8]) -> Result<(), ApiError> {
     for key in ["Weight", "WarmupPercentage", "MaxDeliverySeconds"] {
         let _ = body.number(key);
     }
+    let _ = body.boolean("SigningEnabled");
     for key in ["DeliveryOptions", "SendingOptions"] {
         let inner = body.object(key)?;
         let _ = inner.string("SendingPoolName");
         let _ = inner.string("TlsPolicy");
+    }
+    for key in ["DkimSigningAttributes", "SigningAttributes"] {
+        let inner = body.object(key)?;
+        for field in [
+            "DomainSigningSelector",
+            "DomainSigningPrivateKey",
+            "NextSigningKeyLength",
+        ] {
+            let _ = inner.string(field);
+        }
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use super::headers::HeaderFilter;
 use super::received::{Trace, received_header, sanitize_name};
 use super::refusal::{MAX_HOPS, Refusal};
 use super::session::{Session, Transaction};
-use super::signing::{self, MAX_HELD_HEAD, Plan, Signing};
+use super::signing::{self, Decision, MAX_HELD_HEAD, Signing};
 use crate::identity::sign::Signer;
 use crate::metrics::{METRICS, ReasonLabels};
 use crate::smtp::Reply;
@@ -139,7 +139,7 @@ impl Session {
         let mut filter = HeaderFilter::new();
         let mut content = Vec::with_capacity(16 * 1024);
         let mut head = Head::Collecting(head);
-        let mut plan: Option<Plan> = None;
+        let mut plan: Option<Decision> = None;
         let mut pool = None;
         let mut spool_error: Option<Refusal> = None;
         loop {
@@ -190,7 +190,7 @@ impl Session {
             (None, Ok(_), Some(refusal)) => Err(refusal),
             (None, Ok(pool), None) => Ok(pool),
         };
-        let signing = plan.map_or_else(String::new, |plan| plan.signing.describe());
+        let signing = plan.map_or_else(String::new, |plan| plan.note);
         let held = match head {
             Head::Held(held) => Some(held),
             _ => None,
@@ -209,7 +209,7 @@ impl Session {
         &self,
         filter: &HeaderFilter,
         head: &mut Head,
-        plan: &mut Option<Plan>,
+        plan: &mut Option<Decision>,
         writer: &mut MessageWriter,
     ) {
         let Head::Collecting(bytes) = head else {
@@ -217,38 +217,29 @@ impl Session {
         };
         if !filter.headers_complete() {
             if bytes.len() > MAX_HELD_HEAD {
-                *plan = Some(Plan {
+                *plan = Some(Decision {
                     default_set: None,
-                    signing: Signing::Unsigned(Some("the header block is over 256 KiB".into())),
+                    note: "unsigned: the header block is over 256 KiB".into(),
                 });
                 head.release(writer);
             }
             return;
         }
         let decided = signing::plan(self.ctx.registry.load().identities(), bytes);
+        *plan = Some(Decision {
+            default_set: decided.default_set,
+            note: decided.signing.describe(),
+        });
         match decided.signing {
             Signing::Sign { signer, fields } => {
                 let bytes = std::mem::take(bytes);
-                *plan = Some(Plan {
-                    default_set: decided.default_set,
-                    signing: Signing::Sign {
-                        signer: signer.clone(),
-                        fields: fields.clone(),
-                    },
-                });
                 *head = Head::Held(HeldHead {
                     bytes,
                     signer,
                     fields,
                 });
             }
-            unsigned => {
-                *plan = Some(Plan {
-                    default_set: decided.default_set,
-                    signing: unsigned,
-                });
-                head.release(writer);
-            }
+            Signing::Unsigned(_) => head.release(writer),
         }
     }
 
@@ -256,7 +247,7 @@ impl Session {
     fn classify_planned(
         &self,
         filter: &HeaderFilter,
-        plan: Option<&Plan>,
+        plan: Option<&Decision>,
     ) -> Result<(Option<String>, String), Refusal> {
         let set = filter
             .configuration_set()

@@ -22,6 +22,14 @@ pub struct Plan {
     pub signing: Signing,
 }
 
+/// What a message's session keeps of the plan once the header block is settled: the default
+/// set, and how it is signed (for the log line).
+#[derive(Debug)]
+pub struct Decision {
+    pub default_set: Option<String>,
+    pub note: String,
+}
+
 #[derive(Debug)]
 pub enum Signing {
     Sign {
