@@ -107,12 +107,17 @@ fn dkim_signing(c: &mut Criterion) {
             selector: "bench".into(),
             key: Arc::new(DkimKey::from_pem(pem.as_bytes()).expect("the key reads back")),
         };
-        c.bench_function(&format!("DKIM-sign a 2 KB message ({})", algorithm.as_str()), |b| {
-            b.iter(|| {
-                let mut pieces = [Cow::Borrowed(head), Cow::Borrowed(body)].into_iter().map(Ok);
-                black_box(signer.sign(Signer::fields_to_sign(head), &mut pieces))
-            })
-        });
+        c.bench_function(
+            &format!("DKIM-sign a 2 KB message ({})", algorithm.as_str()),
+            |b| {
+                b.iter(|| {
+                    let mut pieces = [Cow::Borrowed(head), Cow::Borrowed(body)]
+                        .into_iter()
+                        .map(Ok);
+                    black_box(signer.sign(Signer::fields_to_sign(head), &mut pieces))
+                })
+            },
+        );
     }
     let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
         .expect("a key");

@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -92,6 +92,9 @@ pub fn write_private(key_dir: &Path, name: &str, bytes: &[u8]) -> io::Result<Pat
         .recursive(true)
         .mode(0o700)
         .create(key_dir)?;
+    // Modes are set outright: the process umask (changed for a moment while the admin socket
+    // is created) must not loosen or break them.
+    fs::set_permissions(key_dir, fs::Permissions::from_mode(0o700))?;
     let path = key_dir.join(name);
     let temporary = key_dir.join(format!(".{name}.tmp"));
     let mut file = fs::OpenOptions::new()
@@ -100,6 +103,7 @@ pub fn write_private(key_dir: &Path, name: &str, bytes: &[u8]) -> io::Result<Pat
         .truncate(true)
         .mode(0o600)
         .open(&temporary)?;
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
     file.write_all(bytes)?;
     file.sync_all()?;
     fs::rename(&temporary, &path)?;
@@ -110,7 +114,6 @@ pub fn write_private(key_dir: &Path, name: &str, bytes: &[u8]) -> io::Result<Pat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn a_generated_key_is_private_and_reused() {

@@ -82,7 +82,8 @@ impl Signer {
 
     /// The `DKIM-Signature` field (with its CRLF) over `fields` (from
     /// [`Signer::fields_to_sign`]) for the content `pieces` hands over, header block first.
-    /// Runs the private-key operation: call it off the async I/O threads.
+    /// Runs the private-key operation: call it off the async I/O threads (the spool runs it on
+    /// its stamp threads).
     pub fn sign<'a>(
         &self,
         fields: Vec<&'static str>,

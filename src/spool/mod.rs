@@ -30,6 +30,7 @@ mod log;
 mod log_thread;
 mod record;
 mod recovery;
+mod stamp_threads;
 pub mod state_file;
 mod store;
 pub mod trailer;

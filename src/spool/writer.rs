@@ -25,7 +25,8 @@ pub(super) const OWN_SEGMENT_THRESHOLD: usize = 256 * 1024;
 pub type Pieces<'a> = dyn Iterator<Item = io::Result<Cow<'a, [u8]>>> + 'a;
 
 /// Computes what goes on top of a message once its whole content is known (a DKIM
-/// signature). Runs on the blocking pool; gets the content in pieces.
+/// signature). Runs on the stamp threads (large messages: the blocking pool, with the copy);
+/// gets the content in pieces.
 pub type Stamp = Box<dyn for<'a> FnOnce(&mut Pieces<'a>) -> io::Result<Vec<u8>> + Send>;
 
 /// A large message's own segment while it is written.
@@ -182,7 +183,7 @@ impl MessageWriter {
     ) -> io::Result<Envelope> {
         if self.own.is_none() {
             let body = std::mem::take(&mut self.buffer);
-            let content = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
+            let content = super::stamp_threads::run(move || -> io::Result<Vec<u8>> {
                 let mut pieces = [Cow::Borrowed(&head[..]), Cow::Borrowed(&body[..])]
                     .into_iter()
                     .map(Ok);
@@ -193,8 +194,7 @@ impl MessageWriter {
                 }
                 Ok(content)
             })
-            .await
-            .map_err(io::Error::other)??;
+            .await??;
             self.buffer = content;
         } else {
             self.restamp_own_segment(head, stamp).await?;
