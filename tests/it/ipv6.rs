@@ -55,15 +55,20 @@ sending_pool = "v6only"
     TestRelay::start(&config).await
 }
 
+/// A recording sink on `[::1]` and one on 127.0.0.1; `None` (said) without IPv6 loopback.
+async fn sinks() -> Option<(Sink, Sink)> {
+    let Ok(sink6) = Sink::start("[::1]:0".parse().unwrap()).await else {
+        crate::common::privilege_missing("listen on ::1 (IPv6 loopback)");
+        return None;
+    };
+    Some((sink6, crate::common::start_sink().await))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_next_hop_is_reached_from_an_address_of_its_family() {
-    let Ok(sink6) = Sink::start_with("[::1]:0".parse().unwrap(), true).await else {
-        crate::common::privilege_missing("listen on ::1 (IPv6 loopback)");
+    let Some((sink6, sink4)) = sinks().await else {
         return;
     };
-    let sink4 = Sink::start_with("127.0.0.1:0".parse().unwrap(), true)
-        .await
-        .unwrap();
     // Two spellings of one IPv6 address are one address.
     let twice = format!(
         "{}[[ip]]\naddress = \"::1\"\n[[ip]]\naddress = \"0::1\"\n",
@@ -92,13 +97,9 @@ async fn each_next_hop_is_reached_from_an_address_of_its_family() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_without_the_next_hops_family_defers_and_says_why() {
-    let Ok(sink6) = Sink::start_with("[::1]:0".parse().unwrap(), true).await else {
-        crate::common::privilege_missing("listen on ::1 (IPv6 loopback)");
+    let Some((sink6, sink4)) = sinks().await else {
         return;
     };
-    let sink4 = Sink::start_with("127.0.0.1:0".parse().unwrap(), true)
-        .await
-        .unwrap();
     let relay = relay(&sink6, &sink4).await;
     let (mut client, _) = RawClient::connect(relay.addr).await;
     client

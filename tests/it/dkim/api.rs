@@ -50,9 +50,7 @@ fn record(body: &Value) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identities_are_created_rotated_and_report_what_dns_publishes() {
     let dns = DnsStub::start(vec![]).await;
-    let sink = Sink::start_with("127.0.0.1:0".parse().unwrap(), true)
-        .await
-        .unwrap();
+    let sink = crate::common::start_sink().await;
     let relay = relay_with_dns(&dns, &sink).await;
     let socket = relay.dir.path().join("var/admin.sock");
     let create = |body: Value| {

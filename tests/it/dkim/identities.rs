@@ -1,8 +1,6 @@
 //! Which identity signs (the domain, a parent domain, none) and which configuration set an
 //! identity gives a message that names none, proven with source addresses at the sink.
 
-use poolrelay::sink::Sink;
-
 use super::signing::{send, signing_relay};
 use super::{dkimpy_verify, python_with_dkimpy};
 use crate::common::{TestRelay, WAIT, catch_all_route, ip, smtp_section};
@@ -53,9 +51,7 @@ async fn the_domain_signs_its_mail_a_parent_signs_a_subdomain_and_other_mail_is_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_identity_default_set_chooses_the_pool_unless_the_header_names_one() {
-    let sink = Sink::start_with("127.0.0.1:0".parse().unwrap(), true)
-        .await
-        .unwrap();
+    let sink = crate::common::start_sink().await;
     let config = format!(
         r#"{}{}
 [dkim]

@@ -13,9 +13,7 @@ use crate::common::{RawClient, TestRelay, WAIT, catch_all_route, smtp_section};
 /// A relay with two identities: `rsa.test` (Easy DKIM, RSA-2048) and `ed.test` (an Ed25519
 /// key file), delivering to a recording sink.
 pub async fn signing_relay() -> (TestRelay, Sink, BTreeMap<String, String>) {
-    let sink = Sink::start_with("127.0.0.1:0".parse().unwrap(), true)
-        .await
-        .unwrap();
+    let sink = crate::common::start_sink().await;
     let dir = tempfile::tempdir().unwrap();
     let pem = DkimKey::generate(KeyAlgorithm::Ed25519).unwrap();
     std::fs::write(dir.path().join("ed.pem"), pem).unwrap();

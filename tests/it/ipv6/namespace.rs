@@ -81,7 +81,7 @@ async fn in_namespace() {
         "mail10.relay.test",
         Entry::Aaaa(SOURCES[0].parse::<Ipv6Addr>().unwrap()),
     );
-    let sink = Sink::start_with(format!("[{NEXT_HOP}]:0").parse().unwrap(), true)
+    let sink = Sink::start(format!("[{NEXT_HOP}]:0").parse().unwrap())
         .await
         .expect("sink on the namespace's address");
     let ips: String = SOURCES
