@@ -31,6 +31,7 @@ fn dkim_attributes(state: &AdminState, identity: &Identity) -> Value {
         "Tokens": [dkim.selector],
         "SigningAttributesOrigin": dkim.origin.as_ses(),
         "CurrentSigningKeyLength": dkim.key.ses_key_length(),
+        "NextSigningKeyLength": state.dkim.algorithm.as_ses(),
         "LastKeyGenerationTimestamp": dkim.created,
         "DnsRecords": [{
             "Name": identity.dns_record_name(),

@@ -127,4 +127,17 @@ mod tests {
             "a@folded.test"
         );
     }
+
+    proptest::proptest! {
+        /// Any header block gives an address or a reason, never a panic.
+        #[test]
+        fn any_header_block_gives_an_answer(
+            head in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+        ) {
+            let mut with_from = b"From: ".to_vec();
+            with_from.extend_from_slice(&head);
+            let _ = from_address(&head);
+            let _ = from_address(&with_from);
+        }
+    }
 }

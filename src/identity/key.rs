@@ -38,6 +38,15 @@ impl KeyAlgorithm {
         }
     }
 
+    /// SES's `NextSigningKeyLength` (`ED25519` is poolrelay's own).
+    pub fn as_ses(self) -> &'static str {
+        match self {
+            Self::Rsa2048 => "RSA_2048_BIT",
+            Self::Rsa1024 => "RSA_1024_BIT",
+            Self::Ed25519 => "ED25519",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Rsa2048 => "rsa-2048",

@@ -29,7 +29,11 @@ static THREADS: LazyLock<StampThreads> = LazyLock::new(|| {
                         Err(_) => return,
                     };
                     match job {
-                        Ok(job) => job(),
+                        // A job that panics drops its result sender (its message gets a
+                        // temporary failure); the thread lives on for the next one.
+                        Ok(job) => {
+                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                        }
                         Err(_) => return,
                     }
                 }
