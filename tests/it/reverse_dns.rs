@@ -93,5 +93,37 @@ sending_pool = "confirmed"
         let line = format!("poolrelay_ip_reverse_dns_confirmed{{source_ip=\"{ip}\"}} {value}");
         assert!(metrics.contains(&line), "{line} in:\n{metrics}");
     }
+    let config = relay.dir.path().join("poolrelay.toml");
+    let listed = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_poolrelay"))
+            .args(["ips", "list", "--config"])
+            .arg(config)
+            .output()
+            .expect("the binary runs")
+    })
+    .await
+    .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    for (ip, shown) in [
+        ("192.0.2.2", "mail2.relay.test (FCrDNS ok)"),
+        (
+            "192.0.2.3",
+            "mail3.relay.test (not confirmed, not the EHLO name)",
+        ),
+        ("192.0.2.4", "no PTR"),
+        (
+            "192.0.2.5",
+            "mail5.relay.test (FCrDNS ok, not the EHLO name)",
+        ),
+    ] {
+        let line = listed
+            .lines()
+            .find(|l| l.starts_with(ip))
+            .unwrap_or_default();
+        assert!(
+            line.contains(shown),
+            "ips list shows {shown} for {ip}:\n{listed}"
+        );
+    }
     drop(relay);
 }
