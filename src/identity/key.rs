@@ -1,15 +1,17 @@
 //! DKIM private keys: reading them from PEM, generating them (Easy DKIM), and the public key
 //! record a domain owner publishes.
 //!
-//! RSA keys of 2048 bits and more sign with `ring` (through mail-auth); `ring` refuses smaller
-//! ones, so 1024–2047-bit keys sign with the `rsa` crate. Ed25519 keys (RFC 8463) sign with
-//! `ring`. Parsing, key sizes and the public key are checked when the config is read, never at
-//! DATA time.
+//! RSA keys of 2048 bits and more and Ed25519 keys (RFC 8463) sign with `aws-lc-rs`, which does
+//! both about twice as fast as `ring` here (RSA-2048 523 µs against 850, Ed25519 16 µs against
+//! 33); it refuses RSA keys under 2048 bits, so 1024–2047-bit keys sign with the `rsa` crate.
+//! Parsing, key sizes and the public key are checked when the config is read, never at DATA
+//! time.
 
 use std::fmt;
 
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair, RSA_PKCS1_SHA256, RsaKeyPair};
 use base64::Engine;
-use mail_auth::common::crypto::{Algorithm, Ed25519Key, RsaKey, Sha256};
+use mail_auth::common::crypto::{Algorithm, HashContext, HashImpl, Sha256};
 use mail_auth::common::headers::Writable;
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
@@ -71,10 +73,10 @@ pub enum KeyError {
 
 enum Inner {
     /// 2048 bits and more.
-    Ring(RsaKey<Sha256>),
-    /// 1024–2047 bits, which `ring` refuses to sign with.
+    Rsa(RsaKeyPair),
+    /// 1024–2047 bits, which `aws-lc-rs` refuses to sign with.
     Small(Box<rsa::pkcs1v15::SigningKey<rsa::sha2::Sha256>>),
-    Ed25519(Ed25519Key),
+    Ed25519(Ed25519KeyPair),
 }
 
 /// A private key ready to sign, with what its DNS record says.
@@ -113,15 +115,10 @@ impl DkimKey {
     /// Reads a DER private key (what SES's `DomainSigningPrivateKey` carries, base64-encoded).
     pub fn from_der(der: PrivateKeyDer<'_>) -> Result<Self, KeyError> {
         if let PrivateKeyDer::Pkcs8(pkcs8) = &der
-            && let Ok(pair) = ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(
-                pkcs8.secret_pkcs8_der(),
-            )
+            && let Ok(pair) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8.secret_pkcs8_der())
         {
-            use ring::signature::KeyPair;
             let public_key = pair.public_key().as_ref().to_vec();
-            let key = Ed25519Key::from_pkcs8_maybe_unchecked_der(pkcs8.secret_pkcs8_der())
-                .map_err(|e| KeyError::Unreadable(e.to_string()))?;
-            return Ok(Self::new(Inner::Ed25519(key), public_key, 256));
+            return Ok(Self::new(Inner::Ed25519(pair), public_key, 256));
         }
         let rsa_key = match &der {
             PrivateKeyDer::Pkcs1(pkcs1) => {
@@ -144,10 +141,12 @@ impl DkimKey {
             .map_err(|e| KeyError::Unreadable(e.to_string()))?
             .into_vec();
         let inner = if bits >= 2048 {
-            Inner::Ring(
-                RsaKey::<Sha256>::from_key_der(der)
-                    .map_err(|e| KeyError::Unreadable(e.to_string()))?,
-            )
+            let pair = match &der {
+                PrivateKeyDer::Pkcs1(pkcs1) => RsaKeyPair::from_der(pkcs1.secret_pkcs1_der()),
+                PrivateKeyDer::Pkcs8(pkcs8) => RsaKeyPair::from_pkcs8(pkcs8.secret_pkcs8_der()),
+                _ => return Err(KeyError::Unreadable("not an RSA key".into())),
+            };
+            Inner::Rsa(pair.map_err(|e| KeyError::Unreadable(e.to_string()))?)
         } else {
             Inner::Small(Box::new(rsa::pkcs1v15::SigningKey::new(rsa_key)))
         };
@@ -250,19 +249,34 @@ impl DkimKey {
 
     /// Signs `input` as the DKIM algorithm of this key requires.
     pub(super) fn sign(&self, input: impl Writable) -> mail_auth::Result<Vec<u8>> {
-        use mail_auth::common::crypto::SigningKey;
+        let failed = |e: &dyn fmt::Display| {
+            mail_auth::Error::Crypto(mail_auth::common::crypto::CryptoError::Library(
+                e.to_string(),
+            ))
+        };
         match &self.inner {
-            Inner::Ring(key) => key.sign(input),
-            Inner::Ed25519(key) => key.sign(input),
+            Inner::Rsa(pair) => {
+                let mut data = Vec::with_capacity(512);
+                input.write(&mut data);
+                let mut signature = vec![0u8; pair.public_modulus_len()];
+                let rng = aws_lc_rs::rand::SystemRandom::new();
+                pair.sign(&RSA_PKCS1_SHA256, &rng, &data, &mut signature)
+                    .map_err(|e| failed(&e))?;
+                Ok(signature)
+            }
+            Inner::Ed25519(pair) => {
+                // ed25519-sha256 (RFC 8463) signs the SHA-256 of the data.
+                let mut hasher = <Sha256 as HashImpl>::hasher();
+                input.write(&mut hasher);
+                Ok(pair.sign(hasher.complete().as_ref()).as_ref().to_vec())
+            }
             Inner::Small(key) => {
                 use rsa::signature::{SignatureEncoding, Signer};
                 let mut data = Vec::with_capacity(512);
                 input.write(&mut data);
-                key.try_sign(&data).map(|s| s.to_vec()).map_err(|e| {
-                    mail_auth::Error::Crypto(mail_auth::common::crypto::CryptoError::Library(
-                        e.to_string(),
-                    ))
-                })
+                key.try_sign(&data)
+                    .map(|s| s.to_vec())
+                    .map_err(|e| failed(&e))
             }
         }
     }

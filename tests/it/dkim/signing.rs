@@ -10,13 +10,16 @@ use poolrelay::sink::Sink;
 use super::{Verdict, dkimpy_verify, published_records, python_with_dkimpy};
 use crate::common::{RawClient, TestRelay, WAIT, catch_all_route, smtp_section};
 
-/// A relay with two identities: `rsa.test` (Easy DKIM, RSA-2048) and `ed.test` (an Ed25519
-/// key file), delivering to a recording sink.
+/// A relay with three identities: `rsa.test` (Easy DKIM, RSA-2048), `ed.test` (an Ed25519
+/// key file) and `small.test` (an RSA-1024 key file, signed by another library), delivering to
+/// a recording sink.
 pub async fn signing_relay() -> (TestRelay, Sink, BTreeMap<String, String>) {
     let sink = crate::common::start_sink().await;
     let dir = tempfile::tempdir().unwrap();
     let pem = DkimKey::generate(KeyAlgorithm::Ed25519).unwrap();
     std::fs::write(dir.path().join("ed.pem"), pem).unwrap();
+    let pem = DkimKey::generate(KeyAlgorithm::Rsa1024).unwrap();
+    std::fs::write(dir.path().join("small.pem"), pem).unwrap();
     let config = format!(
         r#"{}{}
 [dkim]
@@ -29,6 +32,11 @@ name = "rsa.test"
 name = "ed.test"
 dkim_selector = "ed1"
 dkim_key = "ed.pem"
+
+[[identity]]
+name = "small.test"
+dkim_selector = "old1024"
+dkim_key = "small.pem"
 
 [[ip]]
 address = "127.0.0.2"
@@ -115,13 +123,18 @@ fn for_domain(content: &[u8], domain: &str) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn signatures_verify_with_dkimpy_for_rsa_and_ed25519_on_every_kind_of_message() {
+async fn signatures_verify_with_dkimpy_for_rsa_2048_rsa_1024_and_ed25519_on_every_kind_of_message()
+{
     let Some(python) = python_with_dkimpy() else {
         return;
     };
     let (relay, sink, records) = signing_relay().await;
     let cases = cases();
-    let domains = [("rsa.test", "rsa-sha256"), ("ed.test", "ed25519-sha256")];
+    let domains = [
+        ("rsa.test", "rsa-sha256"),
+        ("ed.test", "ed25519-sha256"),
+        ("small.test", "rsa-sha256"),
+    ];
     for (domain, _) in domains {
         for (_, content) in &cases {
             send(
@@ -132,8 +145,8 @@ async fn signatures_verify_with_dkimpy_for_rsa_and_ed25519_on_every_kind_of_mess
             .await;
         }
     }
-    let messages = sink.wait_for(cases.len() * 2, WAIT).await;
-    assert_eq!(messages.len(), cases.len() * 2);
+    let messages = sink.wait_for(cases.len() * domains.len(), WAIT).await;
+    assert_eq!(messages.len(), cases.len() * domains.len());
     let mut failures = Vec::new();
     for (domain, algorithm) in domains {
         for (name, content) in &cases {
