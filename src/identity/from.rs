@@ -5,6 +5,8 @@
 
 use mail_parser::{HeaderName, MessageParser};
 
+use crate::smtp::header_fields::fields;
+
 /// Why a message's `From:` names no identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FromProblem {
@@ -18,42 +20,15 @@ pub enum FromProblem {
     SeveralMailboxes,
 }
 
-/// The `From:` fields of a header block (each with its continuation lines), found without
-/// parsing the other fields: a message has dozens, and this runs for every message.
-fn from_fields(head: &[u8]) -> Vec<&[u8]> {
-    let mut fields: Vec<(usize, usize)> = Vec::new();
-    let mut in_from = false;
-    let mut at = 0;
-    for line in head.split_inclusive(|&b| b == b'\n') {
-        if line == b"\r\n" || line == b"\n" {
-            break;
-        }
-        let start = at;
-        at += line.len();
-        if matches!(line.first(), Some(b' ' | b'\t')) {
-            if in_from && let Some(last) = fields.last_mut() {
-                last.1 = at;
-            }
-            continue;
-        }
-        let name = line.split(|&b| b == b':').next().unwrap_or_default();
-        in_from = line.contains(&b':') && name.trim_ascii_end().eq_ignore_ascii_case(b"from");
-        if in_from {
-            fields.push((start, at));
-        }
-    }
-    fields
-        .into_iter()
-        .map(|(start, end)| &head[start..end])
-        .collect()
-}
-
 /// The single `From:` address of a header block, lower-cased, its domain as an A-label.
 pub fn from_address(head: &[u8]) -> Result<String, FromProblem> {
-    let field = match from_fields(head)[..] {
-        [] => return Err(FromProblem::Missing),
-        [field] => field,
-        _ => return Err(FromProblem::Repeated),
+    // Only the From: fields are parsed: a message has dozens of others, and this runs for
+    // every message.
+    let mut from = fields(head).filter(|field| field.is("from"));
+    let field = match (from.next(), from.next()) {
+        (None, _) => return Err(FromProblem::Missing),
+        (Some(field), None) => field.raw,
+        (Some(_), Some(_)) => return Err(FromProblem::Repeated),
     };
     let mut alone = field.to_vec();
     if !alone.ends_with(b"\n") {

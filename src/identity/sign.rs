@@ -11,6 +11,7 @@ use mail_auth::dkim::{Canonicalization, DkimSigner};
 
 use super::key::DkimKey;
 use super::relaxed_body::RelaxedBody;
+use crate::smtp::header_fields::fields;
 
 /// The fields signed when present (SES's list, plus the list and feedback fields receivers
 /// look at). `From` is signed once more than it occurs, so a `From:` added on the way breaks
@@ -63,11 +64,8 @@ impl Signer {
     /// once more.
     pub fn fields_to_sign(head: &[u8]) -> Vec<&'static str> {
         let mut present = [false; SIGNED_FIELDS.len()];
-        for name in field_names(head) {
-            if let Some(index) = SIGNED_FIELDS
-                .iter()
-                .position(|field| name.eq_ignore_ascii_case(field.as_bytes()))
-            {
+        for field in fields(head) {
+            if let Some(index) = SIGNED_FIELDS.iter().position(|signed| field.is(signed)) {
                 present[index] = true;
             }
         }
@@ -120,17 +118,6 @@ impl Signer {
         }
         Ok(field)
     }
-}
-
-/// The names of the fields of a header block (up to its blank line), as written.
-fn field_names(head: &[u8]) -> impl Iterator<Item = &[u8]> {
-    head.split(|&b| b == b'\n')
-        .take_while(|line| !line.is_empty() && *line != b"\r")
-        .filter(|line| !matches!(line.first(), Some(b' ' | b'\t')))
-        .filter_map(|line| {
-            let colon = memchr::memchr(b':', line)?;
-            Some(line[..colon].trim_ascii_end())
-        })
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@
 //! Memory stays bounded: header lines are at most 998 octets (enforced by the DATA reader) and a
 //! captured field is capped.
 
+use crate::smtp::header_fields::field_name;
+
 /// Longest captured `X-SES-CONFIGURATION-SET` field; longer folded values are cut (no valid
 /// configuration set name comes close: names are at most 64 characters).
 const MAX_CAPTURED_FIELD: usize = 8 * 1024;
@@ -206,21 +208,6 @@ impl HeaderFilter {
             Field::Keep
         };
     }
-}
-
-/// The field name of a header line (RFC 5322 §3.6.8: printable ASCII but colon, then a colon),
-/// or `None` when the line is not a field.
-fn field_name(line: &[u8]) -> Option<&[u8]> {
-    let colon = memchr::memchr(b':', line)?;
-    let name = &line[..colon];
-    // White space before the colon is obsolete syntax (RFC 5322 §4.5) but still sent.
-    let end = name
-        .iter()
-        .rposition(|&b| b != b' ' && b != b'\t')
-        .map_or(0, |last| last + 1);
-    let name = &name[..end];
-    let valid = !name.is_empty() && name.iter().all(|&b| (33..=126).contains(&b));
-    valid.then_some(name)
 }
 
 /// `name1=value1, name2=value2` into pairs, keeping only well-formed ones.

@@ -393,11 +393,11 @@ impl Outbound {
             (None, Some(address)) => self.health.reverse_dns.confirmed_name(address),
             _ => None,
         };
-        let ehlo_name = picked
-            .ehlo_hostname
-            .as_deref()
-            .or(confirmed.as_deref())
-            .unwrap_or(&self.hostname);
+        let ehlo_name = super::reverse_dns::ehlo_name(
+            picked.ehlo_hostname.as_deref(),
+            confirmed.as_deref(),
+            &self.hostname,
+        );
         let tls = if target.verify_tls {
             &self.verifying_tls
         } else {

@@ -60,6 +60,16 @@ impl ReverseDnsBoard {
     }
 }
 
+/// The name an IP greets with: its configured EHLO name, else its forward-confirmed PTR name,
+/// else the relay's host name.
+pub fn ehlo_name<'a>(
+    configured: Option<&'a str>,
+    confirmed_ptr: Option<&'a str>,
+    hostname: &'a str,
+) -> &'a str {
+    configured.or(confirmed_ptr).unwrap_or(hostname)
+}
+
 /// Looks `address` up. `ehlo_hostname`: the configured EHLO name, if any; `hostname`: the
 /// relay's own (used when neither a configured name nor a confirmed PTR exists).
 pub async fn check(
@@ -79,12 +89,11 @@ pub async fn check(
             .is_ok_and(|found| found.contains(&address.to_canonical())),
         None => false,
     };
-    let greeting = match (ehlo_hostname, forward_confirmed) {
-        (Some(name), _) => Some(name.to_ascii_lowercase()),
-        (None, true) => ptr.clone(),
-        (None, false) => Some(hostname.to_ascii_lowercase()),
-    };
-    let matches_ehlo = ptr.is_some() && greeting == ptr;
+    let confirmed = ptr.as_deref().filter(|_| forward_confirmed);
+    let greeting = ehlo_name(ehlo_hostname, confirmed, hostname);
+    let matches_ehlo = ptr
+        .as_deref()
+        .is_some_and(|ptr| ptr.eq_ignore_ascii_case(greeting));
     ReverseDns {
         ptr,
         forward_confirmed,

@@ -290,8 +290,5 @@ const COUNTED_HEAD: usize = 8 * 1024;
 
 /// Whether the header block of `content` has a `DKIM-Signature` field.
 fn has_dkim_signature(content: &[u8]) -> bool {
-    content
-        .split(|&b| b == b'\n')
-        .take_while(|line| !line.is_empty() && *line != b"\r")
-        .any(|line| line.len() >= 15 && line[..15].eq_ignore_ascii_case(b"dkim-signature:"))
+    crate::smtp::header_fields::fields(content).any(|field| field.is("dkim-signature"))
 }

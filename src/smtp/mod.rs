@@ -4,6 +4,7 @@
 pub mod address;
 pub mod data;
 pub mod dot_stuff;
+pub mod header_fields;
 pub mod line;
 pub mod reply;
 pub mod stream;
