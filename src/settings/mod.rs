@@ -7,6 +7,7 @@
 pub mod health;
 pub mod route;
 pub mod shaping;
+pub mod suppression;
 pub mod warmup;
 
 pub use warmup::{WarmupSettings, default_warmup_schedule};
