@@ -13,6 +13,7 @@ pub mod dns;
 pub mod dns_checks;
 pub mod domain;
 pub mod events;
+pub mod feedback;
 pub mod identity;
 pub mod inbound;
 pub mod ledger;

@@ -54,6 +54,12 @@ pub struct Metrics {
     pub delivery_seconds: Histogram,
     pub queue_messages: Gauge,
     pub queue_oldest_seconds: Gauge,
+    /// Reports received for the relay itself, by what they became (`bounce`, `complaint`).
+    pub feedback: Family<ReasonLabels, Counter>,
+    /// Reports kept in `feedback-unmatched/`, by why.
+    pub feedback_unmatched: Family<ReasonLabels, Counter>,
+    /// Recipients not attempted because they are on the suppression list.
+    pub suppressed_recipients: Counter,
     registry: Registry,
 }
 
@@ -77,9 +83,27 @@ impl Metrics {
             delivery_seconds: Histogram::new(exponential_buckets(0.005, 4.0, 12)),
             queue_messages: Gauge::default(),
             queue_oldest_seconds: Gauge::default(),
+            feedback: Family::default(),
+            feedback_unmatched: Family::default(),
+            suppressed_recipients: Counter::default(),
             registry: Registry::with_prefix("poolrelay"),
         };
         let mut registry = Registry::with_prefix("poolrelay");
+        registry.register(
+            "feedback_reports",
+            "Bounces and complaints received and matched, by kind",
+            metrics.feedback.clone(),
+        );
+        registry.register(
+            "feedback_unmatched",
+            "Reports that could not be read or matched (kept in spool/feedback-unmatched)",
+            metrics.feedback_unmatched.clone(),
+        );
+        registry.register(
+            "suppressed_recipients",
+            "Recipients not attempted because they are on the suppression list",
+            metrics.suppressed_recipients.clone(),
+        );
         metrics.register_outcomes(&mut registry);
         metrics.register_ip_health(&mut registry);
         metrics.register_load(&mut registry);

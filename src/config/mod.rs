@@ -5,6 +5,7 @@
 //! Relative paths in the file are relative to the file's folder, not to the working directory.
 
 pub mod edit;
+pub mod feedback;
 mod identities;
 mod model;
 mod problems;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::identity::key::KeyAlgorithm;
+use feedback::{BounceSettings, FeedbackSettings};
 use crate::registry::Registry;
 use crate::settings::health::HealthSettings;
 use crate::settings::route::Route;
@@ -122,6 +124,10 @@ pub struct Config {
     pub ptr_recheck: Duration,
     /// `[dkim]`: where keys are kept and what Easy DKIM generates.
     pub dkim: DkimSettings,
+    /// `[bounce]`: the return-path domain, if bounces are caught.
+    pub bounce: Option<BounceSettings>,
+    /// `[feedback]`: the feedback-loop address and forwarding.
+    pub feedback: FeedbackSettings,
     pub queue: QueueSettings,
     pub outbound: OutboundSettings,
     /// The JSON-lines event log, if configured.

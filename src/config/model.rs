@@ -99,6 +99,10 @@ fn add_configuration_set(
                     .map_err(|_| format!("tls_policy is \"REQUIRE\" or \"OPTIONAL\", not {t:?}"))
             }),
         },
+        suppressed_reasons: set
+            .suppressed_reasons
+            .as_ref()
+            .map(|list| super::feedback::reasons(list, problems)),
     });
     if let Err(error) = result {
         let span = match (&error, &set.sending_pool, &set.max_delivery_seconds) {

@@ -45,6 +45,32 @@ pub struct RawConfig {
     pub dkim: RawDkim,
     #[serde(default)]
     pub identity: Vec<Spanned<RawIdentity>>,
+    pub bounce: Option<RawBounce>,
+    #[serde(default)]
+    pub feedback: RawFeedback,
+    #[serde(default)]
+    pub suppression: RawSuppression,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBounce {
+    pub domain: Text,
+    pub secret_file: Option<Text>,
+    pub token_lifetime: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeedback {
+    pub address: Option<Text>,
+    pub forward: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSuppression {
+    pub reasons: Option<Vec<Text>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -226,4 +252,5 @@ pub struct RawConfigurationSet {
     pub sending_pool: Option<Text>,
     pub max_delivery_seconds: Option<Spanned<u64>>,
     pub tls_policy: Option<Text>,
+    pub suppressed_reasons: Option<Vec<Text>>,
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::problems::{Problems, number_in};
 use super::raw::RawConfig;
 use super::{AdminSettings, Config, ConfigErrors, OutboundSettings, QueueSettings};
-use super::{identities, model, reputation, smtp};
+use super::{feedback, identities, model, reputation, smtp};
 
 pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let mut problems = Problems::new(path, text);
@@ -68,6 +68,9 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
     registry.set_warmup(warmup.clone());
     let ptr_recheck = problems.duration_or(&raw.dns.ptr_recheck, 3600);
     let dkim = identities::with_identities(&raw, &mut registry, &relative_to_config, &mut problems);
+    registry.set_account_suppression(feedback::account_reasons(&raw, &mut problems));
+    let bounce = feedback::bounce(&raw, &relative_to_config, &mut problems);
+    let feedback = feedback::feedback(&raw, &mut problems);
 
     if smtp.listen.is_empty() && problems.is_empty() {
         problems.at(
@@ -85,6 +88,8 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
         nameservers,
         ptr_recheck,
         dkim,
+        bounce,
+        feedback,
         queue,
         outbound,
         events_path,

@@ -10,6 +10,7 @@
 //! never interleave. The file is not fsynced: events describe what happened, the spool is what
 //! keeps mail safe.
 
+pub mod bounce_type;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use crate::spool::Envelope;
+use bounce_type::{BounceKind, BounceSubType, BounceType};
 
 /// One recipient in a delivery, delay or bounce event.
 #[derive(Debug, Clone)]
@@ -203,24 +205,96 @@ impl EventLog {
 
     /// Recipients that failed permanently (refused, or expired).
     pub fn bounce(&self, envelope: &Envelope, bounced: &[RecipientOutcome]) {
+        let details = BounceDetails {
+            kind: BounceKind {
+                bounce_type: BounceType::Permanent,
+                sub_type: BounceSubType::General,
+            },
+            action: "failed",
+            feedback_id: None,
+            reporting_mta: None,
+        };
+        self.bounce_with(envelope, &details, bounced);
+    }
+
+    /// A bounce event of any type: the relay's own, one for a suppressed recipient, or one read
+    /// from a report that arrived later.
+    pub fn bounce_with(
+        &self,
+        envelope: &Envelope,
+        details: &BounceDetails<'_>,
+        bounced: &[RecipientOutcome],
+    ) {
         let Some(first) = bounced.first().filter(|_| self.enabled()) else {
             return;
         };
+        let mut bounce = json!({
+            "timestamp": now(),
+            "bounceType": details.kind.bounce_type.as_ses(),
+            "bounceSubType": details.kind.sub_type.as_ses(),
+            "reportingMTA": details.reporting_mta.unwrap_or(&self.reporting_mta),
+            "bouncedRecipients": bounced.iter().map(|r| json!({
+                "emailAddress": r.address,
+                "action": details.action,
+                "status": r.status,
+                "diagnosticCode": r.diagnostic,
+            })).collect::<Vec<_>>(),
+        });
+        if let Some(id) = details.feedback_id {
+            bounce["feedbackId"] = json!(id);
+        }
         self.write(json!({
             "eventType": "Bounce",
             "mail": self.mail(envelope, first.outgoing_ip, None),
-            "bounce": {
-                "timestamp": now(),
-                "bounceType": "Permanent",
-                "bounceSubType": "General",
-                "reportingMTA": self.reporting_mta,
-                "bouncedRecipients": bounced.iter().map(|r| json!({
-                    "emailAddress": r.address,
-                    "action": "failed",
-                    "status": r.status,
-                    "diagnosticCode": r.diagnostic,
-                })).collect::<Vec<_>>(),
-            }
+            "bounce": bounce,
         }));
     }
+
+    /// An abuse report about `complained` (addresses), with where it left from.
+    pub fn complaint(
+        &self,
+        envelope: &Envelope,
+        outgoing_ip: Option<IpAddr>,
+        complaint: &ComplaintDetails<'_>,
+        complained: &[String],
+    ) {
+        if !self.enabled() {
+            return;
+        }
+        let mut body = json!({
+            "timestamp": now(),
+            "feedbackId": complaint.feedback_id,
+            "complaintFeedbackType": complaint.feedback_type,
+            "complainedRecipients": complained.iter().map(|a| json!({"emailAddress": a})).collect::<Vec<_>>(),
+        });
+        if let Some(agent) = complaint.user_agent {
+            body["userAgent"] = json!(agent);
+        }
+        if let Some(arrival) = complaint.arrival_date {
+            body["arrivalDate"] = json!(arrival);
+        }
+        self.write(json!({
+            "eventType": "Complaint",
+            "mail": self.mail(envelope, outgoing_ip, None),
+            "complaint": body,
+        }));
+    }
+}
+
+/// What a Bounce event says beyond its recipients.
+pub struct BounceDetails<'a> {
+    pub kind: BounceKind,
+    /// The DSN `Action` (`failed`, `delayed`).
+    pub action: &'a str,
+    pub feedback_id: Option<&'a str>,
+    /// The server that reported it; `None`: this relay.
+    pub reporting_mta: Option<&'a str>,
+}
+
+/// What a Complaint event says beyond its recipients.
+pub struct ComplaintDetails<'a> {
+    pub feedback_id: &'a str,
+    pub feedback_type: &'a str,
+    pub user_agent: Option<&'a str>,
+    pub arrival_date: Option<&'a str>,
 }

@@ -13,6 +13,7 @@
 //! operations the admin API will use, so a rule (one pool per IP, reserved names, no dangling pool
 //! reference) lives in exactly one place.
 
+use crate::settings::suppression::SuppressedReasons;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -125,6 +126,8 @@ pub struct ConfigurationSet {
     pub max_delivery_seconds: Option<u64>,
     /// `None` means `OPTIONAL`.
     pub tls_policy: Option<TlsPolicy>,
+    /// SES `SuppressionOptions`: overrides the account's reasons for this set's mail.
+    pub suppressed_reasons: Option<SuppressedReasons>,
 }
 
 /// A source the outbound side may bind to, as handed to the IP selector.
@@ -158,6 +161,8 @@ pub struct Registry {
     warmup: crate::settings::WarmupSettings,
     /// Email identities (DKIM keys, default configuration sets), swapped with the rest.
     identities: crate::identity::Identities,
+    /// SES account-level `SuppressedReasons` (`[suppression] reasons`).
+    account_suppression: SuppressedReasons,
 }
 
 /// `^[a-z0-9_-]{1,64}$`, as SES (CloudFormation) defines pool names.
@@ -286,6 +291,22 @@ impl Registry {
 
     pub fn set_identities(&mut self, identities: crate::identity::Identities) {
         self.identities = identities;
+    }
+
+    pub fn account_suppression(&self) -> SuppressedReasons {
+        self.account_suppression
+    }
+
+    pub fn set_account_suppression(&mut self, reasons: SuppressedReasons) {
+        self.account_suppression = reasons;
+    }
+
+    /// The reasons that stop mail of `configuration_set`: its own, else the account's.
+    pub fn suppressed_reasons_for(&self, configuration_set: Option<&str>) -> SuppressedReasons {
+        configuration_set
+            .and_then(|name| self.configuration_sets.get(name))
+            .and_then(|set| set.suppressed_reasons)
+            .unwrap_or(self.account_suppression)
     }
 
     pub fn pool_exists(&self, name: &str) -> bool {

@@ -23,6 +23,7 @@ fn sample() -> Registry {
         .unwrap();
     registry
         .add_configuration_set(ConfigurationSet {
+            suppressed_reasons: None,
             name: "promo".into(),
             sending_pool: Some("marketing".into()),
             ..Default::default()
@@ -30,6 +31,7 @@ fn sample() -> Registry {
         .unwrap();
     registry
         .add_configuration_set(ConfigurationSet {
+            suppressed_reasons: None,
             name: "plain".into(),
             sending_pool: None,
             ..Default::default()
@@ -127,6 +129,7 @@ fn rules_are_enforced() {
     );
     assert_eq!(
         registry.add_configuration_set(ConfigurationSet {
+            suppressed_reasons: None,
             name: "x".into(),
             sending_pool: Some("ghost".into()),
             ..Default::default()
@@ -135,6 +138,7 @@ fn rules_are_enforced() {
     );
     assert!(matches!(
         registry.add_configuration_set(ConfigurationSet {
+            suppressed_reasons: None,
             name: "bad name".into(),
             sending_pool: None,
             ..Default::default()
@@ -144,6 +148,7 @@ fn rules_are_enforced() {
     assert!(
         registry
             .add_configuration_set(ConfigurationSet {
+            suppressed_reasons: None,
                 name: "shared".into(),
                 sending_pool: Some(SHARED_POOL.into()),
                 max_delivery_seconds: Some(300),

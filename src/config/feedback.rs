@@ -1,0 +1,100 @@
+//! `[bounce]`, `[feedback]`, `[suppression]` and each set's `suppressed_reasons`: the feedback
+//! loop (return paths, reports, the suppression list).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::problems::{Problems, parse_hostname};
+use super::raw::{RawConfig, Text};
+use crate::settings::suppression::{SuppressedReasons, SuppressionReason};
+
+/// `[bounce]`: the custom MAIL FROM domain whose addresses name message and recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BounceSettings {
+    pub domain: String,
+    /// The HMAC key for return-path tokens (created, mode 0600, when absent).
+    pub secret_file: PathBuf,
+    /// How long after acceptance a bounce is still matched (and sent records kept).
+    pub token_lifetime: Duration,
+}
+
+/// `[feedback]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedbackSettings {
+    /// The address registered with ISPs' feedback loops (complaints arrive there).
+    pub address: Option<String>,
+    /// SES email feedback forwarding: bounces and complaints go on to the original sender.
+    pub forward: bool,
+}
+
+impl Default for FeedbackSettings {
+    fn default() -> Self {
+        Self {
+            address: None,
+            forward: true,
+        }
+    }
+}
+
+/// Thirty days: SES keeps message details for bounces and complaints about as long.
+const DEFAULT_TOKEN_LIFETIME: u64 = 30 * 86_400;
+
+pub(super) fn bounce(
+    raw: &RawConfig,
+    relative_to_config: &dyn Fn(&str) -> PathBuf,
+    problems: &mut Problems<'_>,
+) -> Option<BounceSettings> {
+    let bounce = raw.bounce.as_ref()?;
+    let domain = problems.check(&bounce.domain, |d| parse_hostname(&d.to_ascii_lowercase()))?;
+    let secret_file = relative_to_config(
+        bounce
+            .secret_file
+            .as_ref()
+            .map_or("var/bounce.key", |f| f.get_ref()),
+    );
+    let token_lifetime = problems.duration_or(&bounce.token_lifetime, DEFAULT_TOKEN_LIFETIME);
+    Some(BounceSettings {
+        domain,
+        secret_file,
+        token_lifetime,
+    })
+}
+
+pub(super) fn feedback(raw: &RawConfig, problems: &mut Problems<'_>) -> FeedbackSettings {
+    let address = raw.feedback.address.as_ref().and_then(|address| {
+        problems.check(address, |text| {
+            match text.rsplit_once('@') {
+                Some((local, domain)) if !local.is_empty() && parse_hostname(domain).is_ok() => {
+                    Ok(format!("{local}@{}", domain.to_ascii_lowercase()))
+                }
+                _ => Err(format!("feedback.address {text:?} is not an email address")),
+            }
+        })
+    });
+    FeedbackSettings {
+        address,
+        forward: raw.feedback.forward.unwrap_or(true),
+    }
+}
+
+/// A list of SES reason names.
+pub(super) fn reasons(list: &[Text], problems: &mut Problems<'_>) -> SuppressedReasons {
+    let reasons: Vec<SuppressionReason> = list
+        .iter()
+        .filter_map(|reason| problems.check(reason, |r| r.parse()))
+        .collect();
+    SuppressedReasons::from_reasons(reasons)
+}
+
+/// `[suppression] reasons` (SES's default, both, when absent).
+pub(super) fn account_reasons(raw: &RawConfig, problems: &mut Problems<'_>) -> SuppressedReasons {
+    match &raw.suppression.reasons {
+        None => SuppressedReasons::default(),
+        Some(list) => reasons(list, problems),
+    }
+}
+
+/// Where the ledger (suppression list, sent records) lives.
+pub fn ledger_path(spool_dir: &Path) -> PathBuf {
+    spool_dir.join("ledger.redb")
+}

@@ -1,0 +1,160 @@
+//! Which sent message and which of its recipients a report is about.
+//!
+//! A signed return-path token settles it: from the address the report was sent to, else from
+//! the report itself (the ARF `Original-Mail-From`, the returned message's `Return-Path`, or any
+//! token in its text — each one checked against its HMAC). Without a token, the returned
+//! message's `Message-ID` finds the message, and the recipient must be one the report names
+//! (`Original-Rcpt-To`, `Final-Recipient`) or the message's only one. Nothing else is guessed.
+
+use super::report::{Original, Report};
+use crate::ledger::sent::SentRecord;
+use crate::ledger::{Ledger, LedgerError};
+use crate::return_path::{ReturnPath, TokenTarget};
+
+/// Tokens looked for in a report's text at most.
+const MAX_CANDIDATES: usize = 64;
+
+/// A report's message and the indexes of its recipients the report is about.
+#[derive(Debug, Clone)]
+pub struct Matched {
+    pub record: SentRecord,
+    pub recipients: Vec<usize>,
+}
+
+/// Why a report matched nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unmatched {
+    Unreadable,
+    /// No token and no `Message-ID` of a message the relay sent.
+    UnknownMessage,
+    /// The message is known, but not which recipient.
+    NoRecipient,
+    /// A success notification, not a bounce.
+    NotABounce,
+}
+
+impl Unmatched {
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Unreadable => "unreadable",
+            Self::UnknownMessage => "unknown_message",
+            Self::NoRecipient => "no_recipient",
+            Self::NotABounce => "not_a_bounce",
+        }
+    }
+}
+
+/// Valid tokens naming what `report` is about: from the envelope recipients first.
+pub fn tokens(
+    return_path: &ReturnPath,
+    recipients: &[String],
+    report: &Report,
+    raw: &[u8],
+    now: u64,
+) -> Vec<TokenTarget> {
+    let valid = |address: &str| return_path.read_address(address, now).and_then(Result::ok);
+    let from_envelope: Vec<TokenTarget> = recipients.iter().filter_map(|r| valid(r)).collect();
+    if !from_envelope.is_empty() {
+        return from_envelope;
+    }
+    let named = match report {
+        Report::Complaint(c) => vec![c.original_mail_from.as_deref(), c.original.return_path.as_deref()],
+        Report::Bounce(b) => vec![b.original.return_path.as_deref()],
+        Report::Unreadable => Vec::new(),
+    };
+    let from_fields: Vec<TokenTarget> = named.into_iter().flatten().filter_map(valid).collect();
+    if !from_fields.is_empty() {
+        return from_fields;
+    }
+    candidates_in(raw, return_path.domain())
+        .iter()
+        .filter_map(|candidate| valid(candidate))
+        .take(1)
+        .collect()
+}
+
+/// Addresses at `domain` in `raw` that look like return paths (`b-...@domain`).
+fn candidates_in(raw: &[u8], domain: &str) -> Vec<String> {
+    let needle = format!("@{domain}").into_bytes();
+    let lower: Vec<u8> = raw.to_ascii_lowercase();
+    let mut found = Vec::new();
+    for at in memchr::memmem::find_iter(&lower, &needle) {
+        let start = lower[..at]
+            .iter()
+            .rposition(|b| !(b.is_ascii_alphanumeric() || *b == b'-'))
+            .map_or(0, |p| p + 1);
+        let local = &lower[start..at];
+        if local.starts_with(b"b-") && local.len() < 64 {
+            found.push(format!("{}@{domain}", String::from_utf8_lossy(local)));
+            if found.len() == MAX_CANDIDATES {
+                break;
+            }
+        }
+    }
+    found
+}
+
+/// Blocking: finds the message and recipients `report` is about.
+pub fn find(
+    ledger: &Ledger,
+    report: &Report,
+    tokens: &[TokenTarget],
+) -> Result<Result<Matched, Unmatched>, LedgerError> {
+    if let Some(first) = tokens.first() {
+        let Some(record) = ledger.sent(&first.message_id)? else {
+            return Ok(Err(Unmatched::UnknownMessage));
+        };
+        let mut recipients: Vec<usize> = tokens
+            .iter()
+            .filter(|t| t.message_id == first.message_id && t.recipient < record.recipients.len())
+            .map(|t| t.recipient)
+            .collect();
+        recipients.dedup();
+        if recipients.is_empty() {
+            return Ok(Err(Unmatched::NoRecipient));
+        }
+        return Ok(Ok(Matched { record, recipients }));
+    }
+    let (original, named): (&Original, Vec<&str>) = match report {
+        Report::Complaint(c) => (&c.original, c.original_rcpt_to.iter().map(String::as_str).collect()),
+        Report::Bounce(b) => (
+            &b.original,
+            b.recipients.iter().filter_map(|r| r.final_recipient.as_deref()).collect(),
+        ),
+        Report::Unreadable => return Ok(Err(Unmatched::Unreadable)),
+    };
+    let Some(message_id) = &original.message_id else {
+        return Ok(Err(Unmatched::UnknownMessage));
+    };
+    let Some(record) = ledger.sent_by_header(message_id)? else {
+        return Ok(Err(Unmatched::UnknownMessage));
+    };
+    let mut recipients: Vec<usize> = record
+        .recipients
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| named.iter().any(|n| n.eq_ignore_ascii_case(&r.address)))
+        .map(|(i, _)| i)
+        .collect();
+    if recipients.is_empty() && named.is_empty() && record.recipients.len() == 1 {
+        recipients.push(0);
+    }
+    if recipients.is_empty() {
+        return Ok(Err(Unmatched::NoRecipient));
+    }
+    Ok(Ok(Matched { record, recipients }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_candidates_are_found_in_text_in_any_case() {
+        let raw = b"Return-Path: <B-ABC123@Bounce.Example.Test>\r\nTo: x-b-no@bounce.example.test.evil\r\n\
+                    other@bounce.example.test";
+        let found = candidates_in(raw, "bounce.example.test");
+        assert_eq!(found[0], "b-abc123@bounce.example.test");
+        assert!(found.iter().all(|f| f.starts_with("b-")));
+    }
+}
