@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use poolrelay::admin::client::Action;
+use poolrelay::admin::suppression_client::SuppressionAction;
 use poolrelay::config;
 
 #[derive(Parser)]
@@ -95,6 +96,13 @@ pub enum Command {
         target: AdminTarget,
         #[command(subcommand)]
         command: IdentitiesCommand,
+    },
+    /// The account-level suppression list, through the admin socket.
+    Suppression {
+        #[command(flatten)]
+        target: AdminTarget,
+        #[command(subcommand)]
+        command: SuppressionCommand,
     },
     /// The queue, through the admin socket.
     Queue {
@@ -216,6 +224,28 @@ pub enum IdentitiesCommand {
 }
 
 #[derive(Subcommand)]
+pub enum SuppressionCommand {
+    /// List suppressed addresses (every page), optionally of one reason.
+    List {
+        /// BOUNCE or COMPLAINT.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Put an address on the list.
+    Add {
+        address: String,
+        /// BOUNCE or COMPLAINT.
+        #[arg(long, default_value = "BOUNCE")]
+        reason: String,
+    },
+    /// Take an address off the list.
+    Remove { address: String },
+    /// Import a CSV file of `address,reason` lines (as SES import jobs take them); bad lines are
+    /// reported by number and skipped.
+    Import { file: PathBuf },
+}
+
+#[derive(Subcommand)]
 pub enum QueueCommand {
     /// List the queued messages with their state, attempts and last error.
     List,
@@ -227,6 +257,17 @@ pub enum QueueCommand {
     Release { id: String },
     /// Delete a message from the queue (no bounce is sent).
     Delete { id: String },
+}
+
+impl SuppressionCommand {
+    pub fn action(self) -> SuppressionAction {
+        match self {
+            Self::List { reason } => SuppressionAction::List { reason },
+            Self::Add { address, reason } => SuppressionAction::Add { address, reason },
+            Self::Remove { address } => SuppressionAction::Remove { address },
+            Self::Import { file } => SuppressionAction::Import { file },
+        }
+    }
 }
 
 impl Command {

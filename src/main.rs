@@ -211,6 +211,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             };
             load(plan, json).await
         }
+        Command::Suppression { target, command } => {
+            let action = command.action();
+            poolrelay::admin::suppression_client::run(&target.socket()?, action, target.json).await
+        }
         admin => match admin.admin_action() {
             Some((target, action)) => {
                 admin_client::run(&target.socket()?, action, target.json).await

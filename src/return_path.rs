@@ -210,7 +210,11 @@ mod tests {
     const DAY: u64 = 86_400;
 
     fn return_path() -> ReturnPath {
-        ReturnPath::new("Bounce.Example.Test", b"0123456789abcdef0123456789abcdef", 30 * DAY)
+        ReturnPath::new(
+            "Bounce.Example.Test",
+            b"0123456789abcdef0123456789abcdef",
+            30 * DAY,
+        )
     }
 
     #[test]
@@ -242,7 +246,11 @@ mod tests {
         let other_local = other.split('@').next().unwrap();
         let spliced = format!("{}{}", &other_local[..26], &local[26..]);
         assert_eq!(rp.read(&spliced, now), Err(BadToken::Forged));
-        let other_key = ReturnPath::new("bounce.example.test", b"another secret, 32 bytes long!!!", DAY);
+        let other_key = ReturnPath::new(
+            "bounce.example.test",
+            b"another secret, 32 bytes long!!!",
+            DAY,
+        );
         assert_eq!(other_key.read(local, now), Err(BadToken::Forged));
         assert_eq!(rp.read("b-", now), Err(BadToken::Malformed));
         assert_eq!(rp.read("postmaster", now), Err(BadToken::Malformed));

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{AdminState, bind_admin_socket};
 use crate::config::Config;
 use crate::events::EventLog;
+use crate::feedback::setup::FeedbackParts;
 use crate::identity::status::StatusBoard;
 use crate::inbound::auth_limits::AuthLimits;
 use crate::inbound::per_ip::PerIpConnections;
@@ -91,9 +92,15 @@ fn raise_open_file_limit(need: u64) {
     }
 }
 
-/// Warns about dedicated IPs that are not assigned to this host and suspends them at once (the
-/// periodic re-check puts them back when they can be bound), so the API shows them from the start.
-fn check_sources(registry: &Registry, health: &Health) {
+/// The IPs' health as last saved, with dedicated IPs that are not assigned to this host
+/// suspended at once (the periodic re-check puts them back when they can be bound), so the API
+/// shows them from the start; each one is warned about.
+fn check_sources(config: &Config, spool: &Spool) -> Arc<Health> {
+    let health = Arc::new(Health::load(
+        config.health.clone(),
+        Some(spool.root().join("health.json")),
+    ));
+    let registry = &config.registry;
     for ip in registry.ips() {
         if let Err(error) = source_available(ip.address) {
             health.bind_failed(ip.address, &error.to_string());
@@ -111,6 +118,7 @@ fn check_sources(registry: &Registry, health: &Health) {
             tracing::error!(source_ip = %address, pool = registry::SHARED_POOL, %error, "shared-pool IP cannot be bound on this host: suspended until it can");
         }
     }
+    health
 }
 
 /// Everything the relay listens on, bound before any task starts (so a busy port or a bad
@@ -294,16 +302,22 @@ fn spawn_dns_checks(
     ));
 }
 
+/// The TLS identity of the SMTP listeners, when `[smtp.tls]` is configured.
+fn load_inbound_tls(config: &Config) -> anyhow::Result<Option<Arc<InboundTls>>> {
+    match &config.smtp.tls {
+        Some(files) => Ok(Some(Arc::new(
+            InboundTls::load(files).map_err(|e| anyhow::anyhow!(e))?,
+        ))),
+        None => Ok(None),
+    }
+}
+
 impl Relay {
     /// Recovers the spool, binds the listeners and starts delivering.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
         prepare_process(&config);
         let (spool, recovered) = recover_spool(&config).await?;
-        let health = Arc::new(Health::load(
-            config.health.clone(),
-            Some(spool.root().join("health.json")),
-        ));
-        check_sources(&config.registry, &health);
+        let health = check_sources(&config, &spool);
         let registry = Arc::new(ArcSwap::from_pointee(config.registry.clone()));
         let shutdown = CancellationToken::new();
         let outbound = Arc::new(
@@ -314,25 +328,25 @@ impl Relay {
             EventLog::open(config.events_path.as_deref(), &config.smtp.hostname)
                 .context("cannot open the event log")?,
         );
-        let (queue, scheduler) = queue::new(
-            AttemptContext {
-                outbound: outbound.clone(),
-                spool: spool.clone(),
-                settings: config.queue.clone(),
-                events: events.clone(),
-                hostname: config.smtp.hostname.clone(),
-            },
-            shutdown.clone(),
-        );
+        let feedback = FeedbackParts::open(&config, spool.root()).await?;
+        if let Some(return_path) = &feedback.return_path {
+            outbound.set_return_path(return_path.clone());
+        }
+        let attempts = AttemptContext {
+            outbound: outbound.clone(),
+            spool: spool.clone(),
+            settings: config.queue.clone(),
+            events: events.clone(),
+            hostname: config.smtp.hostname.clone(),
+            registry: registry.clone(),
+            ledger: Some(feedback.ledger.clone()),
+            sent: feedback.sent.clone(),
+        };
+        let (queue, scheduler) = queue::new(attempts, shutdown.clone());
         // Everything that can refuse start-up happens before any task is spawned.
         let mut listeners = Listeners::bind(&config).await?;
         outbound.set_own_listeners(listeners.own_addresses());
-        let inbound_tls = match &config.smtp.tls {
-            Some(files) => Some(Arc::new(
-                InboundTls::load(files).map_err(|e| anyhow::anyhow!(e))?,
-            )),
-            None => None,
-        };
+        let inbound_tls = load_inbound_tls(&config)?;
 
         let tasks = TaskTracker::new();
         let sessions = TaskTracker::new();
@@ -350,20 +364,26 @@ impl Relay {
                 config.smtp.auth_failures_per_ip,
             ),
             tls: inbound_tls.clone(),
+            feedback: feedback.intake.clone(),
         });
         let smtp = std::mem::take(&mut listeners.smtp);
         spawn_smtp(&tasks, &sessions, ctx, smtp, config.smtp.max_connections);
         tasks.spawn(scheduler.run(recovered));
+        let shared = (&registry, &events, &spool, &queue);
+        let ledger = feedback.spawn(&tasks, &config, shared, &shutdown);
         let dkim_status = Arc::new(StatusBoard::default());
         spawn_dns_checks(&tasks, &config, &registry, &health, &dkim_status, &shutdown);
-        let admin = Arc::new(AdminState::new(
-            &config,
-            registry,
-            queue.clone(),
-            listeners.smtp_addrs.clone(),
-            health,
-            dkim_status,
-        ));
+        let admin = Arc::new(
+            AdminState::new(
+                &config,
+                registry,
+                queue.clone(),
+                listeners.smtp_addrs.clone(),
+                health,
+                dkim_status,
+            )
+            .with_ledger(ledger),
+        );
         tasks.spawn(outbound.clone().upkeep(shutdown.clone()));
         spawn_admin(&tasks, &mut listeners, &admin, &shutdown);
         let reap_every = (config.queue.connection_idle_timeout / 2).max(Duration::from_millis(100));

@@ -12,14 +12,18 @@ use crate::registry::{
 };
 
 fn describe(set: &ConfigurationSet) -> Value {
-    json!({
+    let mut described = json!({
         "ConfigurationSetName": set.name,
         "DeliveryOptions": {
             "SendingPoolName": set.sending_pool.as_deref().unwrap_or(DEFAULT_POOL),
             "TlsPolicy": set.tls_policy.unwrap_or(TlsPolicy::Optional).as_str(),
             "MaxDeliverySeconds": set.max_delivery_seconds,
         }
-    })
+    });
+    if let Some(reasons) = set.suppressed_reasons {
+        described["SuppressionOptions"] = json!({ "SuppressedReasons": reasons.names() });
+    }
+    described
 }
 
 /// The checked `DeliveryOptions` of a request.

@@ -13,13 +13,17 @@ pub enum ApiError {
     /// The config file changed by hand since the relay last read or wrote it.
     Conflict(String),
     TooLarge(String),
+    /// A `NextToken` this relay did not give.
+    InvalidNextToken(String),
     Internal(String),
 }
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) | Self::AlreadyExists(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::AlreadyExists(_) | Self::InvalidNextToken(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::AccessDenied(_) => StatusCode::FORBIDDEN,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -35,6 +39,7 @@ impl ApiError {
             Self::AlreadyExists(_) => "AlreadyExistsException",
             Self::AccessDenied(_) => "AccessDeniedException",
             Self::Conflict(_) => "ConflictException",
+            Self::InvalidNextToken(_) => "InvalidNextTokenException",
             Self::Internal(_) => "InternalFailureException",
         }
     }
@@ -47,6 +52,7 @@ impl ApiError {
             | Self::AccessDenied(m)
             | Self::Conflict(m)
             | Self::TooLarge(m)
+            | Self::InvalidNextToken(m)
             | Self::Internal(m) => m,
         }
     }

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::body::Body;
 use super::error::ApiError;
 use super::state::AdminState;
-use super::{configuration_sets, identities, ips, pools, queue, status};
+use super::{configuration_sets, identities, ips, pools, queue, status, suppression};
 
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -64,6 +64,20 @@ fn query_value(query: Option<&str>, key: &str) -> Option<String> {
         .filter_map(|pair| pair.split_once('='))
         .find(|(name, _)| *name == key)
         .map(|(_, value)| value.to_string())
+}
+
+/// Every `key=value` pair of a query string, percent-decoded (`+` is a space), in order.
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    let decode_part = |part: &str| decode(&part.replace('+', " "));
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode_part(key), decode_part(value))
+        })
+        .collect()
 }
 
 /// A path segment with its percent-escapes decoded (an address identity's `@` arrives as `%40`).
@@ -154,6 +168,23 @@ async fn route(
         }
         (&Method::PUT, ["identities", name, "configuration-set"]) => {
             identities::put_configuration_set(state, &decode(name), body).await
+        }
+        (&Method::PUT, ["suppression", "addresses"]) => suppression::put(state, body).await,
+        (&Method::POST, ["suppression", "addresses", "batch"]) => {
+            suppression::put_batch(state, body).await
+        }
+        (&Method::GET, ["suppression", "addresses"]) => {
+            suppression::list(state, &query_pairs(query)).await
+        }
+        (&Method::GET, ["suppression", "addresses", address]) => {
+            suppression::get(state, &decode(address)).await
+        }
+        (&Method::DELETE, ["suppression", "addresses", address]) => {
+            suppression::delete(state, &decode(address)).await
+        }
+        (&Method::PUT, ["account", "suppression"]) => suppression::put_account(state, body).await,
+        (&Method::PUT, ["configuration-sets", name, "suppression-options"]) => {
+            suppression::put_configuration_set(state, name, body).await
         }
         (&Method::GET, ["queue"]) => queue::list(state).await,
         (&Method::DELETE, ["queue", id]) => queue::delete(state, id).await,

@@ -19,6 +19,8 @@ mod queue;
 mod socket;
 mod state;
 mod status;
+pub mod suppression;
+pub mod suppression_client;
 
 pub use error::ApiError;
 pub use socket::{bind_admin_socket, serve, serve_metrics};

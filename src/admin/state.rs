@@ -32,6 +32,8 @@ pub struct AdminState {
     pub dkim_status: Arc<StatusBoard>,
     /// `[dkim]`: where keys given through the API are written.
     pub dkim: DkimSettings,
+    /// The suppression list (set by the relay at start).
+    pub ledger: Option<crate::ledger::Ledger>,
     /// Serializes writes, and holds the config file's text as the relay last read or wrote it:
     /// a write refuses to build on hand edits that were never reloaded.
     writes: tokio::sync::Mutex<Option<String>>,
@@ -63,7 +65,16 @@ impl AdminState {
             health,
             dkim_status,
             dkim: config.dkim.clone(),
+            ledger: None,
             writes: tokio::sync::Mutex::new(std::fs::read_to_string(&config.path).ok()),
+        }
+    }
+
+    /// The suppression list the API reads and writes.
+    pub fn with_ledger(self, ledger: crate::ledger::Ledger) -> Self {
+        Self {
+            ledger: Some(ledger),
+            ..self
         }
     }
 

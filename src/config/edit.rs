@@ -207,17 +207,29 @@ impl ConfigDocument {
 
     /// `[warmup] enabled`.
     pub fn set_warmup_enabled(&mut self, enabled: bool) -> Result<(), EditError> {
-        if !self.document.contains_key("warmup") {
-            self.document.insert("warmup", Item::Table(Table::new()));
+        self.set_section_key("warmup", "enabled", enabled.into())
+    }
+
+    /// One key of a top-level table (`[suppression] reasons`), made when missing.
+    pub fn set_section_key(
+        &mut self,
+        section: &str,
+        key: &str,
+        new: toml_edit::Value,
+    ) -> Result<(), EditError> {
+        if !self.document.contains_key(section) {
+            self.document.insert(section, Item::Table(Table::new()));
         }
         let table = self
             .document
-            .get_mut("warmup")
+            .get_mut(section)
             .and_then(Item::as_table_mut)
             .ok_or_else(|| {
-                EditError::Syntax("`warmup` in the config file is not a [warmup] table".into())
+                EditError::Syntax(format!(
+                    "`{section}` in the config file is not a [{section}] table"
+                ))
             })?;
-        table.insert("enabled", value(enabled));
+        table.insert(key, value(new));
         Ok(())
     }
 

@@ -2,39 +2,11 @@
 //! loop (return paths, reports, the suppression list).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use super::problems::{Problems, parse_hostname};
 use super::raw::{RawConfig, Text};
+use crate::settings::feedback::{BounceSettings, FeedbackSettings};
 use crate::settings::suppression::{SuppressedReasons, SuppressionReason};
-
-/// `[bounce]`: the custom MAIL FROM domain whose addresses name message and recipient.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BounceSettings {
-    pub domain: String,
-    /// The HMAC key for return-path tokens (created, mode 0600, when absent).
-    pub secret_file: PathBuf,
-    /// How long after acceptance a bounce is still matched (and sent records kept).
-    pub token_lifetime: Duration,
-}
-
-/// `[feedback]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FeedbackSettings {
-    /// The address registered with ISPs' feedback loops (complaints arrive there).
-    pub address: Option<String>,
-    /// SES email feedback forwarding: bounces and complaints go on to the original sender.
-    pub forward: bool,
-}
-
-impl Default for FeedbackSettings {
-    fn default() -> Self {
-        Self {
-            address: None,
-            forward: true,
-        }
-    }
-}
 
 /// Thirty days: SES keeps message details for bounces and complaints about as long.
 const DEFAULT_TOKEN_LIFETIME: u64 = 30 * 86_400;
@@ -62,13 +34,11 @@ pub(super) fn bounce(
 
 pub(super) fn feedback(raw: &RawConfig, problems: &mut Problems<'_>) -> FeedbackSettings {
     let address = raw.feedback.address.as_ref().and_then(|address| {
-        problems.check(address, |text| {
-            match text.rsplit_once('@') {
-                Some((local, domain)) if !local.is_empty() && parse_hostname(domain).is_ok() => {
-                    Ok(format!("{local}@{}", domain.to_ascii_lowercase()))
-                }
-                _ => Err(format!("feedback.address {text:?} is not an email address")),
+        problems.check(address, |text| match text.rsplit_once('@') {
+            Some((local, domain)) if !local.is_empty() && parse_hostname(domain).is_ok() => {
+                Ok(format!("{local}@{}", domain.to_ascii_lowercase()))
             }
+            _ => Err(format!("feedback.address {text:?} is not an email address")),
         })
     });
     FeedbackSettings {

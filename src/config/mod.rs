@@ -22,8 +22,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::identity::key::KeyAlgorithm;
-use feedback::{BounceSettings, FeedbackSettings};
 use crate::registry::Registry;
+use crate::settings::feedback::{BounceSettings, FeedbackSettings};
 use crate::settings::health::HealthSettings;
 use crate::settings::route::Route;
 use crate::settings::shaping::ShapingRule;

@@ -30,30 +30,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
     let spool_dir = relative_to_config(raw.spool.dir.as_ref().map_or("var/spool", |d| d.get_ref()));
     let nameservers = nameservers(&raw, &mut problems);
     let queue = queue(&raw, &mut problems);
-    let outbound = OutboundSettings {
-        mx_port: raw.outbound.mx_port.as_ref().map_or(25, |v| {
-            number_in(v, 1..65536, "outbound.mx_port", &mut problems)
-        }) as u16,
-        ca_file: raw
-            .outbound
-            .ca_file
-            .as_ref()
-            .map(|p| relative_to_config(p.get_ref())),
-    };
-    let events_path = raw
-        .events
-        .path
-        .as_ref()
-        .map(|p| relative_to_config(p.get_ref()));
-    let admin = AdminSettings {
-        socket: raw
-            .admin
-            .socket
-            .as_ref()
-            .map(|p| relative_to_config(p.get_ref())),
-        allowed_uids: raw.admin.allowed_uids.clone(),
-        group: raw.admin.group.as_ref().map(|g| g.get_ref().clone()),
-    };
+    let (outbound, events_path, admin) = paths(&raw, &relative_to_config, &mut problems);
     let warmup = model::warmup(&raw.warmup, &mut problems);
     let metrics_listen = raw.metrics.listen.as_ref().and_then(|l| {
         problems.check(l, |t| {
@@ -104,6 +81,42 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
 }
 
 /// `[dns] nameservers`: `ip` or `ip:port`; empty means the system resolver.
+/// `[outbound]`, `[events]` and `[admin]`: mostly paths, relative to the config file.
+fn paths(
+    raw: &RawConfig,
+    relative_to_config: &dyn Fn(&str) -> PathBuf,
+    problems: &mut Problems<'_>,
+) -> (OutboundSettings, Option<PathBuf>, AdminSettings) {
+    let outbound = OutboundSettings {
+        mx_port: raw
+            .outbound
+            .mx_port
+            .as_ref()
+            .map_or(25, |v| number_in(v, 1..65536, "outbound.mx_port", problems))
+            as u16,
+        ca_file: raw
+            .outbound
+            .ca_file
+            .as_ref()
+            .map(|p| relative_to_config(p.get_ref())),
+    };
+    let events_path = raw
+        .events
+        .path
+        .as_ref()
+        .map(|p| relative_to_config(p.get_ref()));
+    let admin = AdminSettings {
+        socket: raw
+            .admin
+            .socket
+            .as_ref()
+            .map(|p| relative_to_config(p.get_ref())),
+        allowed_uids: raw.admin.allowed_uids.clone(),
+        group: raw.admin.group.as_ref().map(|g| g.get_ref().clone()),
+    };
+    (outbound, events_path, admin)
+}
+
 fn nameservers(raw: &RawConfig, problems: &mut Problems<'_>) -> Vec<SocketAddr> {
     raw.dns
         .nameservers

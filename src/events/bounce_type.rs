@@ -134,18 +134,45 @@ mod tests {
 
     #[test]
     fn statuses_map_to_ses_types() {
-        assert_eq!(kind(Some("failed"), Some("5.1.1")), Some(("Permanent", "NoEmail")));
-        assert_eq!(kind(Some("failed"), Some("5.1.10")), Some(("Permanent", "NoEmail")));
-        assert_eq!(kind(Some("failed"), Some("5.7.1")), Some(("Permanent", "General")));
-        assert_eq!(kind(Some("failed"), Some("5.2.2")), Some(("Transient", "MailboxFull")));
-        assert_eq!(kind(Some("failed"), Some("5.3.4")), Some(("Transient", "MessageTooLarge")));
-        assert_eq!(kind(Some("failed"), Some("4.4.1")), Some(("Transient", "General")));
-        assert_eq!(kind(Some("delayed"), Some("4.4.7")), Some(("Transient", "General")));
+        assert_eq!(
+            kind(Some("failed"), Some("5.1.1")),
+            Some(("Permanent", "NoEmail"))
+        );
+        assert_eq!(
+            kind(Some("failed"), Some("5.1.10")),
+            Some(("Permanent", "NoEmail"))
+        );
+        assert_eq!(
+            kind(Some("failed"), Some("5.7.1")),
+            Some(("Permanent", "General"))
+        );
+        assert_eq!(
+            kind(Some("failed"), Some("5.2.2")),
+            Some(("Transient", "MailboxFull"))
+        );
+        assert_eq!(
+            kind(Some("failed"), Some("5.3.4")),
+            Some(("Transient", "MessageTooLarge"))
+        );
+        assert_eq!(
+            kind(Some("failed"), Some("4.4.1")),
+            Some(("Transient", "General"))
+        );
+        assert_eq!(
+            kind(Some("delayed"), Some("4.4.7")),
+            Some(("Transient", "General"))
+        );
         assert_eq!(kind(Some("delayed"), None), Some(("Transient", "General")));
-        assert_eq!(kind(Some("Failed"), Some("garbage")), Some(("Undetermined", "Undetermined")));
+        assert_eq!(
+            kind(Some("Failed"), Some("garbage")),
+            Some(("Undetermined", "Undetermined"))
+        );
         assert_eq!(kind(None, None), Some(("Undetermined", "Undetermined")));
         assert_eq!(kind(Some("delivered"), Some("2.0.0")), None);
         assert_eq!(kind(None, Some("2.1.5")), None);
-        assert_eq!(kind(Some("failed"), Some("5.99999999.1")), Some(("Permanent", "General")));
+        assert_eq!(
+            kind(Some("failed"), Some("5.99999999.1")),
+            Some(("Permanent", "General"))
+        );
     }
 }

@@ -1,13 +1,13 @@
 //! SES email feedback forwarding: a bounce or complaint goes on to the original sender, from
 //! `<>`, through the pool the original message left from, as a new spooled message.
 
-use super::processor::Processor;
 use crate::ledger::sent::SentRecord;
-use crate::spool::{Envelope, Recipient, new_message_id, unix_now};
+use crate::spool::{Envelope, Recipient, Spool, new_message_id, unix_now};
 
 /// Spools `content` (the report as received) for the original sender of `record`.
 pub(super) async fn forward(
-    processor: &Processor,
+    spool: &Spool,
+    (hostname, max_age): (&str, std::time::Duration),
     record: &SentRecord,
     content: &[u8],
 ) -> std::io::Result<Envelope> {
@@ -20,16 +20,16 @@ pub(super) async fn forward(
         configuration_set: record.configuration_set.clone(),
         pool: record.pool.clone(),
         client_ip: record.client_ip,
-        client_helo: processor.hostname.clone(),
+        client_helo: hostname.to_string(),
         size: content.len() as u64,
         smtputf8: !record.sender.is_ascii(),
-        expires_at: now + processor.max_age.as_secs(),
+        expires_at: now + max_age.as_secs(),
         // Never bounced itself: a report about a report would loop.
         is_dsn: true,
         tags: record.tags.clone(),
         ..Envelope::default()
     };
-    let mut writer = processor.spool.writer();
+    let mut writer = spool.writer();
     writer.buffer().extend_from_slice(content);
     let envelope = writer.commit(envelope).await?;
     tracing::info!(id = %envelope.id, original = %record.message_id, to = %record.sender, pool = %record.pool, "feedback forwarded");

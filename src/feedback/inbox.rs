@@ -86,7 +86,9 @@ impl Inbox {
 
     /// Blocking: moves a report that cannot be used to the unmatched folder.
     pub fn set_aside(&self, path: &Path) -> io::Result<PathBuf> {
-        let name = path.file_name().ok_or_else(|| io::Error::other("no file name"))?;
+        let name = path
+            .file_name()
+            .ok_or_else(|| io::Error::other("no file name"))?;
         let target = self.unmatched.join(name);
         fs::rename(path, &target)?;
         fs::File::open(&self.unmatched)?.sync_all()?;
@@ -115,7 +117,9 @@ mod tests {
             helo: "mx\r\nInjected: yes".into(),
             received_at: 7,
         };
-        let path = inbox.store(&envelope, b"Subject: x\r\n\r\nbody\r\n").unwrap();
+        let path = inbox
+            .store(&envelope, b"Subject: x\r\n\r\nbody\r\n")
+            .unwrap();
         assert_eq!(inbox.waiting().unwrap(), vec![path.clone()]);
         let (read, content) = Inbox::read(&path).unwrap();
         assert_eq!(read, envelope);

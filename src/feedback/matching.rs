@@ -58,7 +58,10 @@ pub fn tokens(
         return from_envelope;
     }
     let named = match report {
-        Report::Complaint(c) => vec![c.original_mail_from.as_deref(), c.original.return_path.as_deref()],
+        Report::Complaint(c) => vec![
+            c.original_mail_from.as_deref(),
+            c.original.return_path.as_deref(),
+        ],
         Report::Bounce(b) => vec![b.original.return_path.as_deref()],
         Report::Unreadable => Vec::new(),
     };
@@ -116,10 +119,16 @@ pub fn find(
         return Ok(Ok(Matched { record, recipients }));
     }
     let (original, named): (&Original, Vec<&str>) = match report {
-        Report::Complaint(c) => (&c.original, c.original_rcpt_to.iter().map(String::as_str).collect()),
+        Report::Complaint(c) => (
+            &c.original,
+            c.original_rcpt_to.iter().map(String::as_str).collect(),
+        ),
         Report::Bounce(b) => (
             &b.original,
-            b.recipients.iter().filter_map(|r| r.final_recipient.as_deref()).collect(),
+            b.recipients
+                .iter()
+                .filter_map(|r| r.final_recipient.as_deref())
+                .collect(),
         ),
         Report::Unreadable => return Ok(Err(Unmatched::Unreadable)),
     };

@@ -13,3 +13,4 @@ pub mod intake;
 pub mod matching;
 pub mod processor;
 pub mod report;
+pub mod setup;

@@ -48,7 +48,11 @@ struct Applied {
 
 impl Processor {
     /// Processes what waits in the inbox, then each report as it is stored, until shutdown.
-    pub async fn run(self, mut stored: mpsc::UnboundedReceiver<PathBuf>, shutdown: CancellationToken) {
+    pub async fn run(
+        self,
+        mut stored: mpsc::UnboundedReceiver<PathBuf>,
+        shutdown: CancellationToken,
+    ) {
         let inbox = self.inbox.clone();
         let waiting = tokio::task::spawn_blocking(move || inbox.waiting())
             .await
@@ -86,7 +90,9 @@ impl Processor {
         let parsing = content.clone();
         let parsed = tokio::task::spawn_blocking(move || report::parse(&parsing)).await;
         let Ok(report) = parsed else {
-            return self.set_aside(path, &envelope.id, Unmatched::Unreadable).await;
+            return self
+                .set_aside(path, &envelope.id, Unmatched::Unreadable)
+                .await;
         };
         let tokens = match &self.return_path {
             Some(rp) => matching::tokens(rp, &envelope.recipients, &report, &content, unix_now()),
@@ -94,7 +100,8 @@ impl Processor {
         };
         let ledger = self.ledger.clone();
         let finding = report.clone();
-        let found = tokio::task::spawn_blocking(move || matching::find(&ledger, &finding, &tokens)).await;
+        let found =
+            tokio::task::spawn_blocking(move || matching::find(&ledger, &finding, &tokens)).await;
         let matched = match found {
             Ok(Ok(Ok(matched))) => matched,
             Ok(Ok(Err(unmatched))) => return self.set_aside(path, &envelope.id, unmatched).await,
@@ -102,7 +109,11 @@ impl Processor {
                 tracing::error!(id = %envelope.id, %error, "cannot read the ledger; the report stays in the inbox");
                 return;
             }
-            Err(_) => return self.set_aside(path, &envelope.id, Unmatched::Unreadable).await,
+            Err(_) => {
+                return self
+                    .set_aside(path, &envelope.id, Unmatched::Unreadable)
+                    .await;
+            }
         };
         let applied = match &report {
             Report::Bounce(bounce) => self.bounce(&envelope, bounce, &matched).await,
@@ -110,9 +121,16 @@ impl Processor {
             Report::Unreadable => None,
         };
         let Some(applied) = applied else {
-            return self.set_aside(path, &envelope.id, Unmatched::NotABounce).await;
+            return self
+                .set_aside(path, &envelope.id, Unmatched::NotABounce)
+                .await;
         };
-        METRICS.feedback.get_or_create(&ReasonLabels { reason: applied.kind.into() }).inc();
+        METRICS
+            .feedback
+            .get_or_create(&ReasonLabels {
+                reason: applied.kind.into(),
+            })
+            .inc();
         tracing::info!(
             id = %envelope.id,
             message = %matched.record.message_id,
@@ -134,13 +152,19 @@ impl Processor {
     async fn set_aside(&self, path: &Path, id: &str, why: Unmatched) {
         METRICS
             .feedback_unmatched
-            .get_or_create(&ReasonLabels { reason: why.as_label().into() })
+            .get_or_create(&ReasonLabels {
+                reason: why.as_label().into(),
+            })
             .inc();
         let inbox = self.inbox.clone();
         let owned = path.to_path_buf();
         match tokio::task::spawn_blocking(move || inbox.set_aside(&owned)).await {
-            Ok(Ok(kept)) => tracing::warn!(id, reason = why.as_label(), kept = %kept.display(), "feedback report not matched; kept"),
-            _ => tracing::error!(id, path = %path.display(), "cannot move an unmatched feedback report aside"),
+            Ok(Ok(kept)) => {
+                tracing::warn!(id, reason = why.as_label(), kept = %kept.display(), "feedback report not matched; kept")
+            }
+            _ => {
+                tracing::error!(id, path = %path.display(), "cannot move an unmatched feedback report aside")
+            }
         }
     }
 
@@ -156,7 +180,9 @@ impl Processor {
         for &index in &matched.recipients {
             let recipient = &matched.record.recipients[index];
             let block = block_for(bounce, &recipient.address);
-            let Some(kind) = BounceKind::from_status(block.action.as_deref(), block.status.as_deref()) else {
+            let Some(kind) =
+                BounceKind::from_status(block.action.as_deref(), block.status.as_deref())
+            else {
                 continue;
             };
             any = true;
@@ -175,7 +201,8 @@ impl Processor {
                 feedback_id: Some(&inbox.id),
                 reporting_mta: Some(bounce.reporting_mta.as_deref().unwrap_or(&inbox.helo)),
             };
-            self.events.bounce_with(&envelope, &details, std::slice::from_ref(&outcome));
+            self.events
+                .bounce_with(&envelope, &details, std::slice::from_ref(&outcome));
             if kind.is_permanent() {
                 suppress.push(recipient.address.clone());
             }
@@ -183,8 +210,13 @@ impl Processor {
         if !any {
             return None;
         }
-        let suppressed = self.suppress(matched, &inbox.id, suppress, SuppressionReason::Bounce).await;
-        Some(Applied { kind: "bounce", suppressed })
+        let suppressed = self
+            .suppress(matched, &inbox.id, suppress, SuppressionReason::Bounce)
+            .await;
+        Some(Applied {
+            kind: "bounce",
+            suppressed,
+        })
     }
 
     async fn complaint(
@@ -199,16 +231,25 @@ impl Processor {
             .iter()
             .map(|&i| matched.record.recipients[i].address.clone())
             .collect();
-        let outgoing_ip = matched.recipients.first().and_then(|&i| matched.record.recipients[i].outgoing_ip);
+        let outgoing_ip = matched
+            .recipients
+            .first()
+            .and_then(|&i| matched.record.recipients[i].outgoing_ip);
         let details = ComplaintDetails {
             feedback_id: &inbox.id,
             feedback_type: &complaint.feedback_type,
             user_agent: complaint.user_agent.as_deref(),
             arrival_date: complaint.arrival_date.as_deref(),
         };
-        self.events.complaint(&envelope, outgoing_ip, &details, &addresses);
-        let suppressed = self.suppress(matched, &inbox.id, addresses, SuppressionReason::Complaint).await;
-        Some(Applied { kind: "complaint", suppressed })
+        self.events
+            .complaint(&envelope, outgoing_ip, &details, &addresses);
+        let suppressed = self
+            .suppress(matched, &inbox.id, addresses, SuppressionReason::Complaint)
+            .await;
+        Some(Applied {
+            kind: "complaint",
+            suppressed,
+        })
     }
 
     /// Puts `addresses` on the suppression list if the message's reasons include `reason`.
@@ -249,15 +290,20 @@ impl Processor {
 
     async fn forward_report(&self, matched: &Matched, content: &[u8]) {
         let sender = &matched.record.sender;
-        let own = sender
-            .rsplit_once('@')
-            .is_some_and(|(_, d)| self.return_path.as_ref().is_some_and(|rp| rp.is_bounce_domain(d)));
+        let own = sender.rsplit_once('@').is_some_and(|(_, d)| {
+            self.return_path
+                .as_ref()
+                .is_some_and(|rp| rp.is_bounce_domain(d))
+        });
         if sender.is_empty() || own {
             return;
         }
-        match forward(self, &matched.record, content).await {
+        let settings = (self.hostname.as_str(), self.max_age);
+        match forward(&self.spool, settings, &matched.record, content).await {
             Ok(envelope) => self.queue.enqueue(envelope),
-            Err(error) => tracing::error!(%error, to = %sender, "cannot spool the forwarded report"),
+            Err(error) => {
+                tracing::error!(%error, to = %sender, "cannot spool the forwarded report")
+            }
         }
     }
 }

@@ -58,7 +58,14 @@ pub enum Report {
 }
 
 /// SES's complaint feedback types; anything else is `other`.
-const FEEDBACK_TYPES: [&str; 6] = ["abuse", "auth-failure", "fraud", "not-spam", "other", "virus"];
+const FEEDBACK_TYPES: [&str; 6] = [
+    "abuse",
+    "auth-failure",
+    "fraud",
+    "not-spam",
+    "other",
+    "virus",
+];
 
 /// Reads `raw` (a whole message as received).
 pub fn parse(raw: &[u8]) -> Report {
@@ -84,7 +91,9 @@ pub fn parse(raw: &[u8]) -> Report {
             }
             ("message", "feedback-report") => {
                 let body = String::from_utf8_lossy(part.contents());
-                feedback.get_or_insert_with(|| fields::blocks(&body).into_iter().next().unwrap_or_default());
+                feedback.get_or_insert_with(|| {
+                    fields::blocks(&body).into_iter().next().unwrap_or_default()
+                });
             }
             ("message", "rfc822" | "global") => {
                 if let Some(inner) = part.message() {
@@ -96,7 +105,9 @@ pub fn parse(raw: &[u8]) -> Report {
                 if let Some(block) = fields::blocks(&body).into_iter().next() {
                     original = Original {
                         message_id: block.get("message-id").map(str::to_string),
-                        return_path: block.get("return-path").map(|v| angle_address(v).to_string()),
+                        return_path: block
+                            .get("return-path")
+                            .map(|v| angle_address(v).to_string()),
                     };
                 }
             }
@@ -112,7 +123,11 @@ pub fn parse(raw: &[u8]) -> Report {
     if let Some(blocks) = delivery_status {
         return Report::Bounce(delivery_status_report(&blocks, original));
     }
-    Report::Bounce(plain_bounce(text.as_deref().unwrap_or(""), &message, original))
+    Report::Bounce(plain_bounce(
+        text.as_deref().unwrap_or(""),
+        &message,
+        original,
+    ))
 }
 
 fn original_of(inner: &Message<'_>) -> Original {
@@ -157,9 +172,13 @@ fn delivery_status_report(blocks: &[FieldBlock], original: Original) -> BounceRe
         .iter()
         .filter(|b| b.get("final-recipient").is_some() || b.get("action").is_some())
         .map(|b| DsnRecipient {
-            final_recipient: b.typed("final-recipient").map(|a| angle_address(a).to_string()),
+            final_recipient: b
+                .typed("final-recipient")
+                .map(|a| angle_address(a).to_string()),
             action: b.get("action").map(|a| a.to_ascii_lowercase()),
-            status: b.get("status").map(|s| status_code(s).unwrap_or(s).to_string()),
+            status: b
+                .get("status")
+                .map(|s| status_code(s).unwrap_or(s).to_string()),
             diagnostic: b.get("diagnostic-code").map(str::to_string),
         })
         .collect();
@@ -184,9 +203,10 @@ fn plain_bounce(text: &str, message: &Message<'_>, original: Original) -> Bounce
                 "failed".to_string()
             }
         }),
-        status: reply.as_ref().and_then(|r| r.status.clone()).or_else(|| {
-            reply.as_ref().map(|r| format!("{}.0.0", &r.code[..1]))
-        }),
+        status: reply
+            .as_ref()
+            .and_then(|r| r.status.clone())
+            .or_else(|| reply.as_ref().map(|r| format!("{}.0.0", &r.code[..1]))),
         diagnostic: reply.map(|r| r.line),
     };
     let reporting_mta = message
@@ -216,16 +236,21 @@ fn find_reply(text: &str) -> Option<FoundReply> {
             .filter(|w| !w.is_empty())
             .collect();
         for (i, word) in words.iter().enumerate() {
-            let code = word.split('-').next().unwrap_or(word);
+            // `550-5.1.1` (a continued reply) carries its status in the same word.
+            let (code, joined) = word.split_once('-').unwrap_or((word, ""));
             let is_code = code.len() == 3
                 && code.bytes().all(|b| b.is_ascii_digit())
                 && matches!(code.as_bytes()[0], b'4' | b'5');
             if !is_code {
                 continue;
             }
-            let status = words
-                .get(i + 1)
-                .and_then(|w| status_code(w))
+            let next = if joined.is_empty() {
+                words.get(i + 1).copied()
+            } else {
+                Some(joined)
+            };
+            let status = next
+                .and_then(status_code)
                 .filter(|s| s.as_bytes()[0] == code.as_bytes()[0])
                 .map(str::to_string);
             let line: String = line.trim().chars().take(500).collect();
@@ -241,7 +266,10 @@ fn find_reply(text: &str) -> Option<FoundReply> {
 
 /// `5.1.1` at the start of `text` (class 2, 4 or 5; subject and detail of 1-3 digits).
 fn status_code(text: &str) -> Option<&str> {
-    let candidate = text.trim().split(|c: char| c.is_whitespace() || c == '(').next()?;
+    let candidate = text
+        .trim()
+        .split(|c: char| c.is_whitespace() || c == '(')
+        .next()?;
     let mut parts = candidate.split('.');
     let class = parts.next()?;
     let ok = matches!(class, "2" | "4" | "5")
@@ -256,10 +284,14 @@ mod tests {
 
     #[test]
     fn replies_are_found_in_text() {
-        let found = find_reply("host mx.example.test said: 550-5.1.1 The email account does not exist").unwrap();
+        let found =
+            find_reply("host mx.example.test said: 550-5.1.1 The email account does not exist")
+                .unwrap();
         assert_eq!(found.code, "550");
         assert_eq!(found.status.as_deref(), Some("5.1.1"));
-        let no_status = find_reply("SMTP error from remote mail server after RCPT TO:<a@b>: 550 unrouteable").unwrap();
+        let no_status =
+            find_reply("SMTP error from remote mail server after RCPT TO:<a@b>: 550 unrouteable")
+                .unwrap();
         assert_eq!(no_status.status, None);
         assert!(find_reply("nothing here, 200 OK, 6xx").is_none());
         // A status whose class differs from the reply's is not taken.

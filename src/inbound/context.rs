@@ -28,4 +28,6 @@ pub struct InboundContext {
     pub auth_limits: super::auth_limits::AuthLimits,
     /// The TLS identity, when `[smtp.tls]` is configured.
     pub tls: Option<Arc<tls::InboundTls>>,
+    /// The relay's own feedback addresses (return paths, the feedback-loop address).
+    pub feedback: Option<Arc<crate::feedback::intake::FeedbackIntake>>,
 }

@@ -68,6 +68,9 @@ impl Session {
         let Some(transaction) = self.end_transaction() else {
             return Ok(true);
         };
+        if transaction.feedback {
+            return self.receive_feedback(stream, transaction).await;
+        }
         let id = new_message_id();
         let mut writer = self.ctx.spool.writer();
         let trace = Trace {
@@ -294,6 +297,7 @@ impl Session {
             envid: transaction.envid,
             ret_full: transaction.ret_full,
             tags: filter.tags().to_vec(),
+            header_message_id: filter.message_id().map(str::to_string),
             sends_as_is: false,
             stored: None,
             in_memory: None,

@@ -50,6 +50,7 @@ pub fn context(spool_dir: &Path) -> std::io::Result<Arc<InboundContext>> {
         per_ip: PerIpConnections::new(config.smtp.max_connections_per_ip),
         auth_limits: AuthLimits::new(1, config.smtp.auth_failures_per_ip),
         tls: None,
+        feedback: None,
         settings: config.smtp,
     }))
 }

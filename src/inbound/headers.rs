@@ -48,6 +48,8 @@ pub struct HeaderFilter {
     captured_tags: Option<Vec<u8>>,
     configuration_set: Option<String>,
     tags: Vec<(String, String)>,
+    /// The first `Message-ID` value (kept in the message too), for matching reports later.
+    message_id: Option<String>,
 }
 
 impl Default for HeaderFilter {
@@ -68,6 +70,7 @@ impl HeaderFilter {
             captured_tags: None,
             configuration_set: None,
             tags: Vec::new(),
+            message_id: None,
         }
     }
 
@@ -91,6 +94,11 @@ impl HeaderFilter {
     /// pairs are left out.
     pub fn tags(&self) -> &[(String, String)] {
         &self.tags
+    }
+
+    /// The `Message-ID` field's value as written (unfolded first line, trimmed), if any.
+    pub fn message_id(&self) -> Option<&str> {
+        self.message_id.as_deref()
     }
 
     /// Feeds content (CRLF line ends) and appends what is to be kept to `out`.
@@ -194,6 +202,13 @@ impl HeaderFilter {
         let lower = name.to_ascii_lowercase();
         if lower == b"received" {
             self.received += 1;
+        } else if lower == b"message-id" && self.message_id.is_none() {
+            let colon = memchr::memchr(b':', line).unwrap_or(line.len() - 1);
+            let value = String::from_utf8_lossy(&line[colon + 1..]);
+            let value = value.trim();
+            if !value.is_empty() && value.len() <= 998 {
+                self.message_id = Some(value.to_string());
+            }
         }
         self.field = if lower == CONFIGURATION_SET_FIELD.as_bytes() && self.captured.is_none() {
             self.captured = Some(line.to_vec());

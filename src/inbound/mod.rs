@@ -7,6 +7,7 @@ mod auth_session;
 mod connection;
 mod context;
 mod data_phase;
+mod feedback_data;
 #[doc(hidden)]
 pub mod harness;
 mod headers;

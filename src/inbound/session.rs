@@ -18,6 +18,7 @@ use super::auth::SaslStep;
 use super::context::InboundContext;
 use super::received::sanitize_name;
 use crate::config::SmtpUser;
+use crate::feedback::intake::FeedbackRecipient;
 use crate::smtp::Reply;
 use crate::smtp::address;
 use crate::smtp::line::{CommandLines, NextLine};
@@ -60,6 +61,9 @@ pub(super) struct Transaction {
     pub(super) envid: Option<String>,
     pub(super) ret_full: bool,
     pub(super) recipients: Vec<Recipient>,
+    /// The recipients are the relay's own feedback addresses (bounces, reports), not mail to
+    /// relay; a transaction is one or the other.
+    pub(super) feedback: bool,
 }
 
 /// Where the session stands: what the client's next line means.
@@ -340,7 +344,7 @@ impl Session {
             Phase::Connected => {
                 return self.error(Reply::new(503, "5.5.1", "Send EHLO or HELO first"));
             }
-            _ if !self.may_relay() => {
+            _ if !self.may_relay() && !self.receives_feedback() => {
                 return self.error(Reply::new(530, "5.7.0", "Authentication required"));
             }
             Phase::Mail(..) => return self.error(Reply::new(503, "5.5.1", "Nested MAIL command")),
@@ -372,19 +376,22 @@ impl Session {
             envid: from.env_id,
             ret_full: from.flags & smtp_proto::MAIL_RET_FULL != 0,
             recipients: Vec::new(),
+            feedback: false,
         };
         self.phase = Phase::Mail(greeting, transaction);
         self.reply(Reply::new(250, "2.1.0", "Ok"));
         Next::ReadMore
     }
 
+    /// Whether some address here receives bounces or reports from anyone.
+    fn receives_feedback(&self) -> bool {
+        self.ctx.feedback.as_ref().is_some_and(|f| f.receives())
+    }
+
     fn rcpt(&mut self, to: smtp_proto::RcptTo<String>) -> Next {
         let Some(transaction) = self.transaction() else {
             return self.error(Reply::new(503, "5.5.1", "Need MAIL before RCPT"));
         };
-        if !self.may_relay() {
-            return self.error(Reply::new(554, "5.7.1", "Relay access denied"));
-        }
         if !transaction.smtputf8 && !to.address.is_ascii() {
             return self.error(Reply::new(553, "5.6.7", "Non-ASCII address needs SMTPUTF8"));
         }
@@ -395,12 +402,38 @@ impl Session {
                 "Control characters are not allowed in addresses",
             ));
         }
-        if !has_routable_domain(&to.address) {
+        let kind = match &self.ctx.feedback {
+            Some(intake) => intake.classify(&to.address, crate::spool::unix_now()),
+            None => FeedbackRecipient::Relay,
+        };
+        let feedback = match kind {
+            FeedbackRecipient::Refused(bad) => {
+                return self.error(Reply::new(
+                    550,
+                    "5.1.1",
+                    format!("Recipient address rejected: {bad}"),
+                ));
+            }
+            FeedbackRecipient::Accepted => true,
+            FeedbackRecipient::Relay if !self.may_relay() => {
+                return self.error(Reply::new(554, "5.7.1", "Relay access denied"));
+            }
+            FeedbackRecipient::Relay => false,
+        };
+        if !feedback && !has_routable_domain(&to.address) {
             return self.error(Reply::new(
                 501,
                 "5.1.3",
                 "Recipient address needs a valid domain",
             ));
+        }
+        if !transaction.recipients.is_empty() && transaction.feedback != feedback {
+            self.reply(Reply::new(
+                452,
+                "4.5.3",
+                "Mail for the relay's feedback addresses goes in a transaction of its own",
+            ));
+            return Next::ReadMore;
         }
         if transaction.recipients.len() >= self.ctx.settings.max_recipients {
             self.reply(Reply::new(452, "4.5.3", "Too many recipients"));
@@ -411,6 +444,7 @@ impl Session {
             recipient.notify = Notify::from_flags(to.flags);
             recipient.orcpt = to.orcpt;
             transaction.recipients.push(recipient);
+            transaction.feedback = feedback;
         }
         self.reply(Reply::new(250, "2.1.5", "Ok"));
         Next::ReadMore

@@ -96,7 +96,10 @@ fn record_loop(ledger: &Ledger, receiver: &mpsc::Receiver<SentRecord>, lifetime:
             last_prune = Instant::now();
             let cutoff = crate::spool::unix_now().saturating_sub(lifetime.as_secs());
             match ledger.prune_sent(cutoff) {
-                Ok(removed) => tracing::info!(removed, "dropped sent records past the bounce token lifetime"),
+                Ok(removed) => tracing::info!(
+                    removed,
+                    "dropped sent records past the bounce token lifetime"
+                ),
                 Err(error) => tracing::error!(%error, "cannot prune sent records"),
             }
         }
@@ -200,14 +203,25 @@ mod tests {
         let old = format!("{:016x}-000001", 1_000u64 * 1_000_000);
         let new = format!("{:016x}-000002", 3_000u64 * 1_000_000);
         ledger
-            .write_sent(&[record(&old, "<old@example.test>"), record(&new, "<new@example.test>")])
+            .write_sent(&[
+                record(&old, "<old@example.test>"),
+                record(&new, "<new@example.test>"),
+            ])
             .unwrap();
         assert_eq!(ledger.sent(&old).unwrap().unwrap().pool, "bulk");
-        let by_header = ledger.sent_by_header(" <new@example.test> ").unwrap().unwrap();
+        let by_header = ledger
+            .sent_by_header(" <new@example.test> ")
+            .unwrap()
+            .unwrap();
         assert_eq!(by_header.message_id, new);
         assert_eq!(ledger.prune_sent(2_000).unwrap(), 1);
         assert!(ledger.sent(&old).unwrap().is_none());
-        assert!(ledger.sent_by_header("<old@example.test>").unwrap().is_none());
+        assert!(
+            ledger
+                .sent_by_header("<old@example.test>")
+                .unwrap()
+                .is_none()
+        );
         assert!(ledger.sent(&new).unwrap().is_some());
     }
 }

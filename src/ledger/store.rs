@@ -11,7 +11,8 @@ pub(super) const SUPPRESSED: TableDefinition<&str, &[u8]> = TableDefinition::new
 /// Spool id → JSON sent record.
 pub(super) const SENT: TableDefinition<&str, &[u8]> = TableDefinition::new("sent");
 /// `Message-ID` header value → spool id.
-pub(super) const SENT_BY_HEADER: TableDefinition<&str, &str> = TableDefinition::new("sent_by_header");
+pub(super) const SENT_BY_HEADER: TableDefinition<&str, &str> =
+    TableDefinition::new("sent_by_header");
 
 /// redb's page cache. Lookups stay in microseconds with the rest in the OS page cache, and the
 /// relay's memory stays bounded with ten million entries.

@@ -137,7 +137,10 @@ impl Ledger {
                 let key = normalize(&entry.address).ok_or_else(|| {
                     LedgerError::Invalid(format!("{:?} is not an email address", entry.address))
                 })?;
-                if table.insert(key.as_str(), encode(entry).as_slice())?.is_none() {
+                if table
+                    .insert(key.as_str(), encode(entry).as_slice())?
+                    .is_none()
+                {
                     added += 1;
                 }
             }
@@ -199,7 +202,9 @@ impl Ledger {
                 continue;
             }
             if entries.len() == page_size {
-                next_token = entries.last().map(|last: &Suppressed| make_token(&last.address));
+                next_token = entries
+                    .last()
+                    .map(|last: &Suppressed| make_token(&last.address));
                 break;
             }
             entries.push(entry);
@@ -242,14 +247,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(&dir.path().join("ledger.redb")).unwrap();
         assert!(ledger.suppressed("a@example.test").unwrap().is_none());
-        assert!(ledger.suppress(&entry("Bob@Example.TEST", SuppressionReason::Bounce, 5)).unwrap());
+        assert!(
+            ledger
+                .suppress(&entry("Bob@Example.TEST", SuppressionReason::Bounce, 5))
+                .unwrap()
+        );
         let found = ledger.suppressed("Bob@example.test").unwrap().unwrap();
         assert_eq!(found.address, "Bob@example.test");
         assert_eq!(found.message_id.as_deref(), Some("0006421c8f3e1a2b-00000c"));
         assert!(ledger.suppressed("bob@example.test").unwrap().is_none());
         let complaints = SuppressedReasons::from_reasons([SuppressionReason::Complaint]);
-        assert!(ledger.stops("Bob@EXAMPLE.test", complaints).unwrap().is_none());
-        assert!(ledger.stops("Bob@EXAMPLE.test", SuppressedReasons::default()).unwrap().is_some());
+        assert!(
+            ledger
+                .stops("Bob@EXAMPLE.test", complaints)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            ledger
+                .stops("Bob@EXAMPLE.test", SuppressedReasons::default())
+                .unwrap()
+                .is_some()
+        );
         assert!(ledger.unsuppress("Bob@example.test").unwrap());
         assert!(!ledger.unsuppress("Bob@example.test").unwrap());
         assert_eq!(ledger.suppressed_count(), 0);
@@ -300,8 +319,20 @@ mod tests {
                 next_token: None,
             })
             .unwrap();
-        let addresses: Vec<&str> = complaints.entries.iter().map(|e| e.address.as_str()).collect();
-        assert_eq!(addresses, ["user05@example.test", "user10@example.test", "user15@example.test", "user20@example.test"]);
+        let addresses: Vec<&str> = complaints
+            .entries
+            .iter()
+            .map(|e| e.address.as_str())
+            .collect();
+        assert_eq!(
+            addresses,
+            [
+                "user05@example.test",
+                "user10@example.test",
+                "user15@example.test",
+                "user20@example.test"
+            ]
+        );
         let bogus = ListQuery {
             next_token: Some("bm90IGEgdG9rZW4".into()),
             ..query

@@ -23,6 +23,8 @@ use crate::spool::Envelope;
 /// The recipients of one site in one attempt, and why they would be deferred now.
 struct Group<'a> {
     envelope: &'a Envelope,
+    /// The envelope sender on the wire: the message's, or a return path naming the recipient.
+    sender: &'a str,
     /// The site's next-hop addresses, in order.
     targets: &'a [Target],
     site: &'a str,
@@ -131,8 +133,26 @@ impl Outbound {
             }
         }
         for (targets, indexes) in groups {
-            self.deliver_group(envelope, &targets, &indexes, slot, &mut report)
-                .await;
+            match self
+                .return_path
+                .get()
+                .filter(|_| !envelope.sender.is_empty())
+            {
+                // One transaction per recipient, each with its own return path (VERP).
+                Some(return_path) => {
+                    for index in indexes {
+                        let sender = return_path
+                            .sender_for(&envelope.id, index)
+                            .unwrap_or_else(|| envelope.sender.clone());
+                        let group = (&targets[..], &[index][..], sender.as_str());
+                        self.deliver_group(envelope, group, slot, &mut report).await;
+                    }
+                }
+                None => {
+                    let group = (&targets[..], &indexes[..], envelope.sender.as_str());
+                    self.deliver_group(envelope, group, slot, &mut report).await;
+                }
+            }
         }
         report
     }
@@ -143,8 +163,7 @@ impl Outbound {
     async fn deliver_group(
         &self,
         envelope: &Envelope,
-        targets: &[Target],
-        indexes: &[usize],
+        (targets, indexes, sender): (&[Target], &[usize], &str),
         slot: &mut dyn ReleasableSlot,
         report: &mut AttemptReport,
     ) {
@@ -170,6 +189,7 @@ impl Outbound {
         };
         let mut group = Group {
             envelope,
+            sender,
             targets,
             site: &site,
             pending: indexes.to_vec(),
@@ -233,6 +253,7 @@ impl Outbound {
                         picked: &picked,
                         target,
                         site,
+                        sender: group.sender,
                     };
                     let pending = &group.pending;
                     let Some(refusal) = self

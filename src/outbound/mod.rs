@@ -61,6 +61,8 @@ pub struct Outbound {
     /// Whether an address is one of this host's, as found by binding to it (remembered: the
     /// question is asked for every next hop when a listener is on the unspecified address).
     host_addresses: parking_lot::Mutex<std::collections::HashMap<IpAddr, bool>>,
+    /// `[bounce] domain`: each recipient gets a return path that names it (set once at start).
+    return_path: std::sync::OnceLock<Arc<crate::return_path::ReturnPath>>,
 }
 
 /// Source IPs back in rotation, and the pools whose waiting mail can go now.
@@ -103,6 +105,7 @@ impl Outbound {
             shaper: shaping::Shaper::new(config.shaping.clone()),
             own_listeners: std::sync::OnceLock::new(),
             host_addresses: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            return_path: std::sync::OnceLock::new(),
         })
     }
 
@@ -161,6 +164,11 @@ impl Outbound {
     /// The relay's own SMTP listener addresses (set once, after binding them).
     pub fn set_own_listeners(&self, listeners: Vec<std::net::SocketAddr>) {
         let _ = self.own_listeners.set(listeners);
+    }
+
+    /// Sends every relayed message with return paths at the bounce domain (once, at start).
+    pub fn set_return_path(&self, return_path: Arc<crate::return_path::ReturnPath>) {
+        let _ = self.return_path.set(return_path);
     }
 
     /// Whether `target` is one of the relay's own listeners (an unspecified listener address

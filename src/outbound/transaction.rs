@@ -23,6 +23,8 @@ pub(super) struct Hop<'a> {
     pub(super) picked: &'a Picked,
     pub(super) target: &'a Target,
     pub(super) site: &'a str,
+    /// The reverse path for MAIL FROM.
+    pub(super) sender: &'a str,
 }
 
 /// Content up to this size is read from the spool in one piece; larger content is streamed.
@@ -83,7 +85,7 @@ impl Outbound {
             .map(|&i| envelope.recipients[i].address.clone())
             .collect();
         let request = MailRequest {
-            sender: &envelope.sender,
+            sender: hop.sender,
             recipients: &recipients,
             size: envelope.size,
             eight_bit_mime: envelope.eight_bit_mime,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::bounce::{self, outcome_of};
 use super::context::AttemptContext;
 use super::slot::DeliverySlot;
+use super::suppression;
 use crate::config::QueueSettings;
 use crate::events::{DelayType, EventLog, RecipientOutcome};
 use crate::metrics::{self, METRICS};
@@ -182,12 +183,15 @@ pub async fn attempt(
     mut slot: DeliverySlot,
 ) -> Finished {
     envelope.expires_at = expiry_for(&envelope, &ctx.settings);
+    suppression::stop_suppressed(&ctx, &mut envelope).await;
     let report = ctx.outbound.deliver(&envelope, &mut slot).await;
     let mut changed = apply(&mut envelope, &report);
     for index in expire(&mut envelope, unix_now()) {
         changed[index] = true;
     }
     publish(&ctx.events, &envelope, &changed, &report);
+    suppression::record_hard_bounces(&ctx, &envelope, &report).await;
+    suppression::record_sent(&ctx, &envelope, &report);
     let (created, report_done) = match bounce::report_final(&ctx, &mut envelope).await {
         Ok(created) => (created.into_iter().collect(), true),
         Err(error) => {

@@ -148,6 +148,7 @@ async fn send_dsn(
         envid: None,
         ret_full: false,
         tags: envelope.tags.clone(),
+        header_message_id: None,
         sends_as_is: false,
         stored: None,
         in_memory: None,

@@ -15,4 +15,10 @@ pub struct AttemptContext {
     pub events: Arc<EventLog>,
     /// `smtp.hostname`: the Reporting-MTA of bounces.
     pub hostname: String,
+    /// For each message's suppression reasons (its set's, or the account's).
+    pub registry: Arc<arc_swap::ArcSwap<crate::registry::Registry>>,
+    /// The suppression list (none in tools that run without a spool of their own).
+    pub ledger: Option<crate::ledger::Ledger>,
+    /// Records delivered messages for later bounces and complaints (with feedback on).
+    pub sent: Option<crate::ledger::sent::SentRecorder>,
 }

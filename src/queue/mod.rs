@@ -24,6 +24,7 @@ pub mod dsn;
 pub mod operations;
 mod scheduler;
 mod slot;
+mod suppression;
 
 pub use backoff::{jittered, retry_delay};
 pub use operations::{QueueEntry, QueueError, QueueHandle};

@@ -148,7 +148,7 @@ fn rules_are_enforced() {
     assert!(
         registry
             .add_configuration_set(ConfigurationSet {
-            suppressed_reasons: None,
+                suppressed_reasons: None,
                 name: "shared".into(),
                 sending_pool: Some(SHARED_POOL.into()),
                 max_delivery_seconds: Some(300),

@@ -158,6 +158,9 @@ pub struct Envelope {
     /// `X-SES-MESSAGE-TAGS` pairs, for events.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<(String, String)>,
+    /// The message's `Message-ID` header value, for matching reports that carry only it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_message_id: Option<String>,
     /// The spooled content goes on the wire as it is (no dot-stuffing needed; see
     /// `smtp::dot_stuff::AsIsCheck`). Checked for messages with a segment of their own.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -199,6 +202,7 @@ impl Default for Envelope {
             envid: None,
             ret_full: false,
             tags: Vec::new(),
+            header_message_id: None,
             sends_as_is: false,
             stored: None,
             in_memory: None,
