@@ -31,6 +31,9 @@ pub enum Unmatched {
     NoRecipient,
     /// A success notification, not a bounce.
     NotABounce,
+    /// The report names a return path whose signature is wrong or whose time is past: it is
+    /// not trusted at all (not even by its `Message-ID`).
+    BadToken,
 }
 
 impl Unmatched {
@@ -40,23 +43,48 @@ impl Unmatched {
             Self::UnknownMessage => "unknown_message",
             Self::NoRecipient => "no_recipient",
             Self::NotABounce => "not_a_bounce",
+            Self::BadToken => "bad_token",
         }
     }
 }
 
-/// Valid tokens naming what `report` is about: from the envelope recipients first.
+/// The return paths a report names.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    /// Valid tokens naming what the report is about.
+    pub valid: Vec<TokenTarget>,
+    /// Some address at the bounce domain in it was not a valid token.
+    pub bad: bool,
+}
+
+/// The tokens naming what `report` is about: from the envelope recipients first, else from the
+/// report's fields, else from its text.
 pub fn tokens(
     return_path: &ReturnPath,
     recipients: &[String],
     report: &Report,
     raw: &[u8],
     now: u64,
-) -> Vec<TokenTarget> {
-    let valid = |address: &str| return_path.read_address(address, now).and_then(Result::ok);
-    let from_envelope: Vec<TokenTarget> = recipients.iter().filter_map(|r| valid(r)).collect();
+) -> Tokens {
+    let from_envelope: Vec<TokenTarget> = recipients
+        .iter()
+        .filter_map(|r| return_path.read_address(r, now).and_then(Result::ok))
+        .collect();
     if !from_envelope.is_empty() {
-        return from_envelope;
+        return Tokens {
+            valid: from_envelope,
+            bad: false,
+        };
     }
+    let mut bad = false;
+    let mut valid = |address: &str| match return_path.read_address(address, now) {
+        Some(Ok(target)) => Some(target),
+        Some(Err(_)) => {
+            bad = true;
+            None
+        }
+        None => None,
+    };
     let named = match report {
         Report::Complaint(c) => vec![
             c.original_mail_from.as_deref(),
@@ -65,15 +93,23 @@ pub fn tokens(
         Report::Bounce(b) => vec![b.original.return_path.as_deref()],
         Report::Unreadable => Vec::new(),
     };
-    let from_fields: Vec<TokenTarget> = named.into_iter().flatten().filter_map(valid).collect();
+    let from_fields: Vec<TokenTarget> =
+        named.into_iter().flatten().filter_map(&mut valid).collect();
     if !from_fields.is_empty() {
-        return from_fields;
+        return Tokens {
+            valid: from_fields,
+            bad: false,
+        };
     }
-    candidates_in(raw, return_path.domain())
+    let from_text: Vec<TokenTarget> = candidates_in(raw, return_path.domain())
         .iter()
         .filter_map(|candidate| valid(candidate))
         .take(1)
-        .collect()
+        .collect();
+    Tokens {
+        bad: bad && from_text.is_empty(),
+        valid: from_text,
+    }
 }
 
 /// Addresses at `domain` in `raw` that look like return paths (`b-...@domain`).
@@ -101,8 +137,12 @@ fn candidates_in(raw: &[u8], domain: &str) -> Vec<String> {
 pub fn find(
     ledger: &Ledger,
     report: &Report,
-    tokens: &[TokenTarget],
+    found: &Tokens,
 ) -> Result<Result<Matched, Unmatched>, LedgerError> {
+    if found.bad {
+        return Ok(Err(Unmatched::BadToken));
+    }
+    let tokens = &found.valid;
     if let Some(first) = tokens.first() {
         let Some(record) = ledger.sent(&first.message_id)? else {
             return Ok(Err(Unmatched::UnknownMessage));

@@ -30,6 +30,8 @@ pub struct Processor {
     pub inbox: Inbox,
     pub return_path: Option<Arc<ReturnPath>>,
     pub ledger: Ledger,
+    /// Flushed before a report is given up as naming an unknown message.
+    pub sent: Option<crate::ledger::sent::SentRecorder>,
     pub registry: Arc<ArcSwap<Registry>>,
     pub events: Arc<EventLog>,
     pub spool: Spool,
@@ -96,23 +98,20 @@ impl Processor {
         };
         let tokens = match &self.return_path {
             Some(rp) => matching::tokens(rp, &envelope.recipients, &report, &content, unix_now()),
-            None => Vec::new(),
+            None => matching::Tokens::default(),
         };
-        let ledger = self.ledger.clone();
-        let finding = report.clone();
-        let found =
-            tokio::task::spawn_blocking(move || matching::find(&ledger, &finding, &tokens)).await;
+        let mut found = self.find(&report, &tokens).await;
+        if let (Ok(Err(Unmatched::UnknownMessage)), Some(sent)) = (&found, &self.sent) {
+            // The record of a delivery moments ago may still be on its way to the ledger.
+            sent.flush().await;
+            found = self.find(&report, &tokens).await;
+        }
         let matched = match found {
-            Ok(Ok(Ok(matched))) => matched,
-            Ok(Ok(Err(unmatched))) => return self.set_aside(path, &envelope.id, unmatched).await,
-            Ok(Err(error)) => {
+            Ok(Ok(matched)) => matched,
+            Ok(Err(unmatched)) => return self.set_aside(path, &envelope.id, unmatched).await,
+            Err(error) => {
                 tracing::error!(id = %envelope.id, %error, "cannot read the ledger; the report stays in the inbox");
                 return;
-            }
-            Err(_) => {
-                return self
-                    .set_aside(path, &envelope.id, Unmatched::Unreadable)
-                    .await;
             }
         };
         let applied = match &report {
@@ -146,6 +145,20 @@ impl Processor {
         let path = path.to_path_buf();
         if let Ok(Err(error)) = tokio::task::spawn_blocking(move || inbox.done(&path)).await {
             tracing::warn!(%error, "cannot delete a processed feedback report");
+        }
+    }
+
+    /// The message and recipients `report` is about; `Err` when the ledger cannot be read.
+    async fn find(
+        &self,
+        report: &Report,
+        tokens: &matching::Tokens,
+    ) -> Result<Result<Matched, Unmatched>, String> {
+        let (ledger, report, tokens) = (self.ledger.clone(), report.clone(), tokens.clone());
+        match tokio::task::spawn_blocking(move || matching::find(&ledger, &report, &tokens)).await {
+            Ok(Ok(found)) => Ok(found),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Ok(Err(Unmatched::Unreadable)),
         }
     }
 

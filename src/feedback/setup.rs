@@ -112,6 +112,7 @@ impl FeedbackParts {
             inbox,
             return_path: self.return_path,
             ledger: self.ledger.clone(),
+            sent: self.sent.clone(),
             registry: registry.clone(),
             events: events.clone(),
             spool: spool.clone(),

@@ -48,10 +48,17 @@ pub struct SentRecord {
     pub tags: Vec<(String, String)>,
 }
 
+/// What the recorder thread is handed.
+enum Request {
+    Record(SentRecord),
+    /// Commit what is waiting now, then answer.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 /// Hands sent records to the recorder thread.
 #[derive(Clone)]
 pub struct SentRecorder {
-    sender: mpsc::Sender<SentRecord>,
+    sender: mpsc::Sender<Request>,
 }
 
 impl SentRecorder {
@@ -66,11 +73,20 @@ impl SentRecorder {
 
     pub fn record(&self, record: SentRecord) {
         // The thread only ends with the process.
-        let _ = self.sender.send(record);
+        let _ = self.sender.send(Request::Record(record));
+    }
+
+    /// Returns once every record handed over so far is committed (a report can arrive within
+    /// milliseconds of the delivery it is about).
+    pub async fn flush(&self) {
+        let (done, committed) = tokio::sync::oneshot::channel();
+        if self.sender.send(Request::Flush(done)).is_ok() {
+            let _ = committed.await;
+        }
     }
 }
 
-fn record_loop(ledger: &Ledger, receiver: &mpsc::Receiver<SentRecord>, lifetime: Duration) {
+fn record_loop(ledger: &Ledger, receiver: &mpsc::Receiver<Request>, lifetime: Duration) {
     let mut last_prune = Instant::now();
     loop {
         let first = match receiver.recv_timeout(PRUNE_EVERY) {
@@ -78,19 +94,28 @@ fn record_loop(ledger: &Ledger, receiver: &mpsc::Receiver<SentRecord>, lifetime:
             Err(mpsc::RecvTimeoutError::Timeout) => None,
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
-        let mut batch: Vec<SentRecord> = first.into_iter().collect();
+        let mut batch = Vec::new();
+        let mut flushes = Vec::new();
         let began = Instant::now();
-        while !batch.is_empty() && batch.len() < MAX_BATCH {
-            let left = BATCH_WINDOW.saturating_sub(began.elapsed());
-            match receiver.recv_timeout(left) {
-                Ok(record) => batch.push(record),
-                Err(_) => break,
+        let mut next = first;
+        while let Some(request) = next.take() {
+            match request {
+                Request::Record(record) => batch.push(record),
+                Request::Flush(done) => flushes.push(done),
             }
+            if !flushes.is_empty() || batch.len() >= MAX_BATCH {
+                break;
+            }
+            let left = BATCH_WINDOW.saturating_sub(began.elapsed());
+            next = receiver.recv_timeout(left).ok();
         }
         if !batch.is_empty()
             && let Err(error) = ledger.write_sent(&batch)
         {
             tracing::error!(%error, records = batch.len(), "cannot record sent messages; their bounces will be kept as unmatched");
+        }
+        for done in flushes {
+            let _ = done.send(());
         }
         if last_prune.elapsed() >= PRUNE_EVERY {
             last_prune = Instant::now();

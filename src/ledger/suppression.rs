@@ -49,8 +49,13 @@ const MAX_ADDRESS: usize = 320;
 pub fn normalize(address: &str) -> Option<String> {
     let address = address.trim();
     let (local, domain) = address.rsplit_once('@')?;
+    // Domains: DNS names (U-labels too) or address literals; nothing else can receive mail.
+    let domain_ok = domain
+        .chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, '-' | '.' | '[' | ']' | ':'));
     let valid = !local.is_empty()
         && !domain.is_empty()
+        && domain_ok
         && address.len() <= MAX_ADDRESS
         && !address.chars().any(|c| c.is_control() || c.is_whitespace());
     valid.then(|| format!("{local}@{}", domain.to_lowercase()))
@@ -274,6 +279,7 @@ mod tests {
         assert_eq!(ledger.suppressed_count(), 0);
         assert!(normalize("no-at-sign").is_none());
         assert!(normalize("a b@example.test").is_none());
+        assert!(normalize("a@example.test,BOUNCE").is_none());
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod crash;
 mod delivery;
 mod demo;
 mod dkim;
+mod feedback;
 mod ipv6;
 mod large;
 mod load;

@@ -1,0 +1,319 @@
+//! The whole loop: a campaign goes out through the relay with return paths naming each
+//! recipient; the next hop refuses one recipient at RCPT; bounces and complaints in Postfix,
+//! Gmail, Microsoft, Exim and ARF layouts come back from outside; the relay turns them into SES
+//! events, suppresses exactly the hard-bounced and complained addresses, forwards each report
+//! to the sender through the original pool, and the next campaign skips the suppressed.
+
+use std::collections::BTreeMap;
+
+use super::*;
+
+const SENDER: &str = "app@sender.test";
+const CAMPAIGN: [&str; 7] = [
+    "alice@dest.test",
+    "bob@dest.test",
+    "carol@dest.test",
+    "dave@dest.test",
+    "frank@dest.test",
+    "harry@dest.test",
+    "reject-gina@dest.test",
+];
+const SINGLE: &str = "erin@dest.test";
+
+fn campaign_message(set: Option<&str>, message_id: &str) -> Vec<u8> {
+    let set = set
+        .map(|s| format!("X-SES-CONFIGURATION-SET: {s}\n"))
+        .unwrap_or_default();
+    as_data(
+        format!(
+            "{set}Message-ID: {message_id}\nFrom: App <{SENDER}>\nSubject: Campaign\n\nHello.\n"
+        )
+        .as_bytes(),
+    )
+}
+
+/// Return path used for each recipient, as the sink saw it.
+fn return_paths(sink: &poolrelay::sink::Sink) -> BTreeMap<String, String> {
+    sink.messages()
+        .into_iter()
+        .filter(|m| !m.sender.is_empty())
+        .map(|m| (m.recipients[0].clone(), m.sender.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn bounces_and_complaints_become_events_suppression_and_forwarded_reports() {
+    let sink = start_sink().await;
+    let relay = TestRelay::start(&feedback_config(sink.addr(), "")).await;
+    let dir = relay.dir.path().to_path_buf();
+    let socket = admin_socket(&dir);
+
+    // An outsider may not relay, but may send to the relay's own addresses (below).
+    let mut outsider = connect_from(OUTSIDER, relay.addr).await;
+    assert!(
+        outsider
+            .command("EHLO outside.test")
+            .await
+            .starts_with("250")
+    );
+    assert!(
+        outsider
+            .command("MAIL FROM:<x@outside.test>")
+            .await
+            .starts_with("250")
+    );
+    let denied = outsider.command("RCPT TO:<someone@dest.test>").await;
+    assert!(denied.starts_with("554 5.7.1"), "{denied}");
+
+    let (mut client, _) = RawClient::connect(relay.addr).await;
+    client
+        .send_accepted(
+            SENDER,
+            &CAMPAIGN,
+            &campaign_message(Some("marketing"), "<campaign-a@sender.test>"),
+        )
+        .await;
+    let (mut client, _) = RawClient::connect(relay.addr).await;
+    client
+        .send_accepted(
+            SENDER,
+            &[SINGLE],
+            &campaign_message(None, "<single-b@sender.test>"),
+        )
+        .await;
+    let delivered = sink.wait_for(7, WAIT).await;
+    assert_eq!(delivered.len(), 7, "six campaign recipients and erin");
+
+    // One transaction per recipient, each with its own signed return path; From: untouched.
+    let paths = return_paths(&sink);
+    assert_eq!(paths.len(), 7, "{paths:?}");
+    for (recipient, path) in &paths {
+        assert!(
+            path.starts_with("b-") && path.ends_with(&format!("@{BOUNCE_DOMAIN}")),
+            "{recipient}: {path}"
+        );
+    }
+    let distinct: std::collections::BTreeSet<_> = paths.values().collect();
+    assert_eq!(distinct.len(), 7);
+    for message in &delivered {
+        let text = String::from_utf8_lossy(&message.content);
+        assert!(text.contains(&format!("From: App <{SENDER}>")), "{text}");
+        let expected = if message.recipients[0] == SINGLE {
+            "127.0.0.2"
+        } else {
+            "127.0.0.3"
+        };
+        assert_eq!(peer_ip(message).to_string(), expected);
+    }
+
+    // The next hop's own 550 at RCPT is a hard bounce: suppressed at once.
+    wait_for_event(&dir, |e| {
+        is_bounce(e, "reject-gina@dest.test", "NoEmail")
+            || is_bounce(e, "reject-gina@dest.test", "General")
+    })
+    .await;
+
+    // Reports arrive from outside, in the layouts real servers use.
+    let path = |r: &str| paths[r].clone();
+    let fill = |to: &str, rcpt: &str, msgid: &str| -> Vec<(&'static str, String)> {
+        vec![
+            ("{{TO}}", to.to_string()),
+            ("{{RP}}", path(rcpt)),
+            ("{{RCPT}}", rcpt.to_string()),
+            ("{{MSGID}}", msgid.to_string()),
+        ]
+    };
+    let campaign_id = "<campaign-a@sender.test>";
+    let reports = [
+        (
+            "postfix-user-unknown.eml",
+            path("alice@dest.test"),
+            fill(&path("alice@dest.test"), "alice@dest.test", campaign_id),
+        ),
+        (
+            "gmail-inbox-full.eml",
+            path("bob@dest.test"),
+            fill(&path("bob@dest.test"), "bob@dest.test", campaign_id),
+        ),
+        (
+            "exim-unrouteable.eml",
+            path("carol@dest.test"),
+            fill(&path("carol@dest.test"), "carol@dest.test", campaign_id),
+        ),
+        (
+            "arf-abuse.eml",
+            FEEDBACK_ADDRESS.to_string(),
+            fill(FEEDBACK_ADDRESS, "dave@dest.test", campaign_id),
+        ),
+        (
+            "postfix-delayed.eml",
+            path("frank@dest.test"),
+            fill(&path("frank@dest.test"), "frank@dest.test", campaign_id),
+        ),
+        (
+            "microsoft-recipient-not-found.eml",
+            path("harry@dest.test"),
+            fill(&path("harry@dest.test"), "harry@dest.test", campaign_id),
+        ),
+        (
+            "arf-headers-only.eml",
+            FEEDBACK_ADDRESS.to_string(),
+            fill(FEEDBACK_ADDRESS, SINGLE, "<single-b@sender.test>"),
+        ),
+    ];
+    // The headers-only report is matched by Message-ID: wait until the relay has recorded it.
+    for (name, to, fill) in &reports {
+        let fill: Vec<(&str, &str)> = fill.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let reply = send_report(relay.addr, to, &fixture(name, &fill)).await;
+        assert!(reply.starts_with("250"), "{name}: {reply}");
+    }
+
+    wait_for_event(&dir, |e| {
+        is_bounce(e, "alice@dest.test", "NoEmail") && e["bounce"]["bounceType"] == "Permanent"
+    })
+    .await;
+    let bob = wait_for_event(&dir, |e| is_bounce(e, "bob@dest.test", "MailboxFull")).await;
+    assert_eq!(bob["bounce"]["bounceType"], "Transient");
+    assert_eq!(bob["bounce"]["reportingMTA"], "googlemail.com");
+    let carol = wait_for_event(&dir, |e| is_bounce(e, "carol@dest.test", "General")).await;
+    assert_eq!(carol["bounce"]["bounceType"], "Permanent");
+    let frank = wait_for_event(&dir, |e| is_bounce(e, "frank@dest.test", "General")).await;
+    assert_eq!(frank["bounce"]["bounceType"], "Transient");
+    assert_eq!(frank["bounce"]["bouncedRecipients"][0]["action"], "delayed");
+    let harry = wait_for_event(&dir, |e| is_bounce(e, "harry@dest.test", "NoEmail")).await;
+    assert_eq!(harry["bounce"]["bouncedRecipients"][0]["status"], "5.1.10");
+    // The original mail object: message id, set, pool, outgoing IP.
+    assert_eq!(
+        harry["mail"]["tags"]["ses:configuration-set"][0],
+        "marketing"
+    );
+    assert_eq!(harry["mail"]["tags"]["poolrelay:pool"][0], "bulk");
+    assert_eq!(harry["mail"]["tags"]["ses:outgoing-ip"][0], "127.0.0.3");
+    assert!(harry["bounce"]["feedbackId"].is_string());
+    let dave = wait_for_event(&dir, |e| {
+        e["eventType"] == "Complaint"
+            && e["complaint"]["complainedRecipients"][0]["emailAddress"] == "dave@dest.test"
+    })
+    .await;
+    assert_eq!(dave["complaint"]["complaintFeedbackType"], "abuse");
+    assert_eq!(dave["complaint"]["userAgent"], "SomeGenerator/1.0");
+    assert!(dave["complaint"]["arrivalDate"].is_string());
+    let erin = wait_for_event(&dir, |e| {
+        e["eventType"] == "Complaint"
+            && e["complaint"]["complainedRecipients"][0]["emailAddress"] == SINGLE
+    })
+    .await;
+    assert_eq!(
+        erin["mail"]["tags"]["poolrelay:pool"][0],
+        "ses-default-dedicated-pool"
+    );
+
+    // Exactly the hard-bounced and complained addresses are suppressed.
+    let expected = [
+        "alice@dest.test",
+        "carol@dest.test",
+        "dave@dest.test",
+        "erin@dest.test",
+        "harry@dest.test",
+        "reject-gina@dest.test",
+    ];
+    let listed = eventually_async(|| async {
+        let list = suppression_list(&socket).await;
+        (list == expected).then_some(list)
+    })
+    .await;
+    assert!(
+        listed.is_some(),
+        "suppressed: {:?}",
+        suppression_list(&socket).await
+    );
+    let (status, dave_entry) = http::call(
+        &socket,
+        "GET",
+        "/v2/email/suppression/addresses/dave%40dest.test",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(dave_entry["SuppressedDestination"]["Reason"], "COMPLAINT");
+    assert!(dave_entry["SuppressedDestination"]["Attributes"]["MessageId"].is_string());
+
+    // Each report was forwarded to the sender from <>, through the pool its message used.
+    let forwarded = eventually(|| {
+        let to_sender: Vec<_> = sink
+            .messages()
+            .into_iter()
+            .filter(|m| m.sender.is_empty() && m.recipients == [SENDER])
+            .collect();
+        (to_sender.len() >= reports.len() + 1).then_some(to_sender)
+    })
+    .await
+    .expect("every report and the relay's own bounce reach the sender");
+    let from_ip = |needle: &str| {
+        forwarded
+            .iter()
+            .find(|m| String::from_utf8_lossy(&m.content).contains(needle))
+            .map(|m| peer_ip(m).to_string())
+    };
+    assert_eq!(
+        from_ip("Undelivered Mail Returned to Sender").as_deref(),
+        Some("127.0.0.3")
+    );
+    assert_eq!(from_ip("JMRP/2.0").as_deref(), Some("127.0.0.2"));
+
+    // The next campaign: suppressed recipients are never attempted, the others are delivered.
+    let attempts_before = sink.rcpt_attempts().len();
+    let mut next: Vec<&str> = CAMPAIGN.to_vec();
+    next.push(SINGLE);
+    let (mut client, _) = RawClient::connect(relay.addr).await;
+    client
+        .send_accepted(
+            SENDER,
+            &next,
+            &campaign_message(Some("marketing"), "<campaign-c@sender.test>"),
+        )
+        .await;
+    // One Bounce event for the suppressed recipients of that message, as SES sends it.
+    let stopped = wait_for_event(&dir, |e| {
+        e["bounce"]["bounceSubType"] == "OnAccountSuppressionList"
+            && e["mail"]["destination"]
+                .as_array()
+                .is_some_and(|d| d.len() == 8)
+    })
+    .await;
+    assert_eq!(stopped["bounce"]["bounceType"], "Permanent");
+    let mut stopped: Vec<&str> = stopped["bounce"]["bouncedRecipients"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["emailAddress"].as_str())
+        .collect();
+    stopped.sort();
+    assert_eq!(stopped, expected);
+    let later = eventually(|| {
+        let attempts: Vec<String> = sink.rcpt_attempts()[attempts_before..]
+            .iter()
+            .map(|a| a.recipient.clone())
+            .collect();
+        let campaign: Vec<&String> = attempts.iter().filter(|r| r.as_str() != SENDER).collect();
+        (campaign.len() >= 2).then_some(attempts)
+    })
+    .await
+    .expect("bob and frank are attempted");
+    for address in expected {
+        assert!(
+            !later.iter().any(|r| r == address),
+            "{address} was attempted: {later:?}"
+        );
+    }
+    // The sender hears of the suppressed recipients in a DSN.
+    let dsn = eventually(|| {
+        sink.messages().into_iter().find(|m| {
+            m.sender.is_empty() && String::from_utf8_lossy(&m.content).contains("suppression list")
+        })
+    })
+    .await
+    .expect("a DSN for the suppressed recipients");
+    assert_eq!(dsn.recipients, [SENDER]);
+    relay.stop().await;
+}
