@@ -206,6 +206,29 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
 }
 
 impl Config {
+    /// Where bounces and reports come back, and what is suppressed.
+    fn feedback_summary(&self) -> String {
+        let reasons = self.registry.account_suppression().names();
+        let mut out = format!(
+            "suppression list: {}\n",
+            if reasons.is_empty() {
+                "off".to_string()
+            } else {
+                reasons.join(", ")
+            }
+        );
+        if let Some(bounce) = &self.bounce {
+            out.push_str(&format!(
+                "return paths: b-<token>@{} (point its MX here)\n",
+                bounce.domain
+            ));
+        }
+        if let Some(address) = &self.feedback.address {
+            out.push_str(&format!("feedback loop address: {address}\n"));
+        }
+        out
+    }
+
     /// A human summary: pools with their IPs, configuration sets with their pools.
     pub fn summary(&self) -> String {
         use crate::registry::{DEFAULT_POOL, PoolMembers, SHARED_POOL};
@@ -219,6 +242,7 @@ impl Config {
             self.smtp.max_recipients
         ));
         out.push_str(&format!("spool: {}\n", self.spool_dir.display()));
+        out.push_str(&self.feedback_summary());
         out.push_str("pools:\n");
         let mut pools: Vec<&str> = self.registry.pool_names().collect();
         pools.push(DEFAULT_POOL);

@@ -314,4 +314,113 @@ mod tests {
             }
         }
     }
+
+    /// A fixture from `tests/fixtures/feedback` with its placeholders filled, CRLF line ends.
+    fn fixture(text: &str) -> Vec<u8> {
+        text.replace("{{TO}}", "b-abc@bounce.example.test")
+            .replace("{{RP}}", "b-abc@bounce.example.test")
+            .replace("{{RCPT}}", "rcpt@dest.test")
+            .replace("{{MSGID}}", "<m1@sender.test>")
+            .replace('\n', "\r\n")
+            .into_bytes()
+    }
+
+    fn bounce_of(text: &str) -> (BounceReport, Option<(&'static str, &'static str)>) {
+        let Report::Bounce(bounce) = parse(&fixture(text)) else {
+            panic!("not a bounce");
+        };
+        let first = bounce.recipients[0].clone();
+        let kind = crate::events::bounce_type::BounceKind::from_status(
+            first.action.as_deref(),
+            first.status.as_deref(),
+        )
+        .map(|k| (k.bounce_type.as_ses(), k.sub_type.as_ses()));
+        (bounce, kind)
+    }
+
+    #[test]
+    fn real_world_layouts_are_read() {
+        let (postfix, kind) = bounce_of(include_str!(
+            "../../tests/fixtures/feedback/postfix-user-unknown.eml"
+        ));
+        assert!(postfix.standard);
+        assert_eq!(kind, Some(("Permanent", "NoEmail")));
+        assert_eq!(postfix.reporting_mta.as_deref(), Some("mx.dest.test"));
+        assert_eq!(
+            postfix.recipients[0].final_recipient.as_deref(),
+            Some("rcpt@dest.test")
+        );
+        assert_eq!(
+            postfix.original.message_id.as_deref(),
+            Some("<m1@sender.test>")
+        );
+        assert_eq!(
+            postfix.original.return_path.as_deref(),
+            Some("b-abc@bounce.example.test")
+        );
+        let (_, kind) = bounce_of(include_str!(
+            "../../tests/fixtures/feedback/postfix-delayed.eml"
+        ));
+        assert_eq!(kind, Some(("Transient", "General")));
+        let (gmail, kind) = bounce_of(include_str!(
+            "../../tests/fixtures/feedback/gmail-inbox-full.eml"
+        ));
+        assert_eq!(kind, Some(("Transient", "MailboxFull")));
+        assert_eq!(
+            gmail.original.message_id.as_deref(),
+            Some("<m1@sender.test>")
+        );
+        let (microsoft, kind) = bounce_of(include_str!(
+            "../../tests/fixtures/feedback/microsoft-recipient-not-found.eml"
+        ));
+        assert_eq!(kind, Some(("Permanent", "NoEmail")));
+        assert_eq!(
+            microsoft.original.return_path.as_deref(),
+            Some("b-abc@bounce.example.test")
+        );
+        let (exim, kind) = bounce_of(include_str!(
+            "../../tests/fixtures/feedback/exim-unrouteable.eml"
+        ));
+        assert!(!exim.standard);
+        assert_eq!(kind, Some(("Permanent", "General")));
+        assert!(
+            exim.recipients[0].final_recipient.is_none(),
+            "no address is read from text"
+        );
+        assert!(
+            exim.recipients[0]
+                .diagnostic
+                .as_deref()
+                .is_some_and(|d| d.contains("550 Unrouteable"))
+        );
+    }
+
+    #[test]
+    fn abuse_reports_are_read() {
+        let Report::Complaint(arf) = parse(&fixture(include_str!(
+            "../../tests/fixtures/feedback/arf-abuse.eml"
+        ))) else {
+            panic!("not a complaint");
+        };
+        assert_eq!(arf.feedback_type, "abuse");
+        assert_eq!(arf.user_agent.as_deref(), Some("SomeGenerator/1.0"));
+        assert_eq!(
+            arf.original_mail_from.as_deref(),
+            Some("b-abc@bounce.example.test")
+        );
+        assert_eq!(arf.original_rcpt_to, ["rcpt@dest.test"]);
+        assert_eq!(arf.original.message_id.as_deref(), Some("<m1@sender.test>"));
+        let Report::Complaint(headers_only) = parse(&fixture(include_str!(
+            "../../tests/fixtures/feedback/arf-headers-only.eml"
+        ))) else {
+            panic!("not a complaint");
+        };
+        assert!(
+            headers_only.original_mail_from.is_none() && headers_only.original_rcpt_to.is_empty()
+        );
+        assert_eq!(
+            headers_only.original.message_id.as_deref(),
+            Some("<m1@sender.test>")
+        );
+    }
 }
