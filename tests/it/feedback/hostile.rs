@@ -65,10 +65,7 @@ fn huge() -> Vec<u8> {
 
 #[tokio::test]
 async fn hostile_reports_suppress_nothing_and_stall_nobody() {
-    let sink = start_sink().await;
-    let relay = TestRelay::start(&feedback_config(sink.addr(), "")).await;
-    let dir = relay.dir.path().to_path_buf();
-    let socket = admin_socket(&dir);
+    let (sink, relay, dir, socket) = start_feedback_relay().await;
     let (mut client, _) = RawClient::connect(relay.addr).await;
     client
         .send_accepted(

@@ -51,6 +51,20 @@ sending_pool = "bulk"
     )
 }
 
+/// A sink and a relay on [`feedback_config`]; the relay's folder and admin socket.
+pub(super) async fn start_feedback_relay() -> (
+    poolrelay::sink::Sink,
+    TestRelay,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let sink = start_sink().await;
+    let relay = TestRelay::start(&feedback_config(sink.addr(), "")).await;
+    let dir = relay.dir.path().to_path_buf();
+    let socket = admin_socket(&dir);
+    (sink, relay, dir, socket)
+}
+
 pub(super) fn admin_socket(dir: &Path) -> std::path::PathBuf {
     dir.join("var/admin.sock")
 }

@@ -43,10 +43,7 @@ fn return_paths(sink: &poolrelay::sink::Sink) -> BTreeMap<String, String> {
 
 #[tokio::test]
 async fn bounces_and_complaints_become_events_suppression_and_forwarded_reports() {
-    let sink = start_sink().await;
-    let relay = TestRelay::start(&feedback_config(sink.addr(), "")).await;
-    let dir = relay.dir.path().to_path_buf();
-    let socket = admin_socket(&dir);
+    let (sink, relay, dir, socket) = start_feedback_relay().await;
 
     // An outsider may not relay, but may send to the relay's own addresses (below).
     let mut outsider = connect_from(OUTSIDER, relay.addr).await;
@@ -114,56 +111,52 @@ async fn bounces_and_complaints_become_events_suppression_and_forwarded_reports(
     .await;
 
     // Reports arrive from outside, in the layouts real servers use.
-    let path = |r: &str| paths[r].clone();
-    let fill = |to: &str, rcpt: &str, msgid: &str| -> Vec<(&'static str, String)> {
-        vec![
-            ("{{TO}}", to.to_string()),
-            ("{{RP}}", path(rcpt)),
-            ("{{RCPT}}", rcpt.to_string()),
-            ("{{MSGID}}", msgid.to_string()),
-        ]
-    };
+    // (fixture, recipient it is about, sent to the feedback-loop address rather than the return
+    // path, original Message-ID). Reports arriving moments after delivery still match: the relay
+    // flushes its record of sent mail before calling a message unknown.
     let campaign_id = "<campaign-a@sender.test>";
     let reports = [
         (
             "postfix-user-unknown.eml",
-            path("alice@dest.test"),
-            fill(&path("alice@dest.test"), "alice@dest.test", campaign_id),
+            "alice@dest.test",
+            false,
+            campaign_id,
         ),
-        (
-            "gmail-inbox-full.eml",
-            path("bob@dest.test"),
-            fill(&path("bob@dest.test"), "bob@dest.test", campaign_id),
-        ),
+        ("gmail-inbox-full.eml", "bob@dest.test", false, campaign_id),
         (
             "exim-unrouteable.eml",
-            path("carol@dest.test"),
-            fill(&path("carol@dest.test"), "carol@dest.test", campaign_id),
+            "carol@dest.test",
+            false,
+            campaign_id,
         ),
-        (
-            "arf-abuse.eml",
-            FEEDBACK_ADDRESS.to_string(),
-            fill(FEEDBACK_ADDRESS, "dave@dest.test", campaign_id),
-        ),
-        (
-            "postfix-delayed.eml",
-            path("frank@dest.test"),
-            fill(&path("frank@dest.test"), "frank@dest.test", campaign_id),
-        ),
+        ("arf-abuse.eml", "dave@dest.test", true, campaign_id),
+        ("postfix-delayed.eml", "frank@dest.test", false, campaign_id),
         (
             "microsoft-recipient-not-found.eml",
-            path("harry@dest.test"),
-            fill(&path("harry@dest.test"), "harry@dest.test", campaign_id),
+            "harry@dest.test",
+            false,
+            campaign_id,
         ),
         (
             "arf-headers-only.eml",
-            FEEDBACK_ADDRESS.to_string(),
-            fill(FEEDBACK_ADDRESS, SINGLE, "<single-b@sender.test>"),
+            SINGLE,
+            true,
+            "<single-b@sender.test>",
         ),
     ];
-    // The headers-only report is matched by Message-ID: wait until the relay has recorded it.
-    for (name, to, fill) in &reports {
-        let fill: Vec<(&str, &str)> = fill.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    for (name, rcpt, to_feedback_address, message_id) in reports {
+        let return_path = paths[rcpt].as_str();
+        let to = if to_feedback_address {
+            FEEDBACK_ADDRESS
+        } else {
+            return_path
+        };
+        let fill = [
+            ("{{TO}}", to),
+            ("{{RP}}", return_path),
+            ("{{RCPT}}", rcpt),
+            ("{{MSGID}}", message_id),
+        ];
         let reply = send_report(relay.addr, to, &fixture(name, &fill)).await;
         assert!(reply.starts_with("250"), "{name}: {reply}");
     }

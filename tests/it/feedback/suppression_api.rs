@@ -23,10 +23,7 @@ fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
 
 #[tokio::test]
 async fn suppression_api_round_trips_with_pages_and_reasons() {
-    let sink = start_sink().await;
-    let relay = TestRelay::start(&feedback_config(sink.addr(), "")).await;
-    let dir = relay.dir.path().to_path_buf();
-    let socket = admin_socket(&dir);
+    let (sink, relay, dir, socket) = start_feedback_relay().await;
 
     let put = |address: &str, reason: &str| json!({"EmailAddress": address, "Reason": reason});
     let (status, _) = http::call(
