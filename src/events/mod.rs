@@ -203,18 +203,29 @@ impl EventLog {
         }));
     }
 
-    /// Recipients that failed permanently (refused, or expired).
+    /// Recipients that failed permanently (refused, or expired): `Permanent`, subtype `NoEmail`
+    /// for a 5.1.x status (no such mailbox or domain), else `General`; one event per subtype.
     pub fn bounce(&self, envelope: &Envelope, bounced: &[RecipientOutcome]) {
-        let details = BounceDetails {
-            kind: BounceKind {
-                bounce_type: BounceType::Permanent,
-                sub_type: BounceSubType::General,
-            },
-            action: "failed",
-            feedback_id: None,
-            reporting_mta: None,
+        let no_email = |r: &RecipientOutcome| {
+            BounceKind::from_status(Some("failed"), Some(&r.status))
+                .is_some_and(|k| k.is_permanent() && k.sub_type == BounceSubType::NoEmail)
         };
-        self.bounce_with(envelope, &details, bounced);
+        let (missing, general): (Vec<_>, Vec<_>) = bounced.iter().cloned().partition(no_email);
+        for (sub_type, group) in [
+            (BounceSubType::NoEmail, missing),
+            (BounceSubType::General, general),
+        ] {
+            let details = BounceDetails {
+                kind: BounceKind {
+                    bounce_type: BounceType::Permanent,
+                    sub_type,
+                },
+                action: "failed",
+                feedback_id: None,
+                reporting_mta: None,
+            };
+            self.bounce_with(envelope, &details, &group);
+        }
     }
 
     /// A bounce event of any type: the relay's own, one for a suppressed recipient, or one read
