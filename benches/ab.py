@@ -27,11 +27,11 @@ def relay_with(binary, label):
     class Relay(compare.Poolrelay):
         name = label
 
-        def start(self):
+        def start(self, dkim=None):
             saved = compare.BIN
             compare.BIN = binary
             try:
-                return super().start()
+                return super().start(dkim)
             finally:
                 compare.BIN = saved
 
@@ -51,10 +51,10 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
         try:
             for scenario in compare.SCENARIOS:
-                name, size, connections, per_message, messages = scenario
+                name, size, connections, per_message, messages, dkim = scenario
                 if args.only and args.only not in name:
                     continue
-                scaled = (name, size, connections, per_message, max(100, int(messages * args.scale)))
+                scaled = (name, size, connections, per_message, max(100, int(messages * args.scale)), dkim)
                 for pair in range(args.pairs):
                     # A B, then B A: whichever runs second in a pair meets the first one's
                     # leftover disk work, so the order alternates.

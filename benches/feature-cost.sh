@@ -83,4 +83,4 @@ for pair in $(seq "$pairs"); do
   costs+=("$cost")
   printf "%4d  %14s  %10s  |  %18s  %10s  %6s  |  %d%%\n" "$pair" "$u_rate" "$u_cpu" "$s_rate" "$s_cpu" "$s_count" "$cost"
 done
-python3 -c "import statistics; c=[int(x) for x in '${costs[*]}'.split()]; print(f'median throughput cost of {"$key"}: {statistics.median(c)}% ({min(c)}..{max(c)}) over {len(c)} pairs')"
+python3 -c "import statistics; c=[int(x) for x in '${costs[*]}'.split()]; print(f'median throughput cost of $key: {statistics.median(c)}% ({min(c)}..{max(c)}) over {len(c)} pairs')"

@@ -183,7 +183,7 @@ pub async fn attempt(
     mut slot: DeliverySlot,
 ) -> Finished {
     envelope.expires_at = expiry_for(&envelope, &ctx.settings);
-    suppression::stop_suppressed(&ctx, &mut envelope).await;
+    suppression::stop_suppressed(&ctx, &mut envelope);
     let report = ctx.outbound.deliver(&envelope, &mut slot).await;
     let mut changed = apply(&mut envelope, &report);
     for index in expire(&mut envelope, unix_now()) {
