@@ -61,6 +61,25 @@ async fn bounces_and_complaints_become_events_suppression_and_forwarded_reports(
     );
     let denied = outsider.command("RCPT TO:<someone@dest.test>").await;
     assert!(denied.starts_with("554 5.7.1"), "{denied}");
+    // Mail for the relay and mail to relay do not share a transaction.
+    let (mut mixed, _) = RawClient::connect(relay.addr).await;
+    assert!(mixed.command("EHLO app.test").await.starts_with("250"));
+    assert!(
+        mixed
+            .command("MAIL FROM:<app@sender.test>")
+            .await
+            .starts_with("250")
+    );
+    assert!(
+        mixed
+            .command("RCPT TO:<someone@dest.test>")
+            .await
+            .starts_with("250")
+    );
+    let second = mixed
+        .command(&format!("RCPT TO:<{FEEDBACK_ADDRESS}>"))
+        .await;
+    assert!(second.starts_with("452 4.5.3"), "{second}");
 
     let (mut client, _) = RawClient::connect(relay.addr).await;
     client
