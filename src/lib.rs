@@ -7,6 +7,7 @@
 //! (pools, IPs, configuration sets) and [`config`] beside them.
 
 pub mod admin;
+pub mod api;
 pub mod config;
 pub mod demo;
 pub mod dns;
