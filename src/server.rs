@@ -32,6 +32,8 @@ use crate::{queue, registry};
 
 /// A running relay.
 pub struct Relay {
+    /// The SESv2 HTTP API's listeners (none without `[api]`).
+    api_addrs: Vec<SocketAddr>,
     smtp_addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
     inbound_tls: Option<Arc<InboundTls>>,
@@ -130,6 +132,13 @@ struct Listeners {
     smtp: Vec<(TcpListener, bool)>,
     smtp_addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
+    /// The SESv2 HTTP API's listeners, its settings and (HTTPS) acceptor.
+    api: Vec<TcpListener>,
+    api_addrs: Vec<SocketAddr>,
+    api_settings: Option<(
+        crate::settings::api::ApiSettings,
+        Option<tokio_rustls::TlsAcceptor>,
+    )>,
 }
 
 impl Listeners {
@@ -168,7 +177,11 @@ impl Listeners {
             smtp: Vec::new(),
             smtp_addrs: Vec::new(),
             tls_addrs: Vec::new(),
+            api: Vec::new(),
+            api_addrs: Vec::new(),
+            api_settings: None,
         };
+        listeners.bind_api(config).await?;
         let plain = config.smtp.listen.iter().map(|a| (a, false));
         let implicit = config.smtp.tls_listen.iter().map(|a| (a, true));
         for (addr, implicit_tls) in plain.chain(implicit) {
@@ -183,6 +196,32 @@ impl Listeners {
             listeners.smtp.push((listener, implicit_tls));
         }
         Ok(listeners)
+    }
+}
+
+impl Listeners {
+    /// `[api] listen`, with the `[smtp.tls]` certificate when `[api] tls` is on.
+    async fn bind_api(&mut self, config: &Config) -> anyhow::Result<()> {
+        let Some(api) = &config.api else {
+            return Ok(());
+        };
+        for addr in &api.listen {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for the API on {addr}"))?;
+            self.api_addrs.push(listener.local_addr()?);
+            self.api.push(listener);
+        }
+        let acceptor = match (&config.smtp.tls, api.tls) {
+            (Some(files), true) => Some(
+                InboundTls::load(files)
+                    .map_err(|e| anyhow::anyhow!(e))?
+                    .acceptor(),
+            ),
+            _ => None,
+        };
+        self.api_settings = Some((api.clone(), acceptor));
+        Ok(())
     }
 }
 
@@ -224,6 +263,21 @@ fn spawn_admin(
             admin.clone(),
             shutdown.clone(),
         ));
+    }
+    if let Some((settings, tls)) = listeners.api_settings.take() {
+        tracing::info!(listen = ?listeners.api_addrs, tls = tls.is_some(), "SESv2 API listening");
+        let ctx = Arc::new(crate::api::listener::ApiContext {
+            admin: admin.clone(),
+            settings,
+            tls,
+        });
+        for listener in std::mem::take(&mut listeners.api) {
+            tasks.spawn(crate::api::listener::serve(
+                listener,
+                ctx.clone(),
+                shutdown.clone(),
+            ));
+        }
     }
 }
 
@@ -390,6 +444,7 @@ impl Relay {
         tasks.spawn(reap_and_save(outbound, shutdown.clone(), reap_every));
         tracing::info!(listen = ?listeners.smtp_addrs, "poolrelay is accepting mail");
         Ok(Self {
+            api_addrs: listeners.api_addrs,
             smtp_addrs: listeners.smtp_addrs,
             tls_addrs: listeners.tls_addrs,
             inbound_tls,
@@ -427,6 +482,11 @@ impl Relay {
     /// The addresses of the implicit-TLS listeners.
     pub fn tls_addrs(&self) -> &[SocketAddr] {
         &self.tls_addrs
+    }
+
+    /// The addresses the SESv2 HTTP API listens on (useful with port 0).
+    pub fn api_addrs(&self) -> &[SocketAddr] {
+        &self.api_addrs
     }
 
     /// The addresses the SMTP listeners are bound to (useful with port 0).

@@ -15,6 +15,13 @@ pub enum ApiError {
     TooLarge(String),
     /// A `NextToken` this relay did not give.
     InvalidNextToken(String),
+    /// No operation has this method and path.
+    UnknownOperation(String),
+    /// The HTTP API refused the request's signature or key (403 with SES's error type).
+    Unauthorized {
+        kind: &'static str,
+        message: String,
+    },
     Internal(String),
 }
 
@@ -24,7 +31,8 @@ impl ApiError {
             Self::BadRequest(_) | Self::AlreadyExists(_) | Self::InvalidNextToken(_) => {
                 StatusCode::BAD_REQUEST
             }
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::NotFound(_) | Self::UnknownOperation(_) => StatusCode::NOT_FOUND,
+            Self::Unauthorized { .. } => StatusCode::FORBIDDEN,
             Self::AccessDenied(_) => StatusCode::FORBIDDEN,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -32,7 +40,7 @@ impl ApiError {
         }
     }
 
-    fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> &'static str {
         match self {
             Self::BadRequest(_) | Self::TooLarge(_) => "BadRequestException",
             Self::NotFound(_) => "NotFoundException",
@@ -40,6 +48,8 @@ impl ApiError {
             Self::AccessDenied(_) => "AccessDeniedException",
             Self::Conflict(_) => "ConflictException",
             Self::InvalidNextToken(_) => "InvalidNextTokenException",
+            Self::UnknownOperation(_) => "UnknownOperationException",
+            Self::Unauthorized { kind, .. } => kind,
             Self::Internal(_) => "InternalFailureException",
         }
     }
@@ -53,7 +63,9 @@ impl ApiError {
             | Self::Conflict(m)
             | Self::TooLarge(m)
             | Self::InvalidNextToken(m)
+            | Self::UnknownOperation(m)
             | Self::Internal(m) => m,
+            Self::Unauthorized { message, .. } => message,
         }
     }
 

@@ -58,12 +58,12 @@ async fn read_body(request: Request<Incoming>) -> Result<Body, ApiError> {
     Body::parse(&bytes)
 }
 
+/// The first value of `key` in the query, percent-decoded.
 fn query_value(query: Option<&str>, key: &str) -> Option<String> {
-    query?
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(name, _)| *name == key)
-        .map(|(_, value)| value.to_string())
+    query_pairs(query)
+        .into_iter()
+        .find(|(name, _)| name == key)
+        .map(|(_, value)| value)
 }
 
 /// Every `key=value` pair of a query string, percent-decoded (`+` is a space), in order.
@@ -119,16 +119,23 @@ pub async fn handle(
     Ok(json_response(status, &body))
 }
 
-async fn route(
+pub(crate) async fn route(
     state: &AdminState,
     method: &Method,
     path: &str,
     query: Option<&str>,
     body: Body,
 ) -> Result<Value, ApiError> {
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // Every segment percent-decoded once: SDKs encode `@` in identities and `:` in IPv6 IPs.
+    let decoded: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(decode)
+        .collect();
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    let unknown = || ApiError::UnknownOperation(format!("no operation {method} {path}"));
     let Some(rest) = segments.strip_prefix(&["v2", "email"]) else {
-        return Err(ApiError::NotFound(format!("no endpoint {path}")));
+        return Err(unknown());
     };
     match (method, rest) {
         (&Method::GET, ["dedicated-ip-pools"]) => pools::list(state),
@@ -158,16 +165,16 @@ async fn route(
         }
         (&Method::GET, ["identities"]) => identities::list(state),
         (&Method::POST, ["identities"]) => identities::create(state, body).await,
-        (&Method::GET, ["identities", name]) => identities::get(state, &decode(name)),
-        (&Method::DELETE, ["identities", name]) => identities::delete(state, &decode(name)).await,
+        (&Method::GET, ["identities", name]) => identities::get(state, name),
+        (&Method::DELETE, ["identities", name]) => identities::delete(state, name).await,
         (&Method::PUT, ["identities", name, "dkim"]) => {
-            identities::put_dkim(state, &decode(name), body).await
+            identities::put_dkim(state, name, body).await
         }
         (&Method::PUT, ["identities", name, "dkim", "signing"]) => {
-            identities::put_dkim_signing(state, &decode(name), body).await
+            identities::put_dkim_signing(state, name, body).await
         }
         (&Method::PUT, ["identities", name, "configuration-set"]) => {
-            identities::put_configuration_set(state, &decode(name), body).await
+            identities::put_configuration_set(state, name, body).await
         }
         (&Method::PUT, ["suppression", "addresses"]) => suppression::put(state, body).await,
         (&Method::POST, ["suppression", "addresses", "batch"]) => {
@@ -177,10 +184,10 @@ async fn route(
             suppression::list(state, &query_pairs(query)).await
         }
         (&Method::GET, ["suppression", "addresses", address]) => {
-            suppression::get(state, &decode(address)).await
+            suppression::get(state, address).await
         }
         (&Method::DELETE, ["suppression", "addresses", address]) => {
-            suppression::delete(state, &decode(address)).await
+            suppression::delete(state, address).await
         }
         (&Method::PUT, ["account", "suppression"]) => suppression::put_account(state, body).await,
         (&Method::PUT, ["configuration-sets", name, "suppression-options"]) => {
@@ -191,6 +198,6 @@ async fn route(
         (&Method::POST, ["queue", id, action]) => queue::act(state, id, action).await,
         (&Method::GET, ["status"]) => status::get(state).await,
         (&Method::POST, ["reload"]) => state.reload().await.map(|()| serde_json::json!({})),
-        _ => Err(ApiError::NotFound(format!("no endpoint {method} {path}"))),
+        _ => Err(unknown()),
     }
 }

@@ -7,17 +7,17 @@
 //! API last reported. Writes are serialized; reads see the current registry snapshot. One file per
 //! resource: `pools`, `ips`, `configuration_sets`, `identities`, `queue`, `status`.
 
-mod body;
+pub mod body;
 pub mod client;
 mod configuration_sets;
-mod error;
-mod http;
+pub mod error;
+pub mod http;
 mod identities;
 mod ips;
 mod pools;
 mod queue;
 mod socket;
-mod state;
+pub mod state;
 mod status;
 pub mod suppression;
 pub mod suppression_client;

@@ -2,4 +2,5 @@
 //! Signature Version 4 (`sigv4`) against the `[[api.key]]` keys (`keys`), then served by the
 //! same operations as the admin socket (`listener`).
 
+pub mod listener;
 pub mod sigv4;

@@ -4,6 +4,7 @@
 //! found, each with file, line and column, so an operator fixes a broken file in one pass.
 //! Relative paths in the file are relative to the file's folder, not to the working directory.
 
+mod api;
 pub mod edit;
 pub mod feedback;
 mod identities;
@@ -128,6 +129,8 @@ pub struct Config {
     pub bounce: Option<BounceSettings>,
     /// `[feedback]`: the feedback-loop address and forwarding.
     pub feedback: FeedbackSettings,
+    /// `[api]`: the SESv2 HTTP API, if it is served.
+    pub api: Option<crate::settings::api::ApiSettings>,
     pub queue: QueueSettings,
     pub outbound: OutboundSettings,
     /// The JSON-lines event log, if configured.

@@ -50,6 +50,28 @@ pub struct RawConfig {
     pub feedback: RawFeedback,
     #[serde(default)]
     pub suppression: RawSuppression,
+    pub api: Option<RawApi>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    pub listen: Vec<Text>,
+    pub region: Option<Text>,
+    pub tls: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub key: Vec<Spanned<RawApiKey>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKey {
+    pub access_key_id: Text,
+    pub secret_access_key_file: Option<Text>,
+    pub secret_access_key: Option<Text>,
+    pub allow: Vec<Text>,
+    pub allowed_configuration_sets: Option<Vec<Text>>,
+    pub allowed_from_domains: Option<Vec<Text>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::problems::{Problems, number_in};
 use super::raw::RawConfig;
 use super::{AdminSettings, Config, ConfigErrors, OutboundSettings, QueueSettings};
-use super::{feedback, identities, model, reputation, smtp};
+use super::{api, feedback, identities, model, reputation, smtp};
 
 pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let mut problems = Problems::new(path, text);
@@ -48,6 +48,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
     registry.set_account_suppression(feedback::account_reasons(&raw, &mut problems));
     let bounce = feedback::bounce(&raw, &relative_to_config, &mut problems);
     let feedback = feedback::feedback(&raw, &mut problems);
+    let api = api::api(&raw, &relative_to_config, &mut problems);
 
     if smtp.listen.is_empty() && problems.is_empty() {
         problems.at(
@@ -67,6 +68,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
         dkim,
         bounce,
         feedback,
+        api,
         queue,
         outbound,
         events_path,

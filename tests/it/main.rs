@@ -5,6 +5,7 @@
 mod common;
 
 mod admin;
+mod api;
 mod auth_limits;
 mod crash;
 mod delivery;

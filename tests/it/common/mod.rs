@@ -391,6 +391,28 @@ pub fn spawn_relay(dir: &Path) -> (std::process::Child, SocketAddr) {
     (child, address.parse().expect("an address"))
 }
 
+/// A Python that can import `modules`: `POOLRELAY_TEST_PYTHON`, else the repository's `.venv`
+/// (`.ci/run` makes it), else `python3`; `None` (after saying `what` is missing, see
+/// [`privilege_missing`]) when they are not there.
+pub fn python_with(modules: &str, what: &str) -> Option<PathBuf> {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let python = std::env::var_os("POOLRELAY_TEST_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| venv.exists().then_some(venv))
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let found = std::process::Command::new(&python)
+        .args(["-c", &format!("import {modules}")])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if found {
+        Some(python)
+    } else {
+        privilege_missing(what);
+        None
+    }
+}
+
 /// A test cannot do what it needs (a privilege the machine does not give): under `CI` that is a
 /// failure, so a CI run never passes without having tested; elsewhere the test is skipped and
 /// says why.

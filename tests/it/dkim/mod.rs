@@ -12,27 +12,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-/// The Python to run dkimpy with: `POOLRELAY_TEST_PYTHON`, else the repository's `.venv`
-/// (`.ci/run` makes it), else `python3`; `None` (after saying so) when dkimpy is not there.
+/// The Python to run dkimpy with (see `common::python_with`).
 pub fn python_with_dkimpy() -> Option<PathBuf> {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    let python = std::env::var_os("POOLRELAY_TEST_PYTHON")
-        .map(PathBuf::from)
-        .or_else(|| venv.exists().then_some(venv))
-        .unwrap_or_else(|| PathBuf::from("python3"));
-    let found = Command::new(&python)
-        .args(["-c", "import dkim, nacl"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if found {
-        Some(python)
-    } else {
-        crate::common::privilege_missing(
-            "verify DKIM signatures: dkimpy and pynacl are not installed (python3 -m venv .venv && .venv/bin/pip install dkimpy pynacl)",
-        );
-        None
-    }
+    crate::common::python_with(
+        "dkim, nacl",
+        "verify DKIM signatures: dkimpy and pynacl are not installed (python3 -m venv .venv && .venv/bin/pip install dkimpy pynacl)",
+    )
 }
 
 /// What dkimpy says about the first signature of `message`.

@@ -1,0 +1,220 @@
+//! The SESv2 API over HTTP, driven by boto3 and the aws CLI against a real relay: signatures
+//! made by botocore are accepted and anything else is refused with SES's error types; the
+//! admin operations work through the SDK, an IPv6 dedicated IP included.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::common::*;
+
+const ADMIN_KEY: &str = "AKIDADMIN";
+const ADMIN_SECRET: &str = "admin/Secret+key";
+const SEND_KEY: &str = "AKIDSEND";
+const SEND_SECRET: &str = "send-only-secret";
+
+fn python() -> Option<std::path::PathBuf> {
+    python_with(
+        "boto3",
+        "run boto3: it is not installed (python3 -m venv .venv && .venv/bin/pip install boto3 awscli)",
+    )
+}
+
+async fn api_relay() -> (TestRelay, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret = dir.path().join("admin.secret");
+    std::fs::write(&secret, format!("{ADMIN_SECRET}\n")).expect("secret");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("mode");
+    let sink = start_sink().await;
+    let config = format!(
+        r#"{}{}[api]
+listen = ["127.0.0.1:0"]
+region = "us-east-1"
+[[api.key]]
+access_key_id = "{ADMIN_KEY}"
+secret_access_key_file = "admin.secret"
+allow = ["send", "admin"]
+[[api.key]]
+access_key_id = "{SEND_KEY}"
+secret_access_key = "{SEND_SECRET}"
+allow = ["send"]
+[[ip]]
+address = "127.0.0.2"
+[[ip]]
+address = "::1"
+"#,
+        smtp_section(""),
+        catch_all_route(sink.addr())
+    );
+    let relay = TestRelay::start_in(dir, &config).await;
+    let endpoint = format!(
+        "http://{}",
+        relay.relay.as_ref().expect("running").api_addrs()[0]
+    );
+    (relay, endpoint)
+}
+
+#[tokio::test]
+async fn boto3_and_the_aws_cli_work_and_bad_signatures_are_refused() {
+    let Some(python) = python() else { return };
+    let (relay, endpoint) = api_relay().await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/api/sdk.py");
+    let run = {
+        let endpoint = endpoint.clone();
+        move || {
+            Command::new(&python)
+                .args([
+                    script,
+                    &endpoint,
+                    ADMIN_KEY,
+                    ADMIN_SECRET,
+                    SEND_KEY,
+                    SEND_SECRET,
+                ])
+                .output()
+                .expect("python runs")
+        }
+    };
+    let output = tokio::task::spawn_blocking(run).await.expect("joined");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let results: Value = serde_json::from_slice(&output.stdout).expect("JSON results");
+    let ok = |name: &str| -> &Value {
+        let result = &results[name];
+        assert!(result.get("ok").is_some(), "{name}: {result}");
+        &result["ok"]
+    };
+    let error = |name: &str| -> (String, u64) {
+        let result = &results[name];
+        let code = result["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: {result}"));
+        (code.to_string(), result["status"].as_u64().unwrap_or(0))
+    };
+    ok("create_pool");
+    assert!(
+        ok("list_pools")["DedicatedIpPools"]
+            .as_array()
+            .expect("pools")
+            .iter()
+            .any(|p| p == "sdk-pool")
+    );
+    assert_eq!(ok("get_ipv6")["DedicatedIp"]["Ip"], "::1");
+    ok("move_ipv6");
+    let in_pool = &ok("ips_in_pool")["DedicatedIps"];
+    assert_eq!(in_pool[0]["Ip"], "::1", "{in_pool}");
+    ok("create_set");
+    assert_eq!(
+        ok("get_set")["DeliveryOptions"]["SendingPoolName"],
+        "sdk-pool"
+    );
+    assert_eq!(error("missing_set"), ("NotFoundException".into(), 404));
+    ok("suppress");
+    assert_eq!(
+        ok("get_suppressed")["SuppressedDestination"]["Reason"],
+        "BOUNCE"
+    );
+
+    assert_eq!(
+        error("wrong_secret"),
+        ("SignatureDoesNotMatchException".into(), 403)
+    );
+    assert_eq!(
+        error("unknown_key"),
+        ("UnrecognizedClientException".into(), 403)
+    );
+    assert_eq!(
+        error("send_key_on_admin"),
+        ("AccessDeniedException".into(), 403)
+    );
+    assert_eq!(error("old_date").0, "InvalidSignatureException");
+    assert!(
+        results["old_date"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Signature expired"))
+    );
+    assert_eq!(results["changed_body"]["status"], 403);
+    assert_eq!(
+        results["changed_body"]["type"],
+        "SignatureDoesNotMatchException"
+    );
+    assert_eq!(results["unknown_route"]["status"], 404);
+    assert_eq!(
+        results["unknown_route"]["body"]["__type"],
+        "UnknownOperationException"
+    );
+    // The pool the changed body would have created does not exist.
+    let config = std::fs::read_to_string(relay.dir.path().join("poolrelay.toml")).expect("config");
+    assert!(
+        config.contains("sdk-pool")
+            && !config.contains("evil-pool")
+            && !config.contains("raw-pool")
+    );
+
+    // The aws CLI, as a user types it.
+    let aws = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/aws");
+    let aws = if aws.exists() { aws } else { "aws".into() };
+    // On a blocking thread: the relay answers on this test's runtime.
+    let listed = tokio::task::spawn_blocking(move || {
+        Command::new(&aws)
+            .args([
+                "sesv2",
+                "list-dedicated-ip-pools",
+                "--endpoint-url",
+                &endpoint,
+            ])
+            .args(["--region", "us-east-1"])
+            .env("AWS_ACCESS_KEY_ID", ADMIN_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", ADMIN_SECRET)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .output()
+    })
+    .await
+    .expect("joined");
+    match listed {
+        Ok(out) => {
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let pools: Value = serde_json::from_slice(&out.stdout).expect("aws prints JSON");
+            assert!(
+                pools["DedicatedIpPools"]
+                    .as_array()
+                    .is_some_and(|p| p.iter().any(|p| p == "sdk-pool"))
+            );
+        }
+        Err(_) => {
+            privilege_missing("run the aws CLI: it is not installed (.venv/bin/pip install awscli)")
+        }
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_secret_file_others_can_read_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret = dir.path().join("open.secret");
+    std::fs::write(&secret, "s").expect("secret");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).expect("mode");
+    let path = dir.path().join("poolrelay.toml");
+    let text = format!(
+        "{}[api]\nlisten = [\"127.0.0.1:0\"]\n[[api.key]]\naccess_key_id = \"AKID1\"\nsecret_access_key_file = \"open.secret\"\nallow = [\"admin\", \"everything\"]\n",
+        smtp_section("")
+    );
+    std::fs::write(&path, text).expect("config");
+    let errors = poolrelay::config::load(&path)
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        errors.contains("readable by other users") && errors.contains("chmod 600"),
+        "{errors}"
+    );
+    assert!(errors.contains("\"everything\""), "{errors}");
+}

@@ -1,0 +1,86 @@
+"""boto3 against a running poolrelay: every call's outcome as JSON on stdout.
+
+usage: sdk.py ENDPOINT ADMIN_KEY ADMIN_SECRET SEND_KEY SEND_SECRET
+"""
+import datetime
+import json
+import sys
+
+import boto3
+import botocore.auth
+import botocore.awsrequest
+import botocore.credentials
+import urllib.request
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+endpoint, admin_key, admin_secret, send_key, send_secret = sys.argv[1:6]
+results = {}
+
+
+def client(key, secret):
+    return boto3.client(
+        "sesv2", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id=key, aws_secret_access_key=secret,
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+def outcome(name, call):
+    try:
+        response = call()
+        response.pop("ResponseMetadata", None)
+        results[name] = {"ok": response}
+    except ClientError as error:
+        results[name] = {"error": error.response["Error"]["Code"],
+                         "message": error.response["Error"].get("Message", ""),
+                         "status": error.response["ResponseMetadata"]["HTTPStatusCode"]}
+
+
+admin = client(admin_key, admin_secret)
+outcome("create_pool", lambda: admin.create_dedicated_ip_pool(PoolName="sdk-pool"))
+outcome("list_pools", lambda: admin.list_dedicated_ip_pools())
+outcome("get_ipv6", lambda: admin.get_dedicated_ip(Ip="::1"))
+outcome("move_ipv6", lambda: admin.put_dedicated_ip_in_pool(Ip="::1", DestinationPoolName="sdk-pool"))
+outcome("ips_in_pool", lambda: admin.get_dedicated_ips(PoolName="sdk-pool"))
+outcome("create_set", lambda: admin.create_configuration_set(
+    ConfigurationSetName="sdk-set", DeliveryOptions={"SendingPoolName": "sdk-pool"}))
+outcome("get_set", lambda: admin.get_configuration_set(ConfigurationSetName="sdk-set"))
+outcome("missing_set", lambda: admin.get_configuration_set(ConfigurationSetName="nope"))
+outcome("suppress", lambda: admin.put_suppressed_destination(EmailAddress="gone@example.test", Reason="BOUNCE"))
+outcome("get_suppressed", lambda: admin.get_suppressed_destination(EmailAddress="gone@example.test"))
+
+outcome("wrong_secret", lambda: client(admin_key, "not the secret").list_dedicated_ip_pools())
+outcome("unknown_key", lambda: client("AKIDUNKNOWN", admin_secret).list_dedicated_ip_pools())
+outcome("send_key_on_admin", lambda: client(send_key, send_secret).list_dedicated_ip_pools())
+
+
+# Sign with a clock twenty minutes slow.
+real = botocore.auth.get_current_datetime
+botocore.auth.get_current_datetime = lambda *a, **k: real(*a, **k) - datetime.timedelta(minutes=20)
+outcome("old_date", lambda: admin.list_dedicated_ip_pools())
+botocore.auth.get_current_datetime = real
+
+
+def signed_raw(method, path, body, change_body_to=None):
+    """A request signed by botocore, optionally with its body changed after signing."""
+    request = botocore.awsrequest.AWSRequest(method=method, url=endpoint + path, data=body,
+                                             headers={"Content-Type": "application/json"})
+    credentials = botocore.credentials.Credentials(admin_key, admin_secret)
+    botocore.auth.SigV4Auth(credentials, "ses", "us-east-1").add_auth(request)
+    sent = change_body_to if change_body_to is not None else body
+    raw = urllib.request.Request(endpoint + path, data=sent or None, method=method,
+                                 headers=dict(request.headers.items()))
+    try:
+        with urllib.request.urlopen(raw) as response:
+            return {"status": response.status, "body": json.loads(response.read() or b"{}")}
+    except urllib.error.HTTPError as error:
+        return {"status": error.code, "body": json.loads(error.read() or b"{}"),
+                "type": error.headers.get("x-amzn-ErrorType")}
+
+
+body = json.dumps({"PoolName": "raw-pool"}).encode()
+results["changed_body"] = signed_raw("POST", "/v2/email/dedicated-ip-pools", body,
+                                     json.dumps({"PoolName": "evil-pool"}).encode())
+results["unknown_route"] = signed_raw("GET", "/v2/email/no-such-thing", b"")
+print(json.dumps(results, default=str))
