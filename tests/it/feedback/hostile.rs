@@ -78,14 +78,7 @@ async fn hostile_reports_suppress_nothing_and_stall_nobody() {
     let return_path = delivered[0].sender.clone();
 
     // Forged and expired tokens are refused at RCPT.
-    let mut outsider = connect_from(OUTSIDER, relay.addr).await;
-    assert!(
-        outsider
-            .command("EHLO outside.test")
-            .await
-            .starts_with("250")
-    );
-    assert!(outsider.command("MAIL FROM:<>").await.starts_with("250"));
+    let mut outsider = outsider_in_mail(relay.addr, "").await;
     let (local, _) = return_path.split_once('@').expect("an address");
     let flipped = if local.ends_with('a') { 'b' } else { 'a' };
     let forged = format!("{}{flipped}@{BOUNCE_DOMAIN}", &local[..local.len() - 1]);

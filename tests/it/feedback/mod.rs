@@ -82,6 +82,15 @@ pub(super) async fn connect_from(source: &str, relay: SocketAddr) -> RawClient {
     client
 }
 
+/// A client from [`OUTSIDER`] that has said EHLO and `MAIL FROM:<sender>`.
+pub(super) async fn outsider_in_mail(relay: SocketAddr, sender: &str) -> RawClient {
+    let mut client = connect_from(OUTSIDER, relay).await;
+    assert!(client.command("EHLO outside.test").await.starts_with("250"));
+    let reply = client.command(&format!("MAIL FROM:<{sender}>")).await;
+    assert!(reply.starts_with("250"), "{reply}");
+    client
+}
+
 /// A fixture with its placeholders filled, as DATA content: CRLF line ends, dot-stuffed, ending
 /// with the end marker.
 pub(super) fn fixture(name: &str, fill: &[(&str, &str)]) -> Vec<u8> {

@@ -46,19 +46,7 @@ async fn bounces_and_complaints_become_events_suppression_and_forwarded_reports(
     let (sink, relay, dir, socket) = start_feedback_relay().await;
 
     // An outsider may not relay, but may send to the relay's own addresses (below).
-    let mut outsider = connect_from(OUTSIDER, relay.addr).await;
-    assert!(
-        outsider
-            .command("EHLO outside.test")
-            .await
-            .starts_with("250")
-    );
-    assert!(
-        outsider
-            .command("MAIL FROM:<x@outside.test>")
-            .await
-            .starts_with("250")
-    );
+    let mut outsider = outsider_in_mail(relay.addr, "x@outside.test").await;
     let denied = outsider.command("RCPT TO:<someone@dest.test>").await;
     assert!(denied.starts_with("554 5.7.1"), "{denied}");
     // Mail for the relay and mail to relay do not share a transaction.
