@@ -26,6 +26,7 @@ pub mod password;
 pub mod queue;
 pub mod registry;
 pub mod return_path;
+pub mod secret_file;
 pub mod server;
 pub mod settings;
 pub mod sink;

@@ -77,15 +77,7 @@ impl ReturnPath {
         if !secret_file.exists() {
             create_secret(secret_file)?;
         }
-        let mode = fs::metadata(secret_file)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            return Err(io::Error::other(format!(
-                "{} is readable by other users (mode {:o}); chmod 600 it",
-                secret_file.display(),
-                mode & 0o777
-            )));
-        }
-        let secret = fs::read(secret_file)?;
+        let secret = crate::secret_file::read_private(secret_file)?;
         if secret.len() < 16 {
             return Err(io::Error::other(format!(
                 "{} holds {} bytes; a bounce secret needs at least 16",

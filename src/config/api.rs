@@ -1,7 +1,6 @@
 //! `[api]` and `[[api.key]]`: listeners, region, TLS and the access keys, each secret read from
 //! its file (refused when other users can read it) or given inline.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use toml::Spanned;
@@ -106,17 +105,9 @@ fn key(
 }
 
 fn read_secret(path: &std::path::Path) -> Result<String, String> {
-    let metadata =
-        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mode = metadata.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "{} is readable by other users (mode {mode:o}); chmod 600 it",
-            path.display()
-        ));
-    }
-    let secret = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = crate::secret_file::read_private(path).map_err(|e| e.to_string())?;
+    let secret =
+        String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8", path.display()))?;
     if secret.trim().is_empty() {
         return Err(format!("{} is empty", path.display()));
     }

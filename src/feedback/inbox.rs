@@ -75,13 +75,14 @@ impl Inbox {
 
     /// Blocking: a stored report's envelope and content.
     pub fn read(path: &Path) -> io::Result<(InboxEnvelope, Vec<u8>)> {
-        let bytes = fs::read(path)?;
+        let mut bytes = fs::read(path)?;
         let invalid = || io::Error::new(io::ErrorKind::InvalidData, "not an inbox file");
         let rest = bytes.strip_prefix(ENVELOPE_FIELD).ok_or_else(invalid)?;
         let end = memchr::memmem::find(rest, b"\r\n").ok_or_else(invalid)?;
         let envelope = serde_json::from_slice(&rest[..end]).map_err(|_| invalid())?;
-        let content = rest[end + 2..].to_vec();
-        Ok((envelope, content))
+        // The content is what follows the envelope line: moved to the front, not copied.
+        bytes.drain(..ENVELOPE_FIELD.len() + end + 2);
+        Ok((envelope, bytes))
     }
 
     /// Blocking: moves a report that cannot be used to the unmatched folder.

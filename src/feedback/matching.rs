@@ -114,17 +114,29 @@ pub fn tokens(
 
 /// Addresses at `domain` in `raw` that look like return paths (`b-...@domain`).
 fn candidates_in(raw: &[u8], domain: &str) -> Vec<String> {
-    let needle = format!("@{domain}").into_bytes();
-    let lower: Vec<u8> = raw.to_ascii_lowercase();
+    let domain_bytes = domain.as_bytes();
     let mut found = Vec::new();
-    for at in memchr::memmem::find_iter(&lower, &needle) {
-        let start = lower[..at]
+    // Each `@` followed by the domain (any case); no lower-cased copy of a report that may be
+    // tens of megabytes.
+    for at in memchr::memchr_iter(b'@', raw) {
+        let after = &raw[at + 1..];
+        let at_domain = after.len() >= domain_bytes.len()
+            && after[..domain_bytes.len()].eq_ignore_ascii_case(domain_bytes);
+        if !at_domain {
+            continue;
+        }
+        let start = raw[..at]
             .iter()
             .rposition(|b| !(b.is_ascii_alphanumeric() || *b == b'-'))
             .map_or(0, |p| p + 1);
-        let local = &lower[start..at];
-        if local.starts_with(b"b-") && local.len() < 64 {
-            found.push(format!("{}@{domain}", String::from_utf8_lossy(local)));
+        let local = &raw[start..at];
+        if local.len() < 64
+            && local
+                .get(..2)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"b-"))
+        {
+            let local = String::from_utf8_lossy(local).to_ascii_lowercase();
+            found.push(format!("{local}@{domain}"));
             if found.len() == MAX_CANDIDATES {
                 break;
             }

@@ -21,7 +21,7 @@ use crate::smtp::stream::SmtpStream;
 use crate::spool::{Envelope, MessageWriter, new_message_id, unix_now};
 
 /// The slowest a message may arrive (bytes per second) once `data_timeout` is used up.
-const MIN_DATA_RATE: u64 = 1024;
+pub(super) const MIN_DATA_RATE: u64 = 1024;
 
 /// A message read to its end: its headers as filtered, its configuration set and pool or why
 /// it is refused, and its header block if it was held back to be signed.

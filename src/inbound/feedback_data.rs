@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Buf;
 
 use super::connection::read_more;
+use super::data_phase::MIN_DATA_RATE;
 use super::received::sanitize_name;
 use super::refusal::Refusal;
 use super::session::{Session, Transaction};
@@ -16,9 +17,6 @@ use crate::smtp::Reply;
 use crate::smtp::data::DataReader;
 use crate::smtp::stream::SmtpStream;
 use crate::spool::{new_message_id, unix_now};
-
-/// As for relayed mail: the slowest a report may arrive once `data_timeout` is used up.
-const MIN_DATA_RATE: u64 = 1024;
 
 impl Session {
     /// Reads a report after `354` and stores it. `Ok(false)` ends the session.
@@ -35,11 +33,9 @@ impl Session {
         let mut received: u64 = 0;
         loop {
             if !self.input.is_empty() {
-                let before = content.len();
                 let fed = reader.feed(&self.input, &mut content);
                 if reader.violation().is_some() {
                     // Read to the end and throw away: the reply comes after the end marker.
-                    content.truncate(before.min(content.len()));
                     content.clear();
                 }
                 received += fed.consumed as u64;

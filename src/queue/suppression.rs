@@ -17,20 +17,20 @@ use crate::outbound::report::{AttemptReport, Failure, Outcome};
 use crate::settings::suppression::SuppressionReason;
 use crate::spool::{Envelope, RecipientState, unix_now};
 
-/// Fails the pending recipients that are on the suppression list. Returns their indexes.
-pub(super) fn stop_suppressed(ctx: &AttemptContext, envelope: &mut Envelope) -> Vec<usize> {
+/// Fails the pending recipients that are on the suppression list.
+pub(super) fn stop_suppressed(ctx: &AttemptContext, envelope: &mut Envelope) {
     let Some(ledger) = &ctx.ledger else {
-        return Vec::new();
+        return;
     };
     if envelope.is_dsn || ledger.suppressed_count() == 0 {
-        return Vec::new();
+        return;
     }
     let reasons = ctx
         .registry
         .load()
         .suppressed_reasons_for(envelope.configuration_set.as_deref());
     if reasons.is_empty() {
-        return Vec::new();
+        return;
     }
     // Looked up right here: a lookup takes microseconds (p99 16-18 us with ten million
     // entries in the page cache, benches/results/suppression.md), while handing it to a
@@ -45,6 +45,9 @@ pub(super) fn stop_suppressed(ctx: &AttemptContext, envelope: &mut Envelope) -> 
             }
         })
         .collect();
+    if looked_up.is_empty() {
+        return;
+    }
     let mut stopped = Vec::new();
     for (index, entry) in looked_up {
         let recipient = &mut envelope.recipients[index];
@@ -58,7 +61,6 @@ pub(super) fn stop_suppressed(ctx: &AttemptContext, envelope: &mut Envelope) -> 
     }
     METRICS.suppressed_recipients.inc_by(stopped.len() as u64);
     publish(ctx, envelope, &stopped);
-    stopped
 }
 
 fn publish(ctx: &AttemptContext, envelope: &Envelope, stopped: &[usize]) {
