@@ -2,36 +2,25 @@
 //! `<>`, through the pool the original message left from, as a new spooled message.
 
 use crate::ledger::sent::SentRecord;
-use crate::spool::{Envelope, Recipient, Spool, new_message_id, unix_now};
+use crate::queue::bounce::{NoticeFor, spool_notice};
+use crate::spool::{Envelope, Spool, new_message_id};
 
 /// Spools `content` (the report as received) for the original sender of `record`.
 pub(super) async fn forward(
     spool: &Spool,
-    (hostname, max_age): (&str, std::time::Duration),
+    settings: (&str, std::time::Duration),
     record: &SentRecord,
     content: &[u8],
 ) -> std::io::Result<Envelope> {
-    let now = unix_now();
-    let envelope = Envelope {
-        id: new_message_id(),
-        received_at: now,
-        sender: String::new(),
-        recipients: vec![Recipient::new(record.sender.clone())],
-        configuration_set: record.configuration_set.clone(),
-        pool: record.pool.clone(),
+    let about = NoticeFor {
+        to: &record.sender,
+        configuration_set: record.configuration_set.as_deref(),
+        pool: &record.pool,
         client_ip: record.client_ip,
-        client_helo: hostname.to_string(),
-        size: content.len() as u64,
+        tags: &record.tags,
         smtputf8: !record.sender.is_ascii(),
-        expires_at: now + max_age.as_secs(),
-        // Never bounced itself: a report about a report would loop.
-        is_dsn: true,
-        tags: record.tags.clone(),
-        ..Envelope::default()
     };
-    let mut writer = spool.writer();
-    writer.buffer().extend_from_slice(content);
-    let envelope = writer.commit(envelope).await?;
+    let envelope = spool_notice(spool, settings, new_message_id(), about, content).await?;
     tracing::info!(id = %envelope.id, original = %record.message_id, to = %record.sender, pool = %record.pool, "feedback forwarded");
     Ok(envelope)
 }

@@ -4,7 +4,7 @@
 use super::context::AttemptContext;
 use super::dsn::{self, DsnRequest, Reported};
 use crate::events::RecipientOutcome;
-use crate::spool::{Envelope, Recipient, RecipientState, new_message_id, unix_now};
+use crate::spool::{Envelope, Recipient, RecipientState, Spool, new_message_id, unix_now};
 
 /// The most of the original message a DSN carries with `RET=FULL`; larger ones get the headers.
 const MAX_RETURNED_MESSAGE: u64 = 1024 * 1024;
@@ -127,35 +127,59 @@ async fn send_dsn(
         full,
         token: &id,
     });
-    let now = unix_now();
-    let dsn_envelope = Envelope {
-        id: id.clone(),
-        received_at: now,
-        sender: String::new(),
-        recipients: vec![Recipient::new(envelope.sender.clone())],
-        configuration_set: envelope.configuration_set.clone(),
-        pool: envelope.pool.clone(),
+    let about = NoticeFor {
+        to: &envelope.sender,
+        configuration_set: envelope.configuration_set.as_deref(),
+        pool: &envelope.pool,
         client_ip: envelope.client_ip,
-        client_helo: ctx.hostname.clone(),
-        size: content.len() as u64,
+        tags: &envelope.tags,
         smtputf8: envelope.smtputf8,
-        eight_bit_mime: false,
-        attempts: 0,
-        last_source_ip: None,
-        expires_at: now + ctx.settings.max_age.as_secs(),
-        is_dsn: true,
-        held: false,
-        envid: None,
-        ret_full: false,
-        tags: envelope.tags.clone(),
-        header_message_id: None,
-        sends_as_is: false,
-        stored: None,
-        in_memory: None,
     };
-    let mut writer = ctx.spool.writer();
-    writer.buffer().extend_from_slice(&content);
-    let dsn_envelope = writer.commit(dsn_envelope).await?;
+    let settings = (ctx.hostname.as_str(), ctx.settings.max_age);
+    let dsn_envelope = spool_notice(&ctx.spool, settings, id.clone(), about, &content).await?;
     tracing::info!(id = %envelope.id, dsn = %id, recipients = indexes.len(), to = %envelope.sender, "bounce queued");
     Ok(dsn_envelope)
+}
+
+/// Who a notice (a bounce, a forwarded report) goes to and how: the original message's sender,
+/// and the set, pool, client and tags it is sent under.
+pub struct NoticeFor<'a> {
+    pub to: &'a str,
+    pub configuration_set: Option<&'a str>,
+    pub pool: &'a str,
+    pub client_ip: std::net::IpAddr,
+    pub tags: &'a [(String, String)],
+    pub smtputf8: bool,
+}
+
+/// Spools `content` as message `id`, from `<>` to `about.to` through `about.pool`, durably,
+/// and returns its envelope to queue. It is never bounced itself (a notice about a notice would
+/// loop).
+pub async fn spool_notice(
+    spool: &Spool,
+    (hostname, max_age): (&str, std::time::Duration),
+    id: String,
+    about: NoticeFor<'_>,
+    content: &[u8],
+) -> std::io::Result<Envelope> {
+    let now = unix_now();
+    let envelope = Envelope {
+        id,
+        received_at: now,
+        sender: String::new(),
+        recipients: vec![Recipient::new(about.to.to_string())],
+        configuration_set: about.configuration_set.map(str::to_string),
+        pool: about.pool.to_string(),
+        client_ip: about.client_ip,
+        client_helo: hostname.to_string(),
+        size: content.len() as u64,
+        smtputf8: about.smtputf8,
+        expires_at: now + max_age.as_secs(),
+        is_dsn: true,
+        tags: about.tags.to_vec(),
+        ..Envelope::default()
+    };
+    let mut writer = spool.writer();
+    writer.buffer().extend_from_slice(content);
+    writer.commit(envelope).await
 }

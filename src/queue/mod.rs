@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod attempt;
 mod backoff;
-mod bounce;
+pub mod bounce;
 pub mod context;
 pub mod dsn;
 pub mod operations;
