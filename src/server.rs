@@ -250,7 +250,7 @@ fn spawn_smtp(
 fn spawn_admin(
     tasks: &TaskTracker,
     listeners: &mut Listeners,
-    admin: &Arc<AdminState>,
+    (admin, inbound): (&Arc<AdminState>, &Arc<InboundContext>),
     shutdown: &CancellationToken,
 ) {
     if let Some(listener) = listeners.metrics.take() {
@@ -268,6 +268,7 @@ fn spawn_admin(
         tracing::info!(listen = ?listeners.api_addrs, tls = tls.is_some(), "SESv2 API listening");
         let ctx = Arc::new(crate::api::listener::ApiContext {
             admin: admin.clone(),
+            inbound: inbound.clone(),
             settings,
             tls,
         });
@@ -356,6 +357,41 @@ fn spawn_dns_checks(
     ));
 }
 
+/// The model, the event log, the spool and the queue: what most parts of the relay are given.
+type Shared<'a> = (
+    &'a Arc<ArcSwap<Registry>>,
+    &'a Arc<EventLog>,
+    &'a Spool,
+    &'a QueueHandle,
+);
+
+/// What every inbound session (and the API's SendEmail) shares.
+fn inbound_context(
+    config: &Config,
+    (registry, events, spool, queue): Shared<'_>,
+    shutdown: &CancellationToken,
+    tls: &Option<Arc<InboundTls>>,
+    feedback: &FeedbackParts,
+) -> Arc<InboundContext> {
+    Arc::new(InboundContext {
+        settings: config.smtp.clone(),
+        registry: registry.clone(),
+        spool: spool.clone(),
+        queue: queue.clone(),
+        shutdown: shutdown.clone(),
+        max_age: config.queue.max_age,
+        events: events.clone(),
+        per_ip: PerIpConnections::new(config.smtp.max_connections_per_ip),
+        auth_limits: AuthLimits::new(
+            config.smtp.auth_concurrency,
+            config.smtp.auth_failures_per_ip,
+        ),
+        tls: tls.clone(),
+        feedback: feedback.intake.clone(),
+        quota: Arc::default(),
+    })
+}
+
 /// The TLS identity of the SMTP listeners, when `[smtp.tls]` is configured.
 fn load_inbound_tls(config: &Config) -> anyhow::Result<Option<Arc<InboundTls>>> {
     match &config.smtp.tls {
@@ -404,26 +440,17 @@ impl Relay {
 
         let tasks = TaskTracker::new();
         let sessions = TaskTracker::new();
-        let ctx = Arc::new(InboundContext {
-            settings: config.smtp.clone(),
-            registry: registry.clone(),
-            spool: spool.clone(),
-            queue: queue.clone(),
-            shutdown: shutdown.clone(),
-            max_age: config.queue.max_age,
-            events: events.clone(),
-            per_ip: PerIpConnections::new(config.smtp.max_connections_per_ip),
-            auth_limits: AuthLimits::new(
-                config.smtp.auth_concurrency,
-                config.smtp.auth_failures_per_ip,
-            ),
-            tls: inbound_tls.clone(),
-            feedback: feedback.intake.clone(),
-        });
-        let smtp = std::mem::take(&mut listeners.smtp);
-        spawn_smtp(&tasks, &sessions, ctx, smtp, config.smtp.max_connections);
-        tasks.spawn(scheduler.run(recovered));
         let shared = (&registry, &events, &spool, &queue);
+        let ctx = inbound_context(&config, shared, &shutdown, &inbound_tls, &feedback);
+        let smtp = std::mem::take(&mut listeners.smtp);
+        spawn_smtp(
+            &tasks,
+            &sessions,
+            ctx.clone(),
+            smtp,
+            config.smtp.max_connections,
+        );
+        tasks.spawn(scheduler.run(recovered));
         let ledger = feedback.spawn(&tasks, &config, shared, &shutdown);
         let dkim_status = Arc::new(StatusBoard::default());
         spawn_dns_checks(&tasks, &config, &registry, &health, &dkim_status, &shutdown);
@@ -436,10 +463,11 @@ impl Relay {
                 health,
                 dkim_status,
             )
-            .with_ledger(ledger),
+            .with_ledger(ledger)
+            .with_quota(ctx.quota.clone()),
         );
         tasks.spawn(outbound.clone().upkeep(shutdown.clone()));
-        spawn_admin(&tasks, &mut listeners, &admin, &shutdown);
+        spawn_admin(&tasks, &mut listeners, (&admin, &ctx), &shutdown);
         let reap_every = (config.queue.connection_idle_timeout / 2).max(Duration::from_millis(100));
         tasks.spawn(reap_and_save(outbound, shutdown.clone(), reap_every));
         tracing::info!(listen = ?listeners.smtp_addrs, "poolrelay is accepting mail");

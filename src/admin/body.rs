@@ -24,6 +24,17 @@ impl Body {
         }
     }
 
+    /// Refuses any member not in `implemented`, naming it: a member poolrelay does not act on
+    /// is a 400, never silently dropped.
+    pub fn only(&self, implemented: &[&str]) -> Result<(), ApiError> {
+        match self.0.keys().find(|k| !implemented.contains(&k.as_str())) {
+            Some(key) => Err(ApiError::BadRequest(format!(
+                "{key} is not supported by poolrelay"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// An optional string field; present but not a string is an error.
     pub fn string(&self, key: &str) -> Result<Option<String>, ApiError> {
         match self.0.get(key) {

@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use super::body::Body;
 use super::error::ApiError;
+use super::paging::{PageRequest, with_token};
 use super::state::AdminState;
 use crate::config::edit::ConfigDocument;
 use crate::registry::{
@@ -23,6 +24,8 @@ fn describe(set: &ConfigurationSet) -> Value {
     if let Some(reasons) = set.suppressed_reasons {
         described["SuppressionOptions"] = json!({ "SuppressedReasons": reasons.names() });
     }
+    described["SendingOptions"] = json!({ "SendingEnabled": !set.sending_paused });
+    described["Tags"] = super::tags::described(&set.tags).into();
     described
 }
 
@@ -34,6 +37,7 @@ struct Options {
 }
 
 fn options(body: &Body) -> Result<Options, ApiError> {
+    body.only(&["SendingPoolName", "TlsPolicy", "MaxDeliverySeconds"])?;
     let tls = body.string("TlsPolicy")?;
     if let Some(policy) = &tls
         && policy.parse::<TlsPolicy>().is_err()
@@ -85,13 +89,14 @@ fn apply(
     Ok(())
 }
 
-pub fn list(state: &AdminState) -> Result<Value, ApiError> {
+pub fn list(state: &AdminState, page: &PageRequest) -> Result<Value, ApiError> {
     let registry = state.registry.load();
     let names: Vec<&str> = registry
         .configuration_sets()
         .map(|s| s.name.as_str())
         .collect();
-    Ok(json!({ "ConfigurationSets": names }))
+    let (names, token) = page.page(names, |n| n);
+    Ok(with_token(json!({ "ConfigurationSets": names }), token))
 }
 
 /// The configuration set `name`, or SES's NotFoundException.
@@ -113,7 +118,15 @@ pub async fn create(state: &AdminState, body: Body) -> Result<Value, ApiError> {
             "Configuration set name {name:?} is invalid: use 1-64 characters from A-Z, a-z, 0-9, '_' and '-'"
         )));
     }
+    body.only(&[
+        "ConfigurationSetName",
+        "DeliveryOptions",
+        "SendingOptions",
+        "Tags",
+    ])?;
     let options = options(&body.object("DeliveryOptions")?)?;
+    let sending = sending_enabled(&body.object("SendingOptions")?)?;
+    let tags = super::tags::from_body(&body)?;
     state
         .change(move |document, registry| {
             if registry.configuration_set(&name).is_some() {
@@ -122,6 +135,13 @@ pub async fn create(state: &AdminState, body: Body) -> Result<Value, ApiError> {
                 )));
             }
             document.add_configuration_set(&name)?;
+            if !tags.is_empty() {
+                let value = super::tags::toml_value(&tags);
+                document.set_configuration_set_key(&name, "tags", Some(value))?;
+            }
+            if sending == Some(false) {
+                document.set_configuration_set_key(&name, "sending_enabled", Some(false.into()))?;
+            }
             apply(document, registry, &name, &options)
         })
         .await?;
@@ -141,6 +161,29 @@ pub async fn put_delivery_options(
             apply(document, registry, &name, &options)
         })
         .await?;
+    Ok(json!({}))
+}
+
+/// `SendingOptions {SendingEnabled}` (absent: `None`).
+fn sending_enabled(options: &Body) -> Result<Option<bool>, ApiError> {
+    options.only(&["SendingEnabled"])?;
+    options.boolean("SendingEnabled")
+}
+
+/// PutConfigurationSetSendingOptions: paused, the set's new mail is refused and its queued
+/// mail waits; resumed, it goes again.
+pub async fn put_sending(state: &AdminState, name: &str, body: Body) -> Result<Value, ApiError> {
+    let enabled = sending_enabled(&body)?.unwrap_or(false);
+    let name = name.to_string();
+    let changed = name.clone();
+    state
+        .change(move |document, registry| {
+            existing(registry, &name)?;
+            let value = (!enabled).then(|| false.into());
+            Ok(document.set_configuration_set_key(&name, "sending_enabled", value)?)
+        })
+        .await?;
+    tracing::info!(configuration_set = %changed, sending_enabled = enabled, "configuration set sending changed");
     Ok(json!({}))
 }
 

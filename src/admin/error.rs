@@ -23,6 +23,13 @@ pub enum ApiError {
         message: String,
     },
     Internal(String),
+    /// Any other SES error type with its status (MessageRejected, SendingPausedException,
+    /// TooManyRequestsException, ...).
+    Ses {
+        status: StatusCode,
+        kind: &'static str,
+        message: String,
+    },
 }
 
 impl ApiError {
@@ -37,6 +44,7 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Ses { status, .. } => *status,
         }
     }
 
@@ -49,7 +57,7 @@ impl ApiError {
             Self::Conflict(_) => "ConflictException",
             Self::InvalidNextToken(_) => "InvalidNextTokenException",
             Self::UnknownOperation(_) => "UnknownOperationException",
-            Self::Unauthorized { kind, .. } => kind,
+            Self::Unauthorized { kind, .. } | Self::Ses { kind, .. } => kind,
             Self::Internal(_) => "InternalFailureException",
         }
     }
@@ -65,7 +73,7 @@ impl ApiError {
             | Self::InvalidNextToken(m)
             | Self::UnknownOperation(m)
             | Self::Internal(m) => m,
-            Self::Unauthorized { message, .. } => message,
+            Self::Unauthorized { message, .. } | Self::Ses { message, .. } => message,
         }
     }
 

@@ -11,8 +11,10 @@ use serde_json::Value;
 
 use super::body::Body;
 use super::error::ApiError;
+use super::paging::PageRequest;
 use super::state::AdminState;
-use super::{configuration_sets, identities, ips, pools, queue, status, suppression};
+use super::{account, configuration_sets, identities, ips, pools, queue, status, suppression};
+use super::{tags, templates};
 
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -119,6 +121,26 @@ pub async fn handle(
     Ok(json_response(status, &body))
 }
 
+/// Default and largest `PageSize` where SES's model says none.
+const PAGE_LIMITS: (usize, usize) = (100, 1000);
+/// ListEmailTemplates: 1-100, 10 by default.
+const TEMPLATE_PAGE_LIMITS: (usize, usize) = (10, 100);
+
+/// `PageSize` and `NextToken` from the query (GET lists).
+fn page_from_query(query: Option<&str>, limits: (usize, usize)) -> Result<PageRequest, ApiError> {
+    let size = query_value(query, "PageSize");
+    let token = query_value(query, "NextToken");
+    PageRequest::new(size.as_deref(), token.as_deref(), limits)
+}
+
+/// `PageSize` and `NextToken` from the JSON body (the POST lists of newer SDKs).
+fn page_from_body(body: &Body) -> Result<PageRequest, ApiError> {
+    body.only(&["PageSize", "NextToken"])?;
+    let size = body.number("PageSize")?.map(|n| n.to_string());
+    let token = body.string("NextToken")?;
+    PageRequest::new(size.as_deref(), token.as_deref(), PAGE_LIMITS)
+}
+
 pub(crate) async fn route(
     state: &AdminState,
     method: &Method,
@@ -138,11 +160,16 @@ pub(crate) async fn route(
         return Err(unknown());
     };
     match (method, rest) {
-        (&Method::GET, ["dedicated-ip-pools"]) => pools::list(state),
+        (&Method::GET, ["dedicated-ip-pools"]) => {
+            pools::list(state, &page_from_query(query, PAGE_LIMITS)?)
+        }
         (&Method::POST, ["dedicated-ip-pools"]) => pools::create(state, body).await,
         (&Method::GET, ["dedicated-ip-pools", name]) => pools::get(state, name),
         (&Method::DELETE, ["dedicated-ip-pools", name]) => pools::delete(state, name).await,
-        (&Method::GET, ["dedicated-ips"]) => ips::list(state, query_value(query, "PoolName")),
+        (&Method::GET, ["dedicated-ips"]) => {
+            let page = page_from_query(query, PAGE_LIMITS)?;
+            ips::list(state, query_value(query, "PoolName"), &page)
+        }
         (&Method::POST, ["dedicated-ips"]) => ips::add(state, body).await,
         (&Method::GET, ["dedicated-ips", ip]) => ips::get(state, ip),
         (&Method::DELETE, ["dedicated-ips", ip]) => ips::remove(state, ip).await,
@@ -154,7 +181,18 @@ pub(crate) async fn route(
         (&Method::PUT, ["account", "dedicated-ips", "warmup"]) => {
             ips::put_account_warmup(state, body).await
         }
-        (&Method::GET, ["configuration-sets"]) => configuration_sets::list(state),
+        (&Method::GET, ["configuration-sets"]) => {
+            configuration_sets::list(state, &page_from_query(query, PAGE_LIMITS)?)
+        }
+        (&Method::POST, ["list-configuration-sets"]) => {
+            configuration_sets::list(state, &page_from_body(&body)?)
+        }
+        (&Method::PUT, ["configuration-sets", name, "sending"]) => {
+            configuration_sets::put_sending(state, name, body).await
+        }
+        (&Method::PUT, ["configuration-sets", _, "tracking-options"]) => Err(ApiError::BadRequest(
+            "TrackingOptions (open and click tracking) is not supported by poolrelay".into(),
+        )),
         (&Method::POST, ["configuration-sets"]) => configuration_sets::create(state, body).await,
         (&Method::GET, ["configuration-sets", name]) => configuration_sets::get(state, name),
         (&Method::DELETE, ["configuration-sets", name]) => {
@@ -163,7 +201,23 @@ pub(crate) async fn route(
         (&Method::PUT, ["configuration-sets", name, "delivery-options"]) => {
             configuration_sets::put_delivery_options(state, name, body).await
         }
-        (&Method::GET, ["identities"]) => identities::list(state),
+        (&Method::GET, ["identities"]) => {
+            identities::list(state, &page_from_query(query, PAGE_LIMITS)?)
+        }
+        (&Method::POST, ["list-identities"]) => identities::list(state, &page_from_body(&body)?),
+        (&Method::GET, ["account"]) => account::get(state),
+        (&Method::PUT, ["account", "sending"]) => account::put_sending(state, body).await,
+        (&Method::POST, ["tags"]) => tags::tag(state, body).await,
+        (&Method::DELETE, ["tags"]) => tags::untag(state, &query_pairs(query)).await,
+        (&Method::GET, ["tags"]) => tags::list(state, &query_pairs(query)),
+        (&Method::GET, ["templates"]) => {
+            templates::list(state, &page_from_query(query, TEMPLATE_PAGE_LIMITS)?)
+        }
+        (&Method::POST, ["templates"]) => templates::create(state, body).await,
+        (&Method::GET, ["templates", name]) => templates::get(state, name),
+        (&Method::PUT, ["templates", name]) => templates::update(state, name, body).await,
+        (&Method::DELETE, ["templates", name]) => templates::delete(state, name).await,
+        (&Method::POST, ["templates", name, "render"]) => templates::test_render(state, name, body),
         (&Method::POST, ["identities"]) => identities::create(state, body).await,
         (&Method::GET, ["identities", name]) => identities::get(state, name),
         (&Method::DELETE, ["identities", name]) => identities::delete(state, name).await,

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::body::Body;
 use super::error::ApiError;
+use super::paging::{PageRequest, with_token};
 use super::state::AdminState;
 use crate::config::DkimSettings;
 use crate::identity::key::{DkimKey, KeyAlgorithm};
@@ -75,7 +76,7 @@ fn checked_name(text: &str) -> Result<String, ApiError> {
     parse_identity_name(text).map_err(ApiError::BadRequest)
 }
 
-pub fn list(state: &AdminState) -> Result<Value, ApiError> {
+pub fn list(state: &AdminState, page: &PageRequest) -> Result<Value, ApiError> {
     let registry = state.registry.load();
     let identities: Vec<Value> = registry
         .identities()
@@ -90,7 +91,8 @@ pub fn list(state: &AdminState) -> Result<Value, ApiError> {
             })
         })
         .collect();
-    Ok(json!({ "EmailIdentities": identities }))
+    let (identities, token) = page.page(identities, |i| i["IdentityName"].as_str().unwrap_or(""));
+    Ok(with_token(json!({ "EmailIdentities": identities }), token))
 }
 
 pub fn get(state: &AdminState, name: &str) -> Result<Value, ApiError> {

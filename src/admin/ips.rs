@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::body::Body;
 use super::error::ApiError;
+use super::paging::{PageRequest, with_token};
 use super::state::AdminState;
 use crate::outbound::connect::source_available;
 use crate::outbound::health::Health;
@@ -30,7 +31,7 @@ fn describe(registry: &Registry, health: &Health, ip: &DedicatedIp) -> Value {
     json!({
         "Ip": ip.address.to_string(),
         "WarmupStatus": if matches!(warmup, WarmupState::Warm) { "DONE" } else { "IN_PROGRESS" },
-        "WarmupPercentage": warmup.percentage(),
+        "WarmupPercentage": percentage(ip, warmup),
         "PoolName": ip.pool.as_deref().unwrap_or(DEFAULT_POOL),
         "Weight": ip.weight,
         "EhloHostname": ip.ehlo_hostname,
@@ -45,6 +46,19 @@ fn describe(registry: &Registry, health: &Health, ip: &DedicatedIp) -> Value {
             "Sites": report.sites,
         },
     })
+}
+
+/// SES `WarmupPercentage`: the value last set while the schedule is still on the day that value
+/// put it on, else what the schedule's day says.
+fn percentage(ip: &DedicatedIp, warmup: WarmupState) -> u64 {
+    match (ip.warmup_percentage, warmup) {
+        (Some(set), WarmupState::Warming { day, days, .. })
+            if set as usize * days / 100 + 1 == day =>
+        {
+            set as u64
+        }
+        _ => warmup.percentage(),
+    }
 }
 
 /// The dedicated IP `address`, or SES's NotFoundException.
@@ -64,23 +78,36 @@ fn parse_ip(text: &str) -> Result<IpAddr, ApiError> {
         .map_err(|_| ApiError::BadRequest(format!("{text:?} is not an IP address")))
 }
 
-pub fn list(state: &AdminState, pool: Option<String>) -> Result<Value, ApiError> {
+pub fn list(
+    state: &AdminState,
+    pool: Option<String>,
+    page: &PageRequest,
+) -> Result<Value, ApiError> {
     let registry = state.registry.load();
     if let Some(pool) = &pool
         && !registry.pool_exists(pool)
     {
         return Err(ApiError::NotFound(format!("Pool {pool} does not exist")));
     }
-    let ips: Vec<Value> = registry
+    let mut ips: Vec<&DedicatedIp> = registry
         .ips()
         .iter()
         .filter(|ip| {
             pool.as_deref()
                 .is_none_or(|p| ip.pool.as_deref().unwrap_or(DEFAULT_POOL) == p)
         })
-        .map(|ip| describe(&registry, &state.health, ip))
         .collect();
-    Ok(json!({ "DedicatedIps": ips }))
+    // Paged in a stable order: by the address's text.
+    let keys: Vec<String> = ips.iter().map(|ip| ip.address.to_string()).collect();
+    let mut keyed: Vec<(&str, &DedicatedIp)> =
+        keys.iter().map(String::as_str).zip(ips.drain(..)).collect();
+    keyed.sort_by(|a, b| a.0.cmp(b.0));
+    let (keyed, token) = page.page(keyed, |(key, _)| key);
+    let ips: Vec<Value> = keyed
+        .into_iter()
+        .map(|(_, ip)| describe(&registry, &state.health, ip))
+        .collect();
+    Ok(with_token(json!({ "DedicatedIps": ips }), token))
 }
 
 pub fn get(state: &AdminState, ip: &str) -> Result<Value, ApiError> {
@@ -183,6 +210,8 @@ pub async fn put_warmup(state: &AdminState, ip: &str, body: Body) -> Result<Valu
                     .format("%Y-%m-%d")
                     .to_string()
             });
+            let exact = (percentage < 100).then(|| (percentage as i64).into());
+            document.set_ip_key(address, "warmup_percentage", exact)?;
             Ok(document.set_ip_key(
                 address,
                 "warmup_started",
@@ -195,13 +224,10 @@ pub async fn put_warmup(state: &AdminState, ip: &str, body: Body) -> Result<Valu
 
 /// PutAccountDedicatedIpWarmupAttributes: turns automatic warm-up on or off for every IP.
 pub async fn put_account_warmup(state: &AdminState, body: Body) -> Result<Value, ApiError> {
-    let enabled = match body.0.get("AutoWarmupEnabled") {
-        Some(Value::Bool(enabled)) => *enabled,
-        _ => {
-            return Err(ApiError::BadRequest(
-                "AutoWarmupEnabled (true or false) is required".into(),
-            ));
-        }
+    body.only(&["AutoWarmupEnabled"])?;
+    // Optional in SES's model: without it nothing changes.
+    let Some(enabled) = body.boolean("AutoWarmupEnabled")? else {
+        return Ok(json!({}));
     };
     state
         .change(move |document, _| {

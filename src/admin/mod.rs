@@ -7,6 +7,7 @@
 //! API last reported. Writes are serialized; reads see the current registry snapshot. One file per
 //! resource: `pools`, `ips`, `configuration_sets`, `identities`, `queue`, `status`.
 
+mod account;
 pub mod body;
 pub mod client;
 mod configuration_sets;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod http;
 mod identities;
 mod ips;
+pub mod paging;
 mod pools;
 mod queue;
 mod socket;
@@ -21,6 +23,8 @@ pub mod state;
 mod status;
 pub mod suppression;
 pub mod suppression_client;
+mod tags;
+pub mod templates;
 
 pub use error::ApiError;
 pub use socket::{bind_admin_socket, serve, serve_metrics};

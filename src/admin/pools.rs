@@ -5,15 +5,18 @@ use serde_json::{Value, json};
 
 use super::body::Body;
 use super::error::ApiError;
+use super::paging::{PageRequest, with_token};
 use super::state::AdminState;
 use crate::registry::{DEFAULT_POOL, SHARED_POOL, is_valid_pool_name};
 
-pub fn list(state: &AdminState) -> Result<Value, ApiError> {
+pub fn list(state: &AdminState, page: &PageRequest) -> Result<Value, ApiError> {
     let registry = state.registry.load();
     let mut pools: Vec<&str> = registry.pool_names().collect();
     pools.push(DEFAULT_POOL);
     pools.push(SHARED_POOL);
-    Ok(json!({ "DedicatedIpPools": pools }))
+    pools.sort();
+    let (pools, token) = page.page(pools, |p| p);
+    Ok(with_token(json!({ "DedicatedIpPools": pools }), token))
 }
 
 fn reserved(name: &str) -> bool {
@@ -22,6 +25,8 @@ fn reserved(name: &str) -> bool {
 
 pub async fn create(state: &AdminState, body: Body) -> Result<Value, ApiError> {
     let name = body.required("PoolName")?;
+    body.only(&["PoolName", "ScalingMode", "Tags"])?;
+    let tags = super::tags::from_body(&body)?;
     match body.string("ScalingMode")?.as_deref() {
         None | Some("STANDARD") => {}
         Some("MANAGED") => {
@@ -48,6 +53,9 @@ pub async fn create(state: &AdminState, body: Body) -> Result<Value, ApiError> {
                 )));
             }
             document.add_pool(&name)?;
+            if !tags.is_empty() {
+                document.set_pool_key(&name, "tags", Some(super::tags::toml_value(&tags)))?;
+            }
             Ok(())
         })
         .await?;

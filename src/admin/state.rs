@@ -34,6 +34,12 @@ pub struct AdminState {
     pub dkim: DkimSettings,
     /// The suppression list (set by the relay at start).
     pub ledger: Option<crate::ledger::Ledger>,
+    /// The account's sending quota, as SMTP and the API count it (GetAccount reads it).
+    pub quota: Arc<crate::inbound::quota::SendQuota>,
+    /// Where email templates are kept (`<spool>/templates`).
+    pub templates_dir: PathBuf,
+    /// Serializes template writes (create refuses a name that exists).
+    pub template_writes: tokio::sync::Mutex<()>,
     /// Serializes writes, and holds the config file's text as the relay last read or wrote it:
     /// a write refuses to build on hand edits that were never reloaded.
     writes: tokio::sync::Mutex<Option<String>>,
@@ -57,6 +63,8 @@ impl AdminState {
             .unwrap_or_else(|| vec![own, 0]);
         Self {
             config_path: config.path.clone(),
+            templates_dir: config.spool_dir.join("templates"),
+            template_writes: tokio::sync::Mutex::new(()),
             registry,
             queue,
             started: Instant::now(),
@@ -66,8 +74,14 @@ impl AdminState {
             dkim_status,
             dkim: config.dkim.clone(),
             ledger: None,
+            quota: Arc::default(),
             writes: tokio::sync::Mutex::new(std::fs::read_to_string(&config.path).ok()),
         }
+    }
+
+    /// The quota the inbound side counts against.
+    pub fn with_quota(self, quota: Arc<crate::inbound::quota::SendQuota>) -> Self {
+        Self { quota, ..self }
     }
 
     /// The suppression list the API reads and writes.

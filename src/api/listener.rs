@@ -3,6 +3,7 @@
 //! Errors are SES's: `__type` in the body and `x-amzn-ErrorType` in the headers.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,14 +12,17 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::request::Member;
+use super::send::{Caller, send_email};
 use super::sigv4::{self, SigV4Error};
+use super::templates::send_bulk;
 use crate::admin::body::Body;
 use crate::admin::error::ApiError;
 use crate::admin::http::route;
@@ -34,6 +38,8 @@ const CONNECTION_LIFETIME: Duration = Duration::from_secs(600);
 /// What every API connection shares.
 pub struct ApiContext {
     pub admin: Arc<AdminState>,
+    /// What SendEmail shares with SMTP sessions: the spool, the queue, the model.
+    pub inbound: Arc<crate::inbound::InboundContext>,
     pub settings: ApiSettings,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
@@ -46,7 +52,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ApiContext>, shutdown: Cancel
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let (stream, _) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
                 tracing::warn!(%error, "API listener: accept failed");
@@ -63,10 +69,10 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ApiContext>, shutdown: Cancel
             let acceptor = ctx.tls.clone();
             let served = match acceptor {
                 Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(tls) => serve_connection(tls, ctx).await,
+                    Ok(tls) => serve_connection(tls, ctx, peer.ip()).await,
                     Err(error) => Err(error.to_string()),
                 },
-                None => serve_connection(stream, ctx).await,
+                None => serve_connection(stream, ctx, peer.ip()).await,
             };
             if let Err(error) = served {
                 tracing::debug!(%error, "API connection ended with an error");
@@ -77,7 +83,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ApiContext>, shutdown: Cancel
 }
 
 /// HTTP/1.1 on one connection (plain or TLS), keep-alive, bounded in time.
-async fn serve_connection<I>(io: I, ctx: Arc<ApiContext>) -> Result<(), String>
+async fn serve_connection<I>(io: I, ctx: Arc<ApiContext>, peer: IpAddr) -> Result<(), String>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -85,7 +91,7 @@ where
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT);
-    let service = service_fn(move |request| handle(ctx.clone(), request));
+    let service = service_fn(move |request| handle(ctx.clone(), peer, request));
     let connection = builder.serve_connection(TokioIo::new(io), service);
     match tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
         Ok(result) => result.map_err(|e| e.to_string()),
@@ -109,11 +115,12 @@ fn response(status: StatusCode, body: &Value, error_type: Option<&str>) -> Respo
 
 async fn handle(
     ctx: Arc<ApiContext>,
+    peer: IpAddr,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = request.into_parts();
     let result = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => serve_request(&ctx, &parts, &collected.to_bytes()).await,
+        Ok(collected) => serve_request(&ctx, peer, &parts, &collected.to_bytes()).await,
         Err(_) => Err(ApiError::TooLarge(format!(
             "request body over {MAX_BODY_BYTES} bytes or unreadable"
         ))),
@@ -131,10 +138,31 @@ async fn handle(
 /// Checks the signature and the key's rights, then runs the operation.
 async fn serve_request(
     ctx: &ApiContext,
+    peer: IpAddr,
     parts: &hyper::http::request::Parts,
     body: &[u8],
 ) -> Result<Value, ApiError> {
     let key = authenticate(ctx, parts, body)?;
+    let path = parts.uri.path().trim_end_matches('/');
+    let sending = match path {
+        "/v2/email/outbound-emails" => Some(false),
+        "/v2/email/outbound-bulk-emails" => Some(true),
+        _ => None,
+    };
+    if let (Some(bulk), &Method::POST) = (sending, &parts.method) {
+        if !key.send {
+            return Err(denied(format!(
+                "key {} may not send (allow = [\"send\"] is needed)",
+                key.access_key_id
+            )));
+        }
+        let request = Member::root(Body::parse(body)?.0);
+        let caller = Caller { key, ip: peer };
+        return match bulk {
+            false => send_email(&ctx.admin, &ctx.inbound, &caller, request).await,
+            true => send_bulk(&ctx.admin, &ctx.inbound, &caller, request).await,
+        };
+    }
     if !key.admin {
         return Err(denied(format!(
             "key {} may not call {} {} (allow = [\"admin\"] is needed)",

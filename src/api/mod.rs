@@ -2,5 +2,10 @@
 //! Signature Version 4 (`sigv4`) against the `[[api.key]]` keys (`keys`), then served by the
 //! same operations as the admin socket (`listener`).
 
+pub mod address;
 pub mod listener;
+mod mime;
+mod request;
+pub mod send;
 pub mod sigv4;
+mod templates;

@@ -164,6 +164,16 @@ impl ConfigDocument {
         self.push("pool", &[("name", Some(name.into()))])
     }
 
+    /// Sets (`Some`) or removes (`None`) one field of a `[[pool]]`.
+    pub fn set_pool_key(
+        &mut self,
+        name: &str,
+        field: &str,
+        new: Option<toml_edit::Value>,
+    ) -> Result<(), EditError> {
+        self.set("pool", Entry::Named(name), field, new)
+    }
+
     pub fn remove_pool(&mut self, name: &str) -> Result<(), EditError> {
         self.remove("pool", Entry::Named(name))
     }
@@ -288,7 +298,7 @@ impl ConfigDocument {
     }
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())

@@ -32,11 +32,32 @@ pub(super) fn registry(raw: &RawConfig, problems: &mut Problems<'_>) -> Registry
         {
             problems.at(overflow.span(), format!("overflow_pool: {error}"));
         }
+        registry.set_pool_tags(pool.name.get_ref(), tags(&pool.tags));
     }
     for set in &raw.configuration_set {
         add_configuration_set(&mut registry, set.get_ref(), problems);
     }
     registry
+}
+
+fn tags(raw: &super::raw::RawTags) -> crate::settings::account::Tags {
+    raw.iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// `[account]`.
+pub(super) fn account(raw: &RawConfig) -> crate::settings::account::AccountSettings {
+    let account = &raw.account;
+    crate::settings::account::AccountSettings {
+        sending_enabled: account.sending_enabled.unwrap_or(true),
+        max_send_rate: account.max_send_rate.as_ref().map_or(0, |r| *r.get_ref()),
+        max_24_hour_send: account
+            .max_24_hour_send
+            .as_ref()
+            .map_or(0, |r| *r.get_ref()),
+    }
 }
 
 fn add_pools(registry: &mut Registry, raw: &RawConfig, problems: &mut Problems<'_>) {
@@ -68,6 +89,11 @@ fn add_ip(registry: &mut Registry, ip: &RawIp, problems: &mut Problems<'_>) {
     });
     let dedicated = DedicatedIp {
         warmup_started,
+        warmup_percentage: ip
+            .warmup_percentage
+            .as_ref()
+            .map(|p| *p.get_ref())
+            .filter(|p| *p <= 100),
         address,
         pool: ip.pool.as_ref().map(|p| p.get_ref().clone()),
         ehlo_hostname,
@@ -103,6 +129,8 @@ fn add_configuration_set(
             .suppressed_reasons
             .as_ref()
             .map(|list| super::feedback::reasons(list, problems)),
+        sending_paused: set.sending_enabled == Some(false),
+        tags: tags(&set.tags),
     });
     if let Err(error) = result {
         let span = match (&error, &set.sending_pool, &set.max_delivery_seconds) {

@@ -51,7 +51,20 @@ pub struct RawConfig {
     #[serde(default)]
     pub suppression: RawSuppression,
     pub api: Option<RawApi>,
+    #[serde(default)]
+    pub account: RawAccount,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccount {
+    pub sending_enabled: Option<bool>,
+    pub max_send_rate: Option<Spanned<u64>>,
+    pub max_24_hour_send: Option<Spanned<u64>>,
+}
+
+/// SES resource tags, written `tags = { team = "growth" }`.
+pub type RawTags = Option<std::collections::BTreeMap<String, String>>;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -247,6 +260,8 @@ pub struct RawRoute {
 pub struct RawPool {
     pub name: Text,
     pub overflow_pool: Option<Text>,
+    #[serde(default)]
+    pub tags: RawTags,
 }
 
 #[derive(Debug, Deserialize)]
@@ -257,6 +272,7 @@ pub struct RawIp {
     pub ehlo_hostname: Option<Text>,
     pub weight: Option<Spanned<u64>>,
     pub warmup_started: Option<Text>,
+    pub warmup_percentage: Option<Spanned<u8>>,
     pub suspended: Option<bool>,
 }
 
@@ -275,4 +291,7 @@ pub struct RawConfigurationSet {
     pub max_delivery_seconds: Option<Spanned<u64>>,
     pub tls_policy: Option<Text>,
     pub suppressed_reasons: Option<Vec<Text>>,
+    pub sending_enabled: Option<bool>,
+    #[serde(default)]
+    pub tags: RawTags,
 }

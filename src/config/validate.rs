@@ -46,6 +46,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
     let ptr_recheck = problems.duration_or(&raw.dns.ptr_recheck, 3600);
     let dkim = identities::with_identities(&raw, &mut registry, &relative_to_config, &mut problems);
     registry.set_account_suppression(feedback::account_reasons(&raw, &mut problems));
+    registry.set_account(model::account(&raw));
     let bounce = feedback::bounce(&raw, &relative_to_config, &mut problems);
     let feedback = feedback::feedback(&raw, &mut problems);
     let api = api::api(&raw, &relative_to_config, &mut problems);

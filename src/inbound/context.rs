@@ -30,4 +30,6 @@ pub struct InboundContext {
     pub tls: Option<Arc<tls::InboundTls>>,
     /// The relay's own feedback addresses (return paths, the feedback-loop address).
     pub feedback: Option<Arc<crate::feedback::intake::FeedbackIntake>>,
+    /// The account's sending quota, shared by SMTP and the API.
+    pub quota: Arc<super::quota::SendQuota>,
 }

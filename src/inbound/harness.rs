@@ -51,6 +51,7 @@ pub fn context(spool_dir: &Path) -> std::io::Result<Arc<InboundContext>> {
         auth_limits: AuthLimits::new(1, config.smtp.auth_failures_per_ip),
         tls: None,
         feedback: None,
+        quota: Arc::default(),
         settings: config.smtp,
     }))
 }

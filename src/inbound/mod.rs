@@ -1,6 +1,7 @@
 //! The inbound side: SMTP listeners, sessions, and the classification of each message into a
 //! configuration set and pool while it streams in.
 
+mod accept;
 pub mod auth;
 pub mod auth_limits;
 mod auth_session;
@@ -10,13 +11,16 @@ mod data_phase;
 mod feedback_data;
 #[doc(hidden)]
 pub mod harness;
+mod head;
 mod headers;
 mod listener;
 pub mod per_ip;
+pub mod quota;
 mod received;
-mod refusal;
+pub mod refusal;
 mod session;
 mod signing;
+pub mod submission;
 pub mod tls;
 
 pub use context::InboundContext;

@@ -1,6 +1,8 @@
 //! Why a message was refused after DATA: each reason gives the SMTP reply the client sees and
 //! the label `poolrelay_messages_rejected_total` counts it under.
 
+use super::quota::QuotaExceeded;
+use crate::registry::SendingPaused;
 use crate::smtp::Reply;
 use crate::smtp::data::Violation;
 
@@ -9,7 +11,7 @@ use crate::smtp::data::Violation;
 pub(super) const MAX_HOPS: usize = 50;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Refusal {
+pub enum Refusal {
     /// `X-SES-CONFIGURATION-SET` names a set that does not exist (the name made printable).
     UnknownConfigurationSet(String),
     /// The authenticated user may not use that configuration set.
@@ -20,11 +22,17 @@ pub(super) enum Refusal {
     TooManyHops(usize),
     /// The spool could not take the message; `full`: no space or quota left.
     SpoolUnavailable { full: bool },
+    /// The account or the message's configuration set is paused.
+    SendingPaused(SendingPaused),
+    /// The account's sending quota (`[account]`) is used up.
+    Quota(QuotaExceeded),
+    /// An API key's `allowed_from_domains` does not include the From: address's domain.
+    FromNotAllowed(String),
 }
 
 impl Refusal {
     /// The reply to the client.
-    pub(super) fn reply(&self) -> Reply {
+    pub fn reply(&self) -> Reply {
         match self {
             Self::UnknownConfigurationSet(set) => Reply::new(
                 554,
@@ -64,11 +72,32 @@ impl Refusal {
                 "4.3.0",
                 "Local error writing the message, try again later",
             ),
+            Self::SendingPaused(SendingPaused::ConfigurationSet) => {
+                Reply::new(554, "5.7.1", "Sending paused for this configuration set")
+            }
+            Self::SendingPaused(SendingPaused::Account) => {
+                Reply::new(554, "5.7.1", "Sending paused for this account")
+            }
+            Self::Quota(QuotaExceeded::Rate) => Reply::new(
+                454,
+                "4.7.0",
+                "Throttling failure: Maximum sending rate exceeded",
+            ),
+            Self::Quota(QuotaExceeded::Daily) => Reply::new(
+                554,
+                "5.7.0",
+                "Throttling failure: Daily message quota exceeded",
+            ),
+            Self::FromNotAllowed(domain) => Reply::new(
+                554,
+                "5.7.1",
+                format!("Sending as {domain} is not allowed for this key"),
+            ),
         }
     }
 
     /// The `reason` label of the rejected-messages counter.
-    pub(super) fn metric_label(&self) -> &'static str {
+    pub fn metric_label(&self) -> &'static str {
         match self {
             Self::UnknownConfigurationSet(_) => "unknown_configuration_set",
             Self::ConfigurationSetNotAllowed { .. } => "configuration_set_not_allowed",
@@ -76,6 +105,10 @@ impl Refusal {
             Self::Content(..) => "malformed_content",
             Self::TooManyHops(_) => "too_many_hops",
             Self::SpoolUnavailable { .. } => "spool_unavailable",
+            Self::SendingPaused(_) => "sending_paused",
+            Self::Quota(QuotaExceeded::Rate) => "rate_exceeded",
+            Self::Quota(QuotaExceeded::Daily) => "daily_quota_exceeded",
+            Self::FromNotAllowed(_) => "from_not_allowed",
         }
     }
 
@@ -120,6 +153,21 @@ mod tests {
                 Refusal::spool("id", &std::io::Error::other("broken")),
                 "451 4.3.0",
                 "spool_unavailable",
+            ),
+            (
+                Refusal::SendingPaused(SendingPaused::ConfigurationSet),
+                "554 5.7.1 Sending paused for this configuration set",
+                "sending_paused",
+            ),
+            (
+                Refusal::Quota(QuotaExceeded::Rate),
+                "454 4.7.0 Throttling failure: Maximum sending rate exceeded",
+                "rate_exceeded",
+            ),
+            (
+                Refusal::Quota(QuotaExceeded::Daily),
+                "554 5.7.0 Throttling failure: Daily message quota exceeded",
+                "daily_quota_exceeded",
             ),
         ];
         for (refusal, reply, label) in cases {

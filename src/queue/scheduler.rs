@@ -26,6 +26,10 @@ use crate::spool::{Envelope, unix_now};
 /// stay in the spool and are attempted again after the next start).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// How often mail of a paused configuration set (or a paused account) looks again whether it
+/// may go. Waiting costs no attempt and counts no retry.
+const PAUSED_RECHECK: Duration = Duration::from_secs(2);
+
 /// A message whose attempt is running.
 struct InFlight {
     /// The envelope as it was when the attempt started (for listing).
@@ -168,6 +172,12 @@ impl Scheduler {
         waiting_places: &Arc<Semaphore>,
     ) {
         if let Some(envelope) = self.ready.pop_front() {
+            let registry = self.context.registry.load();
+            if let Some(paused) = registry.sending_paused(envelope.configuration_set.as_deref()) {
+                tracing::debug!(id = %envelope.id, ?paused, "sending paused; the message waits");
+                self.wait(envelope, Instant::now() + PAUSED_RECHECK);
+                return;
+            }
             let stop = self.shutdown.child_token();
             let snapshot = envelope.clone();
             let task = tasks.spawn(attempt::attempt(

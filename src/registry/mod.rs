@@ -83,6 +83,9 @@ pub struct DedicatedIp {
     pub weight: u32,
     /// The day the IP entered service: while the warm-up schedule runs, it has a daily cap.
     pub warmup_started: Option<chrono::NaiveDate>,
+    /// The `WarmupPercentage` last set through the API: reported as given while the schedule
+    /// is still on the day it was set to (the day is derived from it, so 50 would read back 48).
+    pub warmup_percentage: Option<u8>,
     /// Suspended by an operator: out of rotation for every destination until resumed.
     pub suspended: bool,
 }
@@ -116,6 +119,13 @@ impl TlsPolicy {
     }
 }
 
+/// Which pause stops a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendingPaused {
+    Account,
+    ConfigurationSet,
+}
+
 /// A named sending policy: its pool and how long its mail may take to deliver.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigurationSet {
@@ -128,6 +138,10 @@ pub struct ConfigurationSet {
     pub tls_policy: Option<TlsPolicy>,
     /// SES `SuppressionOptions`: overrides the account's reasons for this set's mail.
     pub suppressed_reasons: Option<SuppressedReasons>,
+    /// SES `SendingOptions {SendingEnabled: false}`: new mail is refused, queued mail waits.
+    pub sending_paused: bool,
+    /// SES resource tags (TagResource).
+    pub tags: crate::settings::account::Tags,
 }
 
 /// A source the outbound side may bind to, as handed to the IP selector.
@@ -163,6 +177,10 @@ pub struct Registry {
     identities: crate::identity::Identities,
     /// SES account-level `SuppressedReasons` (`[suppression] reasons`).
     account_suppression: SuppressedReasons,
+    /// `[account]`: sending enabled, quotas.
+    account: crate::settings::account::AccountSettings,
+    /// Tags of named pools (TagResource on a dedicated IP pool).
+    pool_tags: BTreeMap<String, crate::settings::account::Tags>,
 }
 
 /// `^[a-z0-9_-]{1,64}$`, as SES (CloudFormation) defines pool names.
@@ -291,6 +309,34 @@ impl Registry {
 
     pub fn set_identities(&mut self, identities: crate::identity::Identities) {
         self.identities = identities;
+    }
+
+    pub fn account(&self) -> crate::settings::account::AccountSettings {
+        self.account
+    }
+
+    pub fn set_account(&mut self, account: crate::settings::account::AccountSettings) {
+        self.account = account;
+    }
+
+    /// Why mail of `configuration_set` may not be sent now: the account or the set is paused.
+    pub fn sending_paused(&self, configuration_set: Option<&str>) -> Option<SendingPaused> {
+        if !self.account.sending_enabled {
+            return Some(SendingPaused::Account);
+        }
+        let set = self.configuration_sets.get(configuration_set?)?;
+        set.sending_paused
+            .then_some(SendingPaused::ConfigurationSet)
+    }
+
+    pub fn pool_tags(&self, pool: &str) -> &[(String, String)] {
+        self.pool_tags.get(pool).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn set_pool_tags(&mut self, pool: &str, tags: crate::settings::account::Tags) {
+        if self.pools.contains_key(pool) {
+            self.pool_tags.insert(pool.to_string(), tags);
+        }
     }
 
     pub fn account_suppression(&self) -> SuppressedReasons {

@@ -9,6 +9,7 @@ fn ip(address: &str, pool: Option<&str>) -> DedicatedIp {
         ehlo_hostname: None,
         weight: 1,
         warmup_started: None,
+        warmup_percentage: None,
         suspended: false,
     }
 }
@@ -153,6 +154,7 @@ fn rules_are_enforced() {
                 sending_pool: Some(SHARED_POOL.into()),
                 max_delivery_seconds: Some(300),
                 tls_policy: None,
+                ..Default::default()
             })
             .is_ok()
     );

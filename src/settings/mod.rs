@@ -4,6 +4,7 @@
 //! into these; `registry`, `smtp` and `outbound` read them. Keeping them here is what lets the
 //! config depend on no stage of the flow.
 
+pub mod account;
 pub mod api;
 pub mod feedback;
 pub mod health;

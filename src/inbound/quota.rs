@@ -1,0 +1,146 @@
+//! The account's sending quota as SES enforces it: at most `max_send_rate` recipients per
+//! second (a token bucket holding one second's worth) and `max_24_hour_send` per rolling 24
+//! hours (per-minute counts). Both count recipients of accepted mail, from SMTP and the API
+//! alike. The counts live in memory: a restart starts the 24-hour window afresh.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+use crate::settings::account::AccountSettings;
+
+const DAY_MINUTES: u64 = 24 * 60;
+
+/// Why the quota refuses a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaExceeded {
+    Rate,
+    Daily,
+}
+
+#[derive(Debug)]
+struct Counts {
+    /// Recipients that may still go this second (may dip below zero after a large message).
+    tokens: f64,
+    refilled: Instant,
+    /// (minute since the epoch, recipients accepted in it), oldest first.
+    minutes: VecDeque<(u64, u64)>,
+}
+
+#[derive(Debug)]
+pub struct SendQuota {
+    counts: Mutex<Counts>,
+}
+
+impl Default for SendQuota {
+    fn default() -> Self {
+        Self {
+            counts: Mutex::new(Counts {
+                tokens: f64::MAX,
+                refilled: Instant::now(),
+                minutes: VecDeque::new(),
+            }),
+        }
+    }
+}
+
+fn current_minute() -> u64 {
+    crate::spool::unix_now() / 60
+}
+
+impl Counts {
+    fn forget_old(&mut self, minute: u64) {
+        while self
+            .minutes
+            .front()
+            .is_some_and(|(m, _)| *m + DAY_MINUTES <= minute)
+        {
+            self.minutes.pop_front();
+        }
+    }
+
+    fn last_day(&self) -> u64 {
+        self.minutes.iter().map(|(_, n)| n).sum()
+    }
+}
+
+impl SendQuota {
+    /// Counts `recipients` against the quota, or says which limit they would break. A message
+    /// is admitted while any of this second's rate is left, so a message with more recipients
+    /// than the rate still goes (it uses up the following seconds).
+    pub fn admit(&self, limits: &AccountSettings, recipients: u64) -> Result<(), QuotaExceeded> {
+        let mut counts = self.counts.lock();
+        let minute = current_minute();
+        counts.forget_old(minute);
+        if limits.max_24_hour_send > 0 && counts.last_day() + recipients > limits.max_24_hour_send {
+            return Err(QuotaExceeded::Daily);
+        }
+        if limits.max_send_rate > 0 {
+            let rate = limits.max_send_rate as f64;
+            let now = Instant::now();
+            let elapsed = now.duration_since(counts.refilled).as_secs_f64();
+            counts.tokens = (counts.tokens.min(rate) + elapsed * rate).min(rate);
+            counts.refilled = now;
+            if counts.tokens < 1.0 {
+                return Err(QuotaExceeded::Rate);
+            }
+            counts.tokens -= recipients as f64;
+        }
+        match counts.minutes.back_mut() {
+            Some((m, n)) if *m == minute => *n += recipients,
+            _ => counts.minutes.push_back((minute, recipients)),
+        }
+        Ok(())
+    }
+
+    /// SES's `SentLast24Hours`.
+    pub fn sent_last_24_hours(&self) -> u64 {
+        let mut counts = self.counts.lock();
+        counts.forget_old(current_minute());
+        counts.last_day()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(rate: u64, day: u64) -> AccountSettings {
+        AccountSettings {
+            sending_enabled: true,
+            max_send_rate: rate,
+            max_24_hour_send: day,
+        }
+    }
+
+    #[test]
+    fn unlimited_counts_but_never_refuses() {
+        let quota = SendQuota::default();
+        for _ in 0..1000 {
+            assert_eq!(quota.admit(&limits(0, 0), 3), Ok(()));
+        }
+        assert_eq!(quota.sent_last_24_hours(), 3000);
+    }
+
+    #[test]
+    fn the_rate_allows_one_seconds_worth_then_refuses() {
+        let quota = SendQuota::default();
+        let admitted = (0..20)
+            .filter(|_| quota.admit(&limits(5, 0), 1).is_ok())
+            .count();
+        // Five, plus whatever refilled while the loop ran (microseconds: none).
+        assert_eq!(admitted, 5);
+        assert_eq!(quota.admit(&limits(5, 0), 1), Err(QuotaExceeded::Rate));
+    }
+
+    #[test]
+    fn the_daily_quota_counts_recipients() {
+        let quota = SendQuota::default();
+        assert_eq!(quota.admit(&limits(0, 10), 6), Ok(()));
+        assert_eq!(quota.admit(&limits(0, 10), 5), Err(QuotaExceeded::Daily));
+        assert_eq!(quota.admit(&limits(0, 10), 4), Ok(()));
+        assert_eq!(quota.admit(&limits(0, 10), 1), Err(QuotaExceeded::Daily));
+        assert_eq!(quota.sent_last_24_hours(), 10);
+    }
+}
