@@ -5,6 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
+use poolrelay::sink::Sink;
 use serde_json::Value;
 
 use crate::common::*;
@@ -21,7 +22,17 @@ fn python() -> Option<std::path::PathBuf> {
     )
 }
 
+mod pause;
+mod send;
+
 async fn api_relay() -> (TestRelay, String) {
+    let (relay, endpoint, _sink) = api_relay_with("", "").await;
+    (relay, endpoint)
+}
+
+/// A relay with the API (an admin key and a send-only key), IPs 127.0.0.2, 127.0.0.3 and ::1,
+/// every domain routed to the returned sink. `smtp` lines go into `[smtp]`, `extra` at the end.
+async fn api_relay_with(smtp: &str, extra: &str) -> (TestRelay, String, Sink) {
     let dir = tempfile::tempdir().expect("temp dir");
     let secret = dir.path().join("admin.secret");
     std::fs::write(&secret, format!("{ADMIN_SECRET}\n")).expect("secret");
@@ -42,9 +53,11 @@ allow = ["send"]
 [[ip]]
 address = "127.0.0.2"
 [[ip]]
+address = "127.0.0.3"
+[[ip]]
 address = "::1"
-"#,
-        smtp_section(""),
+{extra}"#,
+        smtp_section(smtp),
         catch_all_route(sink.addr())
     );
     let relay = TestRelay::start_in(dir, &config).await;
@@ -52,7 +65,44 @@ address = "::1"
         "http://{}",
         relay.relay.as_ref().expect("running").api_addrs()[0]
     );
-    (relay, endpoint)
+    (relay, endpoint, sink)
+}
+
+/// Runs `script` (in this folder) with `args` on a blocking thread (the relay answers on this
+/// test's runtime) and returns its JSON output.
+async fn run_script(python: std::path::PathBuf, script: &str, args: Vec<String>) -> Value {
+    let script = format!("{}/tests/it/api/{script}", env!("CARGO_MANIFEST_DIR"));
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(&python)
+            .arg(&script)
+            .args(&args)
+            .output()
+            .expect("python runs")
+    })
+    .await
+    .expect("joined");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON results")
+}
+
+/// The successful result `name` of a script's output.
+fn ok<'a>(results: &'a Value, name: &str) -> &'a Value {
+    let result = &results[name];
+    assert!(result.get("ok").is_some(), "{name}: {result}");
+    &result["ok"]
+}
+
+/// The SES error code and HTTP status of result `name`.
+fn error(results: &Value, name: &str) -> (String, u64) {
+    let result = &results[name];
+    let code = result["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name}: {result}"));
+    (code.to_string(), result["status"].as_u64().unwrap_or(0))
 }
 
 #[tokio::test]
