@@ -66,6 +66,13 @@ pub enum Command {
         /// Print the report as one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Send through the SESv2 API at `--target` (signed SendEmail requests) instead of SMTP;
+        /// the key comes from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+        #[arg(long)]
+        api: bool,
+        /// The region requests are signed for (with `--api`).
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
     },
     /// Read a password from standard input and print its argon2 hash for `[[smtp.user]]`.
     HashPassword,

@@ -19,6 +19,7 @@ pub mod identity;
 pub mod inbound;
 pub mod ledger;
 pub mod load;
+pub mod load_api;
 pub mod log_writer;
 pub mod metrics;
 pub mod outbound;

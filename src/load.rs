@@ -4,12 +4,15 @@
 //! (or opening one per message), with a chosen `X-SES-CONFIGURATION-SET` (several sets are used in
 //! turn). It counts replies, prints a progress line every second on stderr, and at the end
 //! reports messages per second and the latency from MAIL to the final 250 (p50, p99, max).
+//! With `api`, the same messages go to the SESv2 API as signed SendEmail requests instead
+//! (see `load_api`), latency measured from request to answer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::load_api::{ApiClient, ApiCredentials};
 use crate::outbound::client::{Content, MailRequest, SmtpClient, Timeouts};
 use crate::outbound::connect::connect_from;
 
@@ -24,6 +27,8 @@ pub struct LoadPlan {
     pub configuration_sets: Vec<String>,
     pub connection_per_message: bool,
     pub recipient_domain: String,
+    /// Send through the SESv2 API at `target` with this key instead of SMTP.
+    pub api: Option<ApiCredentials>,
 }
 
 /// What happened.
@@ -88,7 +93,62 @@ async fn open(target: SocketAddr) -> anyhow::Result<SmtpClient> {
     .await?)
 }
 
+/// One API session: SendEmail requests on one keep-alive connection.
+async fn api_session(
+    plan: Arc<LoadPlan>,
+    counters: Arc<Counters>,
+    credentials: ApiCredentials,
+) -> Vec<u32> {
+    let mut latencies = Vec::new();
+    let mut client: Option<ApiClient> = None;
+    loop {
+        let n = counters.next.fetch_add(1, Ordering::Relaxed);
+        if n >= plan.messages {
+            break;
+        }
+        let set = (!plan.configuration_sets.is_empty())
+            .then(|| plan.configuration_sets[n % plan.configuration_sets.len()].as_str());
+        let content = sample_message(n, plan.size, None, &plan.recipient_domain);
+        if client.is_none() {
+            match ApiClient::open(plan.target).await {
+                Ok(opened) => client = Some(opened),
+                Err(error) => {
+                    counters.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%error, "connect failed");
+                    continue;
+                }
+            }
+        }
+        let Some(active) = client.as_mut() else {
+            continue;
+        };
+        let recipient = format!("user{n}@{}", plan.recipient_domain);
+        let started = Instant::now();
+        match active.send(&credentials, &content, &recipient, set).await {
+            Ok(true) => {
+                latencies.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                counters.accepted.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(false) => {
+                counters.refused.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                tracing::debug!(%error, "API request failed");
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+                client = None;
+            }
+        }
+        if plan.connection_per_message {
+            client = None;
+        }
+    }
+    latencies
+}
+
 async fn session(plan: Arc<LoadPlan>, counters: Arc<Counters>) -> Vec<u32> {
+    if let Some(credentials) = plan.api.clone() {
+        return api_session(plan, counters, credentials).await;
+    }
     let mut latencies = Vec::new();
     let mut client: Option<SmtpClient> = None;
     loop {

@@ -198,8 +198,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             connection_per_message,
             recipient_domain,
             json,
+            api,
+            region,
         } => {
             let _log = init_logging("warn");
+            let api = match api {
+                true => Some(api_credentials(region)?),
+                false => None,
+            };
             let plan = poolrelay::load::LoadPlan {
                 target,
                 connections,
@@ -208,6 +214,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 configuration_sets,
                 connection_per_message,
                 recipient_domain,
+                api,
             };
             load(plan, json).await
         }
@@ -245,4 +252,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The key `poolrelay load --api` signs with, from the environment as the AWS tools read it.
+fn api_credentials(region: String) -> anyhow::Result<poolrelay::load_api::ApiCredentials> {
+    let read = |name: &str| {
+        std::env::var(name).map_err(|_| {
+            anyhow::anyhow!("--api needs {name} in the environment (the key to sign with)")
+        })
+    };
+    Ok(poolrelay::load_api::ApiCredentials {
+        access_key_id: read("AWS_ACCESS_KEY_ID")?,
+        secret_access_key: read("AWS_SECRET_ACCESS_KEY")?,
+        region,
+    })
 }

@@ -18,9 +18,11 @@ fn describe(set: &ConfigurationSet) -> Value {
         "DeliveryOptions": {
             "SendingPoolName": set.sending_pool.as_deref().unwrap_or(DEFAULT_POOL),
             "TlsPolicy": set.tls_policy.unwrap_or(TlsPolicy::Optional).as_str(),
-            "MaxDeliverySeconds": set.max_delivery_seconds,
         }
     });
+    if let Some(seconds) = set.max_delivery_seconds {
+        described["DeliveryOptions"]["MaxDeliverySeconds"] = seconds.into();
+    }
     if let Some(reasons) = set.suppressed_reasons {
         described["SuppressionOptions"] = json!({ "SuppressedReasons": reasons.names() });
     }

@@ -201,6 +201,20 @@ pub(crate) async fn route(
         (&Method::PUT, ["configuration-sets", name, "delivery-options"]) => {
             configuration_sets::put_delivery_options(state, name, body).await
         }
+        _ => route_more(state, method, rest, query, body, unknown).await,
+    }
+}
+
+/// Identities, the account, tags, templates, the suppression list, the queue and status.
+async fn route_more(
+    state: &AdminState,
+    method: &Method,
+    rest: &[&str],
+    query: Option<&str>,
+    body: Body,
+    unknown: impl Fn() -> ApiError,
+) -> Result<Value, ApiError> {
+    match (method, rest) {
         (&Method::GET, ["identities"]) => {
             identities::list(state, &page_from_query(query, PAGE_LIMITS)?)
         }

@@ -19,10 +19,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::bulk::send_bulk;
 use super::request::Member;
 use super::send::{Caller, send_email};
 use super::sigv4::{self, SigV4Error};
-use super::templates::send_bulk;
 use crate::admin::body::Body;
 use crate::admin::error::ApiError;
 use crate::admin::http::route;

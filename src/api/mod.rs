@@ -3,9 +3,10 @@
 //! same operations as the admin socket (`listener`).
 
 pub mod address;
+mod bulk;
 pub mod listener;
 mod mime;
 mod request;
 pub mod send;
 pub mod sigv4;
-mod templates;
+mod template_content;

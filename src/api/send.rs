@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::address::{Mailbox, parse_mailbox};
 use super::mime::{self, Addressing};
 use super::request::{Member, bad};
-use super::templates;
+use super::template_content;
 use crate::admin::error::ApiError;
 use crate::admin::state::AdminState;
 use crate::inbound::InboundContext;
@@ -209,7 +209,7 @@ fn content(
     };
     let message = match template.is_absent() {
         true => mime::simple(&simple, &built)?,
-        false => templates::render_for_send(state, &template, &built)?,
+        false => template_content::render_for_send(state, &template, &built)?,
     };
     Ok((message, from))
 }

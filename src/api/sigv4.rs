@@ -198,6 +198,38 @@ pub fn verify(
     Ok(())
 }
 
+/// Signs `request` (whose headers must include `host` and `x-amz-date`) as a client does, for
+/// `poolrelay load --api`: the `Authorization` header's value, covering every header given.
+pub fn sign(
+    request: &Request<'_>,
+    access_key_id: &str,
+    secret: &str,
+    region: &str,
+) -> Result<String, SigV4Error> {
+    let amz_date = header(request, "x-amz-date")
+        .ok_or_else(|| SigV4Error::Malformed("no x-amz-date header to sign".into()))?;
+    let date = amz_date.get(..8).unwrap_or_default();
+    let mut signed: Vec<String> = request.headers.iter().map(|(n, _)| n.clone()).collect();
+    signed.sort();
+    signed.dedup();
+    let body_hash = sha256_hex(request.body);
+    let canonical = canonical_request(request, &signed, &body_hash)?;
+    let scope = format!("{date}/{region}/{SERVICE}/aws4_request");
+    let string_to_sign = format!(
+        "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
+        sha256_hex(canonical.as_bytes())
+    );
+    let signature = hmac::sign(
+        &signing_key(secret, date, region),
+        string_to_sign.as_bytes(),
+    );
+    Ok(format!(
+        "{ALGORITHM} Credential={access_key_id}/{scope}, SignedHeaders={}, Signature={}",
+        signed.join(";"),
+        hex(signature.as_ref())
+    ))
+}
+
 /// The key for one day, region and service (the HMAC chain from `AWS4<secret>`).
 fn signing_key(secret: &str, date: &str, region: &str) -> hmac::Key {
     let step = |key: &[u8], data: &str| {

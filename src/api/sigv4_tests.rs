@@ -145,3 +145,22 @@ fn malformed_headers_are_refused() {
     assert_eq!(canonical_path("/a/./b/../c/%3A"), "/a/c/%253A");
     assert_eq!(canonical_query("b=2&a=x%20y&a=1"), "a=1&a=x%20y&b=2");
 }
+
+#[test]
+fn signing_makes_what_botocore_makes() {
+    let headers = headers(&[("content-type", "application/json")]);
+    let request = Request {
+        method: "POST",
+        raw_path: "/v2/email/dedicated-ip-pools",
+        raw_query: None,
+        headers: &headers,
+        body: br#"{"PoolName": "bulk"}"#,
+    };
+    let signed = sign(&request, "AKIDPOOLRELAY", SECRET, "us-east-1").unwrap();
+    assert_eq!(
+        signed,
+        format!(
+            "AWS4-HMAC-SHA256 Credential=AKIDPOOLRELAY/20261202/us-east-1/ses/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature={POST_SIGNATURE}"
+        )
+    );
+}

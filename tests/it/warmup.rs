@@ -190,12 +190,26 @@ sending_pool = "r"
         .0,
         404
     );
+    // AutoWarmupEnabled is optional in SES's model: without it nothing changes.
     assert_eq!(
         call(
             &sock,
             "PUT",
             "/v2/email/account/dedicated-ips/warmup",
             Some(serde_json::json!({}))
+        )
+        .await
+        .0,
+        200
+    );
+    let (_, body) = call(&sock, "GET", "/v2/email/dedicated-ips/127.0.0.3", None).await;
+    assert_eq!(body["DedicatedIp"]["WarmupStatus"], "IN_PROGRESS");
+    assert_eq!(
+        call(
+            &sock,
+            "PUT",
+            "/v2/email/account/dedicated-ips/warmup",
+            Some(serde_json::json!({"AutoWarmupEnabled": "yes"}))
         )
         .await
         .0,

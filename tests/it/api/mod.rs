@@ -164,6 +164,63 @@ async fn boto3_and_the_aws_cli_work_and_bad_signatures_are_refused() {
     );
     assert_eq!(error("missing_set"), ("NotFoundException".into(), 404));
     ok("suppress");
+    // Every List pages: two per page, all items once.
+    let listed = |name: &str| -> Vec<String> {
+        results[name]["items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: {}", results[name]))
+            .iter()
+            .map(|item| match item {
+                Value::String(text) => text.clone(),
+                other => other["Ip"]
+                    .as_str()
+                    .or(other["IdentityName"].as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+            })
+            .collect()
+    };
+    let pools = listed("pool_pages");
+    assert_eq!(
+        pools.len(),
+        8,
+        "5 + sdk-pool + the two reserved pools: {pools:?}"
+    );
+    assert_eq!(results["pool_pages"]["pages"], 4);
+    let mut unique = pools.clone();
+    unique.dedup();
+    assert_eq!(unique, pools, "nothing repeated");
+    assert_eq!(listed("set_pages").len(), 6);
+    assert_eq!(listed("ip_pages"), ["127.0.0.2", "127.0.0.3", "::1"]);
+    assert_eq!(results["ip_pages"]["pages"], 2);
+    assert_eq!(error("made_up_token"), ("BadRequestException".into(), 400));
+    assert_eq!(ok("get_pool")["DedicatedIpPool"]["PoolName"], "sdk-pool");
+    assert_eq!(
+        ok("get_set_after")["DeliveryOptions"]["TlsPolicy"],
+        "REQUIRE"
+    );
+    assert_eq!(ok("account")["SendingEnabled"], true);
+    ok("account_suppression");
+    ok("set_suppression");
+    ok("unsuppress");
+    ok("delete_set");
+    ok("delete_pool");
+    // Every response body matches botocore's model.
+    assert_eq!(results["shape_errors"], serde_json::json!([]));
+    let checked = results["shapes_checked"].to_string();
+    for operation in [
+        "ListDedicatedIpPools",
+        "GetDedicatedIps",
+        "ListConfigurationSets",
+        "GetAccount",
+        "ListSuppressedDestinations",
+        "ListEmailIdentities",
+    ] {
+        assert!(
+            checked.contains(operation),
+            "{operation} was not checked: {checked}"
+        );
+    }
     assert_eq!(
         ok("get_suppressed")["SuppressedDestination"]["Reason"],
         "BOUNCE"

@@ -7,6 +7,7 @@ import json
 import sys
 
 import boto3
+import shapes
 import botocore.auth
 import botocore.awsrequest
 import botocore.credentials
@@ -38,6 +39,7 @@ def outcome(name, call):
 
 
 admin = client(admin_key, admin_secret)
+shapes.watch(admin, results)
 outcome("create_pool", lambda: admin.create_dedicated_ip_pool(PoolName="sdk-pool"))
 outcome("list_pools", lambda: admin.list_dedicated_ip_pools())
 outcome("get_ipv6", lambda: admin.get_dedicated_ip(Ip="::1"))
@@ -49,6 +51,41 @@ outcome("get_set", lambda: admin.get_configuration_set(ConfigurationSetName="sdk
 outcome("missing_set", lambda: admin.get_configuration_set(ConfigurationSetName="nope"))
 outcome("suppress", lambda: admin.put_suppressed_destination(EmailAddress="gone@example.test", Reason="BOUNCE"))
 outcome("get_suppressed", lambda: admin.get_suppressed_destination(EmailAddress="gone@example.test"))
+
+
+def all_pages(call, items_key, **kwargs):
+    """Every item of a List operation, two per page; also how many pages it took."""
+    items, token, pages = [], None, 0
+    while pages < 50:
+        page = call(PageSize=2, **({"NextToken": token} if token else {}), **kwargs)
+        items += page[items_key]
+        pages += 1
+        token = page.get("NextToken")
+        if not token:
+            break
+    return {"items": items, "pages": pages}
+
+
+for n in range(5):
+    admin.create_dedicated_ip_pool(PoolName="page-%d" % n)
+    admin.create_configuration_set(ConfigurationSetName="page-set-%d" % n)
+results["pool_pages"] = all_pages(admin.list_dedicated_ip_pools, "DedicatedIpPools")
+results["set_pages"] = all_pages(admin.list_configuration_sets, "ConfigurationSets")
+results["ip_pages"] = all_pages(admin.get_dedicated_ips, "DedicatedIps")
+results["identity_pages"] = all_pages(admin.list_email_identities, "EmailIdentities")
+outcome("made_up_token", lambda: admin.list_dedicated_ip_pools(NextToken="bWFkZS11cA"))
+outcome("get_pool", lambda: admin.get_dedicated_ip_pool(PoolName="sdk-pool"))
+outcome("delivery_options", lambda: admin.put_configuration_set_delivery_options(
+    ConfigurationSetName="sdk-set", TlsPolicy="REQUIRE", MaxDeliverySeconds=600))
+outcome("get_set_after", lambda: admin.get_configuration_set(ConfigurationSetName="sdk-set"))
+outcome("account", lambda: admin.get_account())
+outcome("account_suppression", lambda: admin.put_account_suppression_attributes(SuppressedReasons=["COMPLAINT"]))
+outcome("set_suppression", lambda: admin.put_configuration_set_suppression_options(
+    ConfigurationSetName="sdk-set", SuppressedReasons=["BOUNCE"]))
+outcome("list_suppressed", lambda: admin.list_suppressed_destinations())
+outcome("unsuppress", lambda: admin.delete_suppressed_destination(EmailAddress="gone@example.test"))
+outcome("delete_set", lambda: admin.delete_configuration_set(ConfigurationSetName="page-set-0"))
+outcome("delete_pool", lambda: admin.delete_dedicated_ip_pool(PoolName="page-0"))
 
 outcome("wrong_secret", lambda: client(admin_key, "not the secret").list_dedicated_ip_pools())
 outcome("unknown_key", lambda: client("AKIDUNKNOWN", admin_secret).list_dedicated_ip_pools())

@@ -8,6 +8,7 @@ import json
 import sys
 
 import boto3
+import shapes
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -18,6 +19,7 @@ ses = boto3.client(
     aws_access_key_id=key, aws_secret_access_key=secret,
     config=Config(retries={"max_attempts": 1}),
 )
+shapes.watch(ses, results)
 
 
 def outcome(name, call):

@@ -169,6 +169,23 @@ async fn simple_raw_template_and_bulk_mail_arrive_from_the_pool_with_tags() {
     .await;
     assert!(all_tagged.is_some(), "events:\n{:#?}", events(&dir));
 
+    assert_eq!(results["shape_errors"], serde_json::json!([]));
+    let checked = results["shapes_checked"].to_string();
+    for operation in [
+        "SendEmail",
+        "SendBulkEmail",
+        "GetEmailTemplate",
+        "ListEmailTemplates",
+        "ListTagsForResource",
+        "GetDedicatedIp",
+        "GetConfigurationSet",
+    ] {
+        assert!(
+            checked.contains(operation),
+            "{operation} was not checked: {checked}"
+        );
+    }
+
     // Templates.
     assert_eq!(
         error(&results, "template_exists"),
