@@ -51,7 +51,9 @@ impl ApiClient {
         recipient: &str,
         configuration_set: Option<&str>,
     ) -> anyhow::Result<bool> {
+        let domain = recipient.rsplit_once('@').map_or("", |(_, d)| d);
         let mut body = serde_json::json!({
+            "FromEmailAddress": format!("load@{domain}"),
             "Destination": { "ToAddresses": [recipient] },
             "Content": { "Raw": { "Data": base64::engine::general_purpose::STANDARD.encode(message) } },
         });

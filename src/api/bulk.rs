@@ -24,7 +24,7 @@ pub(super) async fn send_bulk(
     state: &AdminState,
     inbound: &InboundContext,
     caller: &Caller<'_>,
-    body: Member,
+    body: Member<'_>,
 ) -> Result<Value, ApiError> {
     body.only(&[
         "FromEmailAddress",
@@ -93,14 +93,14 @@ struct Bulk<'a> {
     return_path: Mailbox,
     default_tags: Vec<(String, String)>,
     /// The template's `Headers`.
-    headers: Vec<Member>,
+    headers: Vec<Member<'a>>,
     default_data: Value,
     content: TemplateContent,
     set: Option<String>,
 }
 
 /// One `BulkEmailEntries` entry, rendered and submitted: its MessageId, or why it failed.
-async fn bulk_entry(bulk: &Bulk<'_>, entry: &Member) -> Result<String, ApiError> {
+async fn bulk_entry(bulk: &Bulk<'_>, entry: &Member<'_>) -> Result<String, ApiError> {
     entry.only(&[
         "Destination",
         "ReplacementTags",
@@ -135,7 +135,11 @@ async fn bulk_entry(bulk: &Bulk<'_>, entry: &Member) -> Result<String, ApiError>
         reply_to: &bulk.reply_to,
         message_id: format!("{id}@{}", bulk.inbound.settings.hostname),
     };
-    let message = mime::simple(&as_simple(rendered, &headers), &addressing)?;
+    let simple = as_simple(rendered, &headers);
+    let message = mime::simple(
+        &Member::root(&simple).renamed("Content.Template"),
+        &addressing,
+    )?;
     let mut tags = bulk.default_tags.clone();
     for (name, value) in email_tags(entry, "ReplacementTags")? {
         tags.retain(|(n, _)| *n != name);

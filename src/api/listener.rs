@@ -156,7 +156,8 @@ async fn serve_request(
                 key.access_key_id
             )));
         }
-        let request = Member::root(Body::parse(body)?.0);
+        let json = serde_json::Value::Object(Body::parse(body)?.0);
+        let request = Member::root(&json);
         let caller = Caller { key, ip: peer };
         return match bulk {
             false => send_email(&ctx.admin, &ctx.inbound, &caller, request).await,
@@ -204,7 +205,7 @@ fn authenticate<'a>(
         .iter()
         .map(|(name, value)| {
             let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            (name.as_str().to_ascii_lowercase(), value)
+            (name.as_str().to_string(), value)
         })
         .collect();
     let Some((_, value)) = headers.iter().find(|(name, _)| name == "authorization") else {

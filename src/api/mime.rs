@@ -49,7 +49,7 @@ fn header_addresses(list: &[Mailbox]) -> Address<'static> {
 }
 
 /// The text of `Content.Simple.<part>.Data` (`Subject`, `Body.Text`, `Body.Html`).
-fn text(content: &Member, name: &str) -> Result<Option<String>, ApiError> {
+fn text(content: &Member<'_>, name: &str) -> Result<Option<String>, ApiError> {
     let part = content.object(name)?;
     if part.is_absent() {
         return Ok(None);
@@ -59,7 +59,7 @@ fn text(content: &Member, name: &str) -> Result<Option<String>, ApiError> {
 }
 
 /// The whole message for `Content.Simple`.
-pub fn simple(content: &Member, addressing: &Addressing<'_>) -> Result<Vec<u8>, ApiError> {
+pub fn simple(content: &Member<'_>, addressing: &Addressing<'_>) -> Result<Vec<u8>, ApiError> {
     content.only(&["Subject", "Body", "Headers", "Attachments"])?;
     let subject = text(content, "Subject")?
         .ok_or_else(|| bad("Content.Simple.Subject is required".into()))?;
@@ -141,7 +141,7 @@ fn check_header(name: &str, value: &str) -> Result<(), ApiError> {
 /// One `Attachments` entry: RawContent (base64 in JSON), FileName, optional ContentType,
 /// ContentDisposition (ATTACHMENT, or INLINE with ContentId), ContentDescription and
 /// ContentTransferEncoding.
-fn attachment_part(attachment: &Member) -> Result<MimePart<'static>, ApiError> {
+fn attachment_part(attachment: &Member<'_>) -> Result<MimePart<'static>, ApiError> {
     attachment.only(&[
         "RawContent",
         "FileName",
@@ -151,7 +151,7 @@ fn attachment_part(attachment: &Member) -> Result<MimePart<'static>, ApiError> {
         "ContentDescription",
         "ContentTransferEncoding",
     ])?;
-    let raw = attachment.required_string("RawContent")?;
+    let raw = attachment.required_str("RawContent")?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(raw.as_bytes())
         .map_err(|_| bad("Attachments[].RawContent is not base64".into()))?;

@@ -10,18 +10,19 @@ pub fn bad(message: String) -> ApiError {
     ApiError::BadRequest(message)
 }
 
-/// One member of a request (the whole body at the root); possibly absent.
+/// One member of a request (the whole body at the root), borrowed from the parsed JSON;
+/// possibly absent.
 #[derive(Debug, Clone)]
-pub struct Member {
+pub struct Member<'a> {
     path: String,
-    value: Option<Value>,
+    value: Option<&'a Value>,
 }
 
-impl Member {
-    pub fn root(body: serde_json::Map<String, Value>) -> Self {
+impl<'a> Member<'a> {
+    pub fn root(body: &'a Value) -> Self {
         Self {
             path: String::new(),
-            value: Some(Value::Object(body)),
+            value: Some(body),
         }
     }
 
@@ -32,16 +33,13 @@ impl Member {
         }
     }
 
-    fn get(&self, name: &str) -> Option<&Value> {
-        self.value
-            .as_ref()?
-            .get(name)
-            .filter(|value| !value.is_null())
+    fn get(&self, name: &str) -> Option<&'a Value> {
+        self.value?.get(name).filter(|value| !value.is_null())
     }
 
     /// The member's JSON as given.
     pub fn raw_value(&self) -> Option<Value> {
-        self.value.clone()
+        self.value.cloned()
     }
 
     /// The same member, reported under `path` in errors.
@@ -58,7 +56,7 @@ impl Member {
 
     /// Refuses any member not in `implemented`, naming it.
     pub fn only(&self, implemented: &[&str]) -> Result<(), ApiError> {
-        let Some(Value::Object(map)) = &self.value else {
+        let Some(Value::Object(map)) = self.value else {
             return Ok(());
         };
         match map.keys().find(|key| !implemented.contains(&key.as_str())) {
@@ -71,13 +69,13 @@ impl Member {
     }
 
     /// A structure member (absent stays absent).
-    pub fn object(&self, name: &str) -> Result<Member, ApiError> {
+    pub fn object(&self, name: &str) -> Result<Member<'a>, ApiError> {
         let path = self.child_path(name);
         match self.get(name) {
             None => Ok(Member { path, value: None }),
             Some(value @ Value::Object(_)) => Ok(Member {
                 path,
-                value: Some(value.clone()),
+                value: Some(value),
             }),
             Some(_) => Err(bad(format!("{path} must be an object"))),
         }
@@ -87,6 +85,15 @@ impl Member {
         match self.get(name) {
             None => Ok(None),
             Some(Value::String(text)) => Ok(Some(text.clone())),
+            Some(_) => Err(bad(format!("{} must be a string", self.child_path(name)))),
+        }
+    }
+
+    /// A required string, borrowed (for large members such as a raw message).
+    pub fn required_str(&self, name: &str) -> Result<&'a str, ApiError> {
+        match self.get(name) {
+            None => Err(bad(format!("{} is required", self.child_path(name)))),
+            Some(Value::String(text)) => Ok(text),
             Some(_) => Err(bad(format!("{} must be a string", self.child_path(name)))),
         }
     }
@@ -108,7 +115,7 @@ impl Member {
     }
 
     /// A list member, each entry a member of its own (absent: empty).
-    pub fn array(&self, name: &str) -> Result<Vec<Member>, ApiError> {
+    pub fn array(&self, name: &str) -> Result<Vec<Member<'a>>, ApiError> {
         let path = self.child_path(name);
         match self.get(name) {
             None => Ok(Vec::new()),
@@ -117,7 +124,7 @@ impl Member {
                 .enumerate()
                 .map(|(index, value)| Member {
                     path: format!("{path}[{index}]"),
-                    value: Some(value.clone()),
+                    value: Some(value),
                 })
                 .collect()),
             Some(_) => Err(bad(format!("{path} must be a list"))),
@@ -145,16 +152,14 @@ impl Member {
 mod tests {
     use super::*;
 
-    fn member(json: &str) -> Member {
-        match serde_json::from_str(json) {
-            Ok(Value::Object(map)) => Member::root(map),
-            _ => panic!("not an object: {json}"),
-        }
+    fn parsed(json: &str) -> Value {
+        serde_json::from_str(json).expect("JSON")
     }
 
     #[test]
     fn errors_name_the_member_path() {
-        let body = member(r#"{"Content": {"Simple": {"Body": {"Text": {"Charset": "UTF-8"}}}}}"#);
+        let json = parsed(r#"{"Content": {"Simple": {"Body": {"Text": {"Charset": "UTF-8"}}}}}"#);
+        let body = Member::root(&json);
         let text = body
             .object("Content")
             .and_then(|c| c.object("Simple"))
@@ -168,8 +173,9 @@ mod tests {
         );
         let error = body.only(&["Destination"]).expect_err("Content is unknown");
         assert_eq!(error, bad("Content is not supported by poolrelay".into()));
-        let list = member(r#"{"To": ["a@b.c", 3]}"#);
-        assert!(list.strings("To").is_err());
-        assert!(member(r#"{"X": 1}"#).object("X").is_err());
+        let list = parsed(r#"{"To": ["a@b.c", 3]}"#);
+        assert!(Member::root(&list).strings("To").is_err());
+        let not_object = parsed(r#"{"X": 1}"#);
+        assert!(Member::root(&not_object).object("X").is_err());
     }
 }

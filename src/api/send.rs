@@ -38,7 +38,7 @@ pub fn mailboxes(list: &[String], member: &str) -> Result<Vec<Mailbox>, ApiError
 }
 
 /// `EmailTags`: names and values of ASCII letters, digits, `_` and `-`, at most 256 each.
-pub fn email_tags(body: &Member, member: &str) -> Result<Vec<(String, String)>, ApiError> {
+pub fn email_tags(body: &Member<'_>, member: &str) -> Result<Vec<(String, String)>, ApiError> {
     let ok = |t: &str| {
         (1..=256).contains(&t.len())
             && t.bytes()
@@ -100,7 +100,7 @@ struct Destination {
 }
 
 impl Destination {
-    fn read(body: &Member) -> Result<Option<Self>, ApiError> {
+    fn read(body: &Member<'_>) -> Result<Option<Self>, ApiError> {
         let destination = body.object("Destination")?;
         if destination.is_absent() {
             return Ok(None);
@@ -153,7 +153,7 @@ fn raw_addresses(message: &[u8]) -> (Option<Mailbox>, Vec<String>) {
 /// The message and its From for the request's `Content`.
 fn content(
     state: &AdminState,
-    body: &Member,
+    body: &Member<'_>,
     addressing: &mut AddressingParts,
 ) -> Result<(Vec<u8>, Mailbox), ApiError> {
     let content = body.object("Content")?;
@@ -180,9 +180,14 @@ fn content(
             ));
         }
         let data = base64::engine::general_purpose::STANDARD
-            .decode(raw.required_string("Data")?.as_bytes())
+            .decode(raw.required_str("Data")?.as_bytes())
             .map_err(|_| bad("Content.Raw.Data is not base64".into()))?;
-        let (header_from, header_recipients) = raw_addresses(&data);
+        // The message's own fields are read only for what the request leaves out.
+        let (header_from, header_recipients) =
+            match addressing.from.is_none() || addressing.recipients.is_empty() {
+                true => raw_addresses(&data),
+                false => (None, Vec::new()),
+            };
         let from = match addressing.from.take().or(header_from) {
             Some(from) => from,
             None => {
@@ -229,7 +234,7 @@ pub async fn send_email(
     state: &AdminState,
     inbound: &InboundContext,
     caller: &Caller<'_>,
-    body: Member,
+    body: Member<'_>,
 ) -> Result<Value, ApiError> {
     body.only(&[
         "FromEmailAddress",

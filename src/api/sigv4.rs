@@ -125,14 +125,13 @@ fn header<'a>(request: &'a Request<'_>, name: &str) -> Option<&'a str> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    data_encoding::HEXLOWER.encode(bytes)
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+    data_encoding::HEXLOWER_PERMISSIVE
+        .decode(text.as_bytes())
+        .ok()
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -247,39 +246,50 @@ fn canonical_request(
     signed_headers: &[String],
     body_hash: &str,
 ) -> Result<String, SigV4Error> {
-    let mut headers = Vec::with_capacity(signed_headers.len());
-    for name in signed_headers {
-        let values: Vec<String> = request
-            .headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.split_whitespace().collect::<Vec<_>>().join(" "))
-            .collect();
-        if values.is_empty() {
+    let mut names: Vec<&str> = signed_headers.iter().map(String::as_str).collect();
+    names.sort_unstable();
+    let mut out = String::with_capacity(512);
+    out.push_str(request.method);
+    out.push('\n');
+    push_canonical_path(&mut out, request.raw_path);
+    out.push('\n');
+    out.push_str(&canonical_query(request.raw_query.unwrap_or("")));
+    out.push('\n');
+    // Each signed header once, its values joined by commas, inner white space collapsed.
+    for name in &names {
+        out.push_str(name);
+        out.push(':');
+        let mut values = request.headers.iter().filter(|(n, _)| n == name).peekable();
+        if values.peek().is_none() {
             return Err(SigV4Error::Malformed(format!(
                 "signed header {name} is missing"
             )));
         }
-        headers.push(format!("{name}:{}\n", values.join(",")));
+        for (index, (_, value)) in values.enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            for (word_index, word) in value.split_whitespace().enumerate() {
+                if word_index > 0 {
+                    out.push(' ');
+                }
+                out.push_str(word);
+            }
+        }
+        out.push('\n');
     }
-    headers.sort();
-    let mut names: Vec<&str> = signed_headers.iter().map(String::as_str).collect();
-    names.sort_unstable();
-    let payload = header(request, "x-amz-content-sha256")
-        .map_or(body_hash.to_string(), str::to_ascii_lowercase);
-    Ok(format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
-        request.method,
-        canonical_path(request.raw_path),
-        canonical_query(request.raw_query.unwrap_or("")),
-        headers.concat(),
-        names.join(";"),
-        payload
-    ))
+    out.push('\n');
+    out.push_str(&names.join(";"));
+    out.push('\n');
+    match header(request, "x-amz-content-sha256") {
+        Some(claimed) => out.push_str(&claimed.to_ascii_lowercase()),
+        None => out.push_str(body_hash),
+    }
+    Ok(out)
 }
 
-/// The path with `.` and `..` segments resolved, encoded once more.
-fn canonical_path(raw: &str) -> String {
+/// The path with `.` and `..` segments resolved, encoded once more, appended to `out`.
+fn push_canonical_path(out: &mut String, raw: &str) {
     let mut segments: Vec<&str> = Vec::new();
     for segment in raw.split('/').skip(1) {
         match segment {
@@ -290,8 +300,13 @@ fn canonical_path(raw: &str) -> String {
             other => segments.push(other),
         }
     }
-    let normalized = format!("/{}", segments.join("/"));
-    utf8_percent_encode(&normalized, PATH).to_string()
+    out.push('/');
+    for (index, segment) in segments.iter().enumerate() {
+        if index > 0 {
+            out.push('/');
+        }
+        out.extend(utf8_percent_encode(segment, PATH));
+    }
 }
 
 /// Pairs decoded, re-encoded and sorted by key, then value.

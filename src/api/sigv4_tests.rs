@@ -142,7 +142,9 @@ fn malformed_headers_are_refused() {
             "{bad:?}"
         );
     }
-    assert_eq!(canonical_path("/a/./b/../c/%3A"), "/a/c/%253A");
+    let mut path = String::new();
+    push_canonical_path(&mut path, "/a/./b/../c/%3A");
+    assert_eq!(path, "/a/c/%253A");
     assert_eq!(canonical_query("b=2&a=x%20y&a=1"), "a=1&a=x%20y&b=2");
 }
 

@@ -12,7 +12,7 @@ use crate::admin::templates::{self, TemplateContent};
 /// The template a `Template` member names (`TemplateName`) or holds (`TemplateContent`).
 pub fn template_content(
     state: &AdminState,
-    template: &Member,
+    template: &Member<'_>,
 ) -> Result<TemplateContent, ApiError> {
     let inline = template.object("TemplateContent")?;
     match (template.string("TemplateName")?, inline.is_absent()) {
@@ -32,7 +32,7 @@ pub fn template_content(
 }
 
 /// The rendered template as a `Content.Simple` member, so one builder makes both.
-pub fn as_simple(rendered: TemplateContent, headers: &[Member]) -> Member {
+pub fn as_simple(rendered: TemplateContent, headers: &[Member<'_>]) -> Value {
     let part = |text: Option<String>| text.map(|t| json!({ "Data": t }));
     let mut body = serde_json::Map::new();
     if let Some(text) = part(rendered.text) {
@@ -51,13 +51,13 @@ pub fn as_simple(rendered: TemplateContent, headers: &[Member]) -> Member {
     if !headers.is_empty() {
         simple.insert("Headers".into(), Value::Array(headers));
     }
-    Member::root(simple).renamed("Content.Template")
+    Value::Object(simple)
 }
 
 /// `Content.Template` of SendEmail.
 pub fn render_for_send(
     state: &AdminState,
-    template: &Member,
+    template: &Member<'_>,
     addressing: &Addressing<'_>,
 ) -> Result<Vec<u8>, ApiError> {
     template.only(&["TemplateName", "TemplateContent", "TemplateData", "Headers"])?;
@@ -68,8 +68,9 @@ pub fn render_for_send(
             .unwrap_or_else(|| "{}".into()),
     )?;
     let rendered = templates::render(&content, &data)?;
+    let simple = as_simple(rendered, &template.array("Headers")?);
     mime::simple(
-        &as_simple(rendered, &template.array("Headers")?),
+        &Member::root(&simple).renamed("Content.Template"),
         addressing,
     )
 }

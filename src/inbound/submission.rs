@@ -39,8 +39,20 @@ pub struct Submission {
     pub content: Vec<u8>,
 }
 
-/// The content with every line ending in CRLF, or why it cannot be sent.
-fn normalized(content: &[u8], limit: u64) -> Result<Vec<u8>, Violation> {
+/// The content with every line ending in CRLF, or why it cannot be sent. Content that already
+/// follows the rules (the usual case) is returned as it is, without a copy.
+fn normalized(content: Vec<u8>, limit: u64) -> Result<Vec<u8>, Violation> {
+    if content.len() as u64 > limit {
+        return Err(Violation::TooBig);
+    }
+    let clean = content.split_inclusive(|b| *b == b'\n').all(|line| {
+        line.len() <= MAX_LINE + 2
+            && line.ends_with(b"\r\n")
+            && !line[..line.len() - 2].contains(&b'\r')
+    });
+    if clean {
+        return Ok(content);
+    }
     let mut out = Vec::with_capacity(content.len() + content.len() / 50 + 2);
     for line in content.split_inclusive(|b| *b == b'\n') {
         let text = line
@@ -66,7 +78,7 @@ fn normalized(content: &[u8], limit: u64) -> Result<Vec<u8>, Violation> {
 /// every event carries).
 pub async fn submit(ctx: &InboundContext, submission: Submission) -> Result<String, Refusal> {
     let limit = ctx.settings.max_message_bytes;
-    let content = normalized(&submission.content, limit).map_err(|v| Refusal::Content(v, limit))?;
+    let content = normalized(submission.content, limit).map_err(|v| Refusal::Content(v, limit))?;
     let id = submission.id.clone();
     let client = Client {
         ip: submission.client_ip,
@@ -124,13 +136,22 @@ mod tests {
 
     #[test]
     fn line_ends_become_crlf_and_bad_content_is_named() {
+        let norm = |bytes: &[u8], limit| normalized(bytes.to_vec(), limit);
         assert_eq!(
-            normalized(b"A: b\n\nbody\r\nmore", 100).as_deref(),
+            norm(b"A: b\n\nbody\r\nmore", 100).as_deref(),
             Ok(&b"A: b\r\n\r\nbody\r\nmore\r\n"[..])
         );
-        assert_eq!(normalized(b"a\rb\r\n", 100), Err(Violation::BareNewline));
+        assert_eq!(
+            norm(b"A: b\r\n\r\nclean\r\n", 100).as_deref(),
+            Ok(&b"A: b\r\n\r\nclean\r\n"[..])
+        );
+        assert_eq!(norm(b"a\rb\r\n", 100), Err(Violation::BareNewline));
+        assert_eq!(norm(b"a\r\r\n", 100), Err(Violation::BareNewline));
         let long = vec![b'x'; 999];
-        assert_eq!(normalized(&long, 10_000), Err(Violation::LineTooLong));
-        assert_eq!(normalized(&[b'x'; 50], 10), Err(Violation::TooBig));
+        assert_eq!(norm(&long, 10_000), Err(Violation::LineTooLong));
+        let mut long_crlf = vec![b'x'; 999];
+        long_crlf.extend_from_slice(b"\r\n");
+        assert_eq!(norm(&long_crlf, 10_000), Err(Violation::LineTooLong));
+        assert_eq!(norm(&[b'x'; 50], 10), Err(Violation::TooBig));
     }
 }

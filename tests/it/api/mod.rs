@@ -89,6 +89,39 @@ async fn run_script(python: std::path::PathBuf, script: &str, args: Vec<String>)
     serde_json::from_slice(&output.stdout).expect("JSON results")
 }
 
+/// Runs `aws sesv2 ARGS` with `key` against `endpoint` on a blocking thread (the relay answers
+/// on this test's runtime) and returns its JSON output (`{}` for none); `None` when the CLI is
+/// not installed (which fails under CI).
+async fn aws(endpoint: &str, (key, secret): (&str, &str), args: &[&str]) -> Option<Value> {
+    let aws = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/aws");
+    let aws = if aws.exists() { aws } else { "aws".into() };
+    let mut command = Command::new(&aws);
+    command
+        .arg("sesv2")
+        .args(args)
+        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("joined");
+    let Ok(output) = output else {
+        privilege_missing("run the aws CLI: it is not installed (.venv/bin/pip install awscli)");
+        return None;
+    };
+    assert!(
+        output.status.success(),
+        "aws {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.stdout.iter().all(u8::is_ascii_whitespace) {
+        return Some(serde_json::json!({}));
+    }
+    Some(serde_json::from_slice(&output.stdout).expect("aws prints JSON"))
+}
+
 /// The successful result `name` of a script's output.
 fn ok<'a>(results: &'a Value, name: &str) -> &'a Value {
     let result = &results[name];
@@ -263,44 +296,61 @@ async fn boto3_and_the_aws_cli_work_and_bad_signatures_are_refused() {
     );
 
     // The aws CLI, as a user types it.
-    let aws = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/aws");
-    let aws = if aws.exists() { aws } else { "aws".into() };
-    // On a blocking thread: the relay answers on this test's runtime.
-    let listed = tokio::task::spawn_blocking(move || {
-        Command::new(&aws)
-            .args([
-                "sesv2",
-                "list-dedicated-ip-pools",
-                "--endpoint-url",
-                &endpoint,
-            ])
-            .args(["--region", "us-east-1"])
-            .env("AWS_ACCESS_KEY_ID", ADMIN_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", ADMIN_SECRET)
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .output()
-    })
+    let Some(pools) = aws(
+        &endpoint,
+        (ADMIN_KEY, ADMIN_SECRET),
+        &["list-dedicated-ip-pools"],
+    )
     .await
-    .expect("joined");
-    match listed {
-        Ok(out) => {
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let pools: Value = serde_json::from_slice(&out.stdout).expect("aws prints JSON");
-            assert!(
-                pools["DedicatedIpPools"]
-                    .as_array()
-                    .is_some_and(|p| p.iter().any(|p| p == "sdk-pool"))
-            );
-        }
-        Err(_) => {
-            privilege_missing("run the aws CLI: it is not installed (.venv/bin/pip install awscli)")
-        }
-    }
+    else {
+        return;
+    };
+    assert!(
+        pools["DedicatedIpPools"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p == "sdk-pool"))
+    );
+    // Sending with the send-only key, as the README shows it.
+    let content = r#"{"Simple": {"Subject": {"Data": "Hello"}, "Body": {"Text": {"Data": "Hi"}}}}"#;
+    let sent = aws(
+        &endpoint,
+        (SEND_KEY, SEND_SECRET),
+        &[
+            "send-email",
+            "--from-email-address",
+            "news@example.com",
+            "--destination",
+            "ToAddresses=ann@example.org",
+            "--content",
+            content,
+        ],
+    )
+    .await
+    .expect("aws ran before");
+    let id = sent["MessageId"].as_str().expect("a MessageId").to_string();
+    // The next hop of this relay is gone: the message is in the spool under the id answered.
+    let queued = queued_envelopes(&relay.spool_dir());
+    assert!(
+        queued
+            .iter()
+            .any(|e| e.id == id && e.recipients[0].address == "ann@example.org"),
+        "{id} not in {queued:?}"
+    );
+    let paused = aws(
+        &endpoint,
+        (ADMIN_KEY, ADMIN_SECRET),
+        &[
+            "put-configuration-set-sending-options",
+            "--configuration-set-name",
+            "sdk-set",
+            "--no-sending-enabled",
+        ],
+    )
+    .await
+    .expect("aws ran before");
+    assert_eq!(paused, serde_json::json!({}));
+    let config = std::fs::read_to_string(relay.dir.path().join("poolrelay.toml")).expect("config");
+    assert!(config.contains("sending_enabled = false"), "{config}");
     relay.stop().await;
 }
 
