@@ -200,3 +200,85 @@ fn attachment_part(attachment: &Member<'_>) -> Result<MimePart<'static>, ApiErro
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::address::parse_mailbox;
+    use serde_json::json;
+
+    fn build(simple: serde_json::Value) -> Result<String, ApiError> {
+        let from = parse_mailbox("\"Ops, Inc\" <ops@example.com>").expect("address");
+        let to = [parse_mailbox("a@example.org").expect("address")];
+        let addressing = Addressing {
+            from: &from,
+            to: &to,
+            cc: &[],
+            reply_to: &[],
+            message_id: "id@relay.test".into(),
+        };
+        let member = Member::root(&simple);
+        simple_message(&member, &addressing)
+    }
+
+    fn simple_message(
+        member: &Member<'_>,
+        addressing: &Addressing<'_>,
+    ) -> Result<String, ApiError> {
+        simple(member, addressing).map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[test]
+    fn line_breaks_in_the_subject_or_body_cannot_add_header_fields() {
+        let message = build(json!({
+            "Subject": {"Data": "Hi\r\nBcc: evil@example.test\r\n\r\nbody"},
+            "Body": {"Text": {"Data": "text\r\n.\r\n"}}
+        }))
+        .expect("built");
+        let head = message.split("\r\n\r\n").next().unwrap_or_default();
+        assert!(
+            !head
+                .lines()
+                .any(|l| l.to_ascii_lowercase().starts_with("bcc:")),
+            "{message}"
+        );
+        assert!(head.contains("Message-ID: <id@relay.test>"), "{head}");
+        assert!(head.contains("\"Ops, Inc\" <ops@example.com>"), "{head}");
+        assert!(message.lines().all(|l| l.len() <= 998));
+    }
+
+    #[test]
+    fn members_that_are_not_implemented_or_wrong_are_named() {
+        let error = build(json!({
+            "Subject": {"Data": "s"},
+            "Body": {"Text": {"Data": "b"}},
+            "Headers": [{"Name": "Subject", "Value": "again"}]
+        }))
+        .expect_err("Subject is built");
+        assert!(
+            error.body()["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("Subject")
+        );
+        let error = build(json!({"Subject": {"Data": "s"}, "Body": {}})).expect_err("no body");
+        assert!(
+            error.body()["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("Text or Html")
+        );
+        let error = build(json!({
+            "Subject": {"Data": "s"},
+            "Body": {"Text": {"Data": "b"}},
+            "Attachments": [{"RawContent": "not base64!", "FileName": "a"}]
+        }))
+        .expect_err("bad base64");
+        assert!(
+            error.body()["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("base64")
+        );
+    }
+}
