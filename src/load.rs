@@ -93,25 +93,70 @@ async fn open(target: SocketAddr) -> anyhow::Result<SmtpClient> {
     .await?)
 }
 
-/// One API session: SendEmail requests on one keep-alive connection.
-async fn api_session(
-    plan: Arc<LoadPlan>,
-    counters: Arc<Counters>,
-    credentials: ApiCredentials,
-) -> Vec<u32> {
+/// One open connection: an SMTP session, or keep-alive HTTP to the SESv2 API.
+enum Door {
+    Smtp(SmtpClient),
+    Api(ApiClient),
+}
+
+impl Door {
+    async fn open(plan: &LoadPlan) -> anyhow::Result<Self> {
+        Ok(match plan.api {
+            Some(_) => Door::Api(ApiClient::open(plan.target).await?),
+            None => Door::Smtp(open(plan.target).await?),
+        })
+    }
+
+    /// Sends message `n`: `Ok(true)` accepted, `Ok(false)` refused, `Err` the connection failed.
+    async fn send(&mut self, plan: &LoadPlan, n: usize) -> anyhow::Result<bool> {
+        let set = (!plan.configuration_sets.is_empty())
+            .then(|| plan.configuration_sets[n % plan.configuration_sets.len()].as_str());
+        let recipient = format!("user{n}@{}", plan.recipient_domain);
+        match (self, &plan.api) {
+            (Door::Api(client), Some(credentials)) => {
+                // The set travels as ConfigurationSetName, not as a header.
+                let content = sample_message(n, plan.size, None, &plan.recipient_domain);
+                client.send(credentials, &content, &recipient, set).await
+            }
+            (Door::Smtp(client), _) => {
+                let content = sample_message(n, plan.size, set, &plan.recipient_domain);
+                let recipients = [recipient];
+                let request = MailRequest {
+                    sender: "load@poolrelay.test",
+                    recipients: &recipients,
+                    size: content.len() as u64,
+                    eight_bit_mime: false,
+                    smtputf8: false,
+                };
+                let outcome = client.send(&request, Content::Memory(&content)).await?;
+                let first = outcome.replies.first();
+                if !first.is_some_and(|r| r.is_positive()) {
+                    tracing::debug!(reply = ?first, "refused");
+                }
+                Ok(first.is_some_and(|r| r.is_positive()))
+            }
+            (Door::Api(_), None) => Err(anyhow::anyhow!("an API connection without a key")),
+        }
+    }
+
+    async fn close(self) {
+        if let Door::Smtp(client) = self {
+            client.quit().await;
+        }
+    }
+}
+
+async fn session(plan: Arc<LoadPlan>, counters: Arc<Counters>) -> Vec<u32> {
     let mut latencies = Vec::new();
-    let mut client: Option<ApiClient> = None;
+    let mut door: Option<Door> = None;
     loop {
         let n = counters.next.fetch_add(1, Ordering::Relaxed);
         if n >= plan.messages {
             break;
         }
-        let set = (!plan.configuration_sets.is_empty())
-            .then(|| plan.configuration_sets[n % plan.configuration_sets.len()].as_str());
-        let content = sample_message(n, plan.size, None, &plan.recipient_domain);
-        if client.is_none() {
-            match ApiClient::open(plan.target).await {
-                Ok(opened) => client = Some(opened),
+        if door.is_none() {
+            match Door::open(&plan).await {
+                Ok(opened) => door = Some(opened),
                 Err(error) => {
                     counters.errors.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%error, "connect failed");
@@ -119,12 +164,11 @@ async fn api_session(
                 }
             }
         }
-        let Some(active) = client.as_mut() else {
+        let Some(active) = door.as_mut() else {
             continue;
         };
-        let recipient = format!("user{n}@{}", plan.recipient_domain);
         let started = Instant::now();
-        match active.send(&credentials, &content, &recipient, set).await {
+        match active.send(&plan, n).await {
             Ok(true) => {
                 latencies.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
                 counters.accepted.fetch_add(1, Ordering::Relaxed);
@@ -133,78 +177,20 @@ async fn api_session(
                 counters.refused.fetch_add(1, Ordering::Relaxed);
             }
             Err(error) => {
-                tracing::debug!(%error, "API request failed");
-                counters.errors.fetch_add(1, Ordering::Relaxed);
-                client = None;
-            }
-        }
-        if plan.connection_per_message {
-            client = None;
-        }
-    }
-    latencies
-}
-
-async fn session(plan: Arc<LoadPlan>, counters: Arc<Counters>) -> Vec<u32> {
-    if let Some(credentials) = plan.api.clone() {
-        return api_session(plan, counters, credentials).await;
-    }
-    let mut latencies = Vec::new();
-    let mut client: Option<SmtpClient> = None;
-    loop {
-        let n = counters.next.fetch_add(1, Ordering::Relaxed);
-        if n >= plan.messages {
-            break;
-        }
-        let set = (!plan.configuration_sets.is_empty())
-            .then(|| plan.configuration_sets[n % plan.configuration_sets.len()].as_str());
-        let content = sample_message(n, plan.size, set, &plan.recipient_domain);
-        if client.is_none() {
-            match open(plan.target).await {
-                Ok(opened) => client = Some(opened),
-                Err(error) => {
-                    counters.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%error, "connect failed");
-                    continue;
-                }
-            }
-        }
-        let Some(active) = client.as_mut() else {
-            continue;
-        };
-        let recipients = [format!("user{n}@{}", plan.recipient_domain)];
-        let request = MailRequest {
-            sender: "load@poolrelay.test",
-            recipients: &recipients,
-            size: content.len() as u64,
-            eight_bit_mime: false,
-            smtputf8: false,
-        };
-        let started = Instant::now();
-        match active.send(&request, Content::Memory(&content)).await {
-            Ok(outcome) if outcome.replies.first().is_some_and(|r| r.is_positive()) => {
-                latencies.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                counters.accepted.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(outcome) => {
-                tracing::debug!(reply = ?outcome.replies.first(), "refused");
-                counters.refused.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(error) => {
                 tracing::debug!(%error, "session failed");
                 counters.errors.fetch_add(1, Ordering::Relaxed);
-                client = None;
+                door = None;
                 continue;
             }
         }
         if plan.connection_per_message
-            && let Some(done) = client.take()
+            && let Some(done) = door.take()
         {
-            done.quit().await;
+            done.close().await;
         }
     }
-    if let Some(done) = client {
-        done.quit().await;
+    if let Some(done) = door {
+        done.close().await;
     }
     latencies
 }

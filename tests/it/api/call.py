@@ -1,29 +1,30 @@
 """One SESv2 call through boto3: its outcome as JSON on stdout.
 
-usage: call.py ENDPOINT KEY SECRET OPERATION [JSON_PARAMETERS]...   (several calls in a row)
+usage: call.py ENDPOINT KEY SECRET [--parallel] OPERATION JSON_PARAMETERS [OPERATION JSON ...]
+Several calls run in a row, or all at once with --parallel (results in the order given).
 """
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError
+import ses_client
 
 endpoint, key, secret = sys.argv[1:4]
-ses = boto3.client(
-    "sesv2", endpoint_url=endpoint, region_name="us-east-1",
-    aws_access_key_id=key, aws_secret_access_key=secret,
-    config=Config(retries={"max_attempts": 1}),
-)
-results = []
+ses = ses_client.client(endpoint, key, secret)
 calls = sys.argv[4:]
-for operation, parameters in zip(calls[0::2], calls[1::2]):
-    try:
-        response = getattr(ses, operation)(**json.loads(parameters))
-        response.pop("ResponseMetadata", None)
-        results.append({"ok": response})
-    except ClientError as error:
-        results.append({"error": error.response["Error"]["Code"],
-                        "message": error.response["Error"].get("Message", ""),
-                        "status": error.response["ResponseMetadata"]["HTTPStatusCode"]})
+parallel = calls[:1] == ["--parallel"]
+calls = calls[1:] if parallel else calls
+pairs = list(zip(calls[0::2], calls[1::2]))
+
+
+def run(pair):
+    operation, parameters = pair
+    return ses_client.result_of(lambda: getattr(ses, operation)(**json.loads(parameters)))
+
+
+if parallel:
+    with ThreadPoolExecutor(max_workers=len(pairs)) as pool:
+        results = list(pool.map(run, pairs))
+else:
+    results = [run(pair) for pair in pairs]
 print(json.dumps(results, default=str))

@@ -6,40 +6,24 @@ import datetime
 import json
 import sys
 
-import boto3
-import shapes
 import botocore.auth
 import botocore.awsrequest
 import botocore.credentials
 import urllib.request
-from botocore.config import Config
-from botocore.exceptions import ClientError
+
+import ses_client
 
 endpoint, admin_key, admin_secret, send_key, send_secret = sys.argv[1:6]
 results = {}
+outcome = ses_client.recorder(results)
 
 
 def client(key, secret):
-    return boto3.client(
-        "sesv2", endpoint_url=endpoint, region_name="us-east-1",
-        aws_access_key_id=key, aws_secret_access_key=secret,
-        config=Config(retries={"max_attempts": 1}),
-    )
-
-
-def outcome(name, call):
-    try:
-        response = call()
-        response.pop("ResponseMetadata", None)
-        results[name] = {"ok": response}
-    except ClientError as error:
-        results[name] = {"error": error.response["Error"]["Code"],
-                         "message": error.response["Error"].get("Message", ""),
-                         "status": error.response["ResponseMetadata"]["HTTPStatusCode"]}
+    return ses_client.client(endpoint, key, secret)
 
 
 admin = client(admin_key, admin_secret)
-shapes.watch(admin, results)
+ses_client.watch(admin, results)
 outcome("create_pool", lambda: admin.create_dedicated_ip_pool(PoolName="sdk-pool"))
 outcome("list_pools", lambda: admin.list_dedicated_ip_pools())
 outcome("get_ipv6", lambda: admin.get_dedicated_ip(Ip="::1"))

@@ -3,35 +3,16 @@ call's outcome as JSON on stdout.
 
 usage: send.py ENDPOINT ADMIN_KEY ADMIN_SECRET
 """
-import base64
 import json
 import sys
 
-import boto3
-import shapes
-from botocore.config import Config
-from botocore.exceptions import ClientError
+import ses_client
 
 endpoint, key, secret = sys.argv[1:4]
 results = {}
-ses = boto3.client(
-    "sesv2", endpoint_url=endpoint, region_name="us-east-1",
-    aws_access_key_id=key, aws_secret_access_key=secret,
-    config=Config(retries={"max_attempts": 1}),
-)
-shapes.watch(ses, results)
-
-
-def outcome(name, call):
-    try:
-        response = call()
-        response.pop("ResponseMetadata", None)
-        results[name] = {"ok": response}
-    except ClientError as error:
-        results[name] = {"error": error.response["Error"]["Code"],
-                         "message": error.response["Error"].get("Message", ""),
-                         "status": error.response["ResponseMetadata"]["HTTPStatusCode"]}
-
+ses = ses_client.client(endpoint, key, secret)
+ses_client.watch(ses, results)
+outcome = ses_client.recorder(results)
 
 outcome("create_pool", lambda: ses.create_dedicated_ip_pool(
     PoolName="send-pool", Tags=[{"Key": "team", "Value": "growth"}]))

@@ -1,9 +1,41 @@
-"""Checks every successful response body against botocore's SESv2 model: each member is one the
-model has, of the model's type (enum values included), and every required member is there.
+"""What the boto3 test scripts share: a client for the relay, a recorder of each call's outcome,
+and a check of every successful response body against botocore's SESv2 model (each member one
+the model has, of the model's type, enum values included, and every required member there).
 
-Use: shapes.watch(client, results); problems go to results["shape_errors"].
+Use: ses = client(endpoint, key, secret); record = recorder(results); watch(ses, results);
+record("name", lambda: ses.operation(...)). Shape problems go to results["shape_errors"].
 """
 import json
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+
+def client(endpoint, key, secret):
+    return boto3.client(
+        "sesv2", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id=key, aws_secret_access_key=secret,
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+def result_of(call):
+    """{"ok": response} or {"error": code, "message": ..., "status": HTTP status}."""
+    try:
+        response = call()
+        response.pop("ResponseMetadata", None)
+        return {"ok": response}
+    except ClientError as error:
+        return {"error": error.response["Error"]["Code"],
+                "message": error.response["Error"].get("Message", ""),
+                "status": error.response["ResponseMetadata"]["HTTPStatusCode"]}
+
+
+def recorder(results):
+    def record(name, call):
+        results[name] = result_of(call)
+    return record
 
 # Members poolrelay adds to SES's shapes, documented in the README; nothing else may differ.
 EXTENSIONS = {
