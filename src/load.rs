@@ -95,7 +95,8 @@ async fn open(target: SocketAddr) -> anyhow::Result<SmtpClient> {
 
 /// One open connection: an SMTP session, or keep-alive HTTP to the SESv2 API.
 enum Door {
-    Smtp(SmtpClient),
+    /// Boxed: an SMTP client is several times the size of the API's.
+    Smtp(Box<SmtpClient>),
     Api(ApiClient),
 }
 
@@ -103,7 +104,7 @@ impl Door {
     async fn open(plan: &LoadPlan) -> anyhow::Result<Self> {
         Ok(match plan.api {
             Some(_) => Door::Api(ApiClient::open(plan.target).await?),
-            None => Door::Smtp(open(plan.target).await?),
+            None => Door::Smtp(Box::new(open(plan.target).await?)),
         })
     }
 
