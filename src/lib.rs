@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod api;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod dns;
 pub mod dns_checks;

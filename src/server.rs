@@ -137,6 +137,7 @@ struct Listeners {
     api_addrs: Vec<SocketAddr>,
     api_settings: Option<(
         crate::settings::api::ApiSettings,
+        Vec<crate::settings::console::ConsoleUser>,
         Option<tokio_rustls::TlsAcceptor>,
     )>,
 }
@@ -220,7 +221,7 @@ impl Listeners {
             ),
             _ => None,
         };
-        self.api_settings = Some((api.clone(), acceptor));
+        self.api_settings = Some((api.clone(), config.admin.users.clone(), acceptor));
         Ok(())
     }
 }
@@ -264,11 +265,12 @@ fn spawn_admin(
             shutdown.clone(),
         ));
     }
-    if let Some((settings, tls)) = listeners.api_settings.take() {
+    if let Some((settings, users, tls)) = listeners.api_settings.take() {
         tracing::info!(listen = ?listeners.api_addrs, tls = tls.is_some(), "SESv2 API listening");
         let ctx = Arc::new(crate::api::listener::ApiContext {
             admin: admin.clone(),
             inbound: inbound.clone(),
+            console: crate::console::Console::new(users, tls.is_some()),
             settings,
             tls,
         });

@@ -69,7 +69,7 @@ fn query_value(query: Option<&str>, key: &str) -> Option<String> {
 }
 
 /// Every `key=value` pair of a query string, percent-decoded (`+` is a space), in order.
-fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     let decode_part = |part: &str| decode(&part.replace('+', " "));
     query
         .unwrap_or_default()

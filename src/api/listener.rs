@@ -40,6 +40,8 @@ pub struct ApiContext {
     pub admin: Arc<AdminState>,
     /// What SendEmail shares with SMTP sessions: the spool, the queue, the model.
     pub inbound: Arc<crate::inbound::InboundContext>,
+    /// The console at `/console/` (signed in with `[[admin.user]]`, not SigV4).
+    pub console: crate::console::Console,
     pub settings: ApiSettings,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
@@ -119,6 +121,9 @@ async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = request.into_parts();
+    if parts.uri.path() == "/console" || parts.uri.path().starts_with("/console/") {
+        return Ok(console(&ctx, peer, &parts, body).await);
+    }
     let result = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => serve_request(&ctx, peer, &parts, &collected.to_bytes()).await,
         Err(_) => Err(ApiError::TooLarge(format!(
@@ -133,6 +138,34 @@ async fn handle(
             response(error.status(), &error.body(), Some(kind))
         }
     })
+}
+
+/// A console request: its body read within the same limit, then served by the console.
+async fn console(
+    ctx: &ApiContext,
+    peer: IpAddr,
+    parts: &hyper::http::request::Parts,
+    body: Incoming,
+) -> Response<Full<Bytes>> {
+    let Ok(collected) = Limited::new(body, MAX_BODY_BYTES).collect().await else {
+        let mut response = Response::new(Full::new(Bytes::from_static(b"request too large")));
+        *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+        return response;
+    };
+    let body = collected.to_bytes();
+    let cookie = parts
+        .headers
+        .get(hyper::header::COOKIE)
+        .and_then(|v| v.to_str().ok());
+    let request = crate::console::ConsoleRequest {
+        method: &parts.method,
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        cookie,
+        body: &body,
+        client: peer,
+    };
+    crate::console::serve(&ctx.console, &ctx.admin, request).await
 }
 
 /// Checks the signature and the key's rights, then runs the operation.

@@ -5,6 +5,7 @@
 //! Relative paths in the file are relative to the file's folder, not to the working directory.
 
 mod api;
+mod console;
 pub mod edit;
 pub mod feedback;
 mod identities;
@@ -111,6 +112,8 @@ pub struct AdminSettings {
     /// With a group, the socket is mode 0660 and owned by that group (its members still need
     /// their uid in `allowed_uids`).
     pub group: Option<String>,
+    /// `[[admin.user]]`: who may sign in to the console (served on `[api] listen`).
+    pub users: Vec<crate::settings::console::ConsoleUser>,
 }
 
 #[derive(Debug, Clone)]

@@ -231,6 +231,17 @@ pub struct RawAdmin {
     pub socket: Option<Text>,
     pub allowed_uids: Option<Vec<u32>>,
     pub group: Option<Text>,
+    /// `[[admin.user]]`: who may sign in to the console.
+    #[serde(default)]
+    pub user: Vec<Spanned<RawAdminUser>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdminUser {
+    pub username: Text,
+    pub password_hash: Text,
+    pub role: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

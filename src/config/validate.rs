@@ -116,6 +116,7 @@ fn paths(
             .map(|p| relative_to_config(p.get_ref())),
         allowed_uids: raw.admin.allowed_uids.clone(),
         group: raw.admin.group.as_ref().map(|g| g.get_ref().clone()),
+        users: super::console::users(&raw.admin.user, problems),
     };
     (outbound, events_path, admin)
 }

@@ -7,6 +7,7 @@ mod common;
 mod admin;
 mod api;
 mod auth_limits;
+mod console;
 mod crash;
 mod delivery;
 mod demo;

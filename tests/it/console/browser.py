@@ -1,0 +1,127 @@
+"""The console in headless Chromium (Selenium): sign in, the Create a New IP Pool wizard twice,
+refusals. Every check's outcome as JSON on stdout; the Rust test asserts on it.
+
+usage: browser.py BASE_URL ADMIN_USER ADMIN_PASSWORD VIEWER_USER VIEWER_PASSWORD
+"""
+import json
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+base, admin_user, admin_password, viewer_user, viewer_password = sys.argv[1:6]
+results = {}
+
+options = webdriver.ChromeOptions()
+for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--user-data-dir=" + tempfile.mkdtemp()]:
+    options.add_argument(flag)
+options.binary_location = "/usr/bin/chromium"
+driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+driver.implicitly_wait(5)
+
+
+def text():
+    return driver.find_element(By.TAG_NAME, "body").text
+
+
+def click(label):
+    """Clicks the button or link and waits for the next page to replace this one."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(By.XPATH, f"//button[normalize-space()='{label}'] | //a[normalize-space()='{label}']").click()
+    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(page))
+
+
+def sign_in(user, password):
+    driver.get(base + "/console/login")
+    driver.find_element(By.ID, "username").send_keys(user)
+    driver.find_element(By.ID, "password").send_keys(password)
+    click("Sign in")
+
+
+def post_form(path, fields):
+    """A form post outside the browser, with the browser's session cookie."""
+    cookie = "; ".join(f"{c['name']}={c['value']}" for c in driver.get_cookies())
+    data = urllib.parse.urlencode(fields).encode()
+    request = urllib.request.Request(base + path, data=data, method="POST", headers={"Cookie": cookie})
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def csrf():
+    return driver.find_element(By.NAME, "csrf").get_attribute("value")
+
+
+def wizard(name, ip, existing=None, new=None, check_back=False):
+    driver.get(base + "/console/pools")
+    click("Create a New IP Pool")
+    field = driver.find_element(By.ID, "name")
+    field.clear()
+    field.send_keys(name)
+    click("Next")
+    moved = text()
+    driver.find_element(By.CSS_SELECTOR, f"input[name=ip][value='{ip}']").click()
+    click("Next")
+    if check_back:
+        click("Previous")
+        results["ip_kept_after_previous"] = driver.find_element(
+            By.CSS_SELECTOR, f"input[name=ip][value='{ip}']").is_selected()
+        click("Next")
+    if existing:
+        driver.find_element(By.CSS_SELECTOR, "input[name=assign][value=existing]").click()
+        Select(driver.find_element(By.ID, "existing_set")).select_by_visible_text(existing)
+    else:
+        driver.find_element(By.CSS_SELECTOR, "input[name=assign][value=new]").click()
+        driver.find_element(By.ID, "new_set").send_keys(new)
+    click("Next")
+    review = text()
+    click("Create")
+    return {"moved": moved, "review": review, "after": text(), "url": driver.current_url}
+
+
+try:
+    driver.get(base + "/console/ips")
+    results["unsigned_url"] = driver.current_url
+    sign_in(admin_user, "not the password")
+    results["wrong_password"] = text()
+    sign_in(admin_user, admin_password)
+    results["ips_page"] = text()
+    results["cookies"] = driver.get_cookies()
+
+    # A taken name is reported on the Pool name step.
+    driver.get(base + "/console/pools")
+    click("Create a New IP Pool")
+    driver.find_element(By.ID, "name").send_keys("old")
+    click("Next")
+    results["taken"] = {"text": text(), "on_name_step": len(driver.find_elements(By.ID, "name")) == 1}
+
+    results["first"] = wizard("wizard-pool", "127.0.0.3", existing="promo", check_back=True)
+    results["second"] = wizard("wizard-two", "127.0.0.4", new="fresh-set")
+    results["pools_page"] = text()
+
+    results["post_without_csrf"] = post_form("/console/pools/new", {"step": "4", "action": "create",
+                                             "name": "csrf-pool", "assign": "new", "new_set": "x"})
+    results["post_with_wrong_csrf"] = post_form("/console/pools/delete", {"csrf": "forged", "pool": "old"})
+
+    click("Sign out")
+    results["after_sign_out"] = driver.current_url
+    sign_in(viewer_user, viewer_password)
+    driver.get(base + "/console/pools")
+    results["viewer_pools"] = text()
+    results["viewer_create_links"] = len(driver.find_elements(By.LINK_TEXT, "Create a New IP Pool"))
+    results["viewer_post"] = post_form("/console/pools/delete", {"csrf": csrf(), "pool": "old"})
+    driver.get(base + "/console/pools/new")
+    results["viewer_wizard"] = text()
+finally:
+    driver.quit()
+print(json.dumps(results, default=str))

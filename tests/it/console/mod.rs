@@ -1,0 +1,175 @@
+//! The console in a real browser: headless Chromium driven by Selenium signs in, runs the
+//! Create a New IP Pool wizard (moving an IP from another pool, assigning the pool to an
+//! existing set, then to a new one), and mail sent with those sets leaves from the chosen IPs.
+//! Refusals: a taken name on its step, a form without its CSRF token, a viewer.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::*;
+
+const ADMIN_PASSWORD: &str = "correct horse battery";
+const VIEWER_PASSWORD: &str = "viewer password";
+
+fn browser_python() -> Option<std::path::PathBuf> {
+    let python = python_with(
+        "selenium",
+        "drive Chromium: selenium is not installed (.venv/bin/pip install selenium)",
+    )?;
+    if !std::path::Path::new("/usr/bin/chromedriver").exists() {
+        privilege_missing(
+            "drive Chromium: chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)",
+        );
+        return None;
+    }
+    Some(python)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wizard_creates_pools_that_mail_then_leaves_from() {
+    let Some(python) = browser_python() else {
+        return;
+    };
+    let sink = start_sink().await;
+    let admin_hash = poolrelay::password::hash(ADMIN_PASSWORD).expect("hash");
+    let viewer_hash = poolrelay::password::hash(VIEWER_PASSWORD).expect("hash");
+    let config = format!(
+        r#"{}{}[api]
+listen = ["127.0.0.1:0"]
+[[admin.user]]
+username = "ops"
+password_hash = "{admin_hash}"
+role = "admin"
+[[admin.user]]
+username = "watcher"
+password_hash = "{viewer_hash}"
+role = "viewer"
+[[pool]]
+name = "old"
+[[ip]]
+address = "127.0.0.2"
+[[ip]]
+address = "127.0.0.3"
+pool = "old"
+[[ip]]
+address = "127.0.0.4"
+[[configuration_set]]
+name = "promo"
+sending_pool = "old"
+"#,
+        smtp_section(""),
+        catch_all_route(sink.addr())
+    );
+    let relay = TestRelay::start(&config).await;
+    let base = format!(
+        "http://{}",
+        relay.relay.as_ref().expect("running").api_addrs()[0]
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/console/browser.py");
+    let args = [
+        base.as_str(),
+        "ops",
+        ADMIN_PASSWORD,
+        "watcher",
+        VIEWER_PASSWORD,
+    ]
+    .map(String::from);
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(&python)
+            .arg(script)
+            .args(&args)
+            .output()
+            .expect("python runs")
+    })
+    .await
+    .expect("joined");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let results: Value = serde_json::from_slice(&output.stdout).expect("JSON results");
+    let text = |name: &str| results[name].as_str().unwrap_or_default().to_string();
+
+    assert!(
+        text("unsigned_url").ends_with("/console/login"),
+        "{results}"
+    );
+    assert!(text("wrong_password").contains("Wrong username or password"));
+    assert!(text("ips_page").contains("Dedicated IPs") && text("ips_page").contains("127.0.0.3"));
+    let cookie = results["cookies"]
+        .as_array()
+        .and_then(|cookies| cookies.iter().find(|c| c["name"] == "poolrelay_console"))
+        .expect("the session cookie");
+    assert_eq!(cookie["httpOnly"], true, "{cookie}");
+    assert_eq!(cookie["sameSite"], "Strict", "{cookie}");
+
+    assert!(
+        results["taken"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("already exists")
+    );
+    assert_eq!(results["taken"]["on_name_step"], true);
+    let first = &results["first"];
+    assert!(
+        first["moved"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("(in old; choosing it moves it to wizard-pool)"),
+        "{first}"
+    );
+    assert_eq!(results["ip_kept_after_previous"], true);
+    assert!(
+        first["review"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("127.0.0.3 moves from old"),
+        "{first}"
+    );
+    assert!(
+        first["after"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Pool wizard-pool was created."),
+        "{first}"
+    );
+    assert!(
+        results["second"]["after"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Pool wizard-two was created.")
+    );
+
+    assert_eq!(results["post_without_csrf"], 403);
+    assert_eq!(results["post_with_wrong_csrf"], 403);
+    assert!(text("after_sign_out").ends_with("/console/login"));
+    assert!(text("viewer_pools").contains("wizard-pool"));
+    assert_eq!(results["viewer_create_links"], 0);
+    assert_eq!(results["viewer_post"], 403);
+    assert!(text("viewer_wizard").contains("A viewer cannot create pools"));
+
+    // The config says what the wizard did, once each.
+    let config = std::fs::read_to_string(relay.dir.path().join("poolrelay.toml")).expect("config");
+    assert!(!config.contains("csrf-pool"), "{config}");
+    // Mail with those sets leaves from the chosen IPs.
+    let (mut client, _) = RawClient::connect(relay.addr).await;
+    client
+        .send_for_set("promo", "a@example.test", "promo")
+        .await;
+    client
+        .send_for_set("fresh-set", "b@example.test", "fresh")
+        .await;
+    let received = sink.wait_for(2, Duration::from_secs(15)).await;
+    let from = |subject: &str| {
+        received
+            .iter()
+            .find(|m| String::from_utf8_lossy(&m.content).contains(&format!("Subject: {subject}")))
+            .map(|m| m.peer.ip())
+    };
+    assert_eq!(from("promo"), Some(ip("127.0.0.3")));
+    assert_eq!(from("fresh"), Some(ip("127.0.0.4")));
+    relay.stop().await;
+}
