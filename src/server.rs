@@ -466,7 +466,7 @@ impl Relay {
                 dkim_status,
             )
             .with_ledger(ledger)
-            .with_quota(ctx.quota.clone()),
+            .with_inbound(&ctx),
         );
         tasks.spawn(outbound.clone().upkeep(shutdown.clone()));
         spawn_admin(&tasks, &mut listeners, (&admin, &ctx), &shutdown);

@@ -220,6 +220,9 @@ async fn route_more(
         }
         (&Method::POST, ["list-identities"]) => identities::list(state, &page_from_body(&body)?),
         (&Method::GET, ["account"]) => account::get(state),
+        (&Method::GET, ["poolrelay", "history"]) => Ok(serde_json::json!({
+            "Minutes": state.history.last_hour(),
+        })),
         (&Method::PUT, ["account", "sending"]) => account::put_sending(state, body).await,
         (&Method::POST, ["tags"]) => tags::tag(state, body).await,
         (&Method::DELETE, ["tags"]) => tags::untag(state, &query_pairs(query)).await,

@@ -36,6 +36,8 @@ pub struct AdminState {
     pub ledger: Option<crate::ledger::Ledger>,
     /// The account's sending quota, as SMTP and the API count it (GetAccount reads it).
     pub quota: Arc<crate::inbound::quota::SendQuota>,
+    /// Delivered, deferred and bounced per minute, pool and IP over the last hour.
+    pub history: Arc<crate::events::history::History>,
     /// Where email templates are kept (`<spool>/templates`).
     pub templates_dir: PathBuf,
     /// Serializes template writes (create refuses a name that exists).
@@ -75,13 +77,18 @@ impl AdminState {
             dkim: config.dkim.clone(),
             ledger: None,
             quota: Arc::default(),
+            history: Arc::default(),
             writes: tokio::sync::Mutex::new(std::fs::read_to_string(&config.path).ok()),
         }
     }
 
-    /// The quota the inbound side counts against.
-    pub fn with_quota(self, quota: Arc<crate::inbound::quota::SendQuota>) -> Self {
-        Self { quota, ..self }
+    /// The quota the inbound side counts against, and the last hour's delivery counts.
+    pub fn with_inbound(self, inbound: &crate::inbound::InboundContext) -> Self {
+        Self {
+            quota: inbound.quota.clone(),
+            history: inbound.events.history().clone(),
+            ..self
+        }
     }
 
     /// The suppression list the API reads and writes.

@@ -3,6 +3,8 @@
 //! `wizard`), every change made through the admin API's own functions. Forms work without
 //! JavaScript; every POST carries the session's CSRF token; a viewer changes nothing.
 
+mod charts;
+mod overview;
 pub mod pages;
 pub mod session;
 pub mod wizard;
@@ -22,6 +24,7 @@ use crate::settings::console::{ConsoleUser, Role};
 use session::{Session, Sessions, token_from_cookies};
 
 const STYLE: &str = include_str!("style.css");
+const SCRIPT: &str = include_str!("app.js");
 
 /// One console: its users and sessions.
 pub struct Console {
@@ -100,6 +103,9 @@ pub async fn serve(
         (&Method::GET, "/console/style.css") => {
             return respond(StatusCode::OK, "text/css", STYLE.into());
         }
+        (&Method::GET, "/console/app.js") => {
+            return respond(StatusCode::OK, "text/javascript", SCRIPT.into());
+        }
         (&Method::GET, "/console/login") => return page(StatusCode::OK, pages::sign_in(None)),
         (&Method::POST, "/console/login") => return sign_in(console, &request, &form).await,
         _ => {}
@@ -170,7 +176,15 @@ async fn route(
 ) -> Response<Full<Bytes>> {
     let admin_only = |session: &Session| session.role != Role::Admin;
     match (request.method, path) {
-        (&Method::GET, "/console") => redirect("/console/ips", None),
+        (&Method::GET, "/console") => redirect("/console/overview", None),
+        (&Method::GET, "/console/overview") => {
+            let queue = admin.queue.list().await.unwrap_or_default();
+            let minutes = admin.history.last_hour();
+            page(
+                StatusCode::OK,
+                overview::overview(session, &minutes, &queue),
+            )
+        }
         (&Method::GET, "/console/ips") => {
             let all = PageRequest::new(Some("1000"), None, (1000, 1000));
             match all.and_then(|page| crate::admin::ips::list(admin, None, &page)) {
@@ -179,7 +193,8 @@ async fn route(
                         .as_array()
                         .cloned()
                         .unwrap_or_default();
-                    page(StatusCode::OK, pages::dedicated_ips(session, &ips))
+                    let hour = admin.history.hour_by_ip();
+                    page(StatusCode::OK, pages::dedicated_ips(session, &ips, &hour))
                 }
                 Err(error) => refused(
                     Some(session),

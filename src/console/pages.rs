@@ -23,6 +23,7 @@ pub fn layout(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                     strong { "poolrelay" }
                     @if let Some(session) = session {
                         nav {
+                            a href="/console/overview" { "Overview" }
                             a href="/console/ips" { "Dedicated IPs" }
                             a href="/console/pools" { "IP pools" }
                         }
@@ -75,7 +76,11 @@ fn text(value: &Value) -> String {
 }
 
 /// Dedicated IPs: every IP as GetDedicatedIps reports it.
-pub fn dedicated_ips(session: &Session, ips: &[Value]) -> Markup {
+pub fn dedicated_ips(
+    session: &Session,
+    ips: &[Value],
+    hour: &std::collections::BTreeMap<std::net::IpAddr, crate::events::history::Counts>,
+) -> Markup {
     layout(
         "Dedicated IPs",
         Some(session),
@@ -83,7 +88,7 @@ pub fn dedicated_ips(session: &Session, ips: &[Value]) -> Markup {
             table {
                 thead { tr {
                     th { "IP" } th { "Pool" } th { "Weight" } th { "EHLO name" }
-                    th { "Warm-up" } th { "Suspension" }
+                    th { "Warm-up" } th { "Suspension" } th { "Last hour" }
                 } }
                 tbody {
                     @for ip in ips {
@@ -104,6 +109,12 @@ pub fn dedicated_ips(session: &Session, ips: &[Value]) -> Markup {
                                         div.site { (text(&site["Site"])) ": " (text(&site["Reply"])) }
                                     }
                                 }
+                            }
+                            td {
+                                @let counts = text(&ip["Ip"]).parse().ok().and_then(|a| hour.get(&a)).copied().unwrap_or_default();
+                                span.delivered { (counts.delivered) " delivered" } ", "
+                                span.deferred { (counts.deferred) " deferred" } ", "
+                                span.bounced { (counts.bounced) " bounced" }
                             }
                         }
                     }

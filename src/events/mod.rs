@@ -11,6 +11,7 @@
 //! keeps mail safe.
 
 pub mod bounce_type;
+pub mod history;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -58,6 +59,8 @@ impl DelayType {
 pub struct EventLog {
     writer: Option<writer::Writer>,
     reporting_mta: String,
+    /// The last hour's counts, kept whether or not events are written.
+    history: std::sync::Arc<history::History>,
 }
 
 fn timestamp(unix: u64) -> String {
@@ -80,6 +83,7 @@ impl EventLog {
         Ok(Self {
             writer,
             reporting_mta: reporting_mta.to_string(),
+            history: Default::default(),
         })
     }
 
@@ -87,7 +91,13 @@ impl EventLog {
         Self {
             writer: None,
             reporting_mta: String::new(),
+            history: Default::default(),
         }
+    }
+
+    /// The last hour, minute by minute.
+    pub fn history(&self) -> &std::sync::Arc<history::History> {
+        &self.history
     }
 
     /// Whether events go anywhere (`[events] path` is set); without it none is even built.

@@ -9,6 +9,7 @@ use super::context::AttemptContext;
 use super::slot::DeliverySlot;
 use super::suppression;
 use crate::config::QueueSettings;
+use crate::events::history::Outcome as Counted;
 use crate::events::{DelayType, EventLog, RecipientOutcome};
 use crate::metrics::{self, METRICS};
 use crate::outbound::report::{AttemptReport, Outcome};
@@ -122,7 +123,9 @@ fn publish(events: &EventLog, envelope: &Envelope, changed: &[bool], report: &At
             .filter(move |(r, changed)| **changed && r.state == state)
             .map(|(r, _)| r)
     };
+    let history = events.history();
     for recipient in changed_in(RecipientState::Delivered) {
+        history.record(&envelope.pool, recipient.source_ip, Counted::Delivered, 1);
         let labels = metrics::outcome(&envelope.pool, recipient.source_ip);
         METRICS.delivered.get_or_create(&labels).inc();
         METRICS
@@ -130,10 +133,12 @@ fn publish(events: &EventLog, envelope: &Envelope, changed: &[bool], report: &At
             .observe(now.saturating_sub(envelope.received_at) as f64);
     }
     for recipient in changed_in(RecipientState::Pending) {
+        history.record(&envelope.pool, recipient.source_ip, Counted::Deferred, 1);
         let labels = metrics::outcome(&envelope.pool, recipient.source_ip);
         METRICS.deferred.get_or_create(&labels).inc();
     }
     for recipient in changed_in(RecipientState::Failed) {
+        history.record(&envelope.pool, recipient.source_ip, Counted::Bounced, 1);
         let labels = metrics::outcome(&envelope.pool, recipient.source_ip);
         METRICS.bounced.get_or_create(&labels).inc();
     }

@@ -1,7 +1,7 @@
 """The console in headless Chromium (Selenium): sign in, the Create a New IP Pool wizard twice,
 refusals. Every check's outcome as JSON on stdout; the Rust test asserts on it.
 
-usage: browser.py BASE_URL ADMIN_USER ADMIN_PASSWORD VIEWER_USER VIEWER_PASSWORD
+usage: browser.py wizard|overview BASE_URL ADMIN_USER ADMIN_PASSWORD VIEWER_USER VIEWER_PASSWORD
 """
 import json
 import sys
@@ -12,10 +12,9 @@ import urllib.request
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-base, admin_user, admin_password, viewer_user, viewer_password = sys.argv[1:6]
+phase, base, admin_user, admin_password, viewer_user, viewer_password = sys.argv[1:7]
 results = {}
 
 options = webdriver.ChromeOptions()
@@ -36,7 +35,19 @@ def click(label):
     """Clicks the button or link and waits for the next page to replace this one."""
     page = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(By.XPATH, f"//button[normalize-space()='{label}'] | //a[normalize-space()='{label}']").click()
-    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, 10).until(replaced(page))
+
+
+def replaced(element):
+    """True once `element` no longer belongs to the page shown (Chromium reports a node of an
+    old document as stale or as not belonging to the document, depending on timing)."""
+    def check(_):
+        try:
+            element.tag_name
+            return False
+        except Exception:
+            return True
+    return check
 
 
 def sign_in(user, password):
@@ -89,7 +100,17 @@ def wizard(name, ip, existing=None, new=None, check_back=False):
     return {"moved": moved, "review": review, "after": text(), "url": driver.current_url}
 
 
-try:
+def overview():
+    sign_in(admin_user, admin_password)
+    driver.get(base + "/console/overview")
+    results["overview"] = text()
+    results["bars"] = len(driver.find_elements(By.CSS_SELECTOR, "figure.chart svg rect.delivered"))
+    results["live_script"] = len(driver.find_elements(By.CSS_SELECTOR, "script[src='/console/app.js']"))
+    driver.get(base + "/console/ips")
+    results["ips_after"] = text()
+
+
+def wizard_phase():
     driver.get(base + "/console/ips")
     results["unsigned_url"] = driver.current_url
     sign_in(admin_user, "not the password")
@@ -122,6 +143,10 @@ try:
     results["viewer_post"] = post_form("/console/pools/delete", {"csrf": csrf(), "pool": "old"})
     driver.get(base + "/console/pools/new")
     results["viewer_wizard"] = text()
+
+
+try:
+    overview() if phase == "overview" else wizard_phase()
 finally:
     driver.quit()
 print(json.dumps(results, default=str))

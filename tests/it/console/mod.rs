@@ -27,6 +27,35 @@ fn browser_python() -> Option<std::path::PathBuf> {
     Some(python)
 }
 
+/// Runs one phase of `browser.py` against the console at `base` (on a blocking thread).
+async fn browser(python: std::path::PathBuf, phase: &str, base: &str) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/console/browser.py");
+    let args = [
+        phase,
+        base,
+        "ops",
+        ADMIN_PASSWORD,
+        "watcher",
+        VIEWER_PASSWORD,
+    ]
+    .map(String::from);
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(&python)
+            .arg(script)
+            .args(&args)
+            .output()
+            .expect("python runs")
+    })
+    .await
+    .expect("joined");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON results")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wizard_creates_pools_that_mail_then_leaves_from() {
     let Some(python) = browser_python() else {
@@ -67,30 +96,7 @@ sending_pool = "old"
         "http://{}",
         relay.relay.as_ref().expect("running").api_addrs()[0]
     );
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/console/browser.py");
-    let args = [
-        base.as_str(),
-        "ops",
-        ADMIN_PASSWORD,
-        "watcher",
-        VIEWER_PASSWORD,
-    ]
-    .map(String::from);
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(&python)
-            .arg(script)
-            .args(&args)
-            .output()
-            .expect("python runs")
-    })
-    .await
-    .expect("joined");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let results: Value = serde_json::from_slice(&output.stdout).expect("JSON results");
+    let results = browser(python.clone(), "wizard", &base).await;
     let text = |name: &str| results[name].as_str().unwrap_or_default().to_string();
 
     assert!(
@@ -171,5 +177,29 @@ sending_pool = "old"
     };
     assert_eq!(from("promo"), Some(ip("127.0.0.3")));
     assert_eq!(from("fresh"), Some(ip("127.0.0.4")));
+
+    // The Overview and Dedicated IPs pages count those deliveries.
+    let spool = relay.spool_dir();
+    eventually(|| spool_files(&spool, "queue").is_empty().then_some(()))
+        .await
+        .expect("delivered");
+    let seen = browser(python, "overview", &base).await;
+    let overview = seen["overview"].as_str().unwrap_or_default();
+    assert!(
+        overview.contains("wizard-pool — last hour: 1 delivered"),
+        "{seen}"
+    );
+    assert!(
+        overview.contains("127.0.0.4 — last hour: 1 delivered"),
+        "{overview}"
+    );
+    assert!(seen["bars"].as_u64().unwrap_or(0) >= 2, "{seen}");
+    assert_eq!(seen["live_script"], 1);
+    assert!(
+        seen["ips_after"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("1 delivered")
+    );
     relay.stop().await;
 }
