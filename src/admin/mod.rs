@@ -10,14 +10,14 @@
 mod account;
 pub mod body;
 pub mod client;
-mod configuration_sets;
+pub mod configuration_sets;
 pub mod error;
 pub mod http;
 mod identities;
 pub mod ips;
 pub mod paging;
 pub mod pools;
-mod queue;
+pub mod queue;
 mod socket;
 pub mod state;
 mod status;

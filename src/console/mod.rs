@@ -4,6 +4,7 @@
 //! JavaScript; every POST carries the session's CSRF token; a viewer changes nothing.
 
 mod charts;
+mod manage;
 mod overview;
 pub mod pages;
 pub mod session;
@@ -174,6 +175,9 @@ async fn route(
     path: &str,
     form: &[(String, String)],
 ) -> Response<Full<Bytes>> {
+    if request.method == Method::POST {
+        return post_action(admin, session, path, form).await;
+    }
     let admin_only = |session: &Session| session.role != Role::Admin;
     match (request.method, path) {
         (&Method::GET, "/console") => redirect("/console/overview", None),
@@ -185,24 +189,7 @@ async fn route(
                 overview::overview(session, &minutes, &queue),
             )
         }
-        (&Method::GET, "/console/ips") => {
-            let all = PageRequest::new(Some("1000"), None, (1000, 1000));
-            match all.and_then(|page| crate::admin::ips::list(admin, None, &page)) {
-                Ok(listed) => {
-                    let ips = listed["DedicatedIps"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default();
-                    let hour = admin.history.hour_by_ip();
-                    page(StatusCode::OK, pages::dedicated_ips(session, &ips, &hour))
-                }
-                Err(error) => refused(
-                    Some(session),
-                    error.status(),
-                    &error.body()["message"].to_string(),
-                ),
-            }
-        }
+        (&Method::GET, "/console/ips") => ips_page(admin, session),
         (&Method::GET, "/console/pools") => {
             let created = query_pairs(request.query)
                 .into_iter()
@@ -227,8 +214,81 @@ async fn route(
                 wizard::render(session, wizard::Step::Name, &answers, &registry, None),
             )
         }
-        (&Method::POST, "/console/pools/new") => wizard_step(admin, session, form).await,
-        (&Method::POST, "/console/pools/delete") => {
+        (&Method::GET, "/console/sets") => {
+            let done = query_pairs(request.query);
+            let notice = (!manage::field(&done, "done").is_empty()).then_some("Saved.");
+            let registry = admin.registry.load();
+            page(
+                StatusCode::OK,
+                manage::sets_page(session, &registry, notice),
+            )
+        }
+        (&Method::GET, "/console/queue") => {
+            let filter = manage::QueueFilter::from_query(&query_pairs(request.query));
+            let entries = admin.queue.list().await.unwrap_or_default();
+            page(
+                StatusCode::OK,
+                manage::queue_page(session, &entries, &filter),
+            )
+        }
+        _ => refused(
+            Some(session),
+            StatusCode::NOT_FOUND,
+            "There is no such page.",
+        ),
+    }
+}
+
+/// Dedicated IPs as GetDedicatedIps reports them, with the last hour and (for admins) actions.
+fn ips_page(admin: &AdminState, session: &Session) -> Response<Full<Bytes>> {
+    let all = PageRequest::new(Some("1000"), None, (1000, 1000));
+    match all.and_then(|page| crate::admin::ips::list(admin, None, &page)) {
+        Ok(listed) => {
+            let ips = listed["DedicatedIps"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let hour = admin.history.hour_by_ip();
+            let registry = admin.registry.load();
+            let actions = |ip: &str| manage::ip_forms(session, ip, &registry);
+            page(
+                StatusCode::OK,
+                pages::dedicated_ips(session, &ips, &hour, &actions),
+            )
+        }
+        Err(error) => refused(
+            Some(session),
+            error.status(),
+            &error.body()["message"].to_string(),
+        ),
+    }
+}
+
+/// A form post (the session, its CSRF token and its role are already checked).
+async fn post_action(
+    admin: &AdminState,
+    session: &Session,
+    path: &str,
+    form: &[(String, String)],
+) -> Response<Full<Bytes>> {
+    match path {
+        "/console/pools/new" => wizard_step(admin, session, form).await,
+        "/console/ips/action" => done(
+            session,
+            manage::ip_action(admin, form).await,
+            "/console/ips",
+        ),
+        "/console/sets/action" => done(
+            session,
+            manage::set_action(admin, form).await,
+            "/console/sets?done=1",
+        ),
+        "/console/queue/action" => done(
+            session,
+            manage::queue_action(admin, form).await,
+            "/console/queue",
+        ),
+        "/console/pools/delete" => {
             let name = form
                 .iter()
                 .find(|(k, _)| k == "pool")
@@ -246,8 +306,26 @@ async fn route(
         _ => refused(
             Some(session),
             StatusCode::NOT_FOUND,
-            "There is no such page.",
+            "There is no such form.",
         ),
+    }
+}
+
+/// After a change: back to the page it was made on, or the refusal.
+fn done(
+    session: &Session,
+    result: Result<(), crate::admin::error::ApiError>,
+    back: &str,
+) -> Response<Full<Bytes>> {
+    match result {
+        Ok(()) => redirect(back, None),
+        Err(error) => {
+            let message = error.body()["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            refused(Some(session), error.status(), &message)
+        }
     }
 }
 

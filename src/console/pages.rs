@@ -26,6 +26,8 @@ pub fn layout(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                             a href="/console/overview" { "Overview" }
                             a href="/console/ips" { "Dedicated IPs" }
                             a href="/console/pools" { "IP pools" }
+                            a href="/console/sets" { "Configuration sets" }
+                            a href="/console/queue" { "Queue" }
                         }
                         form.signout method="post" action="/console/logout" {
                             input type="hidden" name="csrf" value=(session.csrf);
@@ -80,6 +82,7 @@ pub fn dedicated_ips(
     session: &Session,
     ips: &[Value],
     hour: &std::collections::BTreeMap<std::net::IpAddr, crate::events::history::Counts>,
+    actions: &dyn Fn(&str) -> Markup,
 ) -> Markup {
     layout(
         "Dedicated IPs",
@@ -88,7 +91,7 @@ pub fn dedicated_ips(
             table {
                 thead { tr {
                     th { "IP" } th { "Pool" } th { "Weight" } th { "EHLO name" }
-                    th { "Warm-up" } th { "Suspension" } th { "Last hour" }
+                    th { "Warm-up" } th { "Suspension" } th { "Last hour" } th {}
                 } }
                 tbody {
                     @for ip in ips {
@@ -116,6 +119,7 @@ pub fn dedicated_ips(
                                 span.deferred { (counts.deferred) " deferred" } ", "
                                 span.bounced { (counts.bounced) " bounced" }
                             }
+                            td { (actions(&text(&ip["Ip"]))) }
                         }
                     }
                 }

@@ -55,6 +55,8 @@ pub struct QueueEntry {
     /// Seconds until the next attempt, for waiting messages.
     pub next_attempt_in_seconds: Option<u64>,
     pub last_error: Option<String>,
+    /// The source address of the last attempt.
+    pub last_source_ip: Option<std::net::IpAddr>,
 }
 
 pub(super) type Answer<T> = oneshot::Sender<Result<T, QueueError>>;

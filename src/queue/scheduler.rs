@@ -339,6 +339,7 @@ impl Scheduler {
                 .collect(),
             configuration_set: envelope.configuration_set.clone(),
             pool: envelope.pool.clone(),
+            last_source_ip: envelope.last_source_ip,
             attempts: envelope.attempts,
             next_attempt_in_seconds: due.map(|due| due.saturating_duration_since(now).as_secs()),
             last_error: envelope

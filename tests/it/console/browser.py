@@ -109,6 +109,29 @@ def overview():
     driver.get(base + "/console/ips")
     results["ips_after"] = text()
 
+    # A reply carrying markup is shown as text.
+    driver.get(base + "/console/queue?domain=example.test")
+    results["queue"] = text()
+    results["scripts_in_main"] = len(driver.find_elements(By.CSS_SELECTOR, "main script"))
+
+    # Configuration sets: create one, then pause it.
+    driver.get(base + "/console/sets")
+    driver.find_element(By.ID, "new-set-name").send_keys("console-set")
+    click("Create")
+    row = "//tr[td[1][normalize-space()='console-set']]"
+    Select(driver.find_element(By.XPATH, row + "//select[@name='sending']")).select_by_visible_text("paused")
+    page = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(By.XPATH, row + "//button[@value='update']").click()
+    WebDriverWait(driver, 10).until(replaced(page))
+    results["sets_after"] = text()
+
+    # Suspend a dedicated IP from its row.
+    driver.get(base + "/console/ips")
+    page = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(By.XPATH, "//tr[td[1][normalize-space()='127.0.0.4']]//button[@value='suspend']").click()
+    WebDriverWait(driver, 10).until(replaced(page))
+    results["ips_suspended"] = text()
+
 
 def wizard_phase():
     driver.get(base + "/console/ips")

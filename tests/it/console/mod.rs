@@ -183,6 +183,29 @@ sending_pool = "old"
     eventually(|| spool_files(&spool, "queue").is_empty().then_some(()))
         .await
         .expect("delivered");
+    // A receiver whose reply carries markup defers the default pool's mail.
+    sink.refuse(
+        ip("127.0.0.2"),
+        Some(poolrelay::sink::Refusal {
+            at_greeting: false,
+            reply: "451 4.7.1 <script>alert(1)</script> try later".into(),
+        }),
+    );
+    client
+        .send_message(
+            "app@example.test",
+            &["c@example.test"],
+            b"Subject: deferred\r\n\r\nx\r\n.\r\n",
+        )
+        .await;
+    eventually(|| {
+        queued_envelopes(&spool)
+            .iter()
+            .any(|e| e.attempts > 0)
+            .then_some(())
+    })
+    .await
+    .expect("the message was tried and deferred");
     let seen = browser(python, "overview", &base).await;
     let overview = seen["overview"].as_str().unwrap_or_default();
     assert!(
@@ -200,6 +223,23 @@ sending_pool = "old"
             .as_str()
             .unwrap_or_default()
             .contains("1 delivered")
+    );
+    let queue = seen["queue"].as_str().unwrap_or_default();
+    assert!(queue.contains("<script>alert(1)</script>"), "{queue}");
+    assert!(
+        queue.contains("127.0.0.2"),
+        "the last attempt's source IP: {queue}"
+    );
+    assert_eq!(seen["scripts_in_main"], 0);
+    let config = std::fs::read_to_string(relay.dir.path().join("poolrelay.toml")).expect("config");
+    let console_set = config
+        .split("[[configuration_set]]")
+        .find(|block| block.contains("name = \"console-set\""))
+        .unwrap_or_default();
+    assert!(console_set.contains("sending_enabled = false"), "{config}");
+    assert!(
+        config.contains("address = \"127.0.0.4\"\npool = \"wizard-two\"\nsuspended = true"),
+        "{config}"
     );
     relay.stop().await;
 }
