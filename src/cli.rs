@@ -39,6 +39,10 @@ pub enum Command {
         /// Messages per configuration set (more than 1 prints a summary instead of a row each).
         #[arg(long, default_value_t = 1)]
         per_set: usize,
+        /// Keep running afterwards with the console open on 127.0.0.1 (prints its URL and a
+        /// one-time password).
+        #[arg(long)]
+        console: bool,
     },
     /// Send load to an SMTP relay and report messages per second and latency.
     Load {

@@ -181,9 +181,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let _log = init_logging("info");
             serve(config).await
         }
-        Command::Demo { config, per_set } => {
+        Command::Demo {
+            config,
+            per_set,
+            console,
+        } => {
             let _log = init_logging("warn");
-            poolrelay::demo::run(&config, per_set.max(1)).await
+            poolrelay::demo::run(&config, per_set.max(1), console).await
         }
         Command::Sink { listen, stats } => {
             let _log = init_logging("info");

@@ -10,6 +10,7 @@
 //! arrives from an address outside its pool, or if any of that does not hold.
 
 mod blocklist;
+mod console;
 mod mail;
 mod verdict;
 
@@ -89,9 +90,21 @@ fn event_counts(events: &str) -> String {
     kinds.join(", ")
 }
 
+/// Prints where the console is and how to sign in, then waits for Ctrl-C.
+async fn keep_console_open(relay: &Relay, login: &console::ConsoleLogin) {
+    if let Some(api) = relay.api_addrs().first() {
+        println!("\nconsole: http://{api}/console/");
+        println!(
+            "sign in as {} with the one-time password {}",
+            login.username, login.password
+        );
+        println!("(the relay keeps running; Ctrl-C stops it)");
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 /// Runs the demo with `per_set` messages for each configuration set.
-pub async fn run(config_path: &Path, per_set: usize) -> anyhow::Result<()> {
-    let mut config = config::load(config_path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+pub async fn run(config_path: &Path, per_set: usize, with_console: bool) -> anyhow::Result<()> {
     crate::server::install_crypto_provider();
     // The sink offers STARTTLS (self-signed), so sets with tls_policy = "REQUIRE" are delivered too.
     let sink = Sink::start_with_self_signed_tls("127.0.0.1:0".parse()?)
@@ -99,6 +112,16 @@ pub async fn run(config_path: &Path, per_set: usize) -> anyhow::Result<()> {
         .context("cannot start the sink")?;
     let spool: PathBuf =
         std::env::temp_dir().join(format!("poolrelay-demo-{}", std::process::id()));
+    // With the console, the relay runs on a copy of the config (the console writes to it).
+    let (loaded_from, login) = match with_console {
+        true => {
+            let api = "127.0.0.1:0".parse()?;
+            let (path, login) = console::write_config(config_path, &spool, sink.addr(), api)?;
+            (path, Some(login))
+        }
+        false => (config_path.to_path_buf(), None),
+    };
+    let mut config = config::load(&loaded_from).map_err(|errors| anyhow::anyhow!("{errors}"))?;
     demo_config(&mut config, &sink, &spool)?;
     let registry = config.registry.clone();
     println!("poolrelay demo — config {}", config_path.display());
@@ -140,6 +163,9 @@ pub async fn run(config_path: &Path, per_set: usize) -> anyhow::Result<()> {
             "the demo found problems (see the table above)"
         ))
     };
+    if let (Some(login), Ok(())) = (&login, &isolation) {
+        keep_console_open(&relay, login).await;
+    }
     relay.shutdown().await;
     let events = std::fs::read_to_string(spool.join("events.jsonl")).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&spool);
