@@ -61,13 +61,17 @@ pub fn ip_forms(session: &Session, ip: &str, registry: &Registry) -> Markup {
     if session.role != Role::Admin {
         return html! {};
     }
-    let mut pools: Vec<&str> = registry.pool_names().collect();
-    pools.push(DEFAULT_POOL);
+    let current = registry
+        .ips()
+        .iter()
+        .find(|known| known.address.to_string() == ip)
+        .and_then(|known| known.pool.as_deref())
+        .unwrap_or(DEFAULT_POOL);
     html! {
         form.inline method="post" action="/console/ips/action" {
             input type="hidden" name="csrf" value=(session.csrf);
             input type="hidden" name="ip" value=(ip);
-            select name="pool" aria-label="Pool" { @for pool in &pools { option value=(pool) { (pool) } } }
+            (pool_select(registry, current))
             button type="submit" name="action" value="move" { "Move" }
         }
         form.inline method="post" action="/console/ips/action" {

@@ -1,7 +1,8 @@
 """The console in headless Chromium (Selenium): sign in, the Create a New IP Pool wizard twice,
 refusals. Every check's outcome as JSON on stdout; the Rust test asserts on it.
 
-usage: browser.py wizard|overview BASE_URL ADMIN_USER ADMIN_PASSWORD VIEWER_USER VIEWER_PASSWORD
+usage: browser.py wizard|overview BASE_URL ADMIN_USER ADMIN_PASSWORD VIEWER_USER VIEWER_PASSWORD [SHOTS]
+With SHOTS (a folder), the overview phase ends with a screenshot of each page there.
 """
 import json
 import sys
@@ -15,6 +16,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 phase, base, admin_user, admin_password, viewer_user, viewer_password = sys.argv[1:7]
+shots = sys.argv[7] if len(sys.argv) > 7 else None
 results = {}
 
 options = webdriver.ChromeOptions()
@@ -22,6 +24,7 @@ for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic"
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              "--user-data-dir=" + tempfile.mkdtemp()]:
     options.add_argument(flag)
+options.add_argument("--window-size=1280,900")
 options.binary_location = "/usr/bin/chromium"
 driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 driver.implicitly_wait(5)
@@ -131,6 +134,31 @@ def overview():
     driver.find_element(By.XPATH, "//tr[td[1][normalize-space()='127.0.0.4']]//button[@value='suspend']").click()
     WebDriverWait(driver, 10).until(replaced(page))
     results["ips_suspended"] = text()
+    if shots:
+        screenshots(shots)
+
+
+def screenshots(folder):
+    """One PNG per page, for the README (and to show the pages render)."""
+    taken = []
+    for name, path in [("overview", "/console/overview"), ("dedicated-ips", "/console/ips"),
+                       ("ip-pools", "/console/pools"), ("configuration-sets", "/console/sets"),
+                       ("queue", "/console/queue")]:
+        driver.get(base + path)
+        driver.save_screenshot(f"{folder}/console-{name}.png")
+        taken.append(name)
+    driver.get(base + "/console/pools")
+    click("Create a New IP Pool")
+    driver.find_element(By.ID, "name").send_keys("bulk-mail")
+    driver.save_screenshot(f"{folder}/console-wizard-1-pool-name.png")
+    click("Next")
+    driver.find_element(By.CSS_SELECTOR, "input[name=ip]").click()
+    driver.save_screenshot(f"{folder}/console-wizard-2-add-ips.png")
+    click("Next")
+    driver.save_screenshot(f"{folder}/console-wizard-3-assign.png")
+    click("Next")
+    driver.save_screenshot(f"{folder}/console-wizard-4-review.png")
+    results["screenshots"] = taken + ["wizard-1", "wizard-2", "wizard-3", "wizard-4"]
 
 
 def wizard_phase():

@@ -28,9 +28,14 @@ fn browser_python() -> Option<std::path::PathBuf> {
 }
 
 /// Runs one phase of `browser.py` against the console at `base` (on a blocking thread).
-async fn browser(python: std::path::PathBuf, phase: &str, base: &str) -> Value {
+async fn browser(
+    python: std::path::PathBuf,
+    phase: &str,
+    base: &str,
+    shots: Option<&str>,
+) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/console/browser.py");
-    let args = [
+    let mut args: Vec<String> = [
         phase,
         base,
         "ops",
@@ -38,7 +43,9 @@ async fn browser(python: std::path::PathBuf, phase: &str, base: &str) -> Value {
         "watcher",
         VIEWER_PASSWORD,
     ]
-    .map(String::from);
+    .map(String::from)
+    .to_vec();
+    args.extend(shots.map(String::from));
     let output = tokio::task::spawn_blocking(move || {
         Command::new(&python)
             .arg(script)
@@ -67,6 +74,8 @@ async fn the_wizard_creates_pools_that_mail_then_leaves_from() {
     let config = format!(
         r#"{}{}[api]
 listen = ["127.0.0.1:0"]
+[admin]
+socket = "var/admin.sock"
 [[admin.user]]
 username = "ops"
 password_hash = "{admin_hash}"
@@ -96,7 +105,7 @@ sending_pool = "old"
         "http://{}",
         relay.relay.as_ref().expect("running").api_addrs()[0]
     );
-    let results = browser(python.clone(), "wizard", &base).await;
+    let results = browser(python.clone(), "wizard", &base, None).await;
     let text = |name: &str| results[name].as_str().unwrap_or_default().to_string();
 
     assert!(
@@ -183,6 +192,25 @@ sending_pool = "old"
     eventually(|| spool_files(&spool, "queue").is_empty().then_some(()))
         .await
         .expect("delivered");
+    // The same counts as JSON (the API extension the console reads from).
+    let socket = relay.dir.path().join("var/admin.sock");
+    let (status, history) =
+        crate::common::http::call(&socket, "GET", "/v2/email/poolrelay/history", None).await;
+    assert_eq!(status, 200);
+    let minutes = history["Minutes"].as_array().expect("minutes");
+    assert_eq!(minutes.len(), 60);
+    let delivered = |pool: &str| -> u64 {
+        minutes
+            .iter()
+            .filter_map(|m| m["Pools"][pool]["Delivered"].as_u64())
+            .sum()
+    };
+    assert_eq!(
+        (delivered("wizard-pool"), delivered("wizard-two")),
+        (1, 1),
+        "{history}"
+    );
+
     // A receiver whose reply carries markup defers the default pool's mail.
     sink.refuse(
         ip("127.0.0.2"),
@@ -206,7 +234,12 @@ sending_pool = "old"
     })
     .await
     .expect("the message was tried and deferred");
-    let seen = browser(python, "overview", &base).await;
+    // Screenshots of every page: into a temporary folder, or where POOLRELAY_CONSOLE_SHOTS says
+    // (docs/ for the README: `POOLRELAY_CONSOLE_SHOTS=$PWD/docs cargo test console`).
+    let temporary = tempfile::tempdir().expect("temp dir");
+    let shots = std::env::var("POOLRELAY_CONSOLE_SHOTS")
+        .unwrap_or_else(|_| temporary.path().display().to_string());
+    let seen = browser(python, "overview", &base, Some(&shots)).await;
     let overview = seen["overview"].as_str().unwrap_or_default();
     assert!(
         overview.contains("wizard-pool — last hour: 1 delivered"),
@@ -241,5 +274,24 @@ sending_pool = "old"
         config.contains("address = \"127.0.0.4\"\npool = \"wizard-two\"\nsuspended = true"),
         "{config}"
     );
+    assert_eq!(
+        seen["screenshots"].as_array().map(Vec::len),
+        Some(9),
+        "{seen}"
+    );
+    for page in [
+        "overview",
+        "dedicated-ips",
+        "ip-pools",
+        "configuration-sets",
+        "queue",
+    ] {
+        let png = std::fs::read(format!("{shots}/console-{page}.png")).expect("screenshot");
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 5_000,
+            "{page}: {} bytes",
+            png.len()
+        );
+    }
     relay.stop().await;
 }
