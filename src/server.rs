@@ -465,7 +465,7 @@ impl Relay {
                 health,
                 dkim_status,
             )
-            .with_ledger(ledger)
+            .with_ledgers(ledger, outbound.warmup_ledger())
             .with_inbound(&ctx),
         );
         tasks.spawn(outbound.clone().upkeep(shutdown.clone()));

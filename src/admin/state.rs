@@ -38,6 +38,8 @@ pub struct AdminState {
     pub quota: Arc<crate::inbound::quota::SendQuota>,
     /// Delivered, deferred and bounced per minute, pool and IP over the last hour.
     pub history: Arc<crate::events::history::History>,
+    /// Today's sends per warming IP (set by the relay at start).
+    pub warmup: Option<Arc<crate::outbound::warmup::WarmupLedger>>,
     /// Where email templates are kept (`<spool>/templates`).
     pub templates_dir: PathBuf,
     /// Serializes template writes (create refuses a name that exists).
@@ -78,6 +80,7 @@ impl AdminState {
             ledger: None,
             quota: Arc::default(),
             history: Arc::default(),
+            warmup: None,
             writes: tokio::sync::Mutex::new(std::fs::read_to_string(&config.path).ok()),
         }
     }
@@ -91,10 +94,15 @@ impl AdminState {
         }
     }
 
-    /// The suppression list the API reads and writes.
-    pub fn with_ledger(self, ledger: crate::ledger::Ledger) -> Self {
+    /// The suppression list the API reads and writes, and today's warm-up counts.
+    pub fn with_ledgers(
+        self,
+        ledger: crate::ledger::Ledger,
+        warmup: Arc<crate::outbound::warmup::WarmupLedger>,
+    ) -> Self {
         Self {
             ledger: Some(ledger),
+            warmup: Some(warmup),
             ..self
         }
     }

@@ -56,6 +56,31 @@ pub async fn ip_action(admin: &AdminState, form: &[(String, String)]) -> Result<
     .map(|_| ())
 }
 
+/// For each warming IP: messages sent today and today's cap.
+pub fn todays_caps(
+    admin: &AdminState,
+    registry: &Registry,
+) -> std::collections::BTreeMap<String, (u64, u64)> {
+    use crate::outbound::warmup::{WarmupState, today};
+    let day = today();
+    registry
+        .ips()
+        .iter()
+        .filter_map(
+            |ip| match WarmupState::of(registry.warmup(), ip.warmup_started, day) {
+                WarmupState::Warming { cap, .. } => {
+                    let used = admin
+                        .warmup
+                        .as_ref()
+                        .map_or(0, |l| l.used_today(ip.address, day));
+                    Some((ip.address.to_string(), (used, cap)))
+                }
+                WarmupState::Warm => None,
+            },
+        )
+        .collect()
+}
+
 /// The forms beside one dedicated IP (admins only).
 pub fn ip_forms(session: &Session, ip: &str, registry: &Registry) -> Markup {
     if session.role != Role::Admin {

@@ -251,10 +251,13 @@ fn ips_page(admin: &AdminState, session: &Session) -> Response<Full<Bytes>> {
             let hour = admin.history.hour_by_ip();
             let registry = admin.registry.load();
             let actions = |ip: &str| manage::ip_forms(session, ip, &registry);
-            page(
-                StatusCode::OK,
-                pages::dedicated_ips(session, &ips, &hour, &actions),
-            )
+            let caps = manage::todays_caps(admin, &registry);
+            let extras = pages::IpExtras {
+                hour: &hour,
+                caps: &caps,
+                actions: &actions,
+            };
+            page(StatusCode::OK, pages::dedicated_ips(session, &ips, &extras))
         }
         Err(error) => refused(
             Some(session),

@@ -78,12 +78,22 @@ fn text(value: &Value) -> String {
 }
 
 /// Dedicated IPs: every IP as GetDedicatedIps reports it.
-pub fn dedicated_ips(
-    session: &Session,
-    ips: &[Value],
-    hour: &std::collections::BTreeMap<std::net::IpAddr, crate::events::history::Counts>,
-    actions: &dyn Fn(&str) -> Markup,
-) -> Markup {
+/// What the Dedicated IPs page shows beside GetDedicatedIps.
+pub struct IpExtras<'a> {
+    /// Delivered, deferred and bounced in the last hour.
+    pub hour: &'a std::collections::BTreeMap<std::net::IpAddr, crate::events::history::Counts>,
+    /// For warming IPs: (sent today, today's cap), by address.
+    pub caps: &'a std::collections::BTreeMap<String, (u64, u64)>,
+    /// The forms beside an IP.
+    pub actions: &'a dyn Fn(&str) -> Markup,
+}
+
+pub fn dedicated_ips(session: &Session, ips: &[Value], extras: &IpExtras<'_>) -> Markup {
+    let IpExtras {
+        hour,
+        caps,
+        actions,
+    } = extras;
     layout(
         "Dedicated IPs",
         Some(session),
@@ -102,7 +112,12 @@ pub fn dedicated_ips(
                             td { (text(&ip["EhloHostname"])) }
                             td {
                                 (text(&ip["WarmupStatus"])) " "
-                                progress max="100" value=(text(&ip["WarmupPercentage"])) {}
+                                @if let Some((used, cap)) = caps.get(&text(&ip["Ip"])) {
+                                    progress max=(cap) value=(used) {}
+                                    " " (used) " of today's " (cap) "; "
+                                } @else {
+                                    progress max="100" value=(text(&ip["WarmupPercentage"])) {}
+                                }
                                 " " (text(&ip["WarmupPercentage"])) "%"
                             }
                             td {

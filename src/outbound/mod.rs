@@ -51,7 +51,7 @@ pub struct Outbound {
     hostname: String,
     spool: Spool,
     timeouts: Timeouts,
-    warmup_ledger: warmup::WarmupLedger,
+    warmup_ledger: Arc<warmup::WarmupLedger>,
     /// Suspended IPs (unbindable, or refused by a site); shared with the admin API.
     health: Arc<health::Health>,
     /// Limits per (source IP, site).
@@ -73,6 +73,11 @@ pub struct BackInRotation {
 }
 
 impl Outbound {
+    /// Today's sends per warming IP (the console shows how much of each cap is used).
+    pub fn warmup_ledger(&self) -> Arc<warmup::WarmupLedger> {
+        self.warmup_ledger.clone()
+    }
+
     /// Everything outbound delivery needs, from the config: next hops, TLS (opportunistic and,
     /// for `tls_verify` routes, verifying), connection reuse and warm-up.
     pub fn new(
@@ -85,7 +90,9 @@ impl Outbound {
             tls::opportunistic_client_config().map_err(|e| format!("cannot set up TLS: {e}"))?;
         let verifying_tls = tls::verifying_client_config(config.outbound.ca_file.as_deref())
             .map_err(|e| format!("outbound.ca_file: {e}"))?;
-        let warmup_ledger = warmup::WarmupLedger::load(Some(spool.root().join("warmup.json")));
+        let warmup_ledger = Arc::new(warmup::WarmupLedger::load(Some(
+            spool.root().join("warmup.json"),
+        )));
         Ok(Self {
             registry,
             resolver: NextHopResolver::new(

@@ -91,6 +91,15 @@ impl WarmupLedger {
         true
     }
 
+    /// How many messages `ip` has sent today.
+    pub fn used_today(&self, ip: IpAddr, today: NaiveDate) -> u64 {
+        let counts = self.counts.lock();
+        match counts.day == Some(today) {
+            true => counts.counts.get(&ip).copied().unwrap_or(0),
+            false => 0,
+        }
+    }
+
     /// Blocking: writes the counts if they changed.
     pub fn save(&self) -> std::io::Result<()> {
         self.file.save(|| self.counts.lock().clone())

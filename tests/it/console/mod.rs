@@ -71,6 +71,8 @@ async fn the_wizard_creates_pools_that_mail_then_leaves_from() {
     let sink = start_sink().await;
     let admin_hash = poolrelay::password::hash(ADMIN_PASSWORD).expect("hash");
     let viewer_hash = poolrelay::password::hash(VIEWER_PASSWORD).expect("hash");
+    // 127.0.0.3 warms up from today: the Dedicated IPs page shows its cap in use.
+    let today = chrono::Utc::now().date_naive();
     let config = format!(
         r#"{}{}[api]
 listen = ["127.0.0.1:0"]
@@ -91,6 +93,7 @@ address = "127.0.0.2"
 [[ip]]
 address = "127.0.0.3"
 pool = "old"
+warmup_started = "{today}"
 [[ip]]
 address = "127.0.0.4"
 [[configuration_set]]
@@ -257,6 +260,8 @@ sending_pool = "old"
             .unwrap_or_default()
             .contains("1 delivered")
     );
+    let ips_after = seen["ips_after"].as_str().unwrap_or_default();
+    assert!(ips_after.contains("1 of today's"), "{ips_after}");
     let queue = seen["queue"].as_str().unwrap_or_default();
     assert!(queue.contains("<script>alert(1)</script>"), "{queue}");
     assert!(
