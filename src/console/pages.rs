@@ -69,6 +69,15 @@ pub fn sign_in(error: Option<&str>) -> Markup {
     )
 }
 
+/// A suspension's end, from Unix seconds, in UTC.
+fn until(value: &Value) -> String {
+    value
+        .as_i64()
+        .and_then(|seconds| chrono::DateTime::from_timestamp(seconds, 0))
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default()
+}
+
 fn text(value: &Value) -> String {
     match value {
         Value::String(text) => text.clone(),
@@ -124,7 +133,10 @@ pub fn dedicated_ips(session: &Session, ips: &[Value], extras: &IpExtras<'_>) ->
                                 (text(&ip["Suspension"]["Status"]))
                                 @if let Some(sites) = ip["Suspension"]["Sites"].as_array() {
                                     @for site in sites {
-                                        div.site { (text(&site["Site"])) ": " (text(&site["Reply"])) }
+                                        div.site {
+                                            (text(&site["Site"])) ": " (text(&site["Reply"]))
+                                            " (until " (until(&site["Until"])) ")"
+                                        }
                                     }
                                 }
                             }

@@ -219,7 +219,7 @@ sending_pool = "old"
         ip("127.0.0.2"),
         Some(poolrelay::sink::Refusal {
             at_greeting: false,
-            reply: "451 4.7.1 <script>alert(1)</script> try later".into(),
+            reply: "554 5.7.1 <script>alert(1)</script> blocked using zen.spamhaus.org".into(),
         }),
     );
     client
@@ -262,6 +262,12 @@ sending_pool = "old"
     );
     let ips_after = seen["ips_after"].as_str().unwrap_or_default();
     assert!(ips_after.contains("1 of today's"), "{ips_after}");
+    // The blocklisted IP shows its suspension for the sink's site, the reply as text, and until.
+    let suspended = seen["ips_suspended"].as_str().unwrap_or_default();
+    assert!(
+        suspended.contains("127.0.0.1: 554 5.7.1 <script>alert(1)</script> blocked using zen.spamhaus.org (until 20"),
+        "{suspended}"
+    );
     let queue = seen["queue"].as_str().unwrap_or_default();
     assert!(queue.contains("<script>alert(1)</script>"), "{queue}");
     assert!(
