@@ -68,25 +68,9 @@ address = "::1"
     (relay, endpoint, sink)
 }
 
-/// Runs `script` (in this folder) with `args` on a blocking thread (the relay answers on this
-/// test's runtime) and returns its JSON output.
+/// Runs `script` (in this folder) with `args` and returns its JSON output.
 async fn run_script(python: std::path::PathBuf, script: &str, args: Vec<String>) -> Value {
-    let script = format!("{}/tests/it/api/{script}", env!("CARGO_MANIFEST_DIR"));
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(&python)
-            .arg(&script)
-            .args(&args)
-            .output()
-            .expect("python runs")
-    })
-    .await
-    .expect("joined");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("JSON results")
+    python_json(python, &format!("api/{script}"), args).await
 }
 
 /// Runs `aws sesv2 ARGS` with `key` against `endpoint` on a blocking thread (the relay answers

@@ -462,3 +462,24 @@ pub async fn scripted_next_hop(
     });
     (addr, lines)
 }
+
+/// Runs the Python script `script` (a path under `tests/it/`) with `args` on a blocking thread
+/// (an in-process relay answers on the test's runtime) and returns the JSON it prints.
+pub async fn python_json(python: PathBuf, script: &str, args: Vec<String>) -> serde_json::Value {
+    let script = format!("{}/tests/it/{script}", env!("CARGO_MANIFEST_DIR"));
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&python)
+            .arg(&script)
+            .args(&args)
+            .output()
+            .expect("python runs")
+    })
+    .await
+    .expect("joined");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON results")
+}

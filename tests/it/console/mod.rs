@@ -3,7 +3,6 @@
 //! existing set, then to a new one), and mail sent with those sets leaves from the chosen IPs.
 //! Refusals: a taken name on its step, a form without its CSRF token, a viewer.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -34,7 +33,6 @@ async fn browser(
     base: &str,
     shots: Option<&str>,
 ) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/console/browser.py");
     let mut args: Vec<String> = [
         phase,
         base,
@@ -46,21 +44,7 @@ async fn browser(
     .map(String::from)
     .to_vec();
     args.extend(shots.map(String::from));
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(&python)
-            .arg(script)
-            .args(&args)
-            .output()
-            .expect("python runs")
-    })
-    .await
-    .expect("joined");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("JSON results")
+    python_json(python, "console/browser.py", args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
