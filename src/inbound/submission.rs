@@ -74,12 +74,25 @@ fn normalized(content: Vec<u8>, limit: u64) -> Result<Vec<u8>, Violation> {
     Ok(out)
 }
 
+/// A message without a `Message-ID:` field gets one naming its spool id, as SES gives every
+/// message one (later bounces and complaints are matched by it).
+fn with_message_id(content: Vec<u8>, id: &str, hostname: &str) -> Vec<u8> {
+    let has_one = crate::smtp::header_fields::fields(&content).any(|f| f.is("message-id"));
+    if has_one {
+        return content;
+    }
+    let mut with = format!("Message-ID: <{id}@{hostname}>\r\n").into_bytes();
+    with.extend_from_slice(&content);
+    with
+}
+
 /// Spools and queues the message; the spool id on success (the `MessageId` the API answers and
 /// every event carries).
 pub async fn submit(ctx: &InboundContext, submission: Submission) -> Result<String, Refusal> {
     let limit = ctx.settings.max_message_bytes;
     let content = normalized(submission.content, limit).map_err(|v| Refusal::Content(v, limit))?;
     let id = submission.id.clone();
+    let content = with_message_id(content, &id, &ctx.settings.hostname);
     let client = Client {
         ip: submission.client_ip,
         helo: "sesv2-api",
@@ -153,5 +166,13 @@ mod tests {
         long_crlf.extend_from_slice(b"\r\n");
         assert_eq!(norm(&long_crlf, 10_000), Err(Violation::LineTooLong));
         assert_eq!(norm(&[b'x'; 50], 10), Err(Violation::TooBig));
+    }
+
+    #[test]
+    fn a_message_without_a_message_id_gets_one() {
+        let added = with_message_id(b"Subject: s\r\n\r\nbody\r\n".to_vec(), "abc", "relay.test");
+        assert!(added.starts_with(b"Message-ID: <abc@relay.test>\r\nSubject: s\r\n"));
+        let own = b"Subject: s\r\nMessage-Id: <mine@x>\r\n\r\nbody\r\n".to_vec();
+        assert_eq!(with_message_id(own.clone(), "abc", "relay.test"), own);
     }
 }

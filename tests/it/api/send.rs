@@ -108,6 +108,10 @@ async fn simple_raw_template_and_bulk_mail_arrive_from_the_pool_with_tags() {
     )
     .into_owned();
     assert!(raw_text.contains("raw body line\r\n"), "{raw_text}");
+    assert!(
+        raw_text.contains(&format!("Message-ID: <{raw}@relay.test>")),
+        "a raw message without one gets a Message-ID: {raw_text}"
+    );
     assert!(!raw_text.contains("X-SES-MESSAGE-TAGS"), "{raw_text}");
 
     let templated_text =
