@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 
 from selenium import webdriver
+from selenium.common.exceptions import SessionNotCreatedException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -20,13 +21,25 @@ shots = sys.argv[7] if len(sys.argv) > 7 else None
 results = {}
 
 options = webdriver.ChromeOptions()
+# --disable-dev-shm-usage: a container's small /dev/shm makes Chromium exit at start.
 for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--user-data-dir=" + tempfile.mkdtemp()]:
+             "--disable-dev-shm-usage", "--user-data-dir=" + tempfile.mkdtemp()]:
     options.add_argument(flag)
 options.add_argument("--window-size=1280,900")
 options.binary_location = "/usr/bin/chromium"
-driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+def start_browser(attempts=3):
+    """Chromium, started again if it exits while starting (it can, on a machine busy with the
+    other tests); the last failure is raised."""
+    for attempt in range(attempts):
+        try:
+            return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+        except SessionNotCreatedException:
+            if attempt == attempts - 1:
+                raise
+
+
+driver = start_browser()
 driver.implicitly_wait(5)
 
 
