@@ -7,6 +7,7 @@ With SHOTS (a folder), the overview phase ends with a screenshot of each page th
 import json
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 
@@ -32,11 +33,19 @@ def start_browser(attempts=3):
     """Chromium, started again if it exits while starting (it can, on a machine busy with the
     other tests); the last failure is raised."""
     for attempt in range(attempts):
+        # A fresh profile each time: a Chromium that exited may leave its profile locked.
+        fresh = webdriver.ChromeOptions()
+        for argument in options.arguments:
+            if not argument.startswith("--user-data-dir="):
+                fresh.add_argument(argument)
+        fresh.add_argument("--user-data-dir=" + tempfile.mkdtemp())
+        fresh.binary_location = options.binary_location
         try:
-            return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+            return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=fresh)
         except SessionNotCreatedException:
             if attempt == attempts - 1:
                 raise
+            time.sleep(2)
 
 
 driver = start_browser()
