@@ -80,6 +80,11 @@ pub enum Command {
     },
     /// Read a password from standard input and print its argon2 hash for `[[smtp.user]]`.
     HashPassword,
+    /// The fleet ([cluster] in the config): its model in Redis and its nodes.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// Dedicated IP pools, through the admin socket.
     Pools {
         #[command(flatten)]
@@ -171,6 +176,29 @@ impl AdminTarget {
             )
         })
     }
+}
+
+#[derive(Subcommand)]
+pub enum ClusterCommand {
+    /// Write this relay's pools, IPs, configuration sets and other shared settings into an
+    /// empty Redis as the fleet's model.
+    Init {
+        #[arg(long, default_value = "config/poolrelay.toml")]
+        config: PathBuf,
+    },
+    /// Print the fleet model as TOML.
+    Export {
+        #[arg(long, default_value = "config/poolrelay.toml")]
+        config: PathBuf,
+    },
+    /// List the nodes with their IPs, liveness and model version.
+    Status {
+        #[arg(long, default_value = "config/poolrelay.toml")]
+        config: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]

@@ -16,6 +16,7 @@ pub mod dns_checks;
 pub mod domain;
 pub mod events;
 pub mod feedback;
+pub mod fleet;
 pub mod identity;
 pub mod inbound;
 pub mod ledger;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use cli::{Cli, Command};
+use cli::{Cli, ClusterCommand, Command};
 use poolrelay::admin::client as admin_client;
 use poolrelay::config;
 use poolrelay::server::Relay;
@@ -221,6 +221,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 api,
             };
             load(plan, json).await
+        }
+        Command::Cluster { command } => {
+            let _log = init_logging("warn");
+            match command {
+                ClusterCommand::Init { config } => poolrelay::fleet::commands::init(&config).await,
+                ClusterCommand::Export { config } => {
+                    poolrelay::fleet::commands::export(&config).await
+                }
+                ClusterCommand::Status { config, json } => {
+                    poolrelay::fleet::commands::status(&config, json).await
+                }
+            }
         }
         Command::Suppression { target, command } => {
             let action = command.action();

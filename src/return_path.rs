@@ -10,9 +10,7 @@
 //!
 //! Pure apart from [`ReturnPath::load`], which reads (or creates) the secret.
 
-use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io;
 use std::path::Path;
 
 use data_encoding::BASE32_DNSSEC;
@@ -74,10 +72,7 @@ impl ReturnPath {
     /// Reads the secret from `secret_file`, creating it (32 random bytes, mode 0600) when it is
     /// absent. A secret that others can read is refused: anyone holding it can forge bounces.
     pub fn load(domain: &str, secret_file: &Path, lifetime_seconds: u64) -> io::Result<Self> {
-        if !secret_file.exists() {
-            create_secret(secret_file)?;
-        }
-        let secret = crate::secret_file::read_private(secret_file)?;
+        let secret = crate::secret_file::read_or_create(secret_file, "bounce secret")?;
         if secret.len() < 16 {
             return Err(io::Error::other(format!(
                 "{} holds {} bytes; a bounce secret needs at least 16",
@@ -173,31 +168,11 @@ fn parse_message_id(id: &str) -> Option<(u64, u32)> {
     ))
 }
 
-fn create_secret(path: &Path) -> io::Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent)?;
-    }
-    let mut secret = [0u8; 32];
-    rand::Rng::fill(&mut rand::rng(), &mut secret[..]);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    // Set outright: the umask must not decide who can read the secret.
-    file.set_permissions(fs::Permissions::from_mode(0o600))?;
-    file.write_all(&secret)?;
-    file.sync_all()?;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::File::open(parent)?.sync_all()?;
-    }
-    tracing::info!(path = %path.display(), "generated the bounce secret");
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
 
     const DAY: u64 = 86_400;
 

@@ -16,6 +16,7 @@ use crate::admin::{AdminState, bind_admin_socket};
 use crate::config::Config;
 use crate::events::EventLog;
 use crate::feedback::setup::FeedbackParts;
+use crate::fleet::Fleet;
 use crate::identity::status::StatusBoard;
 use crate::inbound::auth_limits::AuthLimits;
 use crate::inbound::per_ip::PerIpConnections;
@@ -103,7 +104,7 @@ fn check_sources(config: &Config, spool: &Spool) -> Arc<Health> {
         Some(spool.root().join("health.json")),
     ));
     let registry = &config.registry;
-    for ip in registry.ips() {
+    for ip in registry.local_ips() {
         if let Err(error) = source_available(ip.address) {
             health.bind_failed(ip.address, &error.to_string());
             tracing::error!(
@@ -404,9 +405,43 @@ fn load_inbound_tls(config: &Config) -> anyhow::Result<Option<Arc<InboundTls>>> 
     }
 }
 
+/// With `[cluster]`: joins the fleet, and the relay runs on the fleet's model.
+async fn join_fleet(config: Config) -> anyhow::Result<(Option<Arc<Fleet>>, Config)> {
+    if config.cluster.is_none() {
+        return Ok((None, config));
+    }
+    let (fleet, effective) = Fleet::join(&config).await?;
+    Ok((Some(fleet), effective))
+}
+
+/// The fleet's upkeep (model, heartbeat) and the listener other nodes hand mail over to.
+async fn spawn_fleet(
+    tasks: &TaskTracker,
+    sessions: &TaskTracker,
+    fleet: Option<&Arc<Fleet>>,
+    (registry, ctx): (&Arc<ArcSwap<Registry>>, &Arc<InboundContext>),
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let Some(fleet) = fleet else { return Ok(()) };
+    let address = fleet.settings.forward_listen;
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on [cluster] forward_listen {address}"))?;
+    let secret: Arc<[u8]> = Arc::from(fleet.secret());
+    tasks.spawn(crate::inbound::handoff::serve_handoffs(
+        listener,
+        ctx.clone(),
+        secret,
+        sessions.clone(),
+    ));
+    tasks.spawn(fleet.clone().run(registry.clone(), shutdown.clone()));
+    Ok(())
+}
+
 impl Relay {
     /// Recovers the spool, binds the listeners and starts delivering.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let (fleet, config) = join_fleet(config).await?;
         prepare_process(&config);
         let (spool, recovered) = recover_spool(&config).await?;
         let health = check_sources(&config, &spool);
@@ -421,6 +456,9 @@ impl Relay {
                 .context("cannot open the event log")?,
         );
         let feedback = FeedbackParts::open(&config, spool.root()).await?;
+        if let Some(fleet) = &fleet {
+            outbound.join_fleet(fleet.clone());
+        }
         if let Some(return_path) = &feedback.return_path {
             outbound.set_return_path(return_path.clone());
         }
@@ -433,6 +471,7 @@ impl Relay {
             registry: registry.clone(),
             ledger: Some(feedback.ledger.clone()),
             sent: feedback.sent.clone(),
+            fleet: fleet.clone(),
         };
         let (queue, scheduler) = queue::new(attempts, shutdown.clone());
         // Everything that can refuse start-up happens before any task is spawned.
@@ -454,6 +493,14 @@ impl Relay {
         );
         tasks.spawn(scheduler.run(recovered));
         let ledger = feedback.spawn(&tasks, &config, shared, &shutdown);
+        spawn_fleet(
+            &tasks,
+            &sessions,
+            fleet.as_ref(),
+            (&registry, &ctx),
+            &shutdown,
+        )
+        .await?;
         let dkim_status = Arc::new(StatusBoard::default());
         spawn_dns_checks(&tasks, &config, &registry, &health, &dkim_status, &shutdown);
         let admin = Arc::new(
@@ -466,7 +513,8 @@ impl Relay {
                 dkim_status,
             )
             .with_ledgers(ledger, outbound.warmup_ledger())
-            .with_inbound(&ctx),
+            .with_inbound(&ctx)
+            .with_fleet(fleet),
         );
         tasks.spawn(outbound.clone().upkeep(shutdown.clone()));
         spawn_admin(&tasks, &mut listeners, (&admin, &ctx), &shutdown);

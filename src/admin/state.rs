@@ -47,6 +47,8 @@ pub struct AdminState {
     /// Serializes writes, and holds the config file's text as the relay last read or wrote it:
     /// a write refuses to build on hand edits that were never reloaded.
     writes: tokio::sync::Mutex<Option<String>>,
+    /// In a fleet: changes go to the fleet's model in Redis, not to the file.
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 impl AdminState {
@@ -82,7 +84,13 @@ impl AdminState {
             history: Arc::default(),
             warmup: None,
             writes: tokio::sync::Mutex::new(std::fs::read_to_string(&config.path).ok()),
+            fleet: None,
         }
+    }
+
+    /// A fleet node: changes are made to the fleet's model.
+    pub fn with_fleet(self, fleet: Option<Arc<crate::fleet::Fleet>>) -> Self {
+        Self { fleet, ..self }
     }
 
     /// The quota the inbound side counts against, and the last hour's delivery counts.
@@ -115,6 +123,9 @@ impl AdminState {
         &self,
         edit: impl FnOnce(&mut ConfigDocument, &Registry) -> Result<(), ApiError> + Send + 'static,
     ) -> Result<(), ApiError> {
+        if let Some(fleet) = &self.fleet {
+            return self.change_fleet(fleet, edit).await;
+        }
         let mut known = self.writes.lock().await;
         let path = self.config_path.clone();
         let registry = self.registry.load_full();
@@ -139,10 +150,41 @@ impl AdminState {
         Ok(())
     }
 
+    /// [`AdminState::change`] on a fleet node: the edit is made to the fleet's model.
+    async fn change_fleet(
+        &self,
+        fleet: &crate::fleet::Fleet,
+        edit: impl FnOnce(&mut ConfigDocument, &Registry) -> Result<(), ApiError>,
+    ) -> Result<(), ApiError> {
+        use crate::fleet::ChangeError;
+        let _writing = self.writes.lock().await;
+        let registry = self.registry.load_full();
+        let changed = fleet
+            .change(&self.registry, |document| edit(document, &registry))
+            .await;
+        self.dkim_status.wake.notify_one();
+        changed.map_err(|error| match error {
+            ChangeError::Edit(error) => error,
+            ChangeError::Invalid(error) => ApiError::from(error),
+            ChangeError::Conflict => ApiError::Conflict(error.to_string()),
+            ChangeError::Unavailable(_) => ApiError::Ses {
+                status: hyper::StatusCode::SERVICE_UNAVAILABLE,
+                kind: "ServiceUnavailableException",
+                message: error.to_string(),
+            },
+        })
+    }
+
     /// Re-reads the config file (SIGHUP, `POST /v2/email/reload`). An invalid file changes
     /// nothing and its errors are returned. Pools, IPs and configuration sets take effect at once;
     /// other settings need a restart.
     pub async fn reload(&self) -> Result<(), ApiError> {
+        if let Some(fleet) = &self.fleet {
+            return fleet
+                .reapply(&self.registry)
+                .await
+                .map_err(ApiError::BadRequest);
+        }
         let mut known = self.writes.lock().await;
         let path = self.config_path.clone();
         let (config, text) = tokio::task::spawn_blocking(move || {

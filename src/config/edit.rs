@@ -290,6 +290,11 @@ impl ConfigDocument {
     /// atomically. Returns the new config.
     /// Validates the document as the config at `path` and writes it there; returns the config
     /// and the text written.
+    /// The document as text.
+    pub fn text(&self) -> String {
+        self.document.to_string()
+    }
+
     pub fn save(&self, path: &Path) -> Result<(Config, String), EditError> {
         let text = self.document.to_string();
         let config = super::parse(path, &text).map_err(EditError::Invalid)?;

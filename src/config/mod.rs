@@ -5,6 +5,7 @@
 //! Relative paths in the file are relative to the file's folder, not to the working directory.
 
 mod api;
+mod cluster;
 mod console;
 pub mod edit;
 pub mod feedback;
@@ -148,6 +149,8 @@ pub struct Config {
     pub shaping: Vec<ShapingRule>,
     pub routes: Vec<Route>,
     pub registry: Registry,
+    /// `[cluster]`: this relay is a node of a fleet whose model lives in Redis.
+    pub cluster: Option<crate::settings::cluster::ClusterSettings>,
 }
 
 /// One problem in a config file.

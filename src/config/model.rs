@@ -99,6 +99,17 @@ fn add_ip(registry: &mut Registry, ip: &RawIp, problems: &mut Problems<'_>) {
         ehlo_hostname,
         weight,
         suspended: ip.suspended.unwrap_or(false),
+        node: ip.node.as_ref().and_then(|node| {
+            problems.check(node, |name| {
+                if crate::settings::cluster::is_valid_node_name(name) {
+                    Ok(name.to_string())
+                } else {
+                    Err(format!(
+                        "node name {name:?} is invalid: use 1-63 characters from a-z, 0-9 and '-'"
+                    ))
+                }
+            })
+        }),
     };
     if let Err(error) = registry.add_ip(dedicated) {
         let span = match (&error, &ip.pool) {

@@ -53,6 +53,17 @@ pub struct RawConfig {
     pub api: Option<RawApi>,
     #[serde(default)]
     pub account: RawAccount,
+    pub cluster: Option<RawCluster>,
+}
+
+/// `[cluster]`: this node in a fleet sharing its model through Redis.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub redis: Text,
+    pub node: Text,
+    pub forward_listen: Text,
+    pub secret_file: Text,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -217,6 +228,7 @@ pub struct RawShaping {
     pub max_messages_per_connection: Option<Spanned<u64>>,
     pub max_message_rate: Option<Text>,
     pub max_connection_rate: Option<Text>,
+    pub site_max_message_rate: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -285,6 +297,8 @@ pub struct RawIp {
     pub warmup_started: Option<Text>,
     pub warmup_percentage: Option<Spanned<u8>>,
     pub suspended: Option<bool>,
+    /// The fleet node that binds this address (in the fleet model; absent on a single relay).
+    pub node: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -129,7 +129,9 @@ pub(super) fn shaping(
         };
         let max_message_rate = rate(&entry.max_message_rate);
         let max_connection_rate = rate(&entry.max_connection_rate);
+        let site_max_message_rate = rate(&entry.site_max_message_rate);
         rules.push(ShapingRule {
+            site_max_message_rate,
             site,
             max_connections,
             max_messages_per_connection,

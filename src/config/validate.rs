@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::problems::{Problems, number_in};
 use super::raw::RawConfig;
 use super::{AdminSettings, Config, ConfigErrors, OutboundSettings, QueueSettings};
-use super::{api, feedback, identities, model, reputation, smtp};
+use super::{api, cluster, feedback, identities, model, reputation, smtp};
 
 pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let mut problems = Problems::new(path, text);
@@ -50,6 +50,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
     let bounce = feedback::bounce(&raw, &relative_to_config, &mut problems);
     let feedback = feedback::feedback(&raw, &mut problems);
     let api = api::api(&raw, &relative_to_config, &mut problems);
+    let cluster = cluster::cluster(&raw, &relative_to_config, &mut problems);
 
     if smtp.listen.is_empty() && problems.is_empty() {
         problems.at(
@@ -80,6 +81,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
         shaping,
         routes,
         registry,
+        cluster,
     })
 }
 

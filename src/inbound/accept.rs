@@ -103,6 +103,7 @@ pub(super) fn envelope(
         tags: filter.tags().to_vec(),
         header_message_id: filter.message_id().map(str::to_string),
         sends_as_is: false,
+        forwarded_from: None,
         stored: None,
         in_memory: None,
     }

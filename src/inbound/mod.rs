@@ -9,6 +9,7 @@ mod connection;
 mod context;
 mod data_phase;
 mod feedback_data;
+pub mod handoff;
 #[doc(hidden)]
 pub mod harness;
 mod head;

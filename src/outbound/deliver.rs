@@ -306,6 +306,10 @@ impl Outbound {
         pair.message_allowed(slot)
             .await
             .map_err(|_| NoSession::Stopped)?;
+        self.site_limits
+            .message_allowed(site, pair.limits.site_max_message_rate, slot)
+            .await
+            .map_err(|_| NoSession::Stopped)?;
         // Set once this delivery waits for a connection: from then on it is in the queue.
         let mut turn: Option<WaitingTurn> = None;
         loop {

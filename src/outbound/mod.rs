@@ -11,6 +11,7 @@ pub mod classify;
 pub mod client;
 pub mod connect;
 mod deliver;
+pub mod handover;
 pub mod health;
 pub mod next_hop;
 pub mod report;
@@ -18,6 +19,7 @@ pub mod response;
 pub mod reverse_dns;
 pub mod select;
 pub mod shaping;
+pub mod site_limits;
 pub mod tls;
 mod transaction;
 pub mod warmup;
@@ -56,6 +58,8 @@ pub struct Outbound {
     health: Arc<health::Health>,
     /// Limits per (source IP, site).
     shaper: shaping::Shaper,
+    /// Limits per site across IPs (and fleet nodes).
+    site_limits: site_limits::SiteLimits,
     /// The relay's own SMTP listeners, once bound: a next hop among them would be a loop.
     own_listeners: std::sync::OnceLock<Vec<std::net::SocketAddr>>,
     /// Whether an address is one of this host's, as found by binding to it (remembered: the
@@ -110,6 +114,7 @@ impl Outbound {
             warmup_ledger,
             health,
             shaper: shaping::Shaper::new(config.shaping.clone()),
+            site_limits: site_limits::SiteLimits::default(),
             own_listeners: std::sync::OnceLock::new(),
             host_addresses: parking_lot::Mutex::new(std::collections::HashMap::new()),
             return_path: std::sync::OnceLock::new(),
@@ -166,6 +171,11 @@ impl Outbound {
             .flat_map(|&address| registry.pools_of(address))
             .collect();
         BackInRotation { addresses, pools }
+    }
+
+    /// Site limits are kept fleet-wide from now on (once, at start).
+    pub fn join_fleet(&self, fleet: Arc<crate::fleet::Fleet>) {
+        self.site_limits.join(fleet);
     }
 
     /// The relay's own SMTP listener addresses (set once, after binding them).

@@ -162,6 +162,10 @@ pub enum Deferral {
     Dns { detail: String },
     /// The message's content could not be read from the spool.
     Spool { detail: String },
+    /// In a fleet: every IP of the pool is on nodes that are down.
+    NodesDown { pool: String, nodes: String },
+    /// In a fleet: the node with IPs of the pool could not take the message.
+    Handover { detail: String },
 }
 
 impl Deferral {
@@ -201,7 +205,25 @@ impl Deferral {
             Self::ConnectionLost { detail } => format!("451 4.4.2 {detail}"),
             Self::Dns { detail } => format!("451 4.4.3 {detail}"),
             Self::Spool { detail } => format!("451 4.3.0 {detail}"),
+            Self::NodesDown { pool, nodes } => format!(
+                "451 4.4.1 every IP of pool {pool} is on fleet nodes that are down ({nodes})"
+            ),
+            Self::Handover { detail } => format!("451 4.4.1 {detail}"),
         }
+    }
+
+    /// No IP of the pool can send it from this node now (none here, all capped, suspended or
+    /// unbindable): in a fleet, another node's IP may.
+    pub fn is_no_source_here(&self) -> bool {
+        matches!(
+            self,
+            Self::WarmupCap { .. }
+                | Self::SiteSuspended { .. }
+                | Self::Unbindable { .. }
+                | Self::NotInRotation { .. }
+                | Self::NoUsableSource { .. }
+                | Self::NoSourceOfFamily { .. }
+        )
     }
 
     /// The receiver refuses (or already refuses) the pool's IPs: SES's `IPFailure`.

@@ -41,7 +41,11 @@ enum Loaded {
 }
 
 /// Blocking: the first `size` bytes of a spooled message file (its content).
-fn read_content(path: &std::path::Path, offset: u64, size: u64) -> std::io::Result<Vec<u8>> {
+pub(super) fn read_content(
+    path: &std::path::Path,
+    offset: u64,
+    size: u64,
+) -> std::io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     let mut content = vec![0; size as usize];
     std::fs::File::open(path)?.read_exact_at(&mut content, offset)?;

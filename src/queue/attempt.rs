@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::bounce::{self, outcome_of};
 use super::context::AttemptContext;
+use super::handover::{self, Sent};
 use super::slot::DeliverySlot;
 use super::suppression;
 use crate::config::QueueSettings;
@@ -189,7 +190,18 @@ pub async fn attempt(
 ) -> Finished {
     envelope.expires_at = expiry_for(&envelope, &ctx.settings);
     suppression::stop_suppressed(&ctx, &mut envelope);
-    let report = ctx.outbound.deliver(&envelope, &mut slot).await;
+    let report = match handover::send(&ctx, &envelope, &mut slot).await {
+        Sent::Here(report) => report,
+        Sent::HandedOver { node } => {
+            tracing::info!(id = %envelope.id, pool = %envelope.pool, node, "handed over to the node with the pool's IPs");
+            ctx.spool.remove(&envelope);
+            return Finished {
+                id: envelope.id.clone(),
+                retry: None,
+                created: Vec::new(),
+            };
+        }
+    };
     let mut changed = apply(&mut envelope, &report);
     for index in expire(&mut envelope, unix_now()) {
         changed[index] = true;

@@ -21,4 +21,6 @@ pub struct AttemptContext {
     pub ledger: Option<crate::ledger::Ledger>,
     /// Records delivered messages for later bounces and complaints (with feedback on).
     pub sent: Option<crate::ledger::sent::SentRecorder>,
+    /// In a fleet: the peers mail can be handed to.
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
 }

@@ -21,6 +21,7 @@ mod backoff;
 pub mod bounce;
 pub mod context;
 pub mod dsn;
+mod handover;
 pub mod operations;
 mod scheduler;
 mod slot;

@@ -88,6 +88,9 @@ pub struct DedicatedIp {
     pub warmup_percentage: Option<u8>,
     /// Suspended by an operator: out of rotation for every destination until resumed.
     pub suspended: bool,
+    /// In a fleet: the node that binds this address (`None`: this relay's own, as on a single
+    /// relay).
+    pub node: Option<String>,
 }
 
 /// SES `TlsPolicy` of a configuration set. `Require`: the set's mail is never delivered in
@@ -181,6 +184,9 @@ pub struct Registry {
     account: crate::settings::account::AccountSettings,
     /// Tags of named pools (TagResource on a dedicated IP pool).
     pool_tags: BTreeMap<String, crate::settings::account::Tags>,
+    /// In a fleet: this node's name. Only IPs of this node are sources here; the others are
+    /// reached by forwarding the message to their node.
+    local_node: Option<String>,
 }
 
 /// `^[a-z0-9_-]{1,64}$`, as SES (CloudFormation) defines pool names.
@@ -428,8 +434,44 @@ impl Registry {
         pools
     }
 
-    /// The addresses a pool's mail may leave from. An unknown pool has no members, so its mail
-    /// waits rather than leaving from somewhere else.
+    /// Makes this registry a fleet node's view: only IPs of `node` (or of no node) are its own.
+    pub fn set_local_node(&mut self, node: Option<String>) {
+        self.local_node = node;
+    }
+
+    pub fn local_node(&self) -> Option<&str> {
+        self.local_node.as_deref()
+    }
+
+    /// The IP is bound by this relay (always, outside a fleet).
+    pub fn is_local(&self, ip: &DedicatedIp) -> bool {
+        ip.node.is_none() || ip.node == self.local_node
+    }
+
+    /// The dedicated IPs this relay binds itself.
+    pub fn local_ips(&self) -> impl Iterator<Item = &DedicatedIp> {
+        self.ips.iter().filter(|ip| self.is_local(ip))
+    }
+
+    /// Other fleet nodes with an IP of `pool` in rotation (not suspended, weight above 0),
+    /// sorted and without repeats. Empty outside a fleet.
+    pub fn remote_nodes_for(&self, pool: &str) -> Vec<String> {
+        let wanted = (pool != DEFAULT_POOL).then_some(pool);
+        let mut nodes: Vec<String> = self
+            .ips
+            .iter()
+            .filter(|ip| !self.is_local(ip) && ip.pool.as_deref() == wanted)
+            .filter(|ip| !ip.suspended && ip.weight > 0)
+            .filter_map(|ip| ip.node.clone())
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        nodes
+    }
+
+    /// The addresses a pool's mail may leave from on this relay. An unknown pool has no
+    /// members, so its mail waits rather than leaving from somewhere else. In a fleet, IPs
+    /// of other nodes are not members here (their node sends from them).
     pub fn pool_members(&self, pool: &str) -> PoolMembers {
         if pool == SHARED_POOL {
             if self.shared_pool.is_empty() {
@@ -451,7 +493,7 @@ impl Registry {
         PoolMembers::Addresses(
             self.ips
                 .iter()
-                .filter(|ip| ip.pool.as_deref() == wanted)
+                .filter(|ip| ip.pool.as_deref() == wanted && self.is_local(ip))
                 .map(|ip| Source {
                     address: ip.address,
                     ehlo_hostname: ip.ehlo_hostname.clone(),

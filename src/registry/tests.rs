@@ -11,7 +11,39 @@ fn ip(address: &str, pool: Option<&str>) -> DedicatedIp {
         warmup_started: None,
         warmup_percentage: None,
         suspended: false,
+        node: None,
     }
+}
+
+#[test]
+fn in_a_fleet_only_the_nodes_own_ips_are_sources_and_the_others_are_reached_by_node() {
+    let mut registry = Registry::default();
+    registry.add_pool("marketing").unwrap();
+    let on = |address: &str, node: &str| DedicatedIp {
+        node: Some(node.to_string()),
+        ..ip(address, Some("marketing"))
+    };
+    registry.add_ip(on("127.0.0.2", "a")).unwrap();
+    registry.add_ip(on("127.0.0.3", "b")).unwrap();
+    registry
+        .add_ip(DedicatedIp {
+            suspended: true,
+            ..on("127.0.0.4", "c")
+        })
+        .unwrap();
+    registry.set_local_node(Some("a".into()));
+    let PoolMembers::Addresses(members) = registry.pool_members("marketing") else {
+        panic!("a named pool has addresses");
+    };
+    let addresses: Vec<String> = members.iter().map(|m| m.address.to_string()).collect();
+    assert_eq!(addresses, ["127.0.0.2"]);
+    assert_eq!(
+        registry.remote_nodes_for("marketing"),
+        ["b"],
+        "c's only IP is suspended"
+    );
+    assert_eq!(registry.local_ips().count(), 1);
+    assert_eq!(registry.ips().len(), 3, "the API sees every node's IPs");
 }
 
 fn sample() -> Registry {

@@ -6,6 +6,7 @@
 
 pub mod account;
 pub mod api;
+pub mod cluster;
 pub mod console;
 pub mod feedback;
 pub mod health;

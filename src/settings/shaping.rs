@@ -42,6 +42,8 @@ pub struct Limits {
     pub max_messages_per_connection: u32,
     pub max_message_rate: Option<Rate>,
     pub max_connection_rate: Option<Rate>,
+    /// Messages to the site from every IP (of every fleet node) together, evenly spaced.
+    pub site_max_message_rate: Option<Rate>,
 }
 
 impl Default for Limits {
@@ -51,6 +53,7 @@ impl Default for Limits {
             max_messages_per_connection: 100,
             max_message_rate: None,
             max_connection_rate: None,
+            site_max_message_rate: None,
         }
     }
 }
@@ -64,6 +67,7 @@ pub struct ShapingRule {
     pub max_messages_per_connection: Option<u32>,
     pub max_message_rate: Option<Rate>,
     pub max_connection_rate: Option<Rate>,
+    pub site_max_message_rate: Option<Rate>,
 }
 
 impl ShapingRule {
@@ -106,6 +110,9 @@ pub fn limits_for(rules: &[ShapingRule], site: &str) -> Limits {
         if rule.max_connection_rate.is_some() {
             limits.max_connection_rate = rule.max_connection_rate;
         }
+        if rule.site_max_message_rate.is_some() {
+            limits.site_max_message_rate = rule.site_max_message_rate;
+        }
     }
     limits
 }
@@ -119,6 +126,7 @@ pub(crate) fn rule(site: &str, connections: Option<u32>, rate: Option<&str>) -> 
         max_messages_per_connection: None,
         max_message_rate: rate.map(|r| Rate::parse(r).expect("a rate")),
         max_connection_rate: None,
+        site_max_message_rate: None,
     }
 }
 

@@ -165,6 +165,9 @@ pub struct Envelope {
     /// `smtp::dot_stuff::AsIsCheck`). Checked for messages with a segment of their own.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sends_as_is: bool,
+    /// In a fleet: the node that handed this message over (it is never handed on again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_from: Option<String>,
     /// Where the spool holds the content; set by the spool, not part of the stored envelope.
     #[serde(skip)]
     pub stored: Option<Stored>,
@@ -204,6 +207,7 @@ impl Default for Envelope {
             tags: Vec::new(),
             header_message_id: None,
             sends_as_is: false,
+            forwarded_from: None,
             stored: None,
             in_memory: None,
         }

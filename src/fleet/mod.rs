@@ -1,0 +1,14 @@
+//! Fleet mode: several relays sharing one model, live peers and limits through Redis.
+//!
+//! `model` (the shared TOML and how it meets a node's own file, pure), `store` (the Redis keys),
+//! `node` (joining, keeping the registry on the model, heartbeats, admin changes), `handoff`
+//! (forwarded mail's sealed envelope, pure) and `limits` (fleet-wide site limits).
+
+pub mod commands;
+pub mod handoff;
+pub mod limits;
+pub mod model;
+pub mod node;
+pub mod store;
+
+pub use node::{ChangeError, Fleet};
