@@ -35,3 +35,4 @@ pub mod settings;
 pub mod sink;
 pub mod smtp;
 pub mod spool;
+mod startup;

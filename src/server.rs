@@ -16,20 +16,18 @@ use crate::admin::{AdminState, bind_admin_socket};
 use crate::config::Config;
 use crate::events::EventLog;
 use crate::feedback::setup::FeedbackParts;
-use crate::fleet::Fleet;
 use crate::identity::status::StatusBoard;
 use crate::inbound::auth_limits::AuthLimits;
 use crate::inbound::per_ip::PerIpConnections;
 use crate::inbound::tls::InboundTls;
 use crate::inbound::{InboundContext, serve_listener};
 use crate::outbound::Outbound;
-use crate::outbound::connect::source_available;
 use crate::outbound::health::Health;
+use crate::queue;
 use crate::queue::QueueHandle;
 use crate::queue::context::AttemptContext;
-use crate::registry::{DEFAULT_POOL, Registry};
+use crate::registry::Registry;
 use crate::spool::{Envelope, Spool};
-use crate::{queue, registry};
 
 /// A running relay.
 pub struct Relay {
@@ -47,82 +45,7 @@ pub struct Relay {
     sessions: TaskTracker,
 }
 
-/// Installs ring as the process-wide rustls provider (once; later calls are harmless).
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// Large allocations (a password check's ~19 MiB, a big message read into memory) get their own
-/// mapping and go back to the system when freed. glibc otherwise raises its mmap threshold after
-/// the first such free, and later ones are carved from per-thread heaps that keep the memory:
-/// with password checks moving between blocking threads that grew the relay by hundreds of MiB.
-fn return_large_allocations() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator tuning; any value is valid for M_MMAP_THRESHOLD.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
-    }
-}
-
-/// Raises the soft limit on open files to the hard limit (every connection is a descriptor) and
-/// warns when even that is below what the configured limits can use: `need` descriptors.
-fn raise_open_file_limit(need: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed by reference.
-    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
-    if !got {
-        return;
-    }
-    if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: as above.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            limit.rlim_cur = limit.rlim_max;
-        }
-    }
-    if limit.rlim_cur < need {
-        tracing::warn!(
-            open_files = limit.rlim_cur,
-            need,
-            "the open-file limit is below what smtp.max_connections and queue.max_concurrent_deliveries can use; raise it (LimitNOFILE, ulimit -n)"
-        );
-    }
-}
-
-/// The IPs' health as last saved, with dedicated IPs that are not assigned to this host
-/// suspended at once (the periodic re-check puts them back when they can be bound), so the API
-/// shows them from the start; each one is warned about.
-fn check_sources(config: &Config, spool: &Spool) -> Arc<Health> {
-    let health = Arc::new(Health::load(
-        config.health.clone(),
-        Some(spool.root().join("health.json")),
-    ));
-    let registry = &config.registry;
-    for ip in registry.local_ips() {
-        if let Err(error) = source_available(ip.address) {
-            health.bind_failed(ip.address, &error.to_string());
-            tracing::error!(
-                source_ip = %ip.address,
-                pool = ip.pool.as_deref().unwrap_or(DEFAULT_POOL),
-                %error,
-                "dedicated IP cannot be bound on this host: suspended until it can"
-            );
-        }
-    }
-    for &address in registry.shared_pool() {
-        if let Err(error) = source_available(address) {
-            health.bind_failed(address, &error.to_string());
-            tracing::error!(source_ip = %address, pool = registry::SHARED_POOL, %error, "shared-pool IP cannot be bound on this host: suspended until it can");
-        }
-    }
-    health
-}
+pub use crate::startup::install_crypto_provider;
 
 /// Everything the relay listens on, bound before any task starts (so a busy port or a bad
 /// socket path refuses start-up cleanly).
@@ -285,17 +208,6 @@ fn spawn_admin(
     }
 }
 
-/// Process-wide settings before anything starts: TLS provider, allocator, open-file limit.
-fn prepare_process(config: &Config) {
-    install_crypto_provider();
-    return_large_allocations();
-    // Inbound sessions, outbound connections (one per delivery, plus idle ones kept for reuse),
-    // the admin and metrics servers, and files.
-    let smtp = config.smtp.max_connections as u64;
-    let deliveries = config.queue.max_concurrent_deliveries as u64;
-    raise_open_file_limit(smtp + 2 * deliveries + 512);
-}
-
 /// Opens the spool and reads back what it holds (quarantining what cannot be read).
 async fn recover_spool(config: &Config) -> anyhow::Result<(Spool, Vec<Envelope>)> {
     let spool = Spool::open(&config.spool_dir)
@@ -405,38 +317,7 @@ fn load_inbound_tls(config: &Config) -> anyhow::Result<Option<Arc<InboundTls>>> 
     }
 }
 
-/// With `[cluster]`: joins the fleet, and the relay runs on the fleet's model.
-async fn join_fleet(config: Config) -> anyhow::Result<(Option<Arc<Fleet>>, Config)> {
-    if config.cluster.is_none() {
-        return Ok((None, config));
-    }
-    let (fleet, effective) = Fleet::join(&config).await?;
-    Ok((Some(fleet), effective))
-}
-
-/// The fleet's upkeep (model, heartbeat) and the listener other nodes hand mail over to.
-async fn spawn_fleet(
-    tasks: &TaskTracker,
-    sessions: &TaskTracker,
-    fleet: Option<&Arc<Fleet>>,
-    (registry, ctx): (&Arc<ArcSwap<Registry>>, &Arc<InboundContext>),
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
-    let Some(fleet) = fleet else { return Ok(()) };
-    let address = fleet.settings.forward_listen;
-    let listener = TcpListener::bind(address)
-        .await
-        .with_context(|| format!("cannot listen on [cluster] forward_listen {address}"))?;
-    let secret: Arc<[u8]> = Arc::from(fleet.secret());
-    tasks.spawn(crate::inbound::handoff::serve_handoffs(
-        listener,
-        ctx.clone(),
-        secret,
-        sessions.clone(),
-    ));
-    tasks.spawn(fleet.clone().run(registry.clone(), shutdown.clone()));
-    Ok(())
-}
+use crate::startup::{check_sources, join_fleet, prepare_process, spawn_fleet};
 
 impl Relay {
     /// Recovers the spool, binds the listeners and starts delivering.
@@ -456,12 +337,7 @@ impl Relay {
                 .context("cannot open the event log")?,
         );
         let feedback = FeedbackParts::open(&config, spool.root()).await?;
-        if let Some(fleet) = &fleet {
-            outbound.join_fleet(fleet.clone());
-        }
-        if let Some(return_path) = &feedback.return_path {
-            outbound.set_return_path(return_path.clone());
-        }
+        outbound.set_shared_parts(fleet.clone(), feedback.return_path.clone());
         let attempts = AttemptContext {
             outbound: outbound.clone(),
             spool: spool.clone(),

@@ -16,7 +16,7 @@ pub(super) fn registry(raw: &RawConfig, problems: &mut Problems<'_>) -> Registry
     let mut registry = Registry::default();
     add_pools(&mut registry, raw, problems);
     for ip in &raw.ip {
-        add_ip(&mut registry, ip.get_ref(), problems);
+        add_ip(&mut registry, ip.get_ref(), raw.cluster.is_some(), problems);
     }
     for address in &raw.shared_pool.ips {
         if let Some(ip) = problems.check(address, parse_ip)
@@ -69,7 +69,9 @@ fn add_pools(registry: &mut Registry, raw: &RawConfig, problems: &mut Problems<'
     }
 }
 
-fn add_ip(registry: &mut Registry, ip: &RawIp, problems: &mut Problems<'_>) {
+/// `in_fleet`: the file is a fleet node's, whose `[[ip]]` may name pools of the fleet model
+/// (checked when the node joins, against the model).
+fn add_ip(registry: &mut Registry, ip: &RawIp, in_fleet: bool, problems: &mut Problems<'_>) {
     let Some(address) = problems.check(&ip.address, parse_ip) else {
         return;
     };
@@ -111,7 +113,14 @@ fn add_ip(registry: &mut Registry, ip: &RawIp, problems: &mut Problems<'_>) {
             })
         }),
     };
-    if let Err(error) = registry.add_ip(dedicated) {
+    let added = match registry.add_ip(dedicated.clone()) {
+        Err(RegistryError::UnknownPool(_)) if in_fleet => registry.add_ip(DedicatedIp {
+            pool: None,
+            ..dedicated
+        }),
+        added => added,
+    };
+    if let Err(error) = added {
         let span = match (&error, &ip.pool) {
             (RegistryError::UnknownPool(_), Some(pool)) => pool.span(),
             _ => ip.address.span(),

@@ -62,8 +62,8 @@ pub async fn export(path: &Path) -> anyhow::Result<()> {
     let config = load(path)?;
     let store = connect(cluster_of(&config)?).await?;
     match store.model().await? {
-        Some((text, version)) => {
-            println!("# poolrelay fleet model, version {version}");
+        Some((text, stamp)) => {
+            println!("# poolrelay fleet model, version {}", stamp.version);
             print!("{text}");
             Ok(())
         }

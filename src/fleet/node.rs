@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
 use super::model::{self, ModelError};
-use super::store::{FleetStore, MODEL_CHANNEL, NodeRecord, StoreError};
+use super::store::{FleetStore, MODEL_CHANNEL, NodeRecord, Stamp, StoreError};
 use crate::config::edit::{ConfigDocument, EditError};
 use crate::config::{self, Config};
 use crate::registry::Registry;
@@ -44,6 +44,8 @@ pub struct Fleet {
     /// The model as last applied, cached for a start without Redis.
     cache_path: PathBuf,
     version: AtomicU64,
+    /// The epoch of the model applied (see [`Stamp`]).
+    epoch: parking_lot::Mutex<String>,
     /// Redis answered the last request.
     redis_up: AtomicBool,
     /// Every node the fleet knows, refreshed with each heartbeat.
@@ -82,14 +84,14 @@ impl Fleet {
                     settings.redis
                 )
             })?;
-        let (model_text, version) = match claimed_model(&store, &host_text, &settings.node).await {
+        let (model_text, stamp) = match claimed_model(&store, &host_text, &settings.node).await {
             Ok(found) => found,
             Err(JoinError::Store(StoreError::Unavailable(error))) => {
                 let cached = std::fs::read_to_string(&cache_path).map_err(|_| {
                     anyhow::anyhow!("the fleet's Redis at {} is unavailable ({error}) and this node has no cached model", settings.redis)
                 })?;
                 tracing::warn!(%error, "the fleet's Redis is unavailable: starting on the cached model");
-                (cached, 0)
+                (cached, Stamp::default())
             }
             Err(error) => anyhow::bail!("{error}"),
         };
@@ -97,12 +99,14 @@ impl Fleet {
             .map_err(|error| anyhow::anyhow!("{error}"))?;
         let _ = std::fs::create_dir_all(&config.spool_dir);
         let _ = crate::config::edit::write_atomically(&cache_path, model_text.as_bytes());
+        let version = stamp.version;
         tracing::info!(node = %settings.node, version, "joined the fleet");
         let fleet = Arc::new(Self {
             host_path: config.path.clone(),
             store,
             cache_path,
             version: AtomicU64::new(version),
+            epoch: parking_lot::Mutex::new(stamp.epoch),
             redis_up: AtomicBool::new(version != 0),
             peers: ArcSwap::from_pointee(Vec::new()),
             secret,
@@ -123,6 +127,18 @@ impl Fleet {
 
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::Relaxed)
+    }
+
+    fn stamp(&self) -> Stamp {
+        Stamp {
+            version: self.version(),
+            epoch: self.epoch.lock().clone(),
+        }
+    }
+
+    fn set_stamp(&self, stamp: Stamp) {
+        self.version.store(stamp.version, Ordering::Relaxed);
+        *self.epoch.lock() = stamp.epoch;
     }
 
     pub fn redis_up(&self) -> bool {
@@ -192,16 +208,16 @@ impl Fleet {
     /// Applies the model if Redis has a newer one than this node.
     pub async fn refresh(&self, registry: &ArcSwap<Registry>) {
         let _applying = self.applying.lock().await;
-        let found = match self.store.version().await {
-            Ok(0) => self.reseed().await,
-            Ok(version) if version == self.version() => Ok(None),
+        let found = match self.store.stamp().await {
+            Ok(stamp) if stamp.version == 0 => self.reseed().await,
+            Ok(stamp) if stamp == self.stamp() => Ok(None),
             Ok(_) => self.store.model().await,
             Err(error) => Err(error),
         };
         match found {
-            Ok(Some((text, version))) => {
+            Ok(Some((text, stamp))) => {
                 self.set_redis_up(true);
-                self.apply(registry, &text, version).await;
+                self.apply(registry, &text, stamp).await;
             }
             Ok(None) => self.set_redis_up(true),
             Err(error) => {
@@ -216,29 +232,30 @@ impl Fleet {
     /// or the cached one while Redis is unavailable.
     pub async fn reapply(&self, registry: &ArcSwap<Registry>) -> Result<(), String> {
         let _applying = self.applying.lock().await;
-        let (text, version) = match self.store.model().await {
+        let (text, stamp) = match self.store.model().await {
             Ok(Some(found)) => found,
             Ok(None) => return Err("the fleet has no model".into()),
             Err(_) => {
                 let cached = tokio::fs::read_to_string(&self.cache_path)
                     .await
                     .map_err(|error| format!("cannot read the cached fleet model: {error}"))?;
-                (cached, self.version())
+                (cached, self.stamp())
             }
         };
+        let version = stamp.version;
         let host_text = tokio::fs::read_to_string(&self.host_path)
             .await
             .map_err(|error| format!("cannot read {}: {error}", self.host_path.display()))?;
         let config = effective_config(&self.host_path, &host_text, &text, &self.settings.node)?;
         registry.store(Arc::new(config.registry));
-        self.version.store(version, Ordering::Relaxed);
+        self.set_stamp(stamp);
         tracing::info!(version, "configuration reloaded on the fleet model");
         Ok(())
     }
 
     /// Redis answers but has no model (restarted without persistence, or flushed): this node
     /// writes back the model it runs on, so the fleet goes on where it was.
-    async fn reseed(&self) -> Result<Option<(String, u64)>, StoreError> {
+    async fn reseed(&self) -> Result<Option<(String, Stamp)>, StoreError> {
         let Ok(text) = tokio::fs::read_to_string(&self.cache_path).await else {
             return Ok(None);
         };
@@ -257,8 +274,9 @@ impl Fleet {
         }
     }
 
-    /// Makes `text` (version `version`) the model this node runs on.
-    async fn apply(&self, registry: &ArcSwap<Registry>, text: &str, version: u64) {
+    /// Makes `text` the model this node runs on.
+    async fn apply(&self, registry: &ArcSwap<Registry>, text: &str, stamp: Stamp) {
+        let version = stamp.version;
         let host_text = match tokio::fs::read_to_string(&self.host_path).await {
             Ok(text) => text,
             Err(error) => {
@@ -269,7 +287,7 @@ impl Fleet {
         match effective_config(&self.host_path, &host_text, text, &self.settings.node) {
             Ok(config) => {
                 registry.store(Arc::new(config.registry));
-                self.version.store(version, Ordering::Relaxed);
+                self.set_stamp(stamp);
                 let _ = crate::config::edit::write_atomically(&self.cache_path, text.as_bytes());
                 tracing::info!(version, "fleet model applied");
             }
@@ -309,7 +327,7 @@ impl Fleet {
     ) -> Result<(), ChangeError<E>> {
         let _applying = self.applying.lock().await;
         let unavailable = |error: StoreError| ChangeError::Unavailable(error.to_string());
-        let (model_text, version) = self
+        let (model_text, stamp) = self
             .store
             .model()
             .await
@@ -328,7 +346,7 @@ impl Fleet {
             .map_err(|error| ChangeError::Invalid(EditError::Syntax(error.to_string())))?;
         let version = self
             .store
-            .replace_model(version, &new_model)
+            .replace_model(stamp.version, &new_model)
             .await
             .map_err(unavailable)?
             .ok_or(ChangeError::Conflict)?;
@@ -336,7 +354,10 @@ impl Fleet {
             .registry
             .set_local_node(Some(self.settings.node.clone()));
         registry.store(Arc::new(config.registry));
-        self.version.store(version, Ordering::Relaxed);
+        self.set_stamp(Stamp {
+            version,
+            epoch: stamp.epoch,
+        });
         let _ = crate::config::edit::write_atomically(&self.cache_path, new_model.as_bytes());
         tracing::info!(version, "fleet model changed");
         Ok(())
@@ -360,26 +381,25 @@ async fn claimed_model(
     store: &FleetStore,
     host_text: &str,
     node: &str,
-) -> Result<(String, u64), JoinError> {
+) -> Result<(String, Stamp), JoinError> {
     for _ in 0..5 {
-        let (text, version) = match store.model().await.map_err(JoinError::Store)? {
+        let (text, stamp) = match store.model().await.map_err(JoinError::Store)? {
             Some(found) => found,
-            None => (
-                model::model_of(host_text, node).map_err(JoinError::Model)?,
-                0,
-            ),
+            None => {
+                let own = model::model_of(host_text, node).map_err(JoinError::Model)?;
+                (own, Stamp::default())
+            }
         };
         let claimed = model::claim(host_text, &text, node).map_err(JoinError::Model)?;
-        if version != 0 && claimed.is_none() {
-            return Ok((text, version));
+        if stamp.version != 0 && claimed.is_none() {
+            return Ok((text, stamp));
         }
         let text = claimed.unwrap_or(text);
-        if let Some(version) = store
-            .replace_model(version, &text)
-            .await
-            .map_err(JoinError::Store)?
-        {
-            return Ok((text, version));
+        let written = store.replace_model(stamp.version, &text).await;
+        if written.map_err(JoinError::Store)?.is_some() {
+            // The epoch is Redis's (a first write names a new one).
+            let stamp = store.stamp().await.map_err(JoinError::Store)?;
+            return Ok((text, stamp));
         }
     }
     Err(JoinError::Busy)

@@ -53,6 +53,15 @@ pub struct NodeRecord {
     pub alive: bool,
 }
 
+/// Which model Redis holds: its version, and the epoch it counts in (a new one each time the
+/// model is first written, so versions counted again after Redis lost its data never pass for
+/// ones a node has already applied).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stamp {
+    pub version: u64,
+    pub epoch: String,
+}
+
 /// A connection to the fleet's Redis (reconnected in the background after a failure).
 #[derive(Clone)]
 pub struct FleetStore {
@@ -64,10 +73,17 @@ const CAS_SCRIPT: &str = r#"
 local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if current ~= tonumber(ARGV[1]) then return -1 end
 local next = current + 1
+if current == 0 then redis.call('HSET', KEYS[1], 'epoch', ARGV[4]) end
 redis.call('HSET', KEYS[1], 'text', ARGV[2], 'version', next)
 redis.call('PUBLISH', ARGV[3], next)
 return next
 "#;
+
+/// A fresh epoch name: 16 random hex digits.
+fn new_epoch() -> String {
+    let value: u64 = rand::random();
+    format!("{value:016x}")
+}
 
 impl FleetStore {
     /// Connects, failing fast: a fleet node must know at start whether Redis answers.
@@ -92,23 +108,42 @@ impl FleetStore {
         self.connection.clone()
     }
 
-    /// The model and its version; `None` before the fleet was initialized.
-    pub async fn model(&self) -> Result<Option<(String, u64)>, StoreError> {
+    /// The model and its stamp; `None` before the fleet was initialized.
+    pub async fn model(&self) -> Result<Option<(String, Stamp)>, StoreError> {
         let mut connection = self.connection();
-        let (text, version): (Option<String>, Option<u64>) = redis::cmd("HMGET")
+        let (text, version, epoch): (Option<String>, Option<u64>, Option<String>) =
+            redis::cmd("HMGET")
+                .arg(MODEL_KEY)
+                .arg("text")
+                .arg("version")
+                .arg("epoch")
+                .query_async(&mut connection)
+                .await?;
+        let stamp = Stamp {
+            version: version.unwrap_or(0),
+            epoch: epoch.unwrap_or_default(),
+        };
+        Ok(text.map(|text| (text, stamp)))
+    }
+
+    /// The model's stamp (version 0 before the fleet was initialized).
+    pub async fn stamp(&self) -> Result<Stamp, StoreError> {
+        let mut connection = self.connection();
+        let (version, epoch): (Option<u64>, Option<String>) = redis::cmd("HMGET")
             .arg(MODEL_KEY)
-            .arg("text")
             .arg("version")
+            .arg("epoch")
             .query_async(&mut connection)
             .await?;
-        Ok(text.map(|text| (text, version.unwrap_or(0))))
+        Ok(Stamp {
+            version: version.unwrap_or(0),
+            epoch: epoch.unwrap_or_default(),
+        })
     }
 
     /// The model's version (0 before the fleet was initialized).
     pub async fn version(&self) -> Result<u64, StoreError> {
-        let mut connection = self.connection();
-        let version: Option<u64> = connection.hget(MODEL_KEY, "version").await?;
-        Ok(version.unwrap_or(0))
+        Ok(self.stamp().await?.version)
     }
 
     /// Writes `text` as the model if its version is still `expected`; returns the new version,
@@ -124,6 +159,7 @@ impl FleetStore {
             .arg(expected)
             .arg(text)
             .arg(MODEL_CHANNEL)
+            .arg(new_epoch())
             .invoke_async(&mut connection)
             .await?;
         Ok(u64::try_from(version).ok())

@@ -4,7 +4,10 @@
 //! (same message id, pool, configuration set, recipients with their DSN parameters, tags); it is
 //! spooled here before the 250, and only then does the sending node delete its copy.
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -21,6 +24,33 @@ const HANDOFF_ROOM: u64 = 1024 * 1024;
 /// A peer that says nothing for this long is dropped.
 const IDLE: Duration = Duration::from_secs(60);
 
+/// Message ids handed over lately, so a handover repeated after the sender crashed between
+/// our 250 and its delete is taken once (the 250 is repeated, nothing is spooled twice).
+#[derive(Default)]
+struct Recent {
+    ids: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl Recent {
+    const KEPT: usize = 100_000;
+
+    fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+
+    fn insert(&mut self, id: String) {
+        if self.ids.insert(id.clone()) {
+            self.order.push_back(id);
+        }
+        while self.order.len() > Self::KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+    }
+}
+
 /// Accepts handoffs until shutdown.
 pub async fn serve_handoffs(
     listener: TcpListener,
@@ -28,6 +58,7 @@ pub async fn serve_handoffs(
     secret: Arc<[u8]>,
     sessions: TaskTracker,
 ) {
+    let recent: Arc<Mutex<Recent>> = Arc::default();
     loop {
         let accepted = tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
@@ -35,9 +66,14 @@ pub async fn serve_handoffs(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let (ctx, secret) = (ctx.clone(), secret.clone());
+                let (ctx, secret, recent) = (ctx.clone(), secret.clone(), recent.clone());
                 sessions.spawn(async move {
-                    if let Err(error) = session(stream, &ctx, &secret).await {
+                    let peer_side = Receiver {
+                        ctx: &ctx,
+                        secret: &secret,
+                        recent: &recent,
+                    };
+                    if let Err(error) = session(stream, peer_side).await {
                         tracing::debug!(%peer, %error, "handoff session ended");
                     }
                 });
@@ -50,7 +86,16 @@ pub async fn serve_handoffs(
     }
 }
 
-async fn session(stream: TcpStream, ctx: &InboundContext, secret: &[u8]) -> std::io::Result<()> {
+/// What a handoff session needs.
+#[derive(Clone, Copy)]
+struct Receiver<'a> {
+    ctx: &'a InboundContext,
+    secret: &'a [u8],
+    recent: &'a Mutex<Recent>,
+}
+
+async fn session(stream: TcpStream, receiver: Receiver<'_>) -> std::io::Result<()> {
+    let ctx = receiver.ctx;
     let _ = stream.set_nodelay(true);
     let (read, mut write) = stream.into_split();
     let mut input = BufReader::new(read);
@@ -89,7 +134,7 @@ async fn session(stream: TcpStream, ctx: &InboundContext, secret: &[u8]) -> std:
             }
             b"DATA" => {
                 write.write_all(b"354 Go ahead\r\n").await?;
-                let reply = receive(&mut input, ctx, secret).await?;
+                let reply = receive(&mut input, receiver).await?;
                 write.write_all(reply.as_bytes()).await?;
                 continue;
             }
@@ -102,9 +147,9 @@ async fn session(stream: TcpStream, ctx: &InboundContext, secret: &[u8]) -> std:
 /// Reads one message to the end of data and spools it if its seal holds; returns the reply.
 async fn receive(
     input: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    ctx: &InboundContext,
-    secret: &[u8],
+    receiver: Receiver<'_>,
 ) -> std::io::Result<String> {
+    let Receiver { ctx, secret, .. } = receiver;
     let mut reader = DataReader::new(
         BareNewline::Reject,
         ctx.settings.max_message_bytes + HANDOFF_ROOM,
@@ -133,6 +178,10 @@ async fn receive(
             return Ok(format!("535 5.7.8 {error}\r\n"));
         }
     };
+    if receiver.recent.lock().contains(&envelope.id) {
+        tracing::info!(id = %envelope.id, "handed over again: already taken");
+        return Ok(format!("250 2.0.0 already queued as {}\r\n", envelope.id));
+    }
     let mut writer = ctx.spool.writer();
     writer.buffer().extend_from_slice(&data[at..]);
     drop(data);
@@ -158,6 +207,7 @@ async fn receive(
         "handed over: accepted"
     );
     let id = queued.id.clone();
+    receiver.recent.lock().insert(id.clone());
     ctx.queue.enqueue(queued);
     Ok(format!("250 2.0.0 queued as {id}\r\n"))
 }

@@ -173,9 +173,19 @@ impl Outbound {
         BackInRotation { addresses, pools }
     }
 
-    /// Site limits are kept fleet-wide from now on (once, at start).
-    pub fn join_fleet(&self, fleet: Arc<crate::fleet::Fleet>) {
-        self.site_limits.join(fleet);
+    /// What start-up adds once its parts exist: the fleet (site limits are then kept
+    /// fleet-wide) and the bounce domain's return paths.
+    pub fn set_shared_parts(
+        &self,
+        fleet: Option<Arc<crate::fleet::Fleet>>,
+        return_path: Option<Arc<crate::return_path::ReturnPath>>,
+    ) {
+        if let Some(fleet) = fleet {
+            self.site_limits.join(fleet);
+        }
+        if let Some(return_path) = return_path {
+            self.set_return_path(return_path);
+        }
     }
 
     /// The relay's own SMTP listener addresses (set once, after binding them).

@@ -13,6 +13,7 @@ mod delivery;
 mod demo;
 mod dkim;
 mod feedback;
+mod fleet;
 mod ipv6;
 mod large;
 mod load;
