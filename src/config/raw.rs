@@ -229,6 +229,7 @@ pub struct RawShaping {
     pub max_message_rate: Option<Text>,
     pub max_connection_rate: Option<Text>,
     pub site_max_message_rate: Option<Text>,
+    pub site_max_connections: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

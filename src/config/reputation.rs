@@ -130,7 +130,12 @@ pub(super) fn shaping(
         let max_message_rate = rate(&entry.max_message_rate);
         let max_connection_rate = rate(&entry.max_connection_rate);
         let site_max_message_rate = rate(&entry.site_max_message_rate);
+        let site_max_connections = entry
+            .site_max_connections
+            .as_ref()
+            .map(|v| number_in(v, 1..1_000_001, "site_max_connections", problems) as u32);
         rules.push(ShapingRule {
+            site_max_connections,
             site_max_message_rate,
             site,
             max_connections,

@@ -356,6 +356,12 @@ impl Outbound {
             pair.connect_allowed(slot)
                 .await
                 .map_err(|_| NoSession::Stopped)?;
+            let site_place = self
+                .site_limits
+                .connection(site, pair.limits.site_max_connections, slot)
+                .await
+                .map_err(|_| NoSession::Stopped)?;
+            let permit = permit.with_site(site_place);
             return self
                 .open_session(envelope, picked, target, (pair, permit))
                 .await

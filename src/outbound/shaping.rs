@@ -126,6 +126,18 @@ impl Drop for WaitingTurn {
 #[derive(Debug)]
 pub struct ConnectionPermit {
     _permit: OwnedSemaphorePermit,
+    /// One of the site's `site_max_connections`, when it has that limit.
+    _site: Option<super::site_limits::SiteConnection>,
+}
+
+impl ConnectionPermit {
+    /// Holds `site` for as long as the connection lives too.
+    pub fn with_site(self, site: Option<super::site_limits::SiteConnection>) -> Self {
+        Self {
+            _site: site,
+            ..self
+        }
+    }
 }
 
 async fn wait_for_token(
@@ -178,7 +190,10 @@ impl Pair {
             .clone()
             .try_acquire_owned()
             .ok()
-            .map(|permit| ConnectionPermit { _permit: permit })
+            .map(|permit| ConnectionPermit {
+                _permit: permit,
+                _site: None,
+            })
     }
 
     /// Waits for either a free connection permit (`Some`) or a connection of this pair going
@@ -186,7 +201,10 @@ impl Pair {
     pub async fn connection_or_returned(&self) -> Option<ConnectionPermit> {
         tokio::select! {
             permit = self.connections.clone().acquire_owned() => {
-                permit.ok().map(|permit| ConnectionPermit { _permit: permit })
+                permit.ok().map(|permit| ConnectionPermit {
+                _permit: permit,
+                _site: None,
+            })
             }
             _ = self.returned.notified() => None,
         }

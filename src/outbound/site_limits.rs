@@ -22,6 +22,42 @@ pub struct SiteLimits {
     fleet: OnceLock<Arc<Fleet>>,
     /// Per site: when this node's next message may go (used without Redis).
     next_local: Mutex<HashMap<String, Instant>>,
+    connections: Arc<OpenConnections>,
+}
+
+/// Connections open per site on this node, and a signal when one closes.
+#[derive(Default)]
+struct OpenConnections {
+    per_site: Mutex<HashMap<String, u32>>,
+    closed: tokio::sync::Notify,
+}
+
+/// One of a site's `site_max_connections`, held by an open connection; given back on drop.
+#[derive(Debug)]
+pub struct SiteConnection {
+    open: Arc<OpenConnections>,
+    site: String,
+}
+
+impl std::fmt::Debug for OpenConnections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OpenConnections")
+    }
+}
+
+impl Drop for SiteConnection {
+    fn drop(&mut self) {
+        let counters = &self.open;
+        let mut per_site = counters.per_site.lock();
+        if let Some(open) = per_site.get_mut(&self.site) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                per_site.remove(&self.site);
+            }
+        }
+        drop(per_site);
+        counters.closed.notify_waiters();
+    }
 }
 
 impl SiteLimits {
@@ -59,6 +95,43 @@ impl SiteLimits {
         }
     }
 
+    /// This node's share of the site's connections: `site_max_connections` ÷ live nodes (at
+    /// least one), so the nodes together never exceed it while there are no more nodes than
+    /// connections allowed. No Redis round trip: the share follows the heartbeats.
+    fn connection_share(&self, max: u32) -> u32 {
+        let live = self.fleet.get().map_or(1, |fleet| fleet.live_nodes());
+        (max / live.max(1)).max(1)
+    }
+
+    /// A place among the site's connections, waiting (with the scheduler slot given back) until
+    /// one closes when the site is at its limit; `None` when the site has no such limit.
+    pub async fn connection(
+        &self,
+        site: &str,
+        max: Option<u32>,
+        slot: &mut dyn ReleasableSlot,
+    ) -> Result<Option<SiteConnection>, Stopped> {
+        let Some(max) = max else { return Ok(None) };
+        loop {
+            let closed = self.connections.closed.notified();
+            {
+                let mut per_site = self.connections.per_site.lock();
+                let open = per_site.entry(site.to_string()).or_insert(0);
+                if *open < self.connection_share(max) {
+                    *open += 1;
+                    return Ok(Some(SiteConnection {
+                        open: self.connections.clone(),
+                        site: site.to_string(),
+                    }));
+                }
+            }
+            slot.release();
+            // A heartbeat may change the share without any connection closing.
+            let wait = tokio::time::timeout(Duration::from_secs(1), closed);
+            unless_stopped(slot, wait).await?.ok();
+        }
+    }
+
     /// This node's slot: the site's interval times `share` (the live nodes).
     fn take_local(&self, site: &str, rate: Rate, share: u32) -> Option<Duration> {
         let spacing = interval(rate) * share.max(1);
@@ -76,6 +149,38 @@ impl SiteLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio_util::sync::CancellationToken;
+
+    /// A scheduler slot that is never told to stop.
+    struct Slot(CancellationToken);
+
+    impl ReleasableSlot for Slot {
+        fn release(&mut self) {}
+        fn stop(&self) -> &CancellationToken {
+            &self.0
+        }
+    }
+
+    #[tokio::test]
+    async fn a_site_at_its_connection_limit_waits_until_one_closes() {
+        let limits = Arc::new(SiteLimits::default());
+        let mut slot = Slot(CancellationToken::new());
+        let first = limits.connection("mx", Some(2), &mut slot).await.unwrap();
+        let _second = limits.connection("mx", Some(2), &mut slot).await.unwrap();
+        assert!(limits.connection("other", Some(2), &mut slot).await.unwrap().is_some());
+        assert!(limits.connection("mx", None, &mut slot).await.unwrap().is_none());
+        let waiting = tokio::spawn({
+            let limits = limits.clone();
+            async move {
+                let mut slot = Slot(CancellationToken::new());
+                limits.connection("mx", Some(2), &mut slot).await.map(|c| c.is_some())
+            }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "the third waits");
+        drop(first);
+        assert_eq!(waiting.await.unwrap(), Ok(true));
+    }
 
     #[test]
     fn local_slots_are_spaced_by_the_share_of_live_nodes() {

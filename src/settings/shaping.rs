@@ -44,6 +44,8 @@ pub struct Limits {
     pub max_connection_rate: Option<Rate>,
     /// Messages to the site from every IP (of every fleet node) together, evenly spaced.
     pub site_max_message_rate: Option<Rate>,
+    /// Connections to the site from every IP (of every fleet node) together.
+    pub site_max_connections: Option<u32>,
 }
 
 impl Default for Limits {
@@ -54,6 +56,7 @@ impl Default for Limits {
             max_message_rate: None,
             max_connection_rate: None,
             site_max_message_rate: None,
+            site_max_connections: None,
         }
     }
 }
@@ -68,6 +71,7 @@ pub struct ShapingRule {
     pub max_message_rate: Option<Rate>,
     pub max_connection_rate: Option<Rate>,
     pub site_max_message_rate: Option<Rate>,
+    pub site_max_connections: Option<u32>,
 }
 
 impl ShapingRule {
@@ -113,6 +117,9 @@ pub fn limits_for(rules: &[ShapingRule], site: &str) -> Limits {
         if rule.site_max_message_rate.is_some() {
             limits.site_max_message_rate = rule.site_max_message_rate;
         }
+        if rule.site_max_connections.is_some() {
+            limits.site_max_connections = rule.site_max_connections;
+        }
     }
     limits
 }
@@ -127,6 +134,7 @@ pub(crate) fn rule(site: &str, connections: Option<u32>, rate: Option<&str>) -> 
         max_message_rate: rate.map(|r| Rate::parse(r).expect("a rate")),
         max_connection_rate: None,
         site_max_message_rate: None,
+        site_max_connections: None,
     }
 }
 
