@@ -373,7 +373,7 @@ impl Relay {
             &tasks,
             &sessions,
             fleet.as_ref(),
-            (&registry, &ctx),
+            (&registry, &ctx, &health),
             &shutdown,
         )
         .await?;

@@ -106,6 +106,27 @@ pub(crate) fn prepare_process(config: &Config) {
     raise_open_file_limit(smtp + 2 * deliveries + 512);
 }
 
+/// Mail waiting for a pool whose IPs are on a node that was down goes as soon as the node is
+/// back: its IPs are reported back in rotation, as a local IP's would be.
+async fn retry_when_peers_return(
+    fleet: Arc<Fleet>,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let back = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            back = fleet.peers_back() => back,
+        };
+        for node in back {
+            tracing::info!(node = %node.name, "fleet node up");
+            for ip in node.ips.iter().filter_map(|ip| ip.parse().ok()) {
+                health.back_in_rotation(ip);
+            }
+        }
+    }
+}
+
 /// With `[cluster]`: joins the fleet, and the relay runs on the fleet's model.
 pub(crate) async fn join_fleet(config: Config) -> anyhow::Result<(Option<Arc<Fleet>>, Config)> {
     if config.cluster.is_none() {
@@ -120,7 +141,7 @@ pub(crate) async fn spawn_fleet(
     tasks: &TaskTracker,
     sessions: &TaskTracker,
     fleet: Option<&Arc<Fleet>>,
-    (registry, ctx): (&Arc<ArcSwap<Registry>>, &Arc<InboundContext>),
+    (registry, ctx, health): (&Arc<ArcSwap<Registry>>, &Arc<InboundContext>, &Arc<Health>),
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let Some(fleet) = fleet else { return Ok(()) };
@@ -136,5 +157,10 @@ pub(crate) async fn spawn_fleet(
         sessions.clone(),
     ));
     tasks.spawn(fleet.clone().run(registry.clone(), shutdown.clone()));
+    tasks.spawn(retry_when_peers_return(
+        fleet.clone(),
+        health.clone(),
+        shutdown.clone(),
+    ));
     Ok(())
 }

@@ -53,6 +53,9 @@ pub struct Fleet {
     /// The key nodes sign forwarded mail with.
     secret: Vec<u8>,
     hostname: String,
+    /// Peers that came (back) up since the last [`Fleet::peers_back`].
+    back: parking_lot::Mutex<Vec<NodeRecord>>,
+    back_signal: tokio::sync::Notify,
     /// Serializes applying a model (pub/sub, the periodic check and admin changes).
     applying: tokio::sync::Mutex<()>,
 }
@@ -112,6 +115,8 @@ impl Fleet {
             secret,
             hostname: config.smtp.hostname.clone(),
             applying: tokio::sync::Mutex::new(()),
+            back: parking_lot::Mutex::new(Vec::new()),
+            back_signal: tokio::sync::Notify::new(),
             settings,
         });
         Ok((fleet, effective))
@@ -157,6 +162,17 @@ impl Fleet {
             .filter(|node| node.alive && node.name != self.settings.node)
             .cloned()
             .collect()
+    }
+
+    /// Waits until peers come (back) up and returns them: mail waiting for their pools can go.
+    pub async fn peers_back(&self) -> Vec<NodeRecord> {
+        loop {
+            let taken = std::mem::take(&mut *self.back.lock());
+            if !taken.is_empty() {
+                return taken;
+            }
+            self.back_signal.notified().await;
+        }
     }
 
     /// How many nodes are alive, this one included (at least 1).
@@ -313,7 +329,18 @@ impl Fleet {
         if self.store.heartbeat(&record).await.is_ok()
             && let Ok(nodes) = self.store.nodes().await
         {
+            let before = self.peers.load();
+            let was_up = |name: &str| before.iter().any(|n| n.name == name && n.alive);
+            let back: Vec<NodeRecord> = nodes
+                .iter()
+                .filter(|n| n.alive && n.name != self.settings.node && !was_up(&n.name))
+                .cloned()
+                .collect();
             self.peers.store(Arc::new(nodes));
+            if !back.is_empty() {
+                self.back.lock().extend(back);
+                self.back_signal.notify_one();
+            }
         }
     }
 

@@ -167,13 +167,28 @@ mod tests {
         let mut slot = Slot(CancellationToken::new());
         let first = limits.connection("mx", Some(2), &mut slot).await.unwrap();
         let _second = limits.connection("mx", Some(2), &mut slot).await.unwrap();
-        assert!(limits.connection("other", Some(2), &mut slot).await.unwrap().is_some());
-        assert!(limits.connection("mx", None, &mut slot).await.unwrap().is_none());
+        assert!(
+            limits
+                .connection("other", Some(2), &mut slot)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            limits
+                .connection("mx", None, &mut slot)
+                .await
+                .unwrap()
+                .is_none()
+        );
         let waiting = tokio::spawn({
             let limits = limits.clone();
             async move {
                 let mut slot = Slot(CancellationToken::new());
-                limits.connection("mx", Some(2), &mut slot).await.map(|c| c.is_some())
+                limits
+                    .connection("mx", Some(2), &mut slot)
+                    .await
+                    .map(|c| c.is_some())
             }
         });
         tokio::task::yield_now().await;

@@ -7,10 +7,10 @@ use super::*;
 use crate::common::http::call;
 
 /// A relay process, killed (SIGKILL) when the test ends, however it ends.
-struct KilledOnDrop(std::process::Child);
+pub struct KilledOnDrop(pub std::process::Child);
 
 impl KilledOnDrop {
-    fn kill(&mut self) {
+    pub fn kill(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

@@ -1,9 +1,10 @@
 //! Fleet mode: several relays sharing one model through a real `redis-server` started here on a
 //! free loopback port, each relay with its own folder, spool, admin socket and IPs.
 
-mod failures;
+pub mod failures;
 mod limits;
 mod model;
+mod nodes;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
