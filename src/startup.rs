@@ -145,6 +145,7 @@ pub(crate) async fn spawn_fleet(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let Some(fleet) = fleet else { return Ok(()) };
+    ctx.quota.join_fleet(fleet.clone());
     let address = fleet.settings.forward_listen;
     let listener = TcpListener::bind(address)
         .await

@@ -7,7 +7,8 @@ use super::body::Body;
 use super::error::ApiError;
 use super::state::AdminState;
 
-pub fn get(state: &AdminState) -> Result<Value, ApiError> {
+pub async fn get(state: &AdminState) -> Result<Value, ApiError> {
+    let sent = state.quota.sent_last_24_hours_anywhere().await;
     let registry = state.registry.load();
     let account = registry.account();
     Ok(json!({
@@ -19,7 +20,7 @@ pub fn get(state: &AdminState) -> Result<Value, ApiError> {
         "SendQuota": {
             "Max24HourSend": account.max_24_hour_send as f64,
             "MaxSendRate": account.max_send_rate as f64,
-            "SentLast24Hours": state.quota.sent_last_24_hours() as f64,
+            "SentLast24Hours": sent as f64,
         },
         "SuppressionAttributes": {
             "SuppressedReasons": registry.account_suppression().names(),

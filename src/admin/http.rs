@@ -219,7 +219,7 @@ async fn route_more(
             identities::list(state, &page_from_query(query, PAGE_LIMITS)?)
         }
         (&Method::POST, ["list-identities"]) => identities::list(state, &page_from_body(&body)?),
-        (&Method::GET, ["account"]) => account::get(state),
+        (&Method::GET, ["account"]) => account::get(state).await,
         (&Method::GET, ["poolrelay", "history"]) => Ok(serde_json::json!({
             "Minutes": state.history.last_hour(),
         })),

@@ -41,3 +41,85 @@ pub async fn take_site_slot(
         .await?;
     Ok((wait_micros > 0).then(|| Duration::from_micros(wait_micros as u64)))
 }
+
+/// The account's sending quota across the fleet: per-minute recipient counts for the rolling 24
+/// hours (with their running total) and a token bucket holding one second of `max_send_rate`,
+/// both in one script. Returns 0 (counted), 1 (over the rate) or 2 (over the 24-hour quota).
+const QUOTA_SCRIPT: &str = r#"
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
+local minute = math.floor(now / 60)
+local rate, day, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local counts = KEYS[1]
+local total = tonumber(redis.call('HGET', counts, 'total') or '0')
+local first = tonumber(redis.call('HGET', counts, 'first') or tostring(minute))
+local keep_from = minute - 1439
+if first < keep_from then
+  if keep_from - first > 1440 then
+    redis.call('DEL', counts)
+    total = 0
+  else
+    for m = first, keep_from - 1 do
+      local c = redis.call('HGET', counts, tostring(m))
+      if c then
+        total = total - tonumber(c)
+        redis.call('HDEL', counts, tostring(m))
+      end
+    end
+  end
+  first = keep_from
+end
+if day > 0 and total + n > day then return 2 end
+if rate > 0 then
+  local tokens = tonumber(redis.call('HGET', KEYS[2], 'tokens') or tostring(rate))
+  local last = tonumber(redis.call('HGET', KEYS[2], 'at') or tostring(now))
+  tokens = math.min(math.min(tokens, rate) + (now - last) * rate, rate)
+  if tokens < 1 then
+    redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'at', tostring(now))
+    return 1
+  end
+  redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - n), 'at', tostring(now))
+end
+redis.call('HINCRBY', counts, tostring(minute), n)
+redis.call('HSET', counts, 'total', total + n, 'first', first)
+return 0
+"#;
+
+/// What the fleet's quota said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaAnswer {
+    Counted,
+    OverRate,
+    OverDaily,
+}
+
+/// Counts `recipients` against the fleet's quota (one round trip).
+pub async fn admit_quota(
+    store: &FleetStore,
+    max_send_rate: u64,
+    max_24_hour_send: u64,
+    recipients: u64,
+) -> Result<QuotaAnswer, StoreError> {
+    let mut connection = store.connection();
+    let answer: i64 = redis::Script::new(QUOTA_SCRIPT)
+        .key("poolrelay:quota:minutes")
+        .key("poolrelay:quota:rate")
+        .arg(max_send_rate)
+        .arg(max_24_hour_send)
+        .arg(recipients)
+        .invoke_async(&mut connection)
+        .await?;
+    Ok(match answer {
+        0 => QuotaAnswer::Counted,
+        1 => QuotaAnswer::OverRate,
+        _ => QuotaAnswer::OverDaily,
+    })
+}
+
+/// SES's `SentLast24Hours` for the whole fleet (as of the last message counted).
+pub async fn sent_last_24_hours(store: &FleetStore) -> Result<u64, StoreError> {
+    let mut connection = store.connection();
+    let total: Option<u64> =
+        redis::AsyncCommands::hget(&mut connection, "poolrelay:quota:minutes", "total").await?;
+    Ok(total.unwrap_or(0))
+}

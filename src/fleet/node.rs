@@ -60,6 +60,15 @@ pub struct Fleet {
     applying: tokio::sync::Mutex<()>,
 }
 
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet")
+            .field("node", &self.settings.node)
+            .field("version", &self.version())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Fleet {
     /// Joins the fleet of `config`'s `[cluster]`: reads the model (writing this node's own as
     /// the first model when Redis has none), claims this node's IPs, and returns the config the

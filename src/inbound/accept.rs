@@ -120,7 +120,8 @@ pub(super) async fn accept(
 ) -> Result<(), Refusal> {
     let limits = ctx.registry.load().account();
     ctx.quota
-        .admit(&limits, envelope.recipients.len() as u64)
+        .admit_anywhere(&limits, envelope.recipients.len() as u64)
+        .await
         .map_err(Refusal::Quota)?;
     envelope.size = writer.size();
     let id = envelope.id.clone();

@@ -1,7 +1,9 @@
 //! The account's sending quota as SES enforces it: at most `max_send_rate` recipients per
 //! second (a token bucket holding one second's worth) and `max_24_hour_send` per rolling 24
 //! hours (per-minute counts). Both count recipients of accepted mail, from SMTP and the API
-//! alike. The counts live in memory: a restart starts the 24-hour window afresh.
+//! alike. The counts live in memory: a restart starts the 24-hour window afresh. In a fleet they
+//! live in Redis and count every node's mail; while Redis is unavailable each node admits its
+//! share (the limits ÷ the live nodes) from its own counts.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -31,6 +33,7 @@ struct Counts {
 #[derive(Debug)]
 pub struct SendQuota {
     counts: Mutex<Counts>,
+    fleet: std::sync::OnceLock<std::sync::Arc<crate::fleet::Fleet>>,
 }
 
 impl Default for SendQuota {
@@ -41,6 +44,7 @@ impl Default for SendQuota {
                 refilled: Instant::now(),
                 minutes: VecDeque::new(),
             }),
+            fleet: std::sync::OnceLock::new(),
         }
     }
 }
@@ -94,7 +98,57 @@ impl SendQuota {
         Ok(())
     }
 
-    /// SES's `SentLast24Hours`.
+    /// Counts the quota fleet-wide from now on.
+    pub fn join_fleet(&self, fleet: std::sync::Arc<crate::fleet::Fleet>) {
+        let _ = self.fleet.set(fleet);
+    }
+
+    /// [`SendQuota::admit`] for the whole fleet when this relay is a node (one Redis round
+    /// trip); this node's share of the limits while Redis is unavailable.
+    pub async fn admit_anywhere(
+        &self,
+        limits: &AccountSettings,
+        recipients: u64,
+    ) -> Result<(), QuotaExceeded> {
+        use crate::fleet::limits::{QuotaAnswer, admit_quota};
+        let Some(fleet) = self.fleet.get() else {
+            return self.admit(limits, recipients);
+        };
+        if fleet.redis_up() {
+            let asked = admit_quota(
+                fleet.store(),
+                limits.max_send_rate,
+                limits.max_24_hour_send,
+                recipients,
+            );
+            match asked.await {
+                Ok(QuotaAnswer::Counted) => return Ok(()),
+                Ok(QuotaAnswer::OverRate) => return Err(QuotaExceeded::Rate),
+                Ok(QuotaAnswer::OverDaily) => return Err(QuotaExceeded::Daily),
+                Err(error) => tracing::debug!(%error, "quota from Redis failed: this node's share"),
+            }
+        }
+        let live = u64::from(fleet.live_nodes());
+        let share = |limit: u64| if limit == 0 { 0 } else { (limit / live).max(1) };
+        let shared = AccountSettings {
+            max_send_rate: share(limits.max_send_rate),
+            max_24_hour_send: share(limits.max_24_hour_send),
+            ..*limits
+        };
+        self.admit(&shared, recipients)
+    }
+
+    /// SES's `SentLast24Hours`: the fleet's, when Redis answers.
+    pub async fn sent_last_24_hours_anywhere(&self) -> u64 {
+        if let Some(fleet) = self.fleet.get()
+            && let Ok(total) = crate::fleet::limits::sent_last_24_hours(fleet.store()).await
+        {
+            return total;
+        }
+        self.sent_last_24_hours()
+    }
+
+    /// SES's `SentLast24Hours` as this relay counted it.
     pub fn sent_last_24_hours(&self) -> u64 {
         let mut counts = self.counts.lock();
         counts.forget_old(current_minute());

@@ -160,3 +160,56 @@ async fn a_site_limit_of_5_per_second_holds_across_three_nodes() {
         node.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_quota_counts_every_nodes_mail() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let sink = start_sink().await;
+    let shared = tempfile::tempdir().expect("temp dir");
+    let url = redis.url();
+    let account = "[account]\nmax_24_hour_send = 5\n";
+    let a = TestRelay::start(&node_config(
+        "a",
+        &url,
+        shared.path(),
+        sink.addr(),
+        &[("127.0.0.121", None)],
+        account,
+    ))
+    .await;
+    let b = TestRelay::start(&node_config(
+        "b",
+        &url,
+        shared.path(),
+        sink.addr(),
+        &[("127.0.0.122", None)],
+        "",
+    ))
+    .await;
+    let mut replies = Vec::new();
+    for node in [&a, &b, &a, &b, &a, &b] {
+        let (mut client, _) = RawClient::connect(node.addr).await;
+        let content = b"Subject: q\r\n\r\nx\r\n.\r\n";
+        replies.push(
+            client
+                .send_message("app@example.test", &["user@example.test"], content)
+                .await,
+        );
+    }
+    let accepted = replies.iter().filter(|r| r.starts_with("250")).count();
+    assert_eq!(accepted, 5, "{replies:?}");
+    assert!(
+        replies[5].starts_with("554 5.7.0"),
+        "the sixth, on node b: {}",
+        replies[5]
+    );
+    assert!(replies[5].contains("Daily message quota exceeded"));
+    let (status, account) =
+        crate::common::http::call(&admin_socket(&b), "GET", "/v2/email/account", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(account["SendQuota"]["SentLast24Hours"], 5.0, "{account}");
+    a.stop().await;
+    b.stop().await;
+}
