@@ -307,6 +307,30 @@ fn inbound_context(
     })
 }
 
+/// What delivery attempts share (without the fleet, set by the caller).
+fn attempt_context(
+    config: &Config,
+    (outbound, spool, events, registry): (
+        &Arc<Outbound>,
+        &Spool,
+        &Arc<EventLog>,
+        &Arc<ArcSwap<Registry>>,
+    ),
+    feedback: &FeedbackParts,
+) -> AttemptContext {
+    AttemptContext {
+        outbound: outbound.clone(),
+        spool: spool.clone(),
+        settings: config.queue.clone(),
+        events: events.clone(),
+        hostname: config.smtp.hostname.clone(),
+        registry: registry.clone(),
+        ledger: Some(feedback.ledger.clone()),
+        sent: feedback.sent.clone(),
+        fleet: None,
+    }
+}
+
 /// The TLS identity of the SMTP listeners, when `[smtp.tls]` is configured.
 fn load_inbound_tls(config: &Config) -> anyhow::Result<Option<Arc<InboundTls>>> {
     match &config.smtp.tls {
@@ -317,7 +341,7 @@ fn load_inbound_tls(config: &Config) -> anyhow::Result<Option<Arc<InboundTls>>> 
     }
 }
 
-use crate::startup::{check_sources, join_fleet, prepare_process, spawn_fleet};
+use crate::startup::{FleetParts, check_sources, join_fleet, prepare_process, spawn_fleet};
 
 impl Relay {
     /// Recovers the spool, binds the listeners and starts delivering.
@@ -338,16 +362,10 @@ impl Relay {
         );
         let feedback = FeedbackParts::open(&config, spool.root()).await?;
         outbound.set_shared_parts(fleet.clone(), feedback.return_path.clone());
+        let attempts = attempt_context(&config, (&outbound, &spool, &events, &registry), &feedback);
         let attempts = AttemptContext {
-            outbound: outbound.clone(),
-            spool: spool.clone(),
-            settings: config.queue.clone(),
-            events: events.clone(),
-            hostname: config.smtp.hostname.clone(),
-            registry: registry.clone(),
-            ledger: Some(feedback.ledger.clone()),
-            sent: feedback.sent.clone(),
             fleet: fleet.clone(),
+            ..attempts
         };
         let (queue, scheduler) = queue::new(attempts, shutdown.clone());
         // Everything that can refuse start-up happens before any task is spawned.
@@ -369,14 +387,8 @@ impl Relay {
         );
         tasks.spawn(scheduler.run(recovered));
         let ledger = feedback.spawn(&tasks, &config, shared, &shutdown);
-        spawn_fleet(
-            &tasks,
-            &sessions,
-            fleet.as_ref(),
-            (&registry, &ctx, &health),
-            &shutdown,
-        )
-        .await?;
+        let parts = FleetParts::new(&registry, &ctx, &health, &ledger);
+        spawn_fleet(&tasks, &sessions, fleet.as_ref(), parts, &shutdown).await?;
         let dkim_status = Arc::new(StatusBoard::default());
         spawn_dns_checks(&tasks, &config, &registry, &health, &dkim_status, &shutdown);
         let admin = Arc::new(

@@ -106,6 +106,30 @@ pub(crate) fn prepare_process(config: &Config) {
     raise_open_file_limit(smtp + 2 * deliveries + 512);
 }
 
+/// What the fleet's tasks work on.
+pub(crate) struct FleetParts<'a> {
+    pub registry: &'a Arc<ArcSwap<Registry>>,
+    pub ctx: &'a Arc<InboundContext>,
+    pub health: &'a Arc<Health>,
+    pub ledger: &'a crate::ledger::Ledger,
+}
+
+impl<'a> FleetParts<'a> {
+    pub fn new(
+        registry: &'a Arc<ArcSwap<Registry>>,
+        ctx: &'a Arc<InboundContext>,
+        health: &'a Arc<Health>,
+        ledger: &'a crate::ledger::Ledger,
+    ) -> Self {
+        Self {
+            registry,
+            ctx,
+            health,
+            ledger,
+        }
+    }
+}
+
 /// Mail waiting for a pool whose IPs are on a node that was down goes as soon as the node is
 /// back: its IPs are reported back in rotation, as a local IP's would be.
 async fn retry_when_peers_return(
@@ -141,10 +165,21 @@ pub(crate) async fn spawn_fleet(
     tasks: &TaskTracker,
     sessions: &TaskTracker,
     fleet: Option<&Arc<Fleet>>,
-    (registry, ctx, health): (&Arc<ArcSwap<Registry>>, &Arc<InboundContext>, &Arc<Health>),
+    parts: FleetParts<'_>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let Some(fleet) = fleet else { return Ok(()) };
+    let FleetParts {
+        registry,
+        ctx,
+        health,
+        ledger,
+    } = parts;
+    tasks.spawn(crate::fleet::suppression::run(
+        fleet.clone(),
+        ledger.clone(),
+        shutdown.clone(),
+    ));
     ctx.quota.join_fleet(fleet.clone());
     let address = fleet.settings.forward_listen;
     let listener = TcpListener::bind(address)

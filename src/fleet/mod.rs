@@ -2,7 +2,8 @@
 //!
 //! `model` (the shared TOML and how it meets a node's own file, pure), `store` (the Redis keys),
 //! `node` (joining, keeping the registry on the model, heartbeats, admin changes), `handoff`
-//! (forwarded mail's sealed envelope, pure) and `limits` (fleet-wide site limits).
+//! (forwarded mail's sealed envelope, pure), `limits` (fleet-wide site rates and account quota)
+//! and `suppression` (the suppression list shared through Redis).
 
 pub mod commands;
 pub mod handoff;
@@ -10,5 +11,6 @@ pub mod limits;
 pub mod model;
 pub mod node;
 pub mod store;
+pub mod suppression;
 
 pub use node::{ChangeError, Fleet};

@@ -52,6 +52,15 @@ pub struct Ledger {
     pub(super) db: Arc<Database>,
     /// Entries on the suppression list: with none, a lookup is not even made.
     pub(super) suppressed: Arc<AtomicU64>,
+    /// In a fleet: where this node's own changes to the list are told (to share them).
+    pub(super) changes: Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Change>>>,
+}
+
+/// A change to the suppression list, as stored: the normalized address and the encoded entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Suppressed { key: String, entry: Vec<u8> },
+    Removed { key: String },
 }
 
 impl std::fmt::Debug for Ledger {
@@ -80,7 +89,15 @@ impl Ledger {
         Ok(Self {
             db: Arc::new(db),
             suppressed: Arc::new(AtomicU64::new(count)),
+            changes: Arc::default(),
         })
+    }
+
+    /// From now on, every change this relay makes to the list is sent here (once; later calls
+    /// get `None`).
+    pub fn watch_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Change>> {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        self.changes.set(sender).ok().map(|()| receiver)
     }
 
     /// How many addresses are on the suppression list.

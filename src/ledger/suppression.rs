@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use base64::Engine;
 use redb::{ReadableDatabase, ReadableTableMetadata};
 
-use super::store::{Ledger, LedgerError, SUPPRESSED};
+use super::store::{Change, Ledger, LedgerError, SUPPRESSED};
 use crate::settings::suppression::{SuppressedReasons, SuppressionReason};
 
 /// One address on the list.
@@ -134,25 +134,55 @@ impl Ledger {
 
     /// Adds (or updates) entries in one durable commit. Returns how many were new.
     pub fn suppress_all(&self, entries: &[Suppressed]) -> Result<usize, LedgerError> {
+        let mut changes = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let key = normalize(&entry.address).ok_or_else(|| {
+                LedgerError::Invalid(format!("{:?} is not an email address", entry.address))
+            })?;
+            changes.push(Change::Suppressed {
+                key,
+                entry: encode(entry),
+            });
+        }
+        let added = self.apply(&changes)?;
+        self.tell(changes);
+        Ok(added)
+    }
+
+    /// Applies changes (this relay's, or another fleet node's) in one durable commit without
+    /// telling anyone. Entries that do not decode are skipped. Returns how many were new.
+    pub fn apply(&self, changes: &[Change]) -> Result<usize, LedgerError> {
         let write = self.db.begin_write()?;
         let mut added = 0;
         {
             let mut table = write.open_table(SUPPRESSED)?;
-            for entry in entries {
-                let key = normalize(&entry.address).ok_or_else(|| {
-                    LedgerError::Invalid(format!("{:?} is not an email address", entry.address))
-                })?;
-                if table
-                    .insert(key.as_str(), encode(entry).as_slice())?
-                    .is_none()
-                {
-                    added += 1;
+            for change in changes {
+                match change {
+                    Change::Suppressed { key, entry } => {
+                        if decode(key, entry).is_none() || normalize(key).as_ref() != Some(key) {
+                            continue;
+                        }
+                        if table.insert(key.as_str(), entry.as_slice())?.is_none() {
+                            added += 1;
+                        }
+                    }
+                    Change::Removed { key } => {
+                        table.remove(key.as_str())?;
+                    }
                 }
             }
             self.suppressed.store(table.len()?, Ordering::Relaxed);
         }
         write.commit()?;
         Ok(added)
+    }
+
+    fn tell(&self, changes: Vec<Change>) {
+        if let Some(sender) = self.changes.get() {
+            for change in changes {
+                let _ = sender.send(change);
+            }
+        }
     }
 
     pub fn suppress(&self, entry: &Suppressed) -> Result<bool, LedgerError> {
@@ -172,6 +202,9 @@ impl Ledger {
             removed
         };
         write.commit()?;
+        if removed {
+            self.tell(vec![Change::Removed { key }]);
+        }
         Ok(removed)
     }
 

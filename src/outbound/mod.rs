@@ -19,6 +19,7 @@ pub mod response;
 pub mod reverse_dns;
 pub mod select;
 pub mod shaping;
+pub mod site_connection;
 pub mod site_limits;
 pub mod tls;
 mod transaction;

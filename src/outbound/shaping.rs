@@ -127,12 +127,12 @@ impl Drop for WaitingTurn {
 pub struct ConnectionPermit {
     _permit: OwnedSemaphorePermit,
     /// One of the site's `site_max_connections`, when it has that limit.
-    _site: Option<super::site_limits::SiteConnection>,
+    _site: Option<super::site_connection::SiteConnection>,
 }
 
 impl ConnectionPermit {
     /// Holds `site` for as long as the connection lives too.
-    pub fn with_site(self, site: Option<super::site_limits::SiteConnection>) -> Self {
+    pub fn with_site(self, site: Option<super::site_connection::SiteConnection>) -> Self {
         Self {
             _site: site,
             ..self

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::shaping::{ReleasableSlot, Stopped, unless_stopped};
+use super::site_connection::{OpenConnections, SiteConnection};
 use crate::fleet::Fleet;
 use crate::fleet::limits::{interval, take_site_slot};
 use crate::settings::shaping::Rate;
@@ -23,41 +24,6 @@ pub struct SiteLimits {
     /// Per site: when this node's next message may go (used without Redis).
     next_local: Mutex<HashMap<String, Instant>>,
     connections: Arc<OpenConnections>,
-}
-
-/// Connections open per site on this node, and a signal when one closes.
-#[derive(Default)]
-struct OpenConnections {
-    per_site: Mutex<HashMap<String, u32>>,
-    closed: tokio::sync::Notify,
-}
-
-/// One of a site's `site_max_connections`, held by an open connection; given back on drop.
-#[derive(Debug)]
-pub struct SiteConnection {
-    open: Arc<OpenConnections>,
-    site: String,
-}
-
-impl std::fmt::Debug for OpenConnections {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("OpenConnections")
-    }
-}
-
-impl Drop for SiteConnection {
-    fn drop(&mut self) {
-        let counters = &self.open;
-        let mut per_site = counters.per_site.lock();
-        if let Some(open) = per_site.get_mut(&self.site) {
-            *open = open.saturating_sub(1);
-            if *open == 0 {
-                per_site.remove(&self.site);
-            }
-        }
-        drop(per_site);
-        counters.closed.notify_waiters();
-    }
 }
 
 impl SiteLimits {
@@ -113,16 +79,13 @@ impl SiteLimits {
     ) -> Result<Option<SiteConnection>, Stopped> {
         let Some(max) = max else { return Ok(None) };
         loop {
-            let closed = self.connections.closed.notified();
+            let closed = self.connections.closed();
             {
-                let mut per_site = self.connections.per_site.lock();
+                let mut per_site = self.connections.per_site();
                 let open = per_site.entry(site.to_string()).or_insert(0);
                 if *open < self.connection_share(max) {
                     *open += 1;
-                    return Ok(Some(SiteConnection {
-                        open: self.connections.clone(),
-                        site: site.to_string(),
-                    }));
+                    return Ok(Some(SiteConnection::new(&self.connections, site)));
                 }
             }
             slot.release();

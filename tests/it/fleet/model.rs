@@ -174,3 +174,76 @@ async fn mail_accepted_by_a_for_a_pool_that_lives_on_b_leaves_from_bs_ip() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suppression_list_is_the_same_on_every_node() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let sink = start_sink().await;
+    let shared = tempfile::tempdir().expect("temp dir");
+    let url = redis.url();
+    let a = TestRelay::start(&node_config(
+        "a",
+        &url,
+        shared.path(),
+        sink.addr(),
+        &[("127.0.0.131", None)],
+        "",
+    ))
+    .await;
+    let b = TestRelay::start(&node_config(
+        "b",
+        &url,
+        shared.path(),
+        sink.addr(),
+        &[("127.0.0.132", None)],
+        "",
+    ))
+    .await;
+    let (socket_a, socket_b) = (admin_socket(&a), admin_socket(&b));
+    let entry = serde_json::json!({"EmailAddress": "Gone@Example.TEST", "Reason": "BOUNCE"});
+    let (status, body) = call(
+        &socket_a,
+        "PUT",
+        "/v2/email/suppression/addresses",
+        Some(entry),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let path = "/v2/email/suppression/addresses/Gone@example.test";
+    let on_b = eventually_async(|| {
+        let socket_b = socket_b.clone();
+        async move {
+            let (status, body) = call(&socket_b, "GET", path, None).await;
+            (status == 200).then_some(body)
+        }
+    })
+    .await
+    .expect("node b has the address node a suppressed");
+    assert_eq!(on_b["SuppressedDestination"]["Reason"], "BOUNCE", "{on_b}");
+
+    // Mail to it through node b is not sent.
+    let (mut client, _) = RawClient::connect(b.addr).await;
+    let content = b"Subject: s\r\n\r\nx\r\n.\r\n";
+    client
+        .send_accepted(
+            "app@example.test",
+            &["Gone@example.test", "kept@example.test"],
+            content,
+        )
+        .await;
+    let received = sink.wait_for(1, WAIT).await;
+    assert_eq!(received[0].recipients, ["kept@example.test"]);
+
+    let (status, _) = call(&socket_b, "DELETE", path, None).await;
+    assert_eq!(status, 200);
+    let gone = eventually_async(|| {
+        let socket_a = socket_a.clone();
+        async move { (call(&socket_a, "GET", path, None).await.0 == 404).then_some(()) }
+    })
+    .await;
+    assert!(gone.is_some(), "a removal through node b reaches node a");
+    a.stop().await;
+    b.stop().await;
+}
