@@ -3,8 +3,9 @@
 node, and 3 fleet nodes (same total load, split over the nodes), plus 3 nodes where two hand every
 message to the third (a pool that lives on one node), and 3 nodes with a fleet-wide site rate (one
 Redis script per message). For each: accepted msg/s and latency from `poolrelay load`, delivered
-msg/s at the sink, and Redis commands per message (INFO's total_commands_processed, heartbeats
-included). Everything on loopback: a redis-server of its own on a free port, `poolrelay sink`,
+msg/s at the sink, Redis commands per message (INFO's total_commands_processed: commands run
+inside scripts and heartbeats included) and scripts per message (EVALSHA calls: one round trip
+each). Everything on loopback: a redis-server of its own on a free port, `poolrelay sink`,
 127.0.0.2-4 as the nodes' IPs.
 
 Usage: benches/fleet.py [--messages N] [--runs N] [BINARY]
@@ -43,6 +44,16 @@ def redis_commands(port):
         if line.startswith("total_commands_processed:"):
             return int(line.split(":")[1])
     return 0
+
+
+def redis_scripts(port):
+    """Scripts run (EVALSHA and EVAL calls): one network round trip each."""
+    out = subprocess.run(["redis-cli", "-p", str(port), "info", "commandstats"], capture_output=True, text=True).stdout
+    calls = 0
+    for line in out.splitlines():
+        if line.startswith(("cmdstat_evalsha:", "cmdstat_eval:")):
+            calls += int(line.split("calls=")[1].split(",")[0])
+    return calls
 
 
 def node_config(dir, name, smtp, ip, pool, redis_port, sink, extra, cluster=True):
@@ -95,10 +106,12 @@ def run(binary, scenario, messages):
             targets = ports[:2] if scenario == "fleet-3-handover" else ports
             sets = ["--configuration-sets", "far-set"] if scenario == "fleet-3-handover" else []
             before = redis_commands(redis_port)
+            scripts_before = redis_scripts(redis_port)
             start = time.time()
             loads = [subprocess.Popen([binary, "load", "--target", f"127.0.0.1:{port}", "--connections",
                                        str(max(1, 20 // len(targets))), "--messages", str(messages // len(targets)),
-                                       "--size", "2048", "--json", *sets], stdout=subprocess.PIPE)
+                                       "--size", "2048", "--json", *sets], stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL)
                      for port in targets]
             reports = [json.loads(load.communicate()[0]) for load in loads]
             accepted_at = time.time() - start
@@ -115,12 +128,14 @@ def run(binary, scenario, messages):
                 time.sleep(0.02)
             delivered_at = time.time() - start
             commands = redis_commands(redis_port) - before if scenario != "single" else 0
+            scripts = redis_scripts(redis_port) - scripts_before if scenario != "single" else 0
             return {
                 "accepted_per_s": total / accepted_at,
                 "delivered_per_s": total / delivered_at,
                 "p50_ms": statistics.median(r["p50_ms"] for r in reports),
                 "p99_ms": max(r["p99_ms"] for r in reports),
                 "redis_per_msg": commands / total,
+                "scripts_per_msg": scripts / total,
             }
         finally:
             for proc in reversed(procs):
@@ -141,12 +156,13 @@ def main():
         binary = "target/release/poolrelay"
     scenarios = ["single", "fleet-1", "fleet-3", "fleet-3-handover", "fleet-3-site-rate"]
     print(f"{args.messages} messages of 2 KB, 20 sessions in all, {args.runs} runs each (medians)")
-    print(f"{'scenario':<18} {'accepted/s':>10} {'delivered/s':>11} {'p50 ms':>7} {'p99 ms':>7} {'redis cmds/msg':>14}")
+    print(f"{'scenario':<18} {'accepted/s':>10} {'delivered/s':>11} {'p50 ms':>7} {'p99 ms':>7} {'redis cmds/msg':>14} {'scripts/msg':>11}")
     for scenario in scenarios:
         results = [run(binary, scenario, args.messages) for _ in range(args.runs)]
         med = {key: statistics.median(r[key] for r in results) for key in results[0]}
         print(f"{scenario:<18} {med['accepted_per_s']:>10.0f} {med['delivered_per_s']:>11.0f} "
-              f"{med['p50_ms']:>7.2f} {med['p99_ms']:>7.2f} {med['redis_per_msg']:>14.2f}", flush=True)
+              f"{med['p50_ms']:>7.2f} {med['p99_ms']:>7.2f} {med['redis_per_msg']:>14.2f} {med['scripts_per_msg']:>11.2f}",
+              flush=True)
 
 
 if __name__ == "__main__":

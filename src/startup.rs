@@ -130,6 +130,19 @@ impl<'a> FleetParts<'a> {
     }
 }
 
+/// Every second, this node's recipients go into the fleet's 24-hour count (when no quota limit
+/// needs a check per message).
+async fn flush_quota_counts(ctx: Arc<InboundContext>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => ctx.quota.flush_to_fleet().await,
+        }
+    }
+    ctx.quota.flush_to_fleet().await;
+}
+
 /// Mail waiting for a pool whose IPs are on a node that was down goes as soon as the node is
 /// back: its IPs are reported back in rotation, as a local IP's would be.
 async fn retry_when_peers_return(
@@ -198,5 +211,6 @@ pub(crate) async fn spawn_fleet(
         health.clone(),
         shutdown.clone(),
     ));
+    tasks.spawn(flush_quota_counts(ctx.clone(), shutdown.clone()));
     Ok(())
 }

@@ -4,7 +4,8 @@
 //! The script keeps, per site, the theoretical arrival time (TAT) of the next allowed message in
 //! microseconds of Redis's own clock (so nodes' clocks do not matter). A message may go when the
 //! TAT is not in the future; the TAT then moves one interval (period ÷ count) on. Messages are
-//! spaced evenly: no burst above one.
+//! spaced evenly; only at rates above 100/s may they bunch, by up to 10 ms worth of the rate (so
+//! nodes sending at once are not sent back to wait a microsecond each).
 
 use std::time::Duration;
 
@@ -15,15 +16,22 @@ const GCRA_SCRIPT: &str = r#"
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000000 + tonumber(now_parts[2])
 local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat > now then return tat - now end
-redis.call('SET', KEYS[1], string.format('%.0f', now + interval), 'PX', math.floor(interval / 1000) + 1000)
+if tat - tolerance > now then return tat - tolerance - now end
+if tat < now then tat = now end
+redis.call('SET', KEYS[1], string.format('%.0f', tat + interval), 'PX', math.floor((tat + interval - now) / 1000) + 1000)
 return 0
 "#;
 
 /// The spacing between two messages at `rate`.
 pub fn interval(rate: Rate) -> Duration {
     rate.per / rate.count.max(1)
+}
+
+/// How far ahead of its slot a message may go: none at rates up to 100/s, 10 ms worth above.
+pub fn tolerance(rate: Rate) -> Duration {
+    Duration::from_millis(10).saturating_sub(interval(rate))
 }
 
 /// Takes the site's next slot: `Ok(None)` when the message may go now, `Ok(Some(wait))` when
@@ -37,6 +45,7 @@ pub async fn take_site_slot(
     let wait_micros: i64 = redis::Script::new(GCRA_SCRIPT)
         .key(format!("poolrelay:site-rate:{site}"))
         .arg(interval(rate).as_micros() as u64)
+        .arg(tolerance(rate).as_micros() as u64)
         .invoke_async(&mut connection)
         .await?;
     Ok((wait_micros > 0).then(|| Duration::from_micros(wait_micros as u64)))

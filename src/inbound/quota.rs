@@ -34,6 +34,9 @@ struct Counts {
 pub struct SendQuota {
     counts: Mutex<Counts>,
     fleet: std::sync::OnceLock<std::sync::Arc<crate::fleet::Fleet>>,
+    /// In a fleet without limits: recipients counted here and not yet added to the fleet's
+    /// count (added every second, see [`SendQuota::flush_to_fleet`]).
+    unflushed: std::sync::atomic::AtomicU64,
 }
 
 impl Default for SendQuota {
@@ -45,6 +48,7 @@ impl Default for SendQuota {
                 minutes: VecDeque::new(),
             }),
             fleet: std::sync::OnceLock::new(),
+            unflushed: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -114,6 +118,12 @@ impl SendQuota {
         let Some(fleet) = self.fleet.get() else {
             return self.admit(limits, recipients);
         };
+        if limits.max_send_rate == 0 && limits.max_24_hour_send == 0 {
+            // Nothing to refuse: no round trip per message, the count follows within a second.
+            self.unflushed
+                .fetch_add(recipients, std::sync::atomic::Ordering::Relaxed);
+            return self.admit(limits, recipients);
+        }
         if fleet.redis_up() {
             let asked = admit_quota(
                 fleet.store(),
@@ -136,6 +146,23 @@ impl SendQuota {
             ..*limits
         };
         self.admit(&shared, recipients)
+    }
+
+    /// Adds what was counted here since the last call to the fleet's count (kept for the next
+    /// call while Redis is unavailable).
+    pub async fn flush_to_fleet(&self) {
+        use std::sync::atomic::Ordering;
+        let Some(fleet) = self.fleet.get() else {
+            return;
+        };
+        let recipients = self.unflushed.swap(0, Ordering::Relaxed);
+        if recipients == 0 {
+            return;
+        }
+        let counted = crate::fleet::limits::admit_quota(fleet.store(), 0, 0, recipients).await;
+        if counted.is_err() {
+            self.unflushed.fetch_add(recipients, Ordering::Relaxed);
+        }
     }
 
     /// SES's `SentLast24Hours`: the fleet's, when Redis answers.

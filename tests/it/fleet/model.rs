@@ -169,6 +169,19 @@ async fn mail_accepted_by_a_for_a_pool_that_lives_on_b_leaves_from_bs_ip() {
         tags["ses:configuration-set"],
         serde_json::json!(["far-set"])
     );
+    let socket_b = admin_socket(&b);
+    let counted = eventually_async(|| {
+        let socket_b = socket_b.clone();
+        async move {
+            let (_, account) = call(&socket_b, "GET", "/v2/email/account", None).await;
+            (account["SendQuota"]["SentLast24Hours"] == 2.0).then_some(())
+        }
+    })
+    .await;
+    assert!(
+        counted.is_some(),
+        "node b's SentLast24Hours counts what node a accepted"
+    );
     let a_empty = eventually(|| queued_envelopes(&a.spool_dir()).is_empty().then_some(())).await;
     assert!(a_empty.is_some(), "node a deletes its copy once b has it");
     a.stop().await;
