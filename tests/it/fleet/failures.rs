@@ -45,34 +45,15 @@ async fn create_pool(socket: &Path, name: &str) -> (u16, serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_stopped_and_restarted_with_mail_flowing_loses_nothing_and_catches_up() {
-    let Some(mut redis) = RedisServer::start().await else {
+    let Some(mut fleet) = TestFleet::start().await else {
         return;
     };
-    let sink = start_sink().await;
-    let shared = tempfile::tempdir().expect("temp dir");
-    let url = redis.url();
-    let a = TestRelay::start(&node_config(
-        "a",
-        &url,
-        shared.path(),
-        sink.addr(),
-        &[("127.0.0.81", None)],
-        MODEL,
-    ))
-    .await;
-    let b = TestRelay::start(&node_config(
-        "b",
-        &url,
-        shared.path(),
-        sink.addr(),
-        &[("127.0.0.82", Some("far"))],
-        "",
-    ))
-    .await;
+    let a = fleet.node("a", &[("127.0.0.81", None)], MODEL).await;
+    let b = fleet.node("b", &[("127.0.0.82", Some("far"))], "").await;
     send_batch(a.addr, 0, 5).await;
-    assert_eq!(sink.wait_for(5, WAIT).await.len(), 5);
+    assert_eq!(fleet.sink.wait_for(5, WAIT).await.len(), 5);
 
-    redis.stop();
+    fleet.redis.stop();
     send_batch(a.addr, 5, 5).await;
     let socket_a = admin_socket(&a);
     let refused = eventually_async(|| {
@@ -96,13 +77,13 @@ async fn redis_stopped_and_restarted_with_mail_flowing_loses_nothing_and_catches
         "{refused}"
     );
     assert_eq!(
-        sink.wait_for(10, WAIT).await.len(),
+        fleet.sink.wait_for(10, WAIT).await.len(),
         10,
         "mail flows on the last model"
     );
 
     // Back without its data (no persistence): the nodes write the model back and go on.
-    redis.run().await;
+    fleet.redis.run().await;
     let created = eventually_async(|| {
         let socket_a = socket_a.clone();
         async move { (create_pool(&socket_a, "after").await.0 == 200).then_some(()) }
@@ -124,7 +105,7 @@ async fn redis_stopped_and_restarted_with_mail_flowing_loses_nothing_and_catches
     .await;
     assert!(seen.is_some(), "node b catches up without a restart");
     send_batch(a.addr, 10, 5).await;
-    let received = sink.wait_for(15, WAIT).await;
+    let received = fleet.sink.wait_for(15, WAIT).await;
     let by_source = subjects_by_source(&received);
     assert_eq!(by_source.keys().collect::<Vec<_>>(), ["127.0.0.82"]);
     let mut subjects = by_source["127.0.0.82"].clone();
@@ -137,48 +118,30 @@ async fn redis_stopped_and_restarted_with_mail_flowing_loses_nothing_and_catches
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_while_handing_mail_over_loses_nothing() {
-    let Some(redis) = RedisServer::start().await else {
+    let Some(fleet) = TestFleet::start().await else {
         return;
     };
-    let sink = start_sink().await;
-    let shared = tempfile::tempdir().expect("temp dir");
-    let url = redis.url();
     let dir_a = tempfile::tempdir().expect("temp dir");
-    let config_a = node_config(
-        "a",
-        &url,
-        shared.path(),
-        sink.addr(),
-        &[("127.0.0.91", None)],
-        MODEL,
-    );
+    let config_a = fleet.config("a", &[("127.0.0.91", None)], MODEL);
     std::fs::write(dir_a.path().join("poolrelay.toml"), config_a).expect("config");
     let (child, addr) = spawn_relay(dir_a.path());
     let mut child = KilledOnDrop(child);
-    let b = TestRelay::start(&node_config(
-        "b",
-        &url,
-        shared.path(),
-        sink.addr(),
-        &[("127.0.0.92", Some("far"))],
-        "",
-    ))
-    .await;
+    let b = fleet.node("b", &[("127.0.0.92", Some("far"))], "").await;
 
     const COUNT: usize = 40;
     send_batch(addr, 0, COUNT).await;
     // Killed at once: handovers are under way, some done, some not begun.
     child.kill();
-    let delivered_before = sink.messages().len();
+    let delivered_before = fleet.sink.messages().len();
     let mut child = KilledOnDrop(spawn_relay(dir_a.path()).0);
     let all_there = eventually(|| {
-        let messages = sink.messages();
+        let messages = fleet.sink.messages();
         let recipients: std::collections::BTreeSet<String> =
             messages.iter().flat_map(|m| m.recipients.clone()).collect();
         (recipients.len() == COUNT).then_some(messages)
     })
     .await;
-    let received = all_there.unwrap_or_else(|| sink.messages());
+    let received = all_there.unwrap_or_else(|| fleet.sink.messages());
     child.kill();
     let mut per_recipient: BTreeMap<String, usize> = BTreeMap::new();
     for message in &received {

@@ -6,43 +6,18 @@ use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_warm_up_cap_of_10_holds_with_mail_from_three_nodes() {
-    let Some(redis) = RedisServer::start().await else {
+    let Some(fleet) = TestFleet::start().await else {
         return;
     };
-    let sink = start_sink().await;
-    let shared = tempfile::tempdir().expect("temp dir");
     let today = chrono::Utc::now().date_naive();
     let model = "[warmup]\nschedule = [10, 1000]\n[[pool]]\nname = \"warm\"\n[[configuration_set]]\nname = \"w\"\nsending_pool = \"warm\"\n";
-    let url = redis.url();
-    let a = TestRelay::start(&node_config(
-        "a",
-        &url,
-        shared.path(),
-        sink.addr(),
-        &[("127.0.0.61", None)],
-        model,
-    ))
-    .await;
+    let a = fleet.node("a", &[("127.0.0.61", None)], model).await;
     let warming = format!("warmup_started = \"{today}\"\n");
-    let b_config = node_config(
-        "b",
-        &url,
-        shared.path(),
-        sink.addr(),
-        &[("127.0.0.62", Some("warm"))],
-        "",
-    )
-    .replace("pool = \"warm\"\n", &format!("pool = \"warm\"\n{warming}"));
+    let b_config = fleet
+        .config("b", &[("127.0.0.62", Some("warm"))], "")
+        .replace("pool = \"warm\"\n", &format!("pool = \"warm\"\n{warming}"));
     let b = TestRelay::start(&b_config).await;
-    let c = TestRelay::start(&node_config(
-        "c",
-        &url,
-        shared.path(),
-        sink.addr(),
-        &[("127.0.0.63", None)],
-        "",
-    ))
-    .await;
+    let c = fleet.node("c", &[("127.0.0.63", None)], "").await;
 
     for (node, name) in [(&a, "a"), (&b, "b"), (&c, "c")] {
         let (mut client, _) = RawClient::connect(node.addr).await;
@@ -74,39 +49,33 @@ async fn a_warm_up_cap_of_10_holds_with_mail_from_three_nodes() {
             "handed over"
         );
     }
-    let received = sink.wait_for(10, WAIT).await;
+    let received = fleet.sink.wait_for(10, WAIT).await;
     let by_source = subjects_by_source(&received);
     assert_eq!(by_source.keys().collect::<Vec<_>>(), ["127.0.0.62"]);
     assert_eq!(received.len(), 10, "exactly the cap: {by_source:?}");
     for node in [a, b, c] {
         node.stop().await;
     }
-    assert_eq!(sink.messages().len(), 10, "nothing more left after the cap");
+    assert_eq!(
+        fleet.sink.messages().len(),
+        10,
+        "nothing more left after the cap"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_site_limit_of_5_per_second_holds_across_three_nodes() {
-    let Some(redis) = RedisServer::start().await else {
+    let Some(fleet) = TestFleet::start().await else {
         return;
     };
-    let sink = start_sink().await;
-    let shared = tempfile::tempdir().expect("temp dir");
     let shaping = "[[shaping]]\nsite = \"*\"\nsite_max_message_rate = \"5/s\"\n";
-    let url = redis.url();
     let mut nodes = Vec::new();
     for (name, ip) in [
         ("a", "127.0.0.71"),
         ("b", "127.0.0.72"),
         ("c", "127.0.0.73"),
     ] {
-        let config = node_config(
-            name,
-            &url,
-            shared.path(),
-            sink.addr(),
-            &[(ip, None)],
-            shaping,
-        );
+        let config = fleet.config(name, &[(ip, None)], shaping);
         nodes.push(TestRelay::start(&config).await);
     }
     let mut senders = Vec::new();
@@ -129,9 +98,9 @@ async fn a_site_limit_of_5_per_second_holds_across_three_nodes() {
     for sender in senders {
         sender.await.expect("sender");
     }
-    let received = sink.wait_for(30, Duration::from_secs(60)).await;
+    let received = fleet.sink.wait_for(30, Duration::from_secs(60)).await;
     assert_eq!(received.len(), 30);
-    let mut times: Vec<_> = sink.rcpt_attempts().iter().map(|r| r.at).collect();
+    let mut times: Vec<_> = fleet.sink.rcpt_attempts().iter().map(|r| r.at).collect();
     times.sort();
     let sources: std::collections::BTreeSet<_> = received.iter().map(|m| m.peer.ip()).collect();
     assert_eq!(sources.len(), 3, "every node sent: {sources:?}");
@@ -163,31 +132,12 @@ async fn a_site_limit_of_5_per_second_holds_across_three_nodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daily_quota_counts_every_nodes_mail() {
-    let Some(redis) = RedisServer::start().await else {
+    let Some(fleet) = TestFleet::start().await else {
         return;
     };
-    let sink = start_sink().await;
-    let shared = tempfile::tempdir().expect("temp dir");
-    let url = redis.url();
     let account = "[account]\nmax_24_hour_send = 5\n";
-    let a = TestRelay::start(&node_config(
-        "a",
-        &url,
-        shared.path(),
-        sink.addr(),
-        &[("127.0.0.121", None)],
-        account,
-    ))
-    .await;
-    let b = TestRelay::start(&node_config(
-        "b",
-        &url,
-        shared.path(),
-        sink.addr(),
-        &[("127.0.0.122", None)],
-        "",
-    ))
-    .await;
+    let a = fleet.node("a", &[("127.0.0.121", None)], account).await;
+    let b = fleet.node("b", &[("127.0.0.122", None)], "").await;
     let mut replies = Vec::new();
     for node in [&a, &b, &a, &b, &a, &b] {
         let (mut client, _) = RawClient::connect(node.addr).await;

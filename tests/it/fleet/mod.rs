@@ -94,6 +94,43 @@ async fn ping(port: u16) -> bool {
         && &reply == b"+PONG\r\n"
 }
 
+/// A Redis, a sink every node routes to, and the folder with the shared key: what each test of
+/// a fleet starts with.
+pub struct TestFleet {
+    pub redis: RedisServer,
+    pub sink: poolrelay::sink::Sink,
+    pub shared: tempfile::TempDir,
+}
+
+impl TestFleet {
+    /// `None` (after saying why) when the machine has no redis-server.
+    pub async fn start() -> Option<Self> {
+        let redis = RedisServer::start().await?;
+        Some(Self {
+            redis,
+            sink: start_sink().await,
+            shared: tempfile::tempdir().expect("temp dir"),
+        })
+    }
+
+    /// A node's config file (see [`node_config`]).
+    pub fn config(&self, name: &str, ips: &[(&str, Option<&str>)], extra: &str) -> String {
+        node_config(
+            name,
+            &self.redis.url(),
+            self.shared.path(),
+            self.sink.addr(),
+            ips,
+            extra,
+        )
+    }
+
+    /// A node running in this process.
+    pub async fn node(&self, name: &str, ips: &[(&str, Option<&str>)], extra: &str) -> TestRelay {
+        TestRelay::start(&self.config(name, ips, extra)).await
+    }
+}
+
 /// One node's config file: SMTP on a free port, its admin socket, `[cluster]` with the shared
 /// secret in `shared`, its IPs (address, pool), every domain routed to `sink`, retries 1 s apart,
 /// and `extra` (pools, sets, shaping...) at the end.

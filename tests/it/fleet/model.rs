@@ -18,21 +18,10 @@ fn events(node: &TestRelay, kind: &str) -> Vec<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_created_on_node_a_is_used_on_node_c_within_a_second() {
-    let Some(redis) = RedisServer::start().await else {
+    let Some(fleet) = TestFleet::start().await else {
         return;
     };
-    let sink = start_sink().await;
-    let shared = tempfile::tempdir().expect("temp dir");
-    let config = |name: &str, ip: &str| {
-        node_config(
-            name,
-            &redis.url(),
-            shared.path(),
-            sink.addr(),
-            &[(ip, None)],
-            "",
-        )
-    };
+    let config = |name: &str, ip: &str| fleet.config(name, &[(ip, None)], "");
     let a = TestRelay::start(&config("a", "127.0.0.41")).await;
     let b = TestRelay::start(&config("b", "127.0.0.42")).await;
     let c = TestRelay::start(&config("c", "127.0.0.43")).await;
@@ -89,7 +78,7 @@ async fn a_pool_created_on_node_a_is_used_on_node_c_within_a_second() {
             .send_for_set("fs", "user@example.test", "fresh")
             .await;
     }
-    let received = sink.wait_for(3, WAIT).await;
+    let received = fleet.sink.wait_for(3, WAIT).await;
     let by_source = subjects_by_source(&received);
     assert_eq!(
         by_source.keys().collect::<Vec<_>>(),
@@ -104,32 +93,14 @@ async fn a_pool_created_on_node_a_is_used_on_node_c_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_accepted_by_a_for_a_pool_that_lives_on_b_leaves_from_bs_ip() {
-    let Some(redis) = RedisServer::start().await else {
+    let Some(fleet) = TestFleet::start().await else {
         return;
     };
-    let sink = start_sink().await;
-    let shared = tempfile::tempdir().expect("temp dir");
     let model = "[[pool]]\nname = \"far\"\n[[configuration_set]]\nname = \"far-set\"\nsending_pool = \"far\"\n";
     let ips_a = [("127.0.0.51", None)];
-    let a = TestRelay::start(&node_config(
-        "a",
-        &redis.url(),
-        shared.path(),
-        sink.addr(),
-        &ips_a,
-        model,
-    ))
-    .await;
+    let a = fleet.node("a", &ips_a, model).await;
     let ips_b = [("127.0.0.52", Some("far"))];
-    let b = TestRelay::start(&node_config(
-        "b",
-        &redis.url(),
-        shared.path(),
-        sink.addr(),
-        &ips_b,
-        "",
-    ))
-    .await;
+    let b = fleet.node("b", &ips_b, "").await;
 
     // Until node a has heard node b's heartbeat, the mail waits (and is retried 1 s later).
     let (mut client, _) = RawClient::connect(a.addr).await;
@@ -138,7 +109,7 @@ async fn mail_accepted_by_a_for_a_pool_that_lives_on_b_leaves_from_bs_ip() {
     client
         .send_accepted("app@example.test", &recipients, content)
         .await;
-    let received = sink.wait_for(1, WAIT).await;
+    let received = fleet.sink.wait_for(1, WAIT).await;
     assert_eq!(received.len(), 1, "one transaction with both recipients");
     assert_eq!(received[0].peer.ip().to_string(), "127.0.0.52");
     assert_eq!(received[0].helo, "relay.test");
@@ -190,30 +161,11 @@ async fn mail_accepted_by_a_for_a_pool_that_lives_on_b_leaves_from_bs_ip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_suppression_list_is_the_same_on_every_node() {
-    let Some(redis) = RedisServer::start().await else {
+    let Some(fleet) = TestFleet::start().await else {
         return;
     };
-    let sink = start_sink().await;
-    let shared = tempfile::tempdir().expect("temp dir");
-    let url = redis.url();
-    let a = TestRelay::start(&node_config(
-        "a",
-        &url,
-        shared.path(),
-        sink.addr(),
-        &[("127.0.0.131", None)],
-        "",
-    ))
-    .await;
-    let b = TestRelay::start(&node_config(
-        "b",
-        &url,
-        shared.path(),
-        sink.addr(),
-        &[("127.0.0.132", None)],
-        "",
-    ))
-    .await;
+    let a = fleet.node("a", &[("127.0.0.131", None)], "").await;
+    let b = fleet.node("b", &[("127.0.0.132", None)], "").await;
     let (socket_a, socket_b) = (admin_socket(&a), admin_socket(&b));
     let entry = serde_json::json!({"EmailAddress": "Gone@Example.TEST", "Reason": "BOUNCE"});
     let (status, body) = call(
@@ -246,7 +198,7 @@ async fn the_suppression_list_is_the_same_on_every_node() {
             content,
         )
         .await;
-    let received = sink.wait_for(1, WAIT).await;
+    let received = fleet.sink.wait_for(1, WAIT).await;
     assert_eq!(received[0].recipients, ["kept@example.test"]);
 
     let (status, _) = call(&socket_b, "DELETE", path, None).await;

@@ -34,22 +34,13 @@ fn alive(status: &serde_json::Value, node: &str) -> Option<bool> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_export_status_and_an_ip_claimed_twice() {
-    let Some(redis) = RedisServer::start().await else {
+    let Some(fleet) = TestFleet::start().await else {
         return;
     };
-    let sink = start_sink().await;
-    let shared = tempfile::tempdir().expect("temp dir");
     let dir_a = tempfile::tempdir().expect("temp dir");
     let model = "[[pool]]\nname = \"far\"\n";
     let config_a = dir_a.path().join("poolrelay.toml");
-    let text_a = node_config(
-        "a",
-        &redis.url(),
-        shared.path(),
-        sink.addr(),
-        &[("127.0.0.101", Some("far"))],
-        model,
-    );
+    let text_a = fleet.config("a", &[("127.0.0.101", Some("far"))], model);
     std::fs::write(&config_a, &text_a).expect("config");
 
     let init = poolrelay(&["cluster", "init"], &config_a);
@@ -67,14 +58,7 @@ async fn init_export_status_and_an_ip_claimed_twice() {
     assert!(exported.contains("node = \"a\""), "{exported}");
 
     let a = TestRelay::start_in(dir_a, &text_a).await;
-    let thief = node_config(
-        "b",
-        &redis.url(),
-        shared.path(),
-        sink.addr(),
-        &[("127.0.0.101", None)],
-        "",
-    );
+    let thief = fleet.config("b", &[("127.0.0.101", None)], "");
     let dir_b = tempfile::tempdir().expect("temp dir");
     let config_b = dir_b.path().join("poolrelay.toml");
     std::fs::write(&config_b, thief).expect("config");
@@ -98,30 +82,13 @@ async fn init_export_status_and_an_ip_claimed_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_stops_answering_is_down_within_10_s_and_its_pools_mail_waits() {
-    let Some(redis) = RedisServer::start().await else {
+    let Some(fleet) = TestFleet::start().await else {
         return;
     };
-    let sink = start_sink().await;
-    let shared = tempfile::tempdir().expect("temp dir");
     let model = "[[pool]]\nname = \"far\"\n[[configuration_set]]\nname = \"far-set\"\nsending_pool = \"far\"\n";
-    let a = TestRelay::start(&node_config(
-        "a",
-        &redis.url(),
-        shared.path(),
-        sink.addr(),
-        &[("127.0.0.111", None)],
-        model,
-    ))
-    .await;
+    let a = fleet.node("a", &[("127.0.0.111", None)], model).await;
     let dir_b = tempfile::tempdir().expect("temp dir");
-    let text_b = node_config(
-        "b",
-        &redis.url(),
-        shared.path(),
-        sink.addr(),
-        &[("127.0.0.112", Some("far"))],
-        "",
-    );
+    let text_b = fleet.config("b", &[("127.0.0.112", Some("far"))], "");
     std::fs::write(dir_b.path().join("poolrelay.toml"), &text_b).expect("config");
     let (child, _) = spawn_relay(dir_b.path());
     let mut b = failures::KilledOnDrop(child);
@@ -155,11 +122,11 @@ async fn a_node_that_stops_answering_is_down_within_10_s_and_its_pools_mail_wait
     .await;
     let reply = waiting.expect("the message waits on node a");
     assert!(reply.contains("(b)"), "{reply}");
-    assert!(sink.messages().is_empty());
+    assert!(fleet.sink.messages().is_empty());
 
     let (child, _) = spawn_relay(dir_b.path());
     let _b = failures::KilledOnDrop(child);
-    let received = sink.wait_for(1, WAIT).await;
+    let received = fleet.sink.wait_for(1, WAIT).await;
     assert_eq!(received.len(), 1, "the message moves once node b is back");
     assert_eq!(received[0].peer.ip().to_string(), "127.0.0.112");
     a.stop().await;
