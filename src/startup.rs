@@ -194,6 +194,10 @@ pub(crate) async fn spawn_fleet(
         shutdown.clone(),
     ));
     ctx.quota.join_fleet(fleet.clone());
+    let reporting = health.clone();
+    fleet.report_health_with(Box::new(move |address| {
+        serde_json::to_value(reporting.report(address)).unwrap_or_default()
+    }));
     let address = fleet.settings.forward_listen;
     let listener = TcpListener::bind(address)
         .await

@@ -15,9 +15,18 @@ use crate::outbound::warmup::{WarmupState, today};
 use crate::registry::{DEFAULT_POOL, DedicatedIp, Registry, SHARED_POOL};
 
 /// SES's DedicatedIp, plus poolrelay's `Weight`, `EhloHostname` and `Suspension`.
-fn describe(registry: &Registry, health: &Health, ip: &DedicatedIp) -> Value {
+fn describe(state: &AdminState, registry: &Registry, ip: &DedicatedIp) -> Value {
+    let health: &Health = &state.health;
     let warmup = WarmupState::of(registry.warmup(), ip.warmup_started, today());
-    let report = health.report(ip.address);
+    // Another fleet node's IP: its health as that node last announced it.
+    let remote = match (&state.fleet, registry.is_local(ip)) {
+        (Some(fleet), false) => fleet.remote_health(ip.address),
+        _ => None,
+    };
+    let report = match remote {
+        Some(announced) => serde_json::from_value(announced).unwrap_or_default(),
+        None => health.report(ip.address),
+    };
     // The broadest suspension wins: operator (everything), unbindable (everything), sites.
     let status = if ip.suspended {
         "OPERATOR"
@@ -105,7 +114,7 @@ pub fn list(
     let (keyed, token) = page.page(keyed, |(key, _)| key);
     let ips: Vec<Value> = keyed
         .into_iter()
-        .map(|(_, ip)| describe(&registry, &state.health, ip))
+        .map(|(_, ip)| describe(state, &registry, ip))
         .collect();
     Ok(with_token(json!({ "DedicatedIps": ips }), token))
 }
@@ -114,7 +123,7 @@ pub fn get(state: &AdminState, ip: &str) -> Result<Value, ApiError> {
     let address = parse_ip(ip)?;
     let registry = state.registry.load();
     let found = existing(&registry, address)?;
-    Ok(json!({ "DedicatedIp": describe(&registry, &state.health, found) }))
+    Ok(json!({ "DedicatedIp": describe(state, &registry, found) }))
 }
 
 pub async fn move_to_pool(state: &AdminState, ip: &str, body: Body) -> Result<Value, ApiError> {

@@ -21,6 +21,9 @@ use crate::config::{self, Config};
 use crate::registry::Registry;
 use crate::settings::cluster::ClusterSettings;
 
+/// An IP's health as JSON (see `outbound::health::IpHealth`).
+pub type HealthReporter = Box<dyn Fn(std::net::IpAddr) -> serde_json::Value + Send + Sync>;
+
 /// Why an admin change could not be made to the fleet model.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangeError<E> {
@@ -56,6 +59,9 @@ pub struct Fleet {
     /// Peers that came (back) up since the last [`Fleet::peers_back`].
     back: parking_lot::Mutex<Vec<NodeRecord>>,
     back_signal: tokio::sync::Notify,
+    /// How this node's IPs are doing (set at start by the outbound side), announced with each
+    /// heartbeat.
+    health_of: std::sync::OnceLock<HealthReporter>,
     /// Serializes applying a model (pub/sub, the periodic check and admin changes).
     applying: tokio::sync::Mutex<()>,
 }
@@ -126,6 +132,7 @@ impl Fleet {
             applying: tokio::sync::Mutex::new(()),
             back: parking_lot::Mutex::new(Vec::new()),
             back_signal: tokio::sync::Notify::new(),
+            health_of: std::sync::OnceLock::new(),
             settings,
         });
         Ok((fleet, effective))
@@ -182,6 +189,22 @@ impl Fleet {
             }
             self.back_signal.notified().await;
         }
+    }
+
+    /// Tells the fleet how this node's IPs are doing (once, at start).
+    pub fn report_health_with(&self, reporter: HealthReporter) {
+        let _ = self.health_of.set(reporter);
+    }
+
+    /// Another node's IP's health as it last announced it; `None` for an IP of no other node.
+    pub fn remote_health(&self, address: std::net::IpAddr) -> Option<serde_json::Value> {
+        let text = address.to_string();
+        let peers = self.peers.load();
+        let node = peers
+            .iter()
+            .find(|n| n.name != self.settings.node && n.ips.contains(&text))?;
+        let health: serde_json::Value = serde_json::from_str(&node.health).ok()?;
+        health.get(&text).cloned()
     }
 
     /// How many nodes are alive, this one included (at least 1).
@@ -323,14 +346,23 @@ impl Fleet {
     }
 
     async fn heartbeat(&self, registry: &ArcSwap<Registry>) {
+        let registry = registry.load();
+        let addresses: Vec<std::net::IpAddr> = registry.local_ips().map(|ip| ip.address).collect();
+        let health: serde_json::Map<String, serde_json::Value> = match self.health_of.get() {
+            Some(report) => addresses
+                .iter()
+                .map(|&address| (address.to_string(), report(address)))
+                .collect(),
+            None => serde_json::Map::new(),
+        };
         let record = NodeRecord {
             name: self.settings.node.clone(),
             forward_listen: self.settings.forward_listen.to_string(),
-            ips: registry
-                .load()
-                .local_ips()
-                .map(|ip| ip.address.to_string())
+            ips: addresses
+                .iter()
+                .map(|address| address.to_string())
                 .collect(),
+            health: serde_json::Value::Object(health).to_string(),
             model_version: self.version(),
             hostname: self.hostname.clone(),
             alive: true,

@@ -51,6 +51,10 @@ pub struct NodeRecord {
     pub model_version: u64,
     pub hostname: String,
     pub alive: bool,
+    /// The health of the node's IPs (JSON: address -> suspensions), so every node's API shows
+    /// a site suspension of any node's IP.
+    #[serde(skip)]
+    pub health: String,
 }
 
 /// Which model Redis holds: its version, and the epoch it counts in (a new one each time the
@@ -185,6 +189,7 @@ impl FleetStore {
                     ("ips", node.ips.join(",")),
                     ("model_version", node.model_version.to_string()),
                     ("hostname", node.hostname.clone()),
+                    ("health", node.health.clone()),
                 ],
             )
             .ignore()
@@ -229,6 +234,7 @@ impl FleetStore {
                     .collect(),
                 model_version: field("model_version").parse().unwrap_or(0),
                 hostname: field("hostname"),
+                health: field("health"),
                 alive,
                 name,
             });

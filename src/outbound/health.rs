@@ -41,7 +41,7 @@ struct Unbindable {
 }
 
 /// A suspension as reported by the API and metrics.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct SiteReport {
     pub site: String,
@@ -54,8 +54,9 @@ pub struct SiteReport {
     pub level: u32,
 }
 
-/// An IP's health as reported by the API and metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An IP's health as reported by the API and metrics (and, in a fleet, by the IP's node to the
+/// others in its heartbeat).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IpHealth {
     /// Why the address cannot be bound, since when (unix seconds).
     pub unbindable: Option<(String, u64)>,

@@ -131,3 +131,54 @@ async fn a_node_that_stops_answering_is_down_within_10_s_and_its_pools_mail_wait
     assert_eq!(received[0].peer.ip().to_string(), "127.0.0.112");
     a.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_suspension_seen_by_one_node_shows_on_every_nodes_api() {
+    let Some(fleet) = TestFleet::start().await else {
+        return;
+    };
+    let blocked = poolrelay::sink::Refusal {
+        at_greeting: false,
+        reply: "554 5.7.1 Service unavailable; Client host [127.0.0.152] blocked using zen.spamhaus.org".into(),
+    };
+    fleet
+        .sink
+        .refuse("127.0.0.152".parse().expect("an address"), Some(blocked));
+    let model = "[[pool]]\nname = \"far\"\n[[configuration_set]]\nname = \"far-set\"\nsending_pool = \"far\"\n";
+    let a = fleet.node("a", &[("127.0.0.151", None)], model).await;
+    let b = fleet.node("b", &[("127.0.0.152", Some("far"))], "").await;
+    let (mut client, _) = RawClient::connect(b.addr).await;
+    client
+        .send_for_set("far-set", "user@example.test", "blocked")
+        .await;
+
+    let socket_a = admin_socket(&a);
+    let path = "/v2/email/dedicated-ips/127.0.0.152";
+    let shown = eventually_async(|| {
+        let socket_a = socket_a.clone();
+        async move {
+            let (_, body) = crate::common::http::call(&socket_a, "GET", path, None).await;
+            (body["DedicatedIp"]["Suspension"]["Status"] == "SITES").then_some(body)
+        }
+    })
+    .await
+    .expect("node a's API shows node b's IP suspended for the site");
+    let sites = &shown["DedicatedIp"]["Suspension"]["Sites"];
+    assert!(
+        sites[0]["Reply"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("spamhaus"),
+        "{shown}"
+    );
+    let (_, own) = crate::common::http::call(
+        &socket_a,
+        "GET",
+        "/v2/email/dedicated-ips/127.0.0.151",
+        None,
+    )
+    .await;
+    assert_eq!(own["DedicatedIp"]["Suspension"]["Status"], "NONE", "{own}");
+    a.stop().await;
+    b.stop().await;
+}
