@@ -387,7 +387,8 @@ impl Relay {
         );
         tasks.spawn(scheduler.run(recovered));
         let ledger = feedback.spawn(&tasks, &config, shared, &shutdown);
-        let parts = FleetParts::new(&registry, &ctx, &health, &ledger);
+        let warmup = outbound.warmup_ledger();
+        let parts = FleetParts::new(&registry, &ctx, &health, &ledger, &warmup);
         spawn_fleet(&tasks, &sessions, fleet.as_ref(), parts, &shutdown).await?;
         let dkim_status = Arc::new(StatusBoard::default());
         spawn_dns_checks(&tasks, &config, &registry, &health, &dkim_status, &shutdown);

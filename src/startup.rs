@@ -112,6 +112,7 @@ pub(crate) struct FleetParts<'a> {
     pub ctx: &'a Arc<InboundContext>,
     pub health: &'a Arc<Health>,
     pub ledger: &'a crate::ledger::Ledger,
+    pub warmup: &'a Arc<crate::outbound::warmup::WarmupLedger>,
 }
 
 impl<'a> FleetParts<'a> {
@@ -120,12 +121,14 @@ impl<'a> FleetParts<'a> {
         ctx: &'a Arc<InboundContext>,
         health: &'a Arc<Health>,
         ledger: &'a crate::ledger::Ledger,
+        warmup: &'a Arc<crate::outbound::warmup::WarmupLedger>,
     ) -> Self {
         Self {
             registry,
             ctx,
             health,
             ledger,
+            warmup,
         }
     }
 }
@@ -141,6 +144,43 @@ async fn flush_quota_counts(ctx: Arc<InboundContext>, shutdown: CancellationToke
         }
     }
     ctx.quota.flush_to_fleet().await;
+}
+
+/// Every second: this node's warm-up counts into the fleet's (each only grows), and the fleet's
+/// back into this node's where they are higher (an IP taken over from another node, or a spool
+/// lost). The cap itself is exact without Redis: only an IP's node sends from it.
+async fn share_warmup_counts(
+    fleet: Arc<Fleet>,
+    registry: Arc<ArcSwap<Registry>>,
+    warmup: Arc<crate::outbound::warmup::WarmupLedger>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let today = crate::outbound::warmup::today();
+        let known = warmup.today_counts(today);
+        let counts: Vec<_> = registry
+            .load()
+            .local_ips()
+            .filter(|ip| ip.warmup_started.is_some())
+            .map(|ip| {
+                let used = known
+                    .iter()
+                    .find(|(a, _)| *a == ip.address)
+                    .map_or(0, |(_, n)| *n);
+                (ip.address, used)
+            })
+            .collect();
+        if let Ok(fleet_counts) =
+            crate::fleet::limits::share_warmup_counts(fleet.store(), today, &counts).await
+        {
+            warmup.raise_to(today, &fleet_counts);
+        }
+    }
 }
 
 /// Mail waiting for a pool whose IPs are on a node that was down goes as soon as the node is
@@ -187,6 +227,7 @@ pub(crate) async fn spawn_fleet(
         ctx,
         health,
         ledger,
+        warmup,
     } = parts;
     tasks.spawn(crate::fleet::suppression::run(
         fleet.clone(),
@@ -216,5 +257,11 @@ pub(crate) async fn spawn_fleet(
         shutdown.clone(),
     ));
     tasks.spawn(flush_quota_counts(ctx.clone(), shutdown.clone()));
+    tasks.spawn(share_warmup_counts(
+        fleet.clone(),
+        registry.clone(),
+        warmup.clone(),
+        shutdown.clone(),
+    ));
     Ok(())
 }

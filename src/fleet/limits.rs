@@ -132,3 +132,42 @@ pub async fn sent_last_24_hours(store: &FleetStore) -> Result<u64, StoreError> {
         redis::AsyncCommands::hget(&mut connection, "poolrelay:quota:minutes", "total").await?;
     Ok(total.unwrap_or(0))
 }
+
+/// Raises the fleet's warm-up counts for `day` to `counts` where they are lower (atomic: each
+/// field only grows), and returns the fleet's counts for `ips` afterwards.
+const WARMUP_SCRIPT: &str = r#"
+for i = 1, #ARGV, 2 do
+  local current = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+  if tonumber(ARGV[i + 1]) > current then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+redis.call('EXPIRE', KEYS[1], 172800)
+local out = {}
+for i = 1, #ARGV, 2 do
+  out[#out + 1] = redis.call('HGET', KEYS[1], ARGV[i]) or '0'
+end
+return out
+"#;
+
+/// Shares today's warm-up counts of this node's IPs (`counts`, every IP listed, 0 for none yet)
+/// and returns the fleet's count of each, in the same order.
+pub async fn share_warmup_counts(
+    store: &FleetStore,
+    day: chrono::NaiveDate,
+    counts: &[(std::net::IpAddr, u64)],
+) -> Result<Vec<(std::net::IpAddr, u64)>, StoreError> {
+    if counts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let script = redis::Script::new(WARMUP_SCRIPT);
+    let mut script = script.key(format!("poolrelay:warmup:{day}"));
+    for (ip, n) in counts {
+        script.arg(ip.to_string()).arg(*n);
+    }
+    let mut connection = store.connection();
+    let fleet: Vec<String> = script.invoke_async(&mut connection).await?;
+    Ok(counts
+        .iter()
+        .zip(fleet)
+        .map(|(&(ip, _), n)| (ip, n.parse().unwrap_or(0)))
+        .collect())
+}

@@ -100,6 +100,32 @@ impl WarmupLedger {
         }
     }
 
+    /// Today's counts, for the fleet's copy.
+    pub fn today_counts(&self, today: NaiveDate) -> Vec<(IpAddr, u64)> {
+        let counts = self.counts.lock();
+        match counts.day == Some(today) {
+            true => counts.counts.iter().map(|(&ip, &n)| (ip, n)).collect(),
+            false => Vec::new(),
+        }
+    }
+
+    /// Raises today's counts to `known` where they are lower (the fleet's counts for IPs this
+    /// node took over, or a count lost with a spool).
+    pub fn raise_to(&self, today: NaiveDate, known: &[(IpAddr, u64)]) {
+        let mut counts = self.counts.lock();
+        if counts.day != Some(today) {
+            counts.day = Some(today);
+            counts.counts.clear();
+        }
+        for &(ip, n) in known {
+            let used = counts.counts.entry(ip).or_default();
+            if *used < n {
+                *used = n;
+                self.file.changed();
+            }
+        }
+    }
+
     /// Blocking: writes the counts if they changed.
     pub fn save(&self) -> std::io::Result<()> {
         self.file.save(|| self.counts.lock().clone())
@@ -197,5 +223,25 @@ mod tests {
             reloaded.try_take(ip, date("2026-11-21"), 3),
             "a new day resets it"
         );
+    }
+
+    #[test]
+    fn counts_known_to_the_fleet_raise_this_nodes_and_never_lower_them() {
+        let ledger = WarmupLedger::load(None);
+        let (a, b): (IpAddr, IpAddr) = ("127.0.0.3".parse().unwrap(), "127.0.0.4".parse().unwrap());
+        let day = date("2026-11-20");
+        assert!(ledger.try_take(a, day, 10));
+        assert!(ledger.try_take(a, day, 10));
+        ledger.raise_to(day, &[(a, 1), (b, 9)]);
+        assert_eq!(ledger.used_today(a, day), 2, "never lowered");
+        assert_eq!(ledger.used_today(b, day), 9, "raised");
+        assert!(ledger.try_take(b, day, 10));
+        assert!(
+            !ledger.try_take(b, day, 10),
+            "the cap counts the fleet's sends"
+        );
+        let mut counts = ledger.today_counts(day);
+        counts.sort();
+        assert_eq!(counts, [(a, 2), (b, 10)]);
     }
 }

@@ -53,6 +53,26 @@ async fn a_warm_up_cap_of_10_holds_with_mail_from_three_nodes() {
     let by_source = subjects_by_source(&received);
     assert_eq!(by_source.keys().collect::<Vec<_>>(), ["127.0.0.62"]);
     assert_eq!(received.len(), 10, "exactly the cap: {by_source:?}");
+    // The fleet's copy of the count (for a node that takes the IP over) says 10 too.
+    let store = poolrelay::fleet::store::FleetStore::connect(&fleet.redis.url())
+        .await
+        .expect("Redis");
+    let key = format!("poolrelay:warmup:{today}");
+    let shared_count = eventually_async(|| {
+        let (store, key) = (store.clone(), key.clone());
+        async move {
+            let mut connection = store.connection();
+            let count: Option<u64> = redis::cmd("HGET")
+                .arg(&key)
+                .arg("127.0.0.62")
+                .query_async(&mut connection)
+                .await
+                .ok()?;
+            (count == Some(10)).then_some(())
+        }
+    })
+    .await;
+    assert!(shared_count.is_some(), "Redis holds the warming IP's count");
     for node in [a, b, c] {
         node.stop().await;
     }
