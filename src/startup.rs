@@ -229,6 +229,11 @@ pub(crate) async fn spawn_fleet(
         ledger,
         warmup,
     } = parts;
+    tasks.spawn(crate::fleet::templates::run(
+        fleet.clone(),
+        ctx.spool.root().join("templates"),
+        shutdown.clone(),
+    ));
     tasks.spawn(crate::fleet::suppression::run(
         fleet.clone(),
         ledger.clone(),

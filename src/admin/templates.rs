@@ -99,10 +99,26 @@ fn content_from(body: &Body) -> Result<TemplateContent, ApiError> {
     Ok(parsed)
 }
 
-async fn write(dir: PathBuf, stored: Stored) -> Result<(), ApiError> {
+/// A template change refused because the fleet's Redis is away.
+fn fleet_unavailable(error: crate::fleet::store::StoreError) -> ApiError {
+    ApiError::Ses {
+        status: hyper::StatusCode::SERVICE_UNAVAILABLE,
+        kind: "ServiceUnavailableException",
+        message: format!("templates cannot be changed now: {error}"),
+    }
+}
+
+/// Writes a template's file (in a fleet: the fleet's copy first).
+async fn write(state: &AdminState, stored: Stored) -> Result<(), ApiError> {
+    let dir = state.templates_dir.clone();
     let file = path(&dir, &stored.template_name)?;
     let bytes =
         serde_json::to_vec_pretty(&stored).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let Some(fleet) = &state.fleet {
+        crate::fleet::templates::publish(fleet, &stored.template_name, Some(&bytes))
+            .await
+            .map_err(fleet_unavailable)?;
+    }
     tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&dir)?;
         write_atomically(&file, &bytes)
@@ -126,7 +142,7 @@ pub async fn create(state: &AdminState, body: Body) -> Result<Value, ApiError> {
         template_content: content,
         created_timestamp: chrono::Utc::now().timestamp(),
     };
-    write(state.templates_dir.clone(), stored).await?;
+    write(state, stored).await?;
     Ok(json!({}))
 }
 
@@ -135,7 +151,7 @@ pub async fn update(state: &AdminState, name: &str, body: Body) -> Result<Value,
     let _writing = state.template_writes.lock().await;
     let mut stored = read(&state.templates_dir, name)?;
     stored.template_content = content;
-    write(state.templates_dir.clone(), stored).await?;
+    write(state, stored).await?;
     Ok(json!({}))
 }
 
@@ -150,6 +166,14 @@ pub fn get(state: &AdminState, name: &str) -> Result<Value, ApiError> {
 pub async fn delete(state: &AdminState, name: &str) -> Result<Value, ApiError> {
     let file = path(&state.templates_dir, name)?;
     let _writing = state.template_writes.lock().await;
+    if !file.exists() {
+        return Err(not_found(name));
+    }
+    if let Some(fleet) = &state.fleet {
+        crate::fleet::templates::publish(fleet, name, None)
+            .await
+            .map_err(fleet_unavailable)?;
+    }
     match std::fs::remove_file(file) {
         Ok(()) => Ok(json!({})),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(not_found(name)),

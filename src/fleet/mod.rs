@@ -12,5 +12,6 @@ pub mod model;
 pub mod node;
 pub mod store;
 pub mod suppression;
+pub mod templates;
 
 pub use node::{ChangeError, Fleet};

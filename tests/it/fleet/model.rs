@@ -160,7 +160,7 @@ async fn mail_accepted_by_a_for_a_pool_that_lives_on_b_leaves_from_bs_ip() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_suppression_list_is_the_same_on_every_node() {
+async fn the_suppression_list_and_templates_are_the_same_on_every_node() {
     let Some(fleet) = TestFleet::start().await else {
         return;
     };
@@ -209,6 +209,35 @@ async fn the_suppression_list_is_the_same_on_every_node() {
     })
     .await;
     assert!(gone.is_some(), "a removal through node b reaches node a");
+
+    // Templates too: made through node a, used and deleted through node b.
+    let template = serde_json::json!({"TemplateName": "welcome", "TemplateContent": {"Subject": "Hi {{name}}", "Text": "Hello {{name}}"}});
+    let (status, body) = call(&socket_a, "POST", "/v2/email/templates", Some(template)).await;
+    assert_eq!(status, 200, "{body}");
+    let on_b = eventually_async(|| {
+        let socket_b = socket_b.clone();
+        async move {
+            let (status, body) = call(&socket_b, "GET", "/v2/email/templates/welcome", None).await;
+            (status == 200).then_some(body)
+        }
+    })
+    .await
+    .expect("node b has the template made on node a");
+    assert_eq!(on_b["TemplateContent"]["Subject"], "Hi {{name}}", "{on_b}");
+    let (status, _) = call(&socket_b, "DELETE", "/v2/email/templates/welcome", None).await;
+    assert_eq!(status, 200);
+    let deleted = eventually_async(|| {
+        let socket_a = socket_a.clone();
+        async move {
+            let (status, _) = call(&socket_a, "GET", "/v2/email/templates/welcome", None).await;
+            (status == 404).then_some(())
+        }
+    })
+    .await;
+    assert!(
+        deleted.is_some(),
+        "a deletion through node b reaches node a"
+    );
     a.stop().await;
     b.stop().await;
 }
