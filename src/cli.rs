@@ -11,7 +11,7 @@ use poolrelay::config;
 #[derive(Parser)]
 #[command(
     name = "poolrelay",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("POOLRELAY_COMMIT"), ")"),
     about = "SMTP relay with SES-style dedicated IP pools"
 )]
 pub struct Cli {
@@ -26,11 +26,17 @@ pub enum Command {
         #[arg(long, default_value = "config/poolrelay.toml")]
         config: PathBuf,
     },
-    /// Check a config file and print a summary of its pools and configuration sets.
+    /// Check a config file and print a summary of its pools and configuration sets; exits
+    /// non-zero on any error.
     CheckConfig {
         #[arg(long, default_value = "config/poolrelay.toml")]
         config: PathBuf,
+        /// Print only a one-line OK (errors still go to standard error), for ExecStartPre.
+        #[arg(long)]
+        quiet: bool,
     },
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
     /// Start a sink and the relay on the example config, send mail through every configuration
     /// set, and show which source IP each message left from.
     Demo {

@@ -138,11 +138,13 @@ fn hash_password() -> ExitCode {
 }
 
 /// `check-config`: every problem with its line, or a summary of the pools and sets.
-fn check_config(path: &Path) -> ExitCode {
+fn check_config(path: &Path, quiet: bool) -> ExitCode {
     match config::load(path) {
         Ok(loaded) => {
             println!("{}: ok", path.display());
-            print!("{}", loaded.summary());
+            if !quiet {
+                print!("{}", loaded.summary());
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -251,7 +253,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         Command::HashPassword => return hash_password(),
-        Command::CheckConfig { config } => return check_config(config),
+        Command::CheckConfig { config, quiet } => return check_config(config, *quiet),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            clap_complete::generate(*shell, &mut command, "poolrelay", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
         _ => {}
     }
     let runtime = match tokio::runtime::Runtime::new() {

@@ -7,6 +7,7 @@ mod common;
 mod admin;
 mod api;
 mod auth_limits;
+mod commands;
 mod console;
 mod crash;
 mod delivery;

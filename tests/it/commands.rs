@@ -1,0 +1,89 @@
+//! The command line's operator comforts: `--version` names the commit, `check-config --quiet`
+//! says one line or fails, `completions SHELL` prints a script that knows the subcommands.
+
+use std::process::{Command, Output};
+
+fn poolrelay(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_poolrelay"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("poolrelay runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn version_names_the_release_and_the_commit_it_was_built_from() {
+    let output = poolrelay(&["--version"]);
+    assert!(output.status.success());
+    let text = stdout(&output);
+    assert!(
+        text.starts_with(&format!("poolrelay {} (git ", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match head {
+        Some(head) => assert!(text.contains(&format!("(git {head})")), "{text} vs {head}"),
+        None => assert!(text.contains("(git unknown)"), "{text}"),
+    }
+}
+
+#[test]
+fn check_config_quiet_prints_one_line_or_fails_with_the_errors() {
+    let output = poolrelay(&[
+        "check-config",
+        "--quiet",
+        "--config",
+        "config/poolrelay.toml",
+    ]);
+    assert!(output.status.success());
+    assert_eq!(stdout(&output), "config/poolrelay.toml: ok\n");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        "[smtp]\nlisten = [\"nowhere\"]\nhostname = \"x\"\n",
+    )
+    .expect("write");
+    let output = poolrelay(&[
+        "check-config",
+        "--quiet",
+        "--config",
+        &broken.to_string_lossy(),
+    ]);
+    assert!(!output.status.success());
+    assert_eq!(stdout(&output), "", "nothing on standard output");
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(errors.contains("broken.toml:2:"), "{errors}");
+}
+
+#[test]
+fn completions_know_every_subcommand_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "_poolrelay()"),
+        ("zsh", "#compdef poolrelay"),
+        ("fish", "complete -c poolrelay"),
+    ] {
+        let output = poolrelay(&["completions", shell]);
+        assert!(output.status.success(), "{shell}");
+        let script = stdout(&output);
+        assert!(script.contains(marker), "{shell}: {script}");
+        for subcommand in ["serve", "check-config", "cluster", "suppression"] {
+            assert!(script.contains(subcommand), "{shell} lacks {subcommand}");
+        }
+    }
+    assert!(
+        !poolrelay(&["completions", "tcsh"]).status.success(),
+        "an unknown shell is refused"
+    );
+}
