@@ -37,6 +37,11 @@ pub enum Command {
     },
     /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
+    /// Write the man pages (poolrelay(8) and one per subcommand) into a folder.
+    Man {
+        #[arg(long, default_value = "man")]
+        dir: PathBuf,
+    },
     /// Start a sink and the relay on the example config, send mail through every configuration
     /// set, and show which source IP each message left from.
     Demo {

@@ -23,6 +23,7 @@ pub mod ledger;
 pub mod load;
 pub mod load_api;
 pub mod log_writer;
+pub mod manual;
 pub mod metrics;
 pub mod outbound;
 pub mod password;

@@ -254,6 +254,19 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::HashPassword => return hash_password(),
         Command::CheckConfig { config, quiet } => return check_config(config, *quiet),
+        Command::Man { dir } => {
+            use clap::CommandFactory;
+            return match poolrelay::manual::write_pages(Cli::command(), dir) {
+                Ok(pages) => {
+                    println!("{} man pages written to {}", pages.len(), dir.display());
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("poolrelay: cannot write the man pages: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = Cli::command();

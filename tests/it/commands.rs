@@ -87,3 +87,28 @@ fn completions_know_every_subcommand_for_each_shell() {
         "an unknown shell is refused"
     );
 }
+
+#[test]
+fn man_pages_cover_the_relay_and_every_subcommand() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = poolrelay(&["man", "--dir", &dir.path().to_string_lossy()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let page = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+    let main = page("poolrelay.8");
+    assert!(main.contains(".TH poolrelay 8"), "{main}");
+    assert!(
+        main.contains("check\\-config"),
+        "subcommands are listed: {main}"
+    );
+    let status = page("poolrelay-cluster-status.8");
+    assert!(
+        status.contains(".TH poolrelay-cluster-status 8"),
+        "{status}"
+    );
+    assert!(status.contains("\\-\\-json"), "{status}");
+    assert!(page("poolrelay-serve.8").contains("\\-\\-config"));
+}
