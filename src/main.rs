@@ -16,8 +16,32 @@ use poolrelay::sink::Sink;
 /// `poolrelay::log_writer`); the guard flushes what is left when it is dropped at exit. Without
 /// the thread (it could not start), lines go to stderr directly.
 fn init_logging(default_level: &str) -> Option<poolrelay::log_writer::LogGuard> {
+    init_logging_as(default_level, poolrelay::settings::LogFormat::Text)
+}
+
+/// Logging to stderr (through the log writer thread) in `format`; `RUST_LOG` sets the levels.
+fn init_logging_as(
+    default_level: &str,
+    format: poolrelay::settings::LogFormat,
+) -> Option<poolrelay::log_writer::LogGuard> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    if format == poolrelay::settings::LogFormat::Json {
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_current_span(false);
+        return match poolrelay::log_writer::start(std::io::stderr()) {
+            Ok((writer, guard)) => {
+                subscriber.with_writer(writer).init();
+                Some(guard)
+            }
+            Err(_) => {
+                subscriber.with_writer(std::io::stderr).init();
+                None
+            }
+        };
+    }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -180,7 +204,8 @@ async fn load(plan: poolrelay::load::LoadPlan, json: bool) -> anyhow::Result<()>
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config } => {
-            let _log = init_logging("info");
+            let format = poolrelay::settings::LogFormat::of_config(&config);
+            let _log = init_logging_as("info", format);
             serve(config).await
         }
         Command::Demo {

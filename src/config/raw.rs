@@ -54,6 +54,15 @@ pub struct RawConfig {
     #[serde(default)]
     pub account: RawAccount,
     pub cluster: Option<RawCluster>,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+/// `[log]`: how log lines are written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<Text>,
 }
 
 /// `[cluster]`: this node in a fleet sharing its model through Redis.

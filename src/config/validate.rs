@@ -51,6 +51,9 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigErrors> 
     let feedback = feedback::feedback(&raw, &mut problems);
     let api = api::api(&raw, &relative_to_config, &mut problems);
     let cluster = cluster::cluster(&raw, &relative_to_config, &mut problems);
+    if let Some(format) = &raw.log.format {
+        problems.check(format, crate::settings::LogFormat::parse);
+    }
 
     if smtp.listen.is_empty() && problems.is_empty() {
         problems.at(

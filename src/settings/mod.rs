@@ -17,6 +17,43 @@ pub mod warmup;
 
 pub use warmup::{WarmupSettings, default_warmup_schedule};
 
+/// `[log] format`: text lines (the default) or JSON lines with the same fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err(format!("log format {text:?} is not \"text\" or \"json\"")),
+        }
+    }
+
+    /// The `[log] format` of a config file, read on its own before logging starts (the file is
+    /// checked fully afterwards): text when the file or the key cannot be read.
+    pub fn of_config(path: &std::path::Path) -> Self {
+        #[derive(serde::Deserialize)]
+        struct Only {
+            log: Option<LogOnly>,
+        }
+        #[derive(serde::Deserialize)]
+        struct LogOnly {
+            format: Option<String>,
+        }
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| toml::from_str::<Only>(&text).ok())
+            .and_then(|only| only.log?.format)
+            .and_then(|format| Self::parse(&format).ok())
+            .unwrap_or_default()
+    }
+}
+
 /// What to do with a bare LF or bare CR inside DATA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BareNewline {

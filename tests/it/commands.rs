@@ -112,3 +112,56 @@ fn man_pages_cover_the_relay_and_every_subcommand() {
     assert!(status.contains("\\-\\-json"), "{status}");
     assert!(page("poolrelay-serve.8").contains("\\-\\-config"));
 }
+
+#[test]
+fn log_format_json_writes_one_json_object_per_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("poolrelay.toml");
+    let text =
+        "[smtp]\nlisten = [\"127.0.0.1:0\"]\nhostname = \"relay.test\"\n[log]\nformat = \"json\"\n";
+    std::fs::write(&config, text).expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_poolrelay"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("relay starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut accepting = None;
+    use std::io::BufRead;
+    for line in std::io::BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+    {
+        let parsed: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|error| panic!("not JSON ({error}): {line}"));
+        assert!(
+            parsed["timestamp"].is_string() && parsed["level"].is_string(),
+            "{line}"
+        );
+        if parsed["fields"]["message"] == "poolrelay is accepting mail" {
+            accepting = Some(parsed);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let accepting = accepting.expect("the start-up line");
+    assert!(
+        accepting["fields"]["listen"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("127.0.0.1"),
+        "{accepting}"
+    );
+
+    std::fs::write(&config, text.replace("\"json\"", "\"yaml\"")).expect("config");
+    let output = Command::new(env!("CARGO_BIN_EXE_poolrelay"))
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not \"text\" or \"json\""));
+}
