@@ -37,6 +37,12 @@ pub enum Command {
     },
     /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
+    /// Write a starter config for this host (its addresses as dedicated IPs) into DIR; never
+    /// overwrites a file.
+    Init {
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
     /// Write the man pages (poolrelay(8) and one per subcommand) into a folder.
     Man {
         #[arg(long, default_value = "man")]

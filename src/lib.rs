@@ -19,6 +19,7 @@ pub mod feedback;
 pub mod fleet;
 pub mod identity;
 pub mod inbound;
+pub mod init;
 pub mod ledger;
 pub mod load;
 pub mod load_api;

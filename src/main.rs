@@ -279,6 +279,22 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::HashPassword => return hash_password(),
         Command::CheckConfig { config, quiet } => return check_config(config, *quiet),
+        Command::Init { dir } => {
+            return match poolrelay::init::write_starter(dir) {
+                Ok(path) => {
+                    println!(
+                        "wrote {}; check it with poolrelay check-config --config {}",
+                        path.display(),
+                        path.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("poolrelay: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Man { dir } => {
             use clap::CommandFactory;
             return match poolrelay::manual::write_pages(Cli::command(), dir) {

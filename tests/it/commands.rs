@@ -165,3 +165,37 @@ fn log_format_json_writes_one_json_object_per_line() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("not \"text\" or \"json\""));
 }
+
+#[test]
+fn init_writes_a_config_that_checks_and_never_overwrites_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let target = dir.path().join("etc");
+    let output = poolrelay(&["init", "--dir", &target.to_string_lossy()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let config = target.join("poolrelay.toml");
+    let written = std::fs::read_to_string(&config).expect("the config");
+    let checked = poolrelay(&[
+        "check-config",
+        "--quiet",
+        "--config",
+        &config.to_string_lossy(),
+    ]);
+    assert!(
+        checked.status.success(),
+        "{}\n{written}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    std::fs::write(&config, "# edited by hand\n").expect("edit");
+    let again = poolrelay(&["init", "--dir", &target.to_string_lossy()]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("never overwrites"));
+    assert_eq!(
+        std::fs::read_to_string(&config).expect("kept"),
+        "# edited by hand\n"
+    );
+}
