@@ -24,38 +24,28 @@ fn init_logging_as(
     default_level: &str,
     format: poolrelay::settings::LogFormat,
 ) -> Option<poolrelay::log_writer::LogGuard> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    if format == poolrelay::settings::LogFormat::Json {
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .with_current_span(false);
-        return match poolrelay::log_writer::start(std::io::stderr()) {
-            Ok((writer, guard)) => {
-                subscriber.with_writer(writer).init();
-                Some(guard)
-            }
-            Err(_) => {
-                subscriber.with_writer(std::io::stderr).init();
-                None
-            }
-        };
-    }
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi);
-    match poolrelay::log_writer::start(std::io::stderr()) {
-        Ok((writer, guard)) => {
-            subscriber.with_writer(writer).init();
-            Some(guard)
-        }
-        Err(_) => {
-            subscriber.with_writer(std::io::stderr).init();
-            None
-        }
-    }
+    let (writer, guard) = match poolrelay::log_writer::start(std::io::stderr()) {
+        Ok((writer, guard)) => (BoxMakeWriter::new(writer), Some(guard)),
+        Err(_) => (BoxMakeWriter::new(std::io::stderr), None),
+    };
+    let lines = tracing_subscriber::fmt::layer().with_writer(writer);
+    let lines = match format {
+        poolrelay::settings::LogFormat::Json => lines.json().with_current_span(false).boxed(),
+        poolrelay::settings::LogFormat::Text => lines
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(lines)
+        .init();
+    guard
 }
 
 async fn wait_for_signal() -> std::io::Result<&'static str> {

@@ -238,13 +238,7 @@ impl Fleet {
     async fn watch(self: Arc<Self>, registry: Arc<ArcSwap<Registry>>, shutdown: CancellationToken) {
         use futures_util::StreamExt;
         while !shutdown.is_cancelled() {
-            let subscribed = async {
-                let mut pubsub = self.store.client().get_async_pubsub().await?;
-                pubsub.subscribe(MODEL_CHANNEL).await?;
-                Ok::<_, redis::RedisError>(pubsub)
-            };
-            if let Ok(pubsub) = subscribed.await {
-                let mut messages = pubsub.into_on_message();
+            if let Ok(mut messages) = self.store.subscribe(MODEL_CHANNEL).await {
                 while messages.next().await.is_some() {
                     self.refresh(&registry).await;
                 }

@@ -102,9 +102,12 @@ impl FleetStore {
         Ok(Self { client, connection })
     }
 
-    /// For subscriptions, which need a connection of their own.
-    pub fn client(&self) -> &redis::Client {
-        &self.client
+    /// The messages of `channel`, on a connection of their own (the stream ends when that
+    /// connection is lost: subscribe again).
+    pub async fn subscribe(&self, channel: &str) -> Result<redis::aio::PubSubStream, StoreError> {
+        let mut pubsub = self.client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok(pubsub.into_on_message())
     }
 
     /// A handle for commands (cheap to clone; requests share one connection).

@@ -72,16 +72,10 @@ async fn publish(fleet: &Fleet, change: &Change) -> Result<(), redis::RedisError
 async fn follow(fleet: Arc<Fleet>, ledger: Ledger, shutdown: CancellationToken) {
     use futures_util::StreamExt;
     while !shutdown.is_cancelled() {
-        let subscribed = async {
-            let mut pubsub = fleet.store().client().get_async_pubsub().await?;
-            pubsub.subscribe(CHANNEL).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        if let Ok(pubsub) = subscribed.await {
+        if let Ok(mut messages) = fleet.store().subscribe(CHANNEL).await {
             if let Err(error) = merge_all(&fleet, &ledger).await {
                 tracing::warn!(%error, "cannot read the fleet's suppression list");
             }
-            let mut messages = pubsub.into_on_message();
             while let Some(message) = messages.next().await {
                 let Ok(payload) = message.get_payload::<String>() else {
                     continue;

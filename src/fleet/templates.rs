@@ -43,19 +43,13 @@ pub async fn publish(fleet: &Fleet, name: &str, json: Option<&[u8]>) -> Result<(
 pub async fn run(fleet: Arc<Fleet>, dir: PathBuf, shutdown: CancellationToken) {
     use futures_util::StreamExt;
     while !shutdown.is_cancelled() {
-        let subscribed = async {
-            let mut pubsub = fleet.store().client().get_async_pubsub().await?;
-            pubsub.subscribe(CHANNEL).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        if let Ok(pubsub) = subscribed.await {
+        if let Ok(mut messages) = fleet.store().subscribe(CHANNEL).await {
             let mut connection = fleet.store().connection();
             let all: Result<Vec<(String, Vec<u8>)>, _> =
                 redis::AsyncCommands::hgetall(&mut connection, TEMPLATES_KEY).await;
             for (name, json) in all.unwrap_or_default() {
                 store_file(&dir, &name, Some(json)).await;
             }
-            let mut messages = pubsub.into_on_message();
             loop {
                 let message = tokio::select! {
                     _ = shutdown.cancelled() => return,
