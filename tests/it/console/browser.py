@@ -29,7 +29,7 @@ for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic"
     options.add_argument(flag)
 options.add_argument("--window-size=1280,900")
 options.binary_location = "/usr/bin/chromium"
-def start_browser(attempts=3):
+def start_browser(attempts=6):
     """Chromium, started again if it exits while starting (it can, on a machine busy with the
     other tests); the last failure is raised."""
     for attempt in range(attempts):
@@ -45,7 +45,7 @@ def start_browser(attempts=3):
         except SessionNotCreatedException:
             if attempt == attempts - 1:
                 raise
-            time.sleep(2)
+            time.sleep(3)
 
 
 driver = start_browser()
