@@ -8,6 +8,20 @@ use poolrelay::admin::client::Action;
 use poolrelay::admin::suppression_client::SuppressionAction;
 use poolrelay::config;
 
+/// The config file a command uses without `--config` or `POOLRELAY_CONFIG`: the source tree's
+/// example (`config/poolrelay.toml`) when run from a checkout, else the installed
+/// `/etc/poolrelay/poolrelay.toml`.
+pub fn default_config() -> PathBuf {
+    let checkout = PathBuf::from("config/poolrelay.toml");
+    match checkout.exists() {
+        true => checkout,
+        false => PathBuf::from(INSTALLED_CONFIG),
+    }
+}
+
+/// Where the Debian package puts the config.
+pub const INSTALLED_CONFIG: &str = "/etc/poolrelay/poolrelay.toml";
+
 #[derive(Parser)]
 #[command(
     name = "poolrelay",
@@ -23,13 +37,13 @@ pub struct Cli {
 pub enum Command {
     /// Run the relay in the foreground (logs to stderr; RUST_LOG sets the level).
     Serve {
-        #[arg(long, default_value = "config/poolrelay.toml")]
+        #[arg(long, env = "POOLRELAY_CONFIG", default_value_os_t = default_config())]
         config: PathBuf,
     },
     /// Check a config file and print a summary of its pools and configuration sets; exits
     /// non-zero on any error.
     CheckConfig {
-        #[arg(long, default_value = "config/poolrelay.toml")]
+        #[arg(long, env = "POOLRELAY_CONFIG", default_value_os_t = default_config())]
         config: PathBuf,
         /// Print only a one-line OK (errors still go to standard error), for ExecStartPre.
         #[arg(long)]
@@ -169,7 +183,7 @@ pub enum Command {
 #[derive(clap::Args)]
 pub struct AdminTarget {
     /// The relay's config file: its `[admin] socket` is used.
-    #[arg(long, global = true, default_value = "config/poolrelay.toml")]
+    #[arg(long, global = true, env = "POOLRELAY_CONFIG", default_value_os_t = default_config())]
     config: PathBuf,
     /// The admin socket, instead of reading it from the config.
     #[arg(long, global = true)]
@@ -200,17 +214,17 @@ pub enum ClusterCommand {
     /// Write this relay's pools, IPs, configuration sets and other shared settings into an
     /// empty Redis as the fleet's model.
     Init {
-        #[arg(long, default_value = "config/poolrelay.toml")]
+        #[arg(long, env = "POOLRELAY_CONFIG", default_value_os_t = default_config())]
         config: PathBuf,
     },
     /// Print the fleet model as TOML.
     Export {
-        #[arg(long, default_value = "config/poolrelay.toml")]
+        #[arg(long, env = "POOLRELAY_CONFIG", default_value_os_t = default_config())]
         config: PathBuf,
     },
     /// List the nodes with their IPs, liveness and model version.
     Status {
-        #[arg(long, default_value = "config/poolrelay.toml")]
+        #[arg(long, env = "POOLRELAY_CONFIG", default_value_os_t = default_config())]
         config: PathBuf,
         /// Print one JSON object.
         #[arg(long)]

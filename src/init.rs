@@ -113,7 +113,7 @@ sending_pool = "marketing"
 pub fn write_starter(dir: &Path) -> io::Result<PathBuf> {
     let path = dir.join("poolrelay.toml");
     std::fs::create_dir_all(dir)?;
-    let hostname = host_name().unwrap_or_else(|| "relay.example.test".to_string());
+    let hostname = crate::domain::host_name().unwrap_or_else(|| "relay.example.test".to_string());
     let text = starter_config(&hostname, &host_addresses());
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -132,17 +132,6 @@ pub fn write_starter(dir: &Path) -> io::Result<PathBuf> {
     io::Write::write_all(&mut file, text.as_bytes())?;
     file.sync_all()?;
     Ok(path)
-}
-
-fn host_name() -> Option<String> {
-    let mut buffer = [0u8; 256];
-    // SAFETY: gethostname writes at most `len` bytes into the buffer.
-    if unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) } != 0 {
-        return None;
-    }
-    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
-    let name = String::from_utf8_lossy(&buffer[..end]).into_owned();
-    (!name.is_empty()).then_some(name)
 }
 
 #[cfg(test)]

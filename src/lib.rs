@@ -33,6 +33,7 @@ pub mod registry;
 pub mod return_path;
 pub mod secret_file;
 pub mod server;
+pub mod service_manager;
 pub mod settings;
 pub mod sink;
 pub mod smtp;

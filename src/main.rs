@@ -10,6 +10,7 @@ use cli::{Cli, ClusterCommand, Command};
 use poolrelay::admin::client as admin_client;
 use poolrelay::config;
 use poolrelay::server::Relay;
+use poolrelay::service_manager;
 use poolrelay::sink::Sink;
 
 /// Logs to stderr through a writer thread that writes many lines at once (see
@@ -48,14 +49,30 @@ fn init_logging_as(
     guard
 }
 
-async fn wait_for_signal() -> std::io::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
-    })
+/// SIGTERM and SIGINT, listened for from creation on. One value lives for the whole run, so a
+/// signal that arrives while the relay is busy elsewhere (a reload, a burst of sink output) is
+/// kept until the next `recv`; a listener made anew for each wait would miss a signal arriving
+/// between two waits, and the relay's handler would have replaced the default action.
+struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
 }
 
 async fn serve(path: PathBuf) -> anyhow::Result<()> {
@@ -63,19 +80,24 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
     let config = config::load(&path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
     let relay = Relay::start(config).await?;
     let mut hangup = signal(SignalKind::hangup())?;
+    let mut stop = StopSignals::new()?;
+    service_manager::ready(relay.smtp_addrs());
     loop {
         tokio::select! {
-            signal = wait_for_signal() => {
-                tracing::info!(signal = signal?, "signal received");
+            signal = stop.recv() => {
+                tracing::info!(signal, "signal received");
                 break;
             }
             _ = hangup.recv() => {
+                service_manager::reloading();
                 if let Err(error) = relay.reload().await {
                     tracing::error!(error = ?error, "reload refused; the running configuration is kept");
                 }
+                service_manager::ready(relay.smtp_addrs());
             }
         }
     }
+    service_manager::stopping();
     relay.shutdown().await;
     Ok(())
 }
@@ -90,9 +112,10 @@ async fn sink(listen: std::net::SocketAddr, stats: Option<PathBuf>) -> anyhow::R
             sink.addr()
         );
         let mut seen = 0;
+        let mut stop = StopSignals::new()?;
         loop {
             tokio::select! {
-                signal = wait_for_signal() => { signal?; return Ok(()); }
+                _ = stop.recv() => return Ok(()),
                 messages = sink.wait_for(seen + 1, std::time::Duration::from_secs(3600)) => {
                     for message in &messages[seen..] {
                         println!(
@@ -114,9 +137,10 @@ async fn sink(listen: std::net::SocketAddr, stats: Option<PathBuf>) -> anyhow::R
     );
     let mut written = None;
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    let mut stop = StopSignals::new()?;
     loop {
         tokio::select! {
-            signal = wait_for_signal() => { signal?; return Ok(()); }
+            _ = stop.recv() => return Ok(()),
             _ = tick.tick() => {
                 let counts = sink.counts();
                 if written.as_ref() != Some(&counts) {

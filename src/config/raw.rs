@@ -149,7 +149,7 @@ pub struct RawIdentity {
 #[serde(deny_unknown_fields)]
 pub struct RawSmtp {
     pub listen: Vec<Text>,
-    pub hostname: Text,
+    pub hostname: Option<Text>,
     pub max_message_bytes: Option<Spanned<u64>>,
     pub max_recipients: Option<Spanned<u64>>,
     pub relay_networks: Option<Vec<Text>>,

@@ -10,6 +10,21 @@ use super::raw::{RawSmtp, Text};
 use super::{SmtpSettings, SmtpUser, TlsFiles};
 use crate::settings::BareNewline;
 
+/// Without `[smtp] hostname`: this host's name, when it is a valid host name.
+fn this_host_name(problems: &mut Problems<'_>) -> String {
+    let name = crate::domain::host_name().unwrap_or_default();
+    parse_hostname(&name).unwrap_or_else(|_| {
+        problems.at(
+            0..0,
+            format!(
+                "[smtp] hostname is not set and this host's name {name:?} is not a valid host \
+                 name: set hostname to the name this relay's addresses resolve to"
+            ),
+        );
+        String::new()
+    })
+}
+
 /// The `[smtp]` section. `relative_to_config` resolves the certificate paths.
 pub(super) fn smtp(
     smtp: &RawSmtp,
@@ -17,9 +32,10 @@ pub(super) fn smtp(
     problems: &mut Problems<'_>,
 ) -> SmtpSettings {
     let listen = addresses(&smtp.listen, problems);
-    let hostname = problems
-        .check(&smtp.hostname, parse_hostname)
-        .unwrap_or_default();
+    let hostname = match &smtp.hostname {
+        Some(name) => problems.check(name, parse_hostname).unwrap_or_default(),
+        None => this_host_name(problems),
+    };
     let max_message_bytes = smtp.max_message_bytes.as_ref().map_or(41_943_040, |v| {
         number_in(v, 1024..(1 << 40), "max_message_bytes", problems)
     });
@@ -153,4 +169,31 @@ fn users(smtp: &RawSmtp, has_tls: bool, problems: &mut Problems<'_>) -> Vec<Smtp
         );
     }
     users
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    #[test]
+    fn without_a_hostname_the_relay_uses_this_hosts_name() {
+        let text = "[smtp]\nlisten = [\"127.0.0.1:25\"]\n";
+        let name = crate::domain::host_name().unwrap_or_default();
+        match crate::config::parse(Path::new("/etc/poolrelay/poolrelay.toml"), text) {
+            Ok(config) => assert_eq!(config.smtp.hostname, name),
+            Err(errors) => assert!(
+                errors.to_string().contains("hostname is not set")
+                    && super::parse_hostname(&name).is_err(),
+                "{errors}"
+            ),
+        }
+        let named = crate::config::parse(
+            Path::new("/etc/poolrelay/poolrelay.toml"),
+            "[smtp]\nlisten = [\"127.0.0.1:25\"]\nhostname = \"mx.example.test\"\n",
+        );
+        assert_eq!(
+            named.map(|c| c.smtp.hostname).ok().as_deref(),
+            Some("mx.example.test")
+        );
+    }
 }

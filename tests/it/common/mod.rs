@@ -357,6 +357,22 @@ pub fn without_trace_header(content: &[u8]) -> &[u8] {
     }
 }
 
+/// A relay process, killed (SIGKILL) when the test ends, however it ends.
+pub struct KilledOnDrop(pub std::process::Child);
+
+impl KilledOnDrop {
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// The relay binary running on `dir/poolrelay.toml`; returns the process and its SMTP address,
 /// read from its log line "poolrelay is accepting mail listen=[...]".
 pub fn spawn_relay(dir: &Path) -> (std::process::Child, SocketAddr) {

@@ -4,23 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::common::KilledOnDrop;
 use crate::common::http::call;
-
-/// A relay process, killed (SIGKILL) when the test ends, however it ends.
-pub struct KilledOnDrop(pub std::process::Child);
-
-impl KilledOnDrop {
-    pub fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for KilledOnDrop {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 const MODEL: &str =
     "[[pool]]\nname = \"far\"\n[[configuration_set]]\nname = \"far-set\"\nsending_pool = \"far\"\n";

@@ -91,7 +91,7 @@ async fn a_node_that_stops_answering_is_down_within_10_s_and_its_pools_mail_wait
     let text_b = fleet.config("b", &[("127.0.0.112", Some("far"))], "");
     std::fs::write(dir_b.path().join("poolrelay.toml"), &text_b).expect("config");
     let (child, _) = spawn_relay(dir_b.path());
-    let mut b = failures::KilledOnDrop(child);
+    let mut b = crate::common::KilledOnDrop(child);
     let config_a = a.dir.path().join("poolrelay.toml");
     assert!(
         eventually(|| alive(&status(&config_a), "b").filter(|up| *up))
@@ -125,7 +125,7 @@ async fn a_node_that_stops_answering_is_down_within_10_s_and_its_pools_mail_wait
     assert!(fleet.sink.messages().is_empty());
 
     let (child, _) = spawn_relay(dir_b.path());
-    let _b = failures::KilledOnDrop(child);
+    let _b = crate::common::KilledOnDrop(child);
     let received = fleet.sink.wait_for(1, WAIT).await;
     assert_eq!(received.len(), 1, "the message moves once node b is back");
     assert_eq!(received[0].peer.ip().to_string(), "127.0.0.112");
