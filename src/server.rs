@@ -403,7 +403,8 @@ impl Relay {
             )
             .with_ledgers(ledger, outbound.warmup_ledger())
             .with_inbound(&ctx)
-            .with_fleet(fleet),
+            .with_fleet(fleet)
+            .with_shaper(outbound.shaper()),
         );
         tasks.spawn(outbound.clone().upkeep(shutdown.clone()));
         spawn_admin(&tasks, &mut listeners, (&admin, &ctx), &shutdown);

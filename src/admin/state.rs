@@ -49,6 +49,8 @@ pub struct AdminState {
     writes: tokio::sync::Mutex<Option<String>>,
     /// In a fleet: changes go to the fleet's model in Redis, not to the file.
     pub fleet: Option<Arc<crate::fleet::Fleet>>,
+    /// The outbound side's shaping limits, replaced at a reload.
+    pub shaper: Option<Arc<crate::outbound::shaping::Shaper>>,
 }
 
 impl AdminState {
@@ -85,6 +87,15 @@ impl AdminState {
             warmup: None,
             writes: tokio::sync::Mutex::new(std::fs::read_to_string(&config.path).ok()),
             fleet: None,
+            shaper: None,
+        }
+    }
+
+    /// The shaping limits a reload replaces.
+    pub fn with_shaper(self, shaper: Arc<crate::outbound::shaping::Shaper>) -> Self {
+        Self {
+            shaper: Some(shaper),
+            ..self
         }
     }
 
@@ -180,10 +191,12 @@ impl AdminState {
     /// other settings need a restart.
     pub async fn reload(&self) -> Result<(), ApiError> {
         if let Some(fleet) = &self.fleet {
-            return fleet
+            let shaping = fleet
                 .reapply(&self.registry)
                 .await
-                .map_err(ApiError::BadRequest);
+                .map_err(ApiError::BadRequest)?;
+            self.reshape(shaping);
+            return Ok(());
         }
         let mut known = self.writes.lock().await;
         let path = self.config_path.clone();
@@ -197,10 +210,17 @@ impl AdminState {
         })
         .await
         .map_err(|error| ApiError::Internal(error.to_string()))??;
+        self.reshape(config.shaping);
         self.registry.store(Arc::new(config.registry));
         *known = Some(text);
         self.dkim_status.wake.notify_one();
         tracing::info!(path = %self.config_path.display(), "configuration reloaded");
         Ok(())
+    }
+
+    fn reshape(&self, rules: Vec<crate::settings::shaping::ShapingRule>) {
+        if let Some(shaper) = &self.shaper {
+            shaper.reconfigure(rules);
+        }
     }
 }

@@ -272,7 +272,10 @@ impl Fleet {
 
     /// Applies the model again (after this node's file was edited: SIGHUP, reload): from Redis,
     /// or the cached one while Redis is unavailable.
-    pub async fn reapply(&self, registry: &ArcSwap<Registry>) -> Result<(), String> {
+    pub async fn reapply(
+        &self,
+        registry: &ArcSwap<Registry>,
+    ) -> Result<Vec<crate::settings::shaping::ShapingRule>, String> {
         let _applying = self.applying.lock().await;
         let (text, stamp) = match self.store.model().await {
             Ok(Some(found)) => found,
@@ -292,7 +295,7 @@ impl Fleet {
         registry.store(Arc::new(config.registry));
         self.set_stamp(stamp);
         tracing::info!(version, "configuration reloaded on the fleet model");
-        Ok(())
+        Ok(config.shaping)
     }
 
     /// Redis answers but has no model (restarted without persistence, or flushed): this node

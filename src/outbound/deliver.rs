@@ -307,7 +307,7 @@ impl Outbound {
             .await
             .map_err(|_| NoSession::Stopped)?;
         self.site_limits
-            .message_allowed(site, pair.limits.site_max_message_rate, slot)
+            .message_allowed(site, pair.limits().site_max_message_rate, slot)
             .await
             .map_err(|_| NoSession::Stopped)?;
         // Set once this delivery waits for a connection: from then on it is in the queue.
@@ -358,7 +358,7 @@ impl Outbound {
                 .map_err(|_| NoSession::Stopped)?;
             let site_place = self
                 .site_limits
-                .connection(site, pair.limits.site_max_connections, slot)
+                .connection(site, pair.limits().site_max_connections, slot)
                 .await
                 .map_err(|_| NoSession::Stopped)?;
             let permit = permit.with_site(site_place);
@@ -462,7 +462,7 @@ impl Outbound {
             }
         };
         client.verified = target.verify_tls && client.tls_version.is_some();
-        client.max_transactions = shaping.0.limits.max_messages_per_connection;
+        client.max_transactions = shaping.0.limits().max_messages_per_connection;
         client.shaping = Some(shaping);
         if client.tls_version.is_none() && (target.require_tls || self.requires_tls(envelope)) {
             tracing::warn!(id = %envelope.id, pool = %envelope.pool, next_hop = %target.addr, "TLS required but not offered; not sending in plaintext");

@@ -58,7 +58,7 @@ pub struct Outbound {
     /// Suspended IPs (unbindable, or refused by a site); shared with the admin API.
     health: Arc<health::Health>,
     /// Limits per (source IP, site).
-    shaper: shaping::Shaper,
+    shaper: Arc<shaping::Shaper>,
     /// Limits per site across IPs (and fleet nodes).
     site_limits: site_limits::SiteLimits,
     /// The relay's own SMTP listeners, once bound: a next hop among them would be a loop.
@@ -81,6 +81,11 @@ impl Outbound {
     /// Today's sends per warming IP (the console shows how much of each cap is used).
     pub fn warmup_ledger(&self) -> Arc<warmup::WarmupLedger> {
         self.warmup_ledger.clone()
+    }
+
+    /// The shaping limits per (source IP, site); a reload gives them new rules.
+    pub fn shaper(&self) -> Arc<shaping::Shaper> {
+        self.shaper.clone()
     }
 
     /// Everything outbound delivery needs, from the config: next hops, TLS (opportunistic and,
@@ -114,7 +119,7 @@ impl Outbound {
             timeouts: Timeouts::default(),
             warmup_ledger,
             health,
-            shaper: shaping::Shaper::new(config.shaping.clone()),
+            shaper: Arc::new(shaping::Shaper::new(config.shaping.clone())),
             site_limits: site_limits::SiteLimits::default(),
             own_listeners: std::sync::OnceLock::new(),
             host_addresses: parking_lot::Mutex::new(std::collections::HashMap::new()),

@@ -10,6 +10,10 @@
 //! A delivery that must wait for a limit gives its scheduler slot back first (see
 //! [`ReleasableSlot`]), so a slow site never holds up other sites or pools. Waiters for a
 //! connection are served in order (tokio's semaphore is fair).
+//!
+//! A reload changes the limits of pairs already in use ([`Shaper::reconfigure`]): rates start
+//! afresh and wake their waiters, a higher connection limit frees permits at once, and a lower
+//! one is reached as open connections close (no connection is cut).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -100,8 +104,13 @@ pub async fn unless_stopped<T>(
 pub struct Pair {
     /// The site's name (see [`site_of`]).
     pub site: String,
-    pub limits: Limits,
+    limits: Mutex<Limits>,
     connections: Arc<Semaphore>,
+    /// Permits to take out of circulation as connections close: a lowered `max_connections`
+    /// while more than the new limit were open.
+    excess: Arc<AtomicUsize>,
+    /// Signalled when the limits change, so rate waiters look again.
+    changed: Notify,
     /// Signalled when a connection of this pair goes back to the idle cache.
     returned: Notify,
     /// Deliveries waiting for a connection of this pair. While any wait, a newcomer waits
@@ -125,26 +134,51 @@ impl Drop for WaitingTurn {
 /// Held by an open connection: one of its pair's `max_connections`.
 #[derive(Debug)]
 pub struct ConnectionPermit {
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
+    excess: Arc<AtomicUsize>,
     /// One of the site's `site_max_connections`, when it has that limit.
     _site: Option<super::site_connection::SiteConnection>,
 }
 
-impl ConnectionPermit {
-    /// Holds `site` for as long as the connection lives too.
-    pub fn with_site(self, site: Option<super::site_connection::SiteConnection>) -> Self {
-        Self {
-            _site: site,
-            ..self
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        let retire = self
+            .excess
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if retire && let Some(permit) = self.permit.take() {
+            permit.forget();
         }
+    }
+}
+
+impl ConnectionPermit {
+    fn new(permit: OwnedSemaphorePermit, excess: &Arc<AtomicUsize>) -> Self {
+        Self {
+            permit: Some(permit),
+            excess: excess.clone(),
+            _site: None,
+        }
+    }
+
+    /// Holds `site` for as long as the connection lives too.
+    pub fn with_site(mut self, site: Option<super::site_connection::SiteConnection>) -> Self {
+        self._site = site;
+        self
     }
 }
 
 async fn wait_for_token(
     bucket: &Mutex<Option<Bucket>>,
+    changed: &Notify,
     slot: &mut dyn ReleasableSlot,
 ) -> Result<(), Stopped> {
     loop {
+        // Listening before looking at the bucket: a reload between the look and the sleep
+        // still wakes this waiter.
+        let changed = changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
         let wait = {
             let mut bucket = bucket.lock();
             match bucket.as_mut() {
@@ -156,7 +190,13 @@ async fn wait_for_token(
             }
         };
         slot.release();
-        unless_stopped(slot, tokio::time::sleep(wait)).await?;
+        unless_stopped(slot, async {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = changed => {}
+            }
+        })
+        .await?;
     }
 }
 
@@ -165,8 +205,10 @@ impl Pair {
         let now = Instant::now();
         Self {
             site: site.to_string(),
-            limits,
+            limits: Mutex::new(limits),
             connections: Arc::new(Semaphore::new(limits.max_connections.max(1) as usize)),
+            excess: Arc::default(),
+            changed: Notify::new(),
             returned: Notify::new(),
             waiting: Arc::default(),
             messages: Mutex::new(limits.max_message_rate.map(|r| Bucket::new(r, now))),
@@ -174,14 +216,52 @@ impl Pair {
         }
     }
 
+    /// The pair's limits now (a reload may change them).
+    pub fn limits(&self) -> Limits {
+        *self.limits.lock()
+    }
+
+    /// Applies new limits to a pair in use (see the module's documentation).
+    fn set_limits(&self, new: Limits) {
+        let old = std::mem::replace(&mut *self.limits.lock(), new);
+        if old == new {
+            return;
+        }
+        let now = Instant::now();
+        if old.max_message_rate != new.max_message_rate {
+            *self.messages.lock() = new.max_message_rate.map(|r| Bucket::new(r, now));
+        }
+        if old.max_connection_rate != new.max_connection_rate {
+            *self.connects.lock() = new.max_connection_rate.map(|r| Bucket::new(r, now));
+        }
+        let (old_max, new_max) = (old.max_connections.max(1), new.max_connections.max(1));
+        if new_max > old_max {
+            let mut raise = (new_max - old_max) as usize;
+            // Permits still owed from an earlier lowering are cancelled first.
+            let owed = self
+                .excess
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    Some(n.saturating_sub(raise))
+                })
+                .unwrap_or_default();
+            raise -= owed.min(raise);
+            self.connections.add_permits(raise);
+        } else if new_max < old_max {
+            let lower = (old_max - new_max) as usize;
+            let forgotten = self.connections.forget_permits(lower);
+            self.excess.fetch_add(lower - forgotten, Ordering::AcqRel);
+        }
+        self.changed.notify_waiters();
+    }
+
     /// Waits until `max_message_rate` allows one more message.
     pub async fn message_allowed(&self, slot: &mut dyn ReleasableSlot) -> Result<(), Stopped> {
-        wait_for_token(&self.messages, slot).await
+        wait_for_token(&self.messages, &self.changed, slot).await
     }
 
     /// Waits until `max_connection_rate` allows one more new connection.
     pub async fn connect_allowed(&self, slot: &mut dyn ReleasableSlot) -> Result<(), Stopped> {
-        wait_for_token(&self.connects, slot).await
+        wait_for_token(&self.connects, &self.changed, slot).await
     }
 
     /// A connection permit if one is free now.
@@ -190,10 +270,7 @@ impl Pair {
             .clone()
             .try_acquire_owned()
             .ok()
-            .map(|permit| ConnectionPermit {
-                _permit: permit,
-                _site: None,
-            })
+            .map(|permit| ConnectionPermit::new(permit, &self.excess))
     }
 
     /// Waits for either a free connection permit (`Some`) or a connection of this pair going
@@ -201,10 +278,7 @@ impl Pair {
     pub async fn connection_or_returned(&self) -> Option<ConnectionPermit> {
         tokio::select! {
             permit = self.connections.clone().acquire_owned() => {
-                permit.ok().map(|permit| ConnectionPermit {
-                _permit: permit,
-                _site: None,
-            })
+                permit.ok().map(|permit| ConnectionPermit::new(permit, &self.excess))
             }
             _ = self.returned.notified() => None,
         }
@@ -229,7 +303,8 @@ impl Pair {
     /// Connections open now (idle ones included).
     pub fn open_connections(&self) -> u32 {
         let free = self.connections.available_permits() as u32;
-        self.limits.max_connections.max(1).saturating_sub(free)
+        let excess = self.excess.load(Ordering::Acquire) as u32;
+        (self.limits().max_connections.max(1) + excess).saturating_sub(free)
     }
 }
 
@@ -239,14 +314,14 @@ type PairKey = (Option<IpAddr>, String);
 /// Shaping state for every (source IP, site) pair seen.
 #[derive(Debug, Default)]
 pub struct Shaper {
-    rules: Vec<ShapingRule>,
+    rules: Mutex<Vec<ShapingRule>>,
     pairs: Mutex<HashMap<PairKey, Arc<Pair>>>,
 }
 
 impl Shaper {
     pub fn new(rules: Vec<ShapingRule>) -> Self {
         Self {
-            rules,
+            rules: Mutex::new(rules),
             pairs: Mutex::new(HashMap::new()),
         }
     }
@@ -257,9 +332,24 @@ impl Shaper {
         if let Some(pair) = pairs.get(&(source, site.to_string())) {
             return pair.clone();
         }
-        let pair = Arc::new(Pair::new(site, limits_for(&self.rules, site)));
+        let pair = Arc::new(Pair::new(site, limits_for(&self.rules.lock(), site)));
         pairs.insert((source, site.to_string()), pair.clone());
         pair
+    }
+
+    /// New `[[shaping]]` rules (a reload): pairs made from now on use them, and every pair in
+    /// use takes its site's new limits.
+    pub fn reconfigure(&self, rules: Vec<ShapingRule>) {
+        let pairs = self.pairs.lock();
+        let mut current = self.rules.lock();
+        if *current == rules {
+            return;
+        }
+        for pair in pairs.values() {
+            pair.set_limits(limits_for(&rules, &pair.site));
+        }
+        *current = rules;
+        tracing::info!(pairs = pairs.len(), "shaping limits reloaded");
     }
 
     /// Forgets pairs with no open connection and no delivery using them, once their rate
@@ -337,5 +427,73 @@ mod tests {
         let _held = pair.try_connection().unwrap();
         pair.connection_returned();
         assert!(pair.connection_or_returned().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_lowered_connection_limit_is_reached_as_connections_close() {
+        let shaper = Shaper::new(vec![rule("*", Some(3), None)]);
+        let pair = shaper.pair(None, "mx.example.test");
+        let mut open: Vec<_> = (0..3).map(|_| pair.try_connection().unwrap()).collect();
+        shaper.reconfigure(vec![rule("*", Some(1), None)]);
+        assert_eq!(pair.limits().max_connections, 1);
+        assert_eq!(pair.open_connections(), 3);
+        open.pop();
+        assert!(pair.try_connection().is_none(), "two still open, limit 1");
+        open.pop();
+        assert!(pair.try_connection().is_none(), "one still open, limit 1");
+        assert_eq!(pair.open_connections(), 1);
+        open.pop();
+        let again = pair.try_connection();
+        assert!(again.is_some());
+        assert!(pair.try_connection().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_raised_connection_limit_frees_permits_at_once_and_cancels_a_lowering() {
+        let shaper = Shaper::new(vec![rule("*", Some(2), None)]);
+        let pair = shaper.pair(None, "mx.example.test");
+        let _open: Vec<_> = (0..2).map(|_| pair.try_connection().unwrap()).collect();
+        shaper.reconfigure(vec![rule("*", Some(1), None)]);
+        shaper.reconfigure(vec![rule("*", Some(4), None)]);
+        assert_eq!(pair.open_connections(), 2);
+        let _third = pair.try_connection().unwrap();
+        let _fourth = pair.try_connection().unwrap();
+        assert!(pair.try_connection().is_none());
+        assert_eq!(pair.open_connections(), 4);
+        // Pairs made after the reload use the new rules too.
+        let other = shaper.pair(None, "mx.other.test");
+        assert_eq!(other.limits().max_connections, 4);
+    }
+
+    /// A scheduler slot that is never told to stop.
+    struct Slot(CancellationToken);
+
+    impl ReleasableSlot for Slot {
+        fn release(&mut self) {}
+        fn stop(&self) -> &CancellationToken {
+            &self.0
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reload_wakes_a_delivery_waiting_for_the_old_rate() {
+        let shaper = Arc::new(Shaper::new(vec![rule("*", None, Some("1/h"))]));
+        let pair = shaper.pair(None, "mx.example.test");
+        let mut slot = Slot(CancellationToken::new());
+        assert_eq!(pair.message_allowed(&mut slot).await, Ok(()));
+        let waiter = tokio::spawn({
+            let pair = pair.clone();
+            async move {
+                let mut slot = Slot(CancellationToken::new());
+                pair.message_allowed(&mut slot).await
+            }
+        });
+        // The waiter sleeps for the next token (an hour away)...
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        // ...until the rate is raised: it takes a token of the new rate without the hour.
+        shaper.reconfigure(vec![rule("*", None, Some("100/s"))]);
+        let waited = tokio::time::timeout(Duration::from_secs(1), waiter).await;
+        assert!(matches!(waited, Ok(Ok(Ok(())))), "{waited:?}");
     }
 }

@@ -410,3 +410,30 @@ max_connections = 1
         .collect();
     assert_eq!(order, (0..30).collect::<Vec<_>>(), "order of arrival");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_applies_new_limits_to_mail_already_waiting_for_them() {
+    let sink = start_sink().await;
+    let limited = config_with_pool(
+        r#"[[shaping]]
+site = "*"
+max_message_rate = "1/h"
+"#,
+        &[("*", sink.addr())],
+        &["127.0.0.2"],
+    );
+    let relay = TestRelay::start(&limited).await;
+    send(relay.addr, "s", "user@example.test", 4).await;
+    assert_eq!(sink.wait_for(1, WAIT).await.len(), 1);
+    // The other three wait for the next token, an hour away, until a reload raises the rate.
+    let raised = limited.replace("\"1/h\"", "\"100/s\"");
+    std::fs::write(relay.dir.path().join("poolrelay.toml"), raised).expect("config");
+    relay
+        .relay
+        .as_ref()
+        .expect("running")
+        .reload()
+        .await
+        .expect("reloaded");
+    assert_eq!(sink.wait_for(4, WAIT).await.len(), 4);
+}
