@@ -3,9 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use super::problems::{Problems, parse_hostname};
+use super::problems::{Problems, number_in, parse_hostname};
 use super::raw::{RawConfig, Text};
-use crate::settings::feedback::{BounceSettings, FeedbackSettings};
+use crate::settings::feedback::{
+    BounceSettings, DEFAULT_KEEP_UNMATCHED, DEFAULT_MAX_UNMATCHED, FeedbackSettings,
+};
 use crate::settings::suppression::{SuppressedReasons, SuppressionReason};
 
 /// Thirty days: SES keeps message details for bounces and complaints about as long.
@@ -41,9 +43,22 @@ pub(super) fn feedback(raw: &RawConfig, problems: &mut Problems<'_>) -> Feedback
             _ => Err(format!("feedback.address {text:?} is not an email address")),
         })
     });
+    let keep_unmatched = problems.duration_or(
+        &raw.feedback.keep_unmatched,
+        DEFAULT_KEEP_UNMATCHED.as_secs(),
+    );
+    let max_unmatched = raw
+        .feedback
+        .max_unmatched
+        .as_ref()
+        .map_or(DEFAULT_MAX_UNMATCHED, |value| {
+            number_in(value, 0..100_000_001, "feedback.max_unmatched", problems) as usize
+        });
     FeedbackSettings {
         address,
         forward: raw.feedback.forward.unwrap_or(true),
+        keep_unmatched,
+        max_unmatched,
     }
 }
 

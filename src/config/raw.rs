@@ -120,6 +120,8 @@ pub struct RawBounce {
 pub struct RawFeedback {
     pub address: Option<Text>,
     pub forward: Option<bool>,
+    pub keep_unmatched: Option<Text>,
+    pub max_unmatched: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

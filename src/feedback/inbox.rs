@@ -5,12 +5,14 @@
 //! `X-Poolrelay-Envelope:` (the SMTP envelope as JSON on one line), so each file is still a
 //! message any mail tool can open. Written to a temporary name, fsynced, renamed, and the folder
 //! fsynced before the client hears `250`. Processed files are deleted; those that cannot be read
-//! or matched move to `spool/feedback-unmatched/`, where they stay for an operator.
+//! or matched move to `spool/feedback-unmatched/`, where they stay for an operator, for
+//! `[feedback] keep_unmatched` and up to `max_unmatched` of them.
 
 use std::fs;
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -100,6 +102,39 @@ impl Inbox {
     pub fn done(&self, path: &Path) -> io::Result<()> {
         fs::remove_file(path)
     }
+
+    /// Blocking: deletes the unmatched reports older than `keep` (by the time they were set
+    /// arrived) and then the oldest beyond the `max` newest; returns how many were deleted.
+    pub fn prune_unmatched(
+        &self,
+        keep: Duration,
+        max: usize,
+        now: SystemTime,
+    ) -> io::Result<usize> {
+        let mut kept: Vec<(SystemTime, PathBuf)> = Vec::new();
+        let mut deleted = 0;
+        for entry in fs::read_dir(&self.unmatched)? {
+            let entry = entry?;
+            let Ok(modified) = entry.metadata().and_then(|m| m.modified()) else {
+                continue;
+            };
+            let age = now.duration_since(modified).unwrap_or_default();
+            if age > keep {
+                fs::remove_file(entry.path())?;
+                deleted += 1;
+            } else {
+                kept.push((modified, entry.path()));
+            }
+        }
+        if kept.len() > max {
+            kept.sort();
+            for (_, path) in &kept[..kept.len() - max] {
+                fs::remove_file(path)?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
 }
 
 #[cfg(test)]
@@ -130,5 +165,31 @@ mod tests {
         assert!(aside.starts_with(inbox.unmatched_dir()));
         fs::write(&path, b"garbage").unwrap();
         assert!(Inbox::read(&path).is_err());
+    }
+
+    #[test]
+    fn unmatched_reports_are_pruned_by_age_then_by_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::open(dir.path()).unwrap();
+        let now = SystemTime::now();
+        let day = Duration::from_secs(86_400);
+        for (name, age_days) in [("a", 40), ("b", 20), ("c", 10), ("d", 5), ("e", 1)] {
+            let path = inbox.unmatched_dir().join(format!("{name}.eml"));
+            let file = fs::File::create(&path).unwrap();
+            file.set_modified(now - day * age_days).unwrap();
+        }
+        let names = || {
+            let mut names: Vec<String> = fs::read_dir(inbox.unmatched_dir())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(inbox.prune_unmatched(day * 30, 10, now).unwrap(), 1);
+        assert_eq!(names(), ["b.eml", "c.eml", "d.eml", "e.eml"]);
+        assert_eq!(inbox.prune_unmatched(day * 30, 2, now).unwrap(), 2);
+        assert_eq!(names(), ["d.eml", "e.eml"]);
+        assert_eq!(inbox.prune_unmatched(day * 30, 2, now).unwrap(), 0);
     }
 }

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
@@ -40,7 +41,16 @@ pub struct Processor {
     pub forward: bool,
     pub hostname: String,
     pub max_age: std::time::Duration,
+    /// `[feedback] keep_unmatched` and `max_unmatched`.
+    pub keep_unmatched: std::time::Duration,
+    pub max_unmatched: usize,
+    /// Reports set aside since the last pruning: one every `max_unmatched / 10` keeps the
+    /// folder within 110% of its limit without listing it for each report.
+    pub set_aside_since_prune: std::sync::atomic::AtomicUsize,
 }
+
+/// How often unmatched reports past `keep_unmatched` are looked for, besides after each one.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// What a matched report led to, for the log.
 struct Applied {
@@ -67,15 +77,35 @@ impl Processor {
             }
             Err(error) => tracing::error!(%error, "cannot list the feedback inbox"),
         }
+        // The first tick is at once: what piled up while the relay was down goes first.
+        let mut prune = tokio::time::interval(PRUNE_EVERY);
         loop {
             let path = tokio::select! {
                 _ = shutdown.cancelled() => return,
+                _ = prune.tick() => {
+                    self.prune_unmatched().await;
+                    continue;
+                }
                 path = stored.recv() => match path {
                     Some(path) => path,
                     None => return,
                 },
             };
             self.process(&path).await;
+        }
+    }
+
+    /// Deletes unmatched reports beyond `keep_unmatched` and `max_unmatched`.
+    async fn prune_unmatched(&self) {
+        self.set_aside_since_prune.store(0, Ordering::Relaxed);
+        let inbox = self.inbox.clone();
+        let (keep, max) = (self.keep_unmatched, self.max_unmatched);
+        let now = std::time::SystemTime::now();
+        match tokio::task::spawn_blocking(move || inbox.prune_unmatched(keep, max, now)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(deleted)) => tracing::info!(deleted, "old unmatched feedback reports deleted"),
+            Ok(Err(error)) => tracing::warn!(%error, "cannot prune spool/feedback-unmatched"),
+            Err(error) => tracing::warn!(%error, "cannot prune spool/feedback-unmatched"),
         }
     }
 
@@ -173,7 +203,12 @@ impl Processor {
         let owned = path.to_path_buf();
         match tokio::task::spawn_blocking(move || inbox.set_aside(&owned)).await {
             Ok(Ok(kept)) => {
-                tracing::warn!(id, reason = why.as_label(), kept = %kept.display(), "feedback report not matched; kept")
+                tracing::warn!(id, reason = why.as_label(), kept = %kept.display(), "feedback report not matched; kept");
+                let every = (self.max_unmatched / 10).max(1);
+                let since = self.set_aside_since_prune.fetch_add(1, Ordering::Relaxed) + 1;
+                if since >= every {
+                    self.prune_unmatched().await;
+                }
             }
             _ => {
                 tracing::error!(id, path = %path.display(), "cannot move an unmatched feedback report aside")

@@ -120,6 +120,9 @@ impl FeedbackParts {
             forward: config.feedback.forward,
             hostname: config.smtp.hostname.clone(),
             max_age: config.queue.max_age,
+            keep_unmatched: config.feedback.keep_unmatched,
+            max_unmatched: config.feedback.max_unmatched,
+            set_aside_since_prune: Default::default(),
         };
         tasks.spawn(processor.run(receiver, shutdown.clone()));
         self.ledger

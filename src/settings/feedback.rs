@@ -13,6 +13,11 @@ pub struct BounceSettings {
     pub token_lifetime: Duration,
 }
 
+/// `[feedback] keep_unmatched` when not set: 30 days.
+pub const DEFAULT_KEEP_UNMATCHED: Duration = Duration::from_secs(30 * 86_400);
+/// `[feedback] max_unmatched` when not set.
+pub const DEFAULT_MAX_UNMATCHED: usize = 10_000;
+
 /// `[feedback]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedbackSettings {
@@ -20,6 +25,11 @@ pub struct FeedbackSettings {
     pub address: Option<String>,
     /// SES email feedback forwarding: bounces and complaints go on to the original sender.
     pub forward: bool,
+    /// Reports that could not be read or matched stay in `spool/feedback-unmatched/` this long...
+    pub keep_unmatched: Duration,
+    /// ...and at most this many of them (the newest): anyone may send mail to the feedback
+    /// address, so what is kept must not grow without bound.
+    pub max_unmatched: usize,
 }
 
 impl Default for FeedbackSettings {
@@ -27,6 +37,8 @@ impl Default for FeedbackSettings {
         Self {
             address: None,
             forward: true,
+            keep_unmatched: DEFAULT_KEEP_UNMATCHED,
+            max_unmatched: DEFAULT_MAX_UNMATCHED,
         }
     }
 }

@@ -186,3 +186,44 @@ async fn hostile_reports_suppress_nothing_and_stall_nobody() {
         .await;
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn unmatched_reports_kept_are_capped_by_max_unmatched() {
+    let sink = start_sink().await;
+    let config = feedback_config(sink.addr(), "").replace(
+        &format!("address = \"{FEEDBACK_ADDRESS}\"\n"),
+        &format!("address = \"{FEEDBACK_ADDRESS}\"\nmax_unmatched = 3\n"),
+    );
+    assert!(config.contains("max_unmatched = 3"), "{config}");
+    let relay = TestRelay::start(&config).await;
+    let unmatched = relay.spool_dir().join("feedback-unmatched");
+    let count = || std::fs::read_dir(&unmatched).map_or(0, |d| d.count());
+    // Anyone may write to the feedback address: eight reports about nothing the relay sent.
+    for n in 0..8 {
+        let junk = as_data(format!("From: x@mx.test\nSubject: junk {n}\n\nnothing\n").as_bytes());
+        let reply = send_report(relay.addr, FEEDBACK_ADDRESS, &junk).await;
+        assert!(reply.starts_with("250"), "{reply}");
+        // Pruned right after each one is set aside (every max_unmatched / 10, at least 1).
+        assert!(count() <= 4, "{} reports kept", count());
+    }
+    // Once the inbox is empty, the three newest are what is kept.
+    let inbox = relay.spool_dir().join("feedback");
+    let drained = eventually(|| {
+        let waiting = std::fs::read_dir(&inbox).map_or(0, |d| d.count());
+        (waiting == 0 && count() == 3).then_some(())
+    })
+    .await;
+    assert!(drained.is_some(), "{} kept", count());
+    let mut kept: Vec<String> = std::fs::read_dir(&unmatched)
+        .expect("folder")
+        .map(|e| std::fs::read_to_string(e.expect("entry").path()).unwrap_or_default())
+        .collect();
+    kept.sort();
+    for n in 5..8 {
+        assert!(
+            kept.iter()
+                .any(|report| report.contains(&format!("junk {n}"))),
+            "junk {n} missing: {kept:?}"
+        );
+    }
+}
