@@ -12,6 +12,8 @@ use std::fs;
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -29,10 +31,19 @@ pub struct InboxEnvelope {
     pub received_at: u64,
 }
 
+/// Reports stored and not yet processed beyond which new ones are refused with `452 4.3.1`
+/// (try later): reports are internet input, and a flood must not fill the disk faster than the
+/// processor empties the inbox.
+pub const MAX_WAITING: usize = 1_000;
+
 #[derive(Debug, Clone)]
 pub struct Inbox {
     dir: PathBuf,
     unmatched: PathBuf,
+    /// Reports stored (or found at start) and not yet processed; shared by every clone.
+    pending: Arc<AtomicUsize>,
+    /// [`MAX_WAITING`], lower in tests.
+    max_waiting: usize,
 }
 
 impl Inbox {
@@ -42,11 +53,37 @@ impl Inbox {
         let unmatched = spool_root.join("feedback-unmatched");
         fs::create_dir_all(&dir)?;
         fs::create_dir_all(&unmatched)?;
-        Ok(Self { dir, unmatched })
+        Ok(Self {
+            dir,
+            unmatched,
+            pending: Arc::default(),
+            max_waiting: MAX_WAITING,
+        })
     }
 
     pub fn unmatched_dir(&self) -> &Path {
         &self.unmatched
+    }
+
+    /// Whether the inbox holds its limit ([`MAX_WAITING`]) of reports waiting to be processed.
+    pub fn is_full(&self) -> bool {
+        self.pending.load(Ordering::Acquire) >= self.max_waiting
+    }
+
+    #[cfg(test)]
+    pub fn with_max_waiting(self, max_waiting: usize) -> Self {
+        Self {
+            max_waiting,
+            ..self
+        }
+    }
+
+    /// The processor is done with one report listed by [`Inbox::waiting`] or announced after
+    /// [`Inbox::store`].
+    pub fn processed(&self) {
+        let _ = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 
     /// Blocking: stores a report durably and returns its path.
@@ -62,16 +99,19 @@ impl Inbox {
         file.sync_data()?;
         fs::rename(&temporary, &path)?;
         fs::File::open(&self.dir)?.sync_all()?;
+        self.pending.fetch_add(1, Ordering::AcqRel);
         Ok(path)
     }
 
-    /// Reports waiting to be processed (after a restart), oldest first.
+    /// Reports waiting to be processed (after a restart), oldest first; each counts as waiting
+    /// until [`Inbox::processed`].
     pub fn waiting(&self) -> io::Result<Vec<PathBuf>> {
         let mut paths: Vec<PathBuf> = fs::read_dir(&self.dir)?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
             .filter(|path| path.extension().is_some_and(|e| e == "eml"))
             .collect();
         paths.sort();
+        self.pending.fetch_add(paths.len(), Ordering::AcqRel);
         Ok(paths)
     }
 

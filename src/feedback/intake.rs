@@ -19,6 +19,8 @@ pub enum FeedbackRecipient {
     Accepted,
     /// At the bounce domain, but it names no message this relay sent.
     Refused(BadToken),
+    /// A feedback address, but too many reports wait to be processed: try again later.
+    Busy,
 }
 
 pub struct FeedbackIntake {
@@ -55,7 +57,7 @@ impl FeedbackIntake {
             && let Some(read) = return_path.read_address(address, now)
         {
             return match read {
-                Ok(_) => FeedbackRecipient::Accepted,
+                Ok(_) => self.accepted(),
                 Err(bad) => FeedbackRecipient::Refused(bad),
             };
         }
@@ -68,9 +70,16 @@ impl FeedbackIntake {
             }
         });
         if is_loop_address {
-            FeedbackRecipient::Accepted
+            self.accepted()
         } else {
             FeedbackRecipient::Relay
+        }
+    }
+
+    fn accepted(&self) -> FeedbackRecipient {
+        match self.inbox.is_full() {
+            true => FeedbackRecipient::Busy,
+            false => FeedbackRecipient::Accepted,
         }
     }
 
@@ -83,5 +92,54 @@ impl FeedbackIntake {
         // The processor also finds it in the folder after a restart.
         let _ = self.stored.send(path);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_inbox_makes_the_feedback_address_busy_until_reports_are_processed() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::open(dir.path()).unwrap().with_max_waiting(2);
+        let (stored, _receiver) = mpsc::unbounded_channel();
+        let intake =
+            FeedbackIntake::new(None, Some("fbl@example.test".into()), inbox.clone(), stored);
+        let report = |n: usize| InboxEnvelope {
+            id: format!("0006421c8f3e1a2b-00000{n}"),
+            sender: String::new(),
+            recipients: vec!["fbl@example.test".into()],
+            client_ip: [192, 0, 2, 1].into(),
+            helo: "mx.test".into(),
+            received_at: 7,
+        };
+        assert_eq!(
+            intake.classify("fbl@EXAMPLE.test", 0),
+            FeedbackRecipient::Accepted
+        );
+        for n in 0..2 {
+            intake
+                .store(report(n), b"Subject: x\r\n\r\nx\r\n".to_vec())
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            intake.classify("fbl@example.test", 0),
+            FeedbackRecipient::Busy
+        );
+        assert_eq!(
+            intake.classify("app@example.test", 0),
+            FeedbackRecipient::Relay
+        );
+        inbox.processed();
+        assert_eq!(
+            intake.classify("fbl@example.test", 0),
+            FeedbackRecipient::Accepted
+        );
+        // A restart counts what it finds in the folder.
+        let reopened = Inbox::open(dir.path()).unwrap().with_max_waiting(2);
+        assert_eq!(reopened.waiting().unwrap().len(), 2);
+        assert!(reopened.is_full());
     }
 }

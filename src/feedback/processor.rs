@@ -109,7 +109,13 @@ impl Processor {
         }
     }
 
+    /// Processes one report; the inbox counts it as waiting until then.
     async fn process(&self, path: &Path) {
+        self.process_one(path).await;
+        self.inbox.processed();
+    }
+
+    async fn process_one(&self, path: &Path) {
         let owned = path.to_path_buf();
         let read = tokio::task::spawn_blocking(move || Inbox::read(&owned)).await;
         let (envelope, content) = match read {

@@ -414,6 +414,11 @@ impl Session {
                     format!("Recipient address rejected: {bad}"),
                 ));
             }
+            FeedbackRecipient::Busy => {
+                let busy = "Too many reports waiting to be processed; try again later";
+                self.reply(Reply::new(452, "4.3.1", busy));
+                return Next::ReadMore;
+            }
             FeedbackRecipient::Accepted => true,
             FeedbackRecipient::Relay if !self.may_relay() => {
                 return self.error(Reply::new(554, "5.7.1", "Relay access denied"));
