@@ -434,6 +434,10 @@ impl Relay {
     /// Re-reads the config file (SIGHUP): pools, IPs and configuration sets change at once; an
     /// invalid file changes nothing and the error says why.
     pub async fn reload(&self) -> Result<(), crate::admin::ApiError> {
+        // Whatever the new config says: logrotate sends SIGHUP after moving the log away.
+        if let Err(error) = self.events.reopen().await {
+            tracing::error!(%error, "event log not reopened; events still go to the old file");
+        }
         if let Some(tls) = &self.inbound_tls
             && let Err(error) = tls.reload()
         {

@@ -105,6 +105,14 @@ impl EventLog {
         self.writer.is_some()
     }
 
+    /// Opens the log's path again (SIGHUP, after logrotate renamed the file away).
+    pub async fn reopen(&self) -> io::Result<()> {
+        match &self.writer {
+            Some(writer) => writer.reopen().await,
+            None => Ok(()),
+        }
+    }
+
     /// Returns once every event handed over so far is written to the file.
     pub async fn flush(&self) {
         if let Some(writer) = &self.writer {

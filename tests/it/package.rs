@@ -73,6 +73,7 @@ fn the_debian_package_installs_a_relay_its_unit_man_pages_and_completions() {
     for wanted in [
         "./usr/bin/poolrelay",
         "./etc/poolrelay/poolrelay.toml",
+        "./etc/logrotate.d/poolrelay",
         "./usr/lib/systemd/system/poolrelay.service",
         "./usr/share/man/man8/poolrelay.8.gz",
         "./usr/share/man/man8/poolrelay-serve.8.gz",
@@ -88,7 +89,13 @@ fn the_debian_package_installs_a_relay_its_unit_man_pages_and_completions() {
     let control = work.path().join("control");
     run(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(&control));
     let read = |name: &str| std::fs::read_to_string(control.join(name)).unwrap_or_default();
-    assert_eq!(read("conffiles").trim(), "/etc/poolrelay/poolrelay.toml");
+    assert_eq!(
+        read("conffiles").lines().collect::<Vec<_>>(),
+        [
+            "/etc/poolrelay/poolrelay.toml",
+            "/etc/logrotate.d/poolrelay"
+        ]
+    );
     let postinst = read("postinst");
     assert!(postinst.contains("adduser --system"), "{postinst}");
     assert!(postinst.contains("/var/spool/poolrelay"), "{postinst}");

@@ -39,7 +39,8 @@ fn the_relay_notifies_systemd_when_ready_reloading_and_stopping() {
     let log = dir.path().join("relay.log");
     std::fs::write(
         &config,
-        "[smtp]\nlisten = [\"127.0.0.1:0\"]\nhostname = \"relay.test\"\n[spool]\ndir = \"spool\"\n",
+        "[smtp]\nlisten = [\"127.0.0.1:0\"]\nhostname = \"relay.test\"\n[spool]\ndir = \"spool\"\n\
+         [events]\npath = \"events.jsonl\"\n",
     )
     .expect("config");
     let mut relay = KilledOnDrop(
@@ -67,6 +68,10 @@ fn the_relay_notifies_systemd_when_ready_reloading_and_stopping() {
     client.read_exact(&mut greeting).expect("a greeting");
     assert_eq!(&greeting, b"220");
 
+    // logrotate moves the event log away, then reloads: the relay starts a new file.
+    let events = dir.path().join("events.jsonl");
+    assert!(events.exists(), "the event log is created at start");
+    std::fs::rename(&events, dir.path().join("events.jsonl.1")).expect("rotate");
     signal(&relay, libc::SIGHUP);
     let reloading = next_notification(&notify, "RELOADING", &log);
     assert!(
@@ -79,6 +84,7 @@ fn the_relay_notifies_systemd_when_ready_reloading_and_stopping() {
     );
     let reloaded = next_notification(&notify, "READY after reload", &log);
     assert!(reloaded.contains(&"READY=1".to_string()), "{reloaded:?}");
+    assert!(events.exists(), "the event log is opened again at its path");
 
     signal(&relay, libc::SIGTERM);
     let stopping = next_notification(&notify, "STOPPING", &log);
