@@ -20,6 +20,7 @@ pub mod fleet;
 pub mod identity;
 pub mod inbound;
 pub mod init;
+pub mod journal;
 pub mod ledger;
 pub mod load;
 pub mod load_api;

@@ -38,6 +38,9 @@ fn init_logging_as(
     let lines = tracing_subscriber::fmt::layer().with_writer(writer);
     let lines = match format {
         poolrelay::settings::LogFormat::Json => lines.json().with_current_span(false).boxed(),
+        poolrelay::settings::LogFormat::Text if poolrelay::journal::stderr_is_journal() => lines
+            .event_format(poolrelay::journal::JournalFormat::default())
+            .boxed(),
         poolrelay::settings::LogFormat::Text => lines
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .boxed(),

@@ -92,3 +92,58 @@ fn the_relay_notifies_systemd_when_ready_reloading_and_stopping() {
     let status = relay.0.wait().expect("the relay exits");
     assert!(status.success(), "{status}");
 }
+
+/// The relay's stderr (a file) once it holds `wanted`, polled until [`WAIT`] runs out.
+fn log_once_it_has(log: &Path, wanted: &str) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(wanted) || std::time::Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn under_journald_log_lines_carry_priorities_instead_of_timestamps() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("poolrelay.toml");
+    std::fs::write(
+        &config,
+        "[smtp]\nlisten = [\"127.0.0.1:0\"]\nhostname = \"relay.test\"\n[spool]\ndir = \"spool\"\n",
+    )
+    .expect("config");
+    // systemd names the journal stream it gives as stderr by device and inode: the same file
+    // is "the journal" only when JOURNAL_STREAM names it.
+    for (journal, log_name) in [(true, "journal.log"), (false, "plain.log")] {
+        let log = dir.path().join(log_name);
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let metadata = stderr.metadata().expect("metadata");
+        let stream = match journal {
+            true => format!("{}:{}", metadata.dev(), metadata.ino()),
+            false => format!("{}:{}", metadata.dev(), metadata.ino() + 1),
+        };
+        let mut relay = KilledOnDrop(
+            Command::new(env!("CARGO_BIN_EXE_poolrelay"))
+                .args(["serve", "--config"])
+                .arg(&config)
+                .env("JOURNAL_STREAM", stream)
+                .env("RUST_LOG", "info")
+                .stderr(Stdio::from(stderr))
+                .spawn()
+                .expect("relay starts"),
+        );
+        let text = log_once_it_has(&log, "poolrelay is accepting mail");
+        relay.kill();
+        let line = text
+            .lines()
+            .find(|line| line.contains("poolrelay is accepting mail"))
+            .unwrap_or_else(|| panic!("the start-up line in:\n{text}"));
+        match journal {
+            true => assert!(line.starts_with("<6> INFO poolrelay::server:"), "{line}"),
+            false => assert!(line.starts_with("20"), "a timestamp first: {line}"),
+        }
+    }
+}
