@@ -98,6 +98,12 @@ pub(crate) fn check_sources(config: &Config, spool: &Spool) -> Arc<Health> {
 /// Process-wide settings before anything starts: TLS provider, allocator, open-file limit.
 pub(crate) fn prepare_process(config: &Config) {
     install_crypto_provider();
+    if !config.smtp.hostname.contains('.') {
+        tracing::warn!(
+            "{}",
+            crate::config::unqualified_hostname(&config.smtp.hostname)
+        );
+    }
     return_large_allocations();
     // Inbound sessions, outbound connections (one per delivery, plus idle ones kept for reuse),
     // the admin and metrics servers, and files.

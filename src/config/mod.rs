@@ -214,6 +214,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     validate::validate(path, text)
 }
 
+/// Why a host name without a dot is worth a warning: it is the EHLO name of every IP without
+/// `ehlo_hostname` or a forward-confirmed PTR, and many receivers refuse a name that is not
+/// fully qualified.
+pub fn unqualified_hostname(hostname: &str) -> String {
+    format!(
+        "[smtp] hostname {hostname:?} is not a fully qualified domain name; receivers may refuse \
+         it in EHLO: set it (or each [[ip]] ehlo_hostname) to the name your IPs' PTR records give"
+    )
+}
+
 impl Config {
     /// Where bounces and reports come back, and what is suppressed.
     fn feedback_summary(&self) -> String {
@@ -250,6 +260,12 @@ impl Config {
             self.smtp.max_message_bytes,
             self.smtp.max_recipients
         ));
+        if !self.smtp.hostname.contains('.') {
+            out.push_str(&format!(
+                "warning: {}\n",
+                unqualified_hostname(&self.smtp.hostname)
+            ));
+        }
         out.push_str(&format!("spool: {}\n", self.spool_dir.display()));
         out.push_str(&self.feedback_summary());
         out.push_str("pools:\n");

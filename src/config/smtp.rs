@@ -196,4 +196,18 @@ mod tests {
             Some("mx.example.test")
         );
     }
+
+    #[test]
+    fn a_hostname_without_a_dot_is_warned_about_in_the_summary() {
+        let parse = |name: &str| {
+            let text = format!("[smtp]\nlisten = [\"127.0.0.1:25\"]\nhostname = \"{name}\"\n");
+            crate::config::parse(Path::new("/etc/poolrelay/poolrelay.toml"), &text).unwrap()
+        };
+        let summary = parse("mx").summary();
+        assert!(
+            summary.contains("warning: [smtp] hostname \"mx\" is not a fully qualified"),
+            "{summary}"
+        );
+        assert!(!parse("mx.example.test").summary().contains("warning"));
+    }
 }
