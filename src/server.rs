@@ -35,7 +35,6 @@ pub struct Relay {
     api_addrs: Vec<SocketAddr>,
     smtp_addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
-    inbound_tls: Option<Arc<InboundTls>>,
     queue: QueueHandle,
     admin: Arc<AdminState>,
     events: Arc<EventLog>,
@@ -415,7 +414,6 @@ impl Relay {
             api_addrs: listeners.api_addrs,
             smtp_addrs: listeners.smtp_addrs,
             tls_addrs: listeners.tls_addrs,
-            inbound_tls,
             queue,
             admin,
             events,
@@ -434,15 +432,6 @@ impl Relay {
     /// Re-reads the config file (SIGHUP): pools, IPs and configuration sets change at once; an
     /// invalid file changes nothing and the error says why.
     pub async fn reload(&self) -> Result<(), crate::admin::ApiError> {
-        // Whatever the new config says: logrotate sends SIGHUP after moving the log away.
-        if let Err(error) = self.events.reopen().await {
-            tracing::error!(%error, "event log not reopened; events still go to the old file");
-        }
-        if let Some(tls) = &self.inbound_tls
-            && let Err(error) = tls.reload()
-        {
-            tracing::error!(%error, "TLS certificate not reloaded; the old one stays in use");
-        }
         self.admin.reload().await
     }
 

@@ -51,6 +51,10 @@ pub struct AdminState {
     pub fleet: Option<Arc<crate::fleet::Fleet>>,
     /// The outbound side's shaping limits, replaced at a reload.
     pub shaper: Option<Arc<crate::outbound::shaping::Shaper>>,
+    /// The event log, reopened at a reload (after logrotate moved it away).
+    events: Option<Arc<crate::events::EventLog>>,
+    /// The listeners' TLS certificate, read again at a reload.
+    tls: Option<Arc<crate::inbound::tls::InboundTls>>,
 }
 
 impl AdminState {
@@ -88,6 +92,8 @@ impl AdminState {
             writes: tokio::sync::Mutex::new(std::fs::read_to_string(&config.path).ok()),
             fleet: None,
             shaper: None,
+            events: None,
+            tls: None,
         }
     }
 
@@ -109,6 +115,8 @@ impl AdminState {
         Self {
             quota: inbound.quota.clone(),
             history: inbound.events.history().clone(),
+            events: Some(inbound.events.clone()),
+            tls: inbound.tls.clone(),
             ..self
         }
     }
@@ -190,6 +198,18 @@ impl AdminState {
     /// nothing and its errors are returned. Pools, IPs and configuration sets take effect at once;
     /// other settings need a restart.
     pub async fn reload(&self) -> Result<(), ApiError> {
+        // Whatever the new config says: logrotate reloads after moving the event log away, and
+        // a renewed certificate is read from the same files.
+        if let Some(events) = &self.events
+            && let Err(error) = events.reopen().await
+        {
+            tracing::error!(%error, "event log not reopened; events still go to the old file");
+        }
+        if let Some(tls) = &self.tls
+            && let Err(error) = tls.reload()
+        {
+            tracing::error!(%error, "TLS certificate not reloaded; the old one stays in use");
+        }
         if let Some(fleet) = &self.fleet {
             let shaping = fleet
                 .reapply(&self.registry)

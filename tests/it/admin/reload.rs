@@ -110,3 +110,19 @@ async fn a_write_after_a_hand_edit_asks_for_a_reload_first() {
     assert_eq!(status, 200, "{body}");
     relay.stop().await;
 }
+
+/// `poolrelay reload` does what SIGHUP does: logrotate may use either after moving the event
+/// log away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_through_the_socket_reopens_a_rotated_event_log() {
+    let sink = start_sink().await;
+    let config = admin_config(sink.addr(), "[events]\npath = \"var/events.jsonl\"");
+    let relay = TestRelay::start(&config).await;
+    let sock = socket(relay.dir.path());
+    let events = relay.dir.path().join("var/events.jsonl");
+    assert!(events.exists(), "created at start");
+    std::fs::rename(&events, relay.dir.path().join("var/events.jsonl.1")).expect("rotate");
+    assert_eq!(call(&sock, "POST", "/v2/email/reload", None).await.0, 200);
+    assert!(events.exists(), "a new log at the path");
+    relay.stop().await;
+}
