@@ -42,12 +42,28 @@ pub fn resolver(nameservers: &[SocketAddr], cached: bool) -> Result<TokioResolve
             TokioRuntimeProvider::default(),
         )
     };
+    builder = builder.with_tls_config(tls_config()?);
     if !cached {
         builder.options_mut().cache_size = 0;
         builder.options_mut().positive_max_ttl = Some(Duration::ZERO);
         builder.options_mut().negative_max_ttl = Some(Duration::ZERO);
     }
     builder.build().map_err(|error| error.to_string())
+}
+
+/// The TLS settings the resolver would use for DNS over TLS: the compiled-in webpki (Mozilla)
+/// roots. Given explicitly because the resolver's default loads the host's CA store when it is
+/// built and fails on a host without one (a minimal install has no ca-certificates), which left
+/// the relay with no DNS at all: no MX lookups, every message deferred.
+fn tls_config() -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| error.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// The response code of a "no records" answer (NXDOMAIN or an empty NOERROR); `None` for

@@ -63,3 +63,50 @@ address = "127.0.0.2"
     assert_eq!(sink.messages().len(), 2);
     relay.stop().await;
 }
+
+/// A minimal host has no CA certificates (no ca-certificates package): DNS must still work.
+/// The relay binary runs with the system CA store pointed at an empty folder and delivers by MX.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mx_delivery_works_on_a_host_without_ca_certificates() {
+    let sink = start_sink().await;
+    let dns = DnsStub::start(vec![
+        ("nocerts.test", Entry::Mx(10, "mx.nocerts.test.")),
+        ("mx.nocerts.test", Entry::A(Ipv4Addr::new(127, 0, 0, 1))),
+    ])
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("poolrelay.toml"),
+        format!(
+            "{}[dns]\nnameservers = [\"{}\"]\n[outbound]\nmx_port = {}\n[[ip]]\naddress = \"127.0.0.2\"\n",
+            smtp_section(""),
+            dns.addr,
+            sink.addr().port()
+        ),
+    )
+    .expect("config");
+    let no_certs = dir.path().join("no-certs");
+    std::fs::create_dir_all(&no_certs).expect("folder");
+    let none = no_certs.join("none.pem");
+    let (child, listen) = spawn_relay_with(
+        dir.path(),
+        &[("SSL_CERT_FILE", &none), ("SSL_CERT_DIR", &no_certs)],
+    );
+    let relay = KilledOnDrop(child);
+    let client = tokio::net::TcpStream::connect(listen)
+        .await
+        .expect("the relay listens");
+    let mut client = RawClient::over(client);
+    assert!(client.reply().await.starts_with("220"));
+    client
+        .send_accepted(
+            "app@example.test",
+            &["a@nocerts.test"],
+            b"Subject: x\r\n\r\nx\r\n.\r\n",
+        )
+        .await;
+    let received = sink.wait_for(1, WAIT).await;
+    assert_eq!(received.len(), 1, "delivered by MX without a CA store");
+    assert_eq!(received[0].peer.ip(), ip("127.0.0.2"));
+    drop(relay);
+}

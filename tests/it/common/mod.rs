@@ -376,9 +376,15 @@ impl Drop for KilledOnDrop {
 /// The relay binary running on `dir/poolrelay.toml`; returns the process and its SMTP address,
 /// read from its log line "poolrelay is accepting mail listen=[...]".
 pub fn spawn_relay(dir: &Path) -> (std::process::Child, SocketAddr) {
+    spawn_relay_with(dir, &[])
+}
+
+/// [`spawn_relay`] with more environment variables.
+pub fn spawn_relay_with(dir: &Path, env: &[(&str, &Path)]) -> (std::process::Child, SocketAddr) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_poolrelay"))
         .args(["serve", "--config"])
         .arg(dir.join("poolrelay.toml"))
+        .envs(env.iter().copied())
         .env("RUST_LOG", "info")
         .stderr(std::process::Stdio::piped())
         .spawn()
