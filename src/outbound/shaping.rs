@@ -372,6 +372,19 @@ impl Shaper {
     }
 }
 
+/// A scheduler slot that is never told to stop, for tests that wait for a limit.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct Slot(CancellationToken);
+
+#[cfg(test)]
+impl ReleasableSlot for Slot {
+    fn release(&mut self) {}
+    fn stop(&self) -> &CancellationToken {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,26 +478,16 @@ mod tests {
         assert_eq!(other.limits().max_connections, 4);
     }
 
-    /// A scheduler slot that is never told to stop.
-    struct Slot(CancellationToken);
-
-    impl ReleasableSlot for Slot {
-        fn release(&mut self) {}
-        fn stop(&self) -> &CancellationToken {
-            &self.0
-        }
-    }
-
     #[tokio::test]
     async fn a_reload_wakes_a_delivery_waiting_for_the_old_rate() {
         let shaper = Arc::new(Shaper::new(vec![rule("*", None, Some("1/h"))]));
         let pair = shaper.pair(None, "mx.example.test");
-        let mut slot = Slot(CancellationToken::new());
+        let mut slot = Slot::default();
         assert_eq!(pair.message_allowed(&mut slot).await, Ok(()));
         let waiter = tokio::spawn({
             let pair = pair.clone();
             async move {
-                let mut slot = Slot(CancellationToken::new());
+                let mut slot = Slot::default();
                 pair.message_allowed(&mut slot).await
             }
         });

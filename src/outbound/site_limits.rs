@@ -112,22 +112,13 @@ impl SiteLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio_util::sync::CancellationToken;
 
-    /// A scheduler slot that is never told to stop.
-    struct Slot(CancellationToken);
-
-    impl ReleasableSlot for Slot {
-        fn release(&mut self) {}
-        fn stop(&self) -> &CancellationToken {
-            &self.0
-        }
-    }
+    use crate::outbound::shaping::Slot;
 
     #[tokio::test]
     async fn a_site_at_its_connection_limit_waits_until_one_closes() {
         let limits = Arc::new(SiteLimits::default());
-        let mut slot = Slot(CancellationToken::new());
+        let mut slot = Slot::default();
         let first = limits.connection("mx", Some(2), &mut slot).await.unwrap();
         let _second = limits.connection("mx", Some(2), &mut slot).await.unwrap();
         assert!(
@@ -147,7 +138,7 @@ mod tests {
         let waiting = tokio::spawn({
             let limits = limits.clone();
             async move {
-                let mut slot = Slot(CancellationToken::new());
+                let mut slot = Slot::default();
                 limits
                     .connection("mx", Some(2), &mut slot)
                     .await
