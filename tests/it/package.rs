@@ -1,6 +1,6 @@
 //! The Debian package (`pkg/build-deb`, cargo-deb): built from the binary `cargo test` made, its
 //! contents listed with `dpkg-deb -c`, its unit checked by `systemd-analyze verify` and scored by
-//! `systemd-analyze security`, and its files unpacked into a temporary root where the packaged
+//! `systemd-analyze security`, checked by lintian, and its files unpacked into a temporary root where the packaged
 //! binary runs `--version` and `check-config` on the packaged config.
 
 use std::path::{Path, PathBuf};
@@ -109,6 +109,36 @@ fn the_debian_package_installs_a_relay_its_unit_man_pages_and_completions() {
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
     check_unpacked(&root);
     check_unit(&root);
+    check_lint(&deb);
+}
+
+/// Debian's own package checker: no error or warning (an initial upload closing no Debian bug
+/// is normal for a package built outside Debian).
+fn check_lint(deb: &Path) {
+    if !has_command("lintian", "--version") {
+        privilege_missing("check the package without lintian (Debian package lintian)");
+        return;
+    }
+    let output = Command::new("lintian")
+        .args([
+            "--fail-on",
+            "error,warning",
+            "--suppress-tags",
+            "initial-upload-closes-no-bugs",
+            "--tag-display-limit",
+            "0",
+        ])
+        .arg(deb)
+        .output()
+        .expect("lintian runs");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "lintian:\n{report}");
+    assert!(
+        !report
+            .lines()
+            .any(|l| l.starts_with("E:") || l.starts_with("W:")),
+        "{report}"
+    );
 }
 
 /// The packaged binary on the packaged config, its man page and completions.
