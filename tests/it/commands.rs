@@ -111,6 +111,13 @@ fn man_pages_cover_the_relay_and_every_subcommand() {
     );
     assert!(status.contains("\\-\\-json"), "{status}");
     assert!(page("poolrelay-serve.8").contains("\\-\\-config"));
+    let config = page("poolrelay.toml.5");
+    assert!(config.contains(".TH poolrelay.toml 5"), "{config}");
+    // The documented example, whole: its first and last sections.
+    assert!(
+        config.contains("\n[smtp]\n") && config.contains("# [[api.key]]"),
+        "{config}"
+    );
 }
 
 #[test]

@@ -78,6 +78,7 @@ fn the_debian_package_installs_a_relay_its_unit_man_pages_and_completions() {
         "./usr/share/man/man8/poolrelay.8.gz",
         "./usr/share/man/man8/poolrelay-serve.8.gz",
         "./usr/share/man/man8/poolrelay-check-config.8.gz",
+        "./usr/share/man/man5/poolrelay.toml.5.gz",
         "./usr/share/bash-completion/completions/poolrelay",
         "./usr/share/zsh/vendor-completions/_poolrelay",
         "./usr/share/fish/vendor_completions.d/poolrelay.fish",
