@@ -319,9 +319,13 @@ fn read_records(
 }
 
 /// Read-only: the messages queued in the spool folder `queue` (a relay may be running on it),
-/// in order of arrival. For operators and tests; start-up uses [`recover`].
+/// in order of arrival, each once. For operators and tests; start-up uses [`recover`].
+///
+/// A message deferred moments ago can be in two segments (its new copy written, the old one not
+/// yet marked done): as at start-up, the copy with the most attempts, then in the newest
+/// segment, is the message.
 pub fn queued(queue: &Path) -> io::Result<Vec<Envelope>> {
-    let mut envelopes = Vec::new();
+    let mut latest: HashMap<String, (u32, u64, Envelope)> = HashMap::new();
     for entry in fs::read_dir(queue)? {
         let entry = entry?;
         let Some(number) = entry.file_name().to_str().and_then(segment_number) else {
@@ -334,8 +338,17 @@ pub fn queued(queue: &Path) -> io::Result<Vec<Envelope>> {
             Err(error) => return Err(error),
         };
         let scanned = record::scan(&bytes);
-        envelopes.extend(read_records(number, &bytes, &scanned).0.into_values());
+        for envelope in read_records(number, &bytes, &scanned).0.into_values() {
+            let rank = (envelope.attempts, number);
+            match latest.get(&envelope.id) {
+                Some((attempts, segment, _)) if (*attempts, *segment) >= rank => {}
+                _ => {
+                    latest.insert(envelope.id.clone(), (rank.0, rank.1, envelope));
+                }
+            }
+        }
     }
+    let mut envelopes: Vec<Envelope> = latest.into_values().map(|(_, _, e)| e).collect();
     envelopes.sort_by(|a, b| a.received_at.cmp(&b.received_at).then(a.id.cmp(&b.id)));
     Ok(envelopes)
 }
@@ -455,5 +468,33 @@ mod tests {
             [(first_payload, "moved".to_string())],
             "the older copy is marked done"
         );
+    }
+
+    /// Read while a relay moves a deferred message: both copies are on disk, `queued` lists the
+    /// message once, as its later copy.
+    #[test]
+    fn queued_lists_a_message_in_two_segments_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = dir.path().join("queue");
+        fs::create_dir_all(&queue).unwrap();
+        let segment = |records: &[Vec<u8>]| {
+            let mut bytes = SEGMENT_MAGIC.to_vec();
+            records.iter().for_each(|r| bytes.extend_from_slice(r));
+            bytes
+        };
+        let first = segment(&[message_record("moved", 0), message_record("other", 0)]);
+        fs::write(queue.join(segment_name(1)), first).unwrap();
+        fs::write(
+            queue.join(segment_name(2)),
+            segment(&[message_record("moved", 1)]),
+        )
+        .unwrap();
+        let mut listed: Vec<(String, u32)> = queued(&queue)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.id, e.attempts))
+            .collect();
+        listed.sort();
+        assert_eq!(listed, [("moved".into(), 1), ("other".into(), 0)]);
     }
 }
