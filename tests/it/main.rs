@@ -8,7 +8,6 @@ mod admin;
 mod api;
 mod auth_limits;
 mod commands;
-mod console;
 mod crash;
 mod delivery;
 mod demo;
