@@ -98,11 +98,8 @@ pub(crate) fn check_sources(config: &Config, spool: &Spool) -> Arc<Health> {
 /// Process-wide settings before anything starts: TLS provider, allocator, open-file limit.
 pub(crate) fn prepare_process(config: &Config) {
     install_crypto_provider();
-    if !config.smtp.hostname.contains('.') {
-        tracing::warn!(
-            "{}",
-            crate::config::unqualified_hostname(&config.smtp.hostname)
-        );
+    if let Some(warning) = crate::config::unqualified_hostname(&config.smtp.hostname) {
+        tracing::warn!("{warning}");
     }
     return_large_allocations();
     // Inbound sessions, outbound connections (one per delivery, plus idle ones kept for reuse),

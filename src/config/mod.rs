@@ -214,14 +214,17 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     validate::validate(path, text)
 }
 
-/// Why a host name without a dot is worth a warning: it is the EHLO name of every IP without
-/// `ehlo_hostname` or a forward-confirmed PTR, and many receivers refuse a name that is not
-/// fully qualified.
-pub fn unqualified_hostname(hostname: &str) -> String {
-    format!(
-        "[smtp] hostname {hostname:?} is not a fully qualified domain name; receivers may refuse \
-         it in EHLO: set it (or each [[ip]] ehlo_hostname) to the name your IPs' PTR records give"
-    )
+/// The warning for a host name without a dot, `None` for a qualified one: it is the EHLO name
+/// of every IP without `ehlo_hostname` or a forward-confirmed PTR, and many receivers refuse a
+/// name that is not fully qualified.
+pub fn unqualified_hostname(hostname: &str) -> Option<String> {
+    (!hostname.contains('.')).then(|| {
+        format!(
+            "[smtp] hostname {hostname:?} is not a fully qualified domain name; receivers may \
+             refuse it in EHLO: set it (or each [[ip]] ehlo_hostname) to the name your IPs' PTR \
+             records give"
+        )
+    })
 }
 
 impl Config {
@@ -260,11 +263,8 @@ impl Config {
             self.smtp.max_message_bytes,
             self.smtp.max_recipients
         ));
-        if !self.smtp.hostname.contains('.') {
-            out.push_str(&format!(
-                "warning: {}\n",
-                unqualified_hostname(&self.smtp.hostname)
-            ));
+        if let Some(warning) = unqualified_hostname(&self.smtp.hostname) {
+            out.push_str(&format!("warning: {warning}\n"));
         }
         out.push_str(&format!("spool: {}\n", self.spool_dir.display()));
         out.push_str(&self.feedback_summary());

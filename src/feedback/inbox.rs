@@ -143,8 +143,8 @@ impl Inbox {
         fs::remove_file(path)
     }
 
-    /// Blocking: deletes the unmatched reports older than `keep` (by the time they were set
-    /// arrived) and then the oldest beyond the `max` newest; returns how many were deleted.
+    /// Blocking: deletes the unmatched reports older than `keep` (by the time they arrived)
+    /// and then the oldest beyond the `max` newest; returns how many were deleted.
     pub fn prune_unmatched(
         &self,
         keep: Duration,

@@ -168,26 +168,28 @@ impl ConnectionPermit {
     }
 }
 
+/// Takes a token from `bucket` if it has a limit: `None` to go ahead, else how long until one.
+fn next_token(bucket: &Mutex<Option<Bucket>>) -> Option<Duration> {
+    bucket.lock().as_mut()?.take(Instant::now()).err()
+}
+
 async fn wait_for_token(
     bucket: &Mutex<Option<Bucket>>,
     changed: &Notify,
     slot: &mut dyn ReleasableSlot,
 ) -> Result<(), Stopped> {
+    // The common case, a token at hand or no limit, costs one lock.
+    if next_token(bucket).is_none() {
+        return Ok(());
+    }
     loop {
-        // Listening before looking at the bucket: a reload between the look and the sleep
-        // still wakes this waiter.
+        // Listening for a reload, then looking again: a reload between the look and the
+        // sleep still wakes this waiter.
         let changed = changed.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        let wait = {
-            let mut bucket = bucket.lock();
-            match bucket.as_mut() {
-                None => return Ok(()),
-                Some(bucket) => match bucket.take(Instant::now()) {
-                    Ok(()) => return Ok(()),
-                    Err(wait) => wait,
-                },
-            }
+        let Some(wait) = next_token(bucket) else {
+            return Ok(());
         };
         slot.release();
         unless_stopped(slot, async {

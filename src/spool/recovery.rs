@@ -424,6 +424,13 @@ mod tests {
         record::encode(Kind::Message, &payload)
     }
 
+    /// A segment file's bytes: the magic, then `records`.
+    fn segment(records: &[Vec<u8>]) -> Vec<u8> {
+        let mut bytes = SEGMENT_MAGIC.to_vec();
+        records.iter().for_each(|r| bytes.extend_from_slice(r));
+        bytes
+    }
+
     /// A crash between moving a deferred message and marking its old copy done leaves two
     /// copies: the one with more attempts is kept, the other is marked done in its segment.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -432,11 +439,6 @@ mod tests {
         let (queue, quarantine) = (dir.path().join("queue"), dir.path().join("quarantine"));
         fs::create_dir_all(&queue).unwrap();
         fs::create_dir_all(&quarantine).unwrap();
-        let segment = |records: &[Vec<u8>]| {
-            let mut bytes = SEGMENT_MAGIC.to_vec();
-            records.iter().for_each(|r| bytes.extend_from_slice(r));
-            bytes
-        };
         let first = segment(&[message_record("moved", 0), message_record("other", 0)]);
         fs::write(queue.join(segment_name(1)), first).unwrap();
         fs::write(
@@ -477,11 +479,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let queue = dir.path().join("queue");
         fs::create_dir_all(&queue).unwrap();
-        let segment = |records: &[Vec<u8>]| {
-            let mut bytes = SEGMENT_MAGIC.to_vec();
-            records.iter().for_each(|r| bytes.extend_from_slice(r));
-            bytes
-        };
         let first = segment(&[message_record("moved", 0), message_record("other", 0)]);
         fs::write(queue.join(segment_name(1)), first).unwrap();
         fs::write(
